@@ -1,0 +1,215 @@
+"""One frozen dataclass per section. Field types drive parsing of file and environment values."""
+
+from __future__ import annotations
+
+import dataclasses
+from dataclasses import dataclass, field
+from pathlib import Path
+from urllib.parse import urlsplit
+
+from config.errors import ConfigError
+
+
+@dataclass(frozen=True)
+class ServerSettings:
+    host: str = "127.0.0.1"
+    port: int = 8080
+    # The origin browsers see (scheme://host[:port]); empty means derived from host/port/TLS.
+    # Behind a reverse proxy this must be the proxy's public origin: it is checked against
+    # the WebSocket Origin header and used to build invite links.
+    public_url: str = ""
+    tls_cert_file: str = ""
+    tls_key_file: str = ""
+    # Trust X-Forwarded-For / X-Forwarded-Proto from the reverse proxy (only behind one).
+    trust_proxy_headers: bool = False
+    max_body_bytes: int = 64 * 1024
+
+    @property
+    def tls(self) -> bool:
+        return bool(self.tls_cert_file)
+
+    @property
+    def origin(self) -> str:
+        if self.public_url:
+            parts = urlsplit(self.public_url)
+            return f"{parts.scheme}://{parts.netloc}"
+        scheme = "https" if self.tls else "http"
+        wildcard = ("127.0.0.1", "0.0.0.0", "::", "")  # noqa: S104 - compared, not bound
+        host = "localhost" if self.host in wildcard else self.host
+        if ":" in host and not host.startswith("["):
+            host = f"[{host}]"
+        return f"{scheme}://{host}:{self.port}"
+
+    @property
+    def secure_cookies(self) -> bool:
+        return self.origin.startswith("https://")
+
+
+@dataclass(frozen=True)
+class StorageSettings:
+    backend: str = "sqlite"
+    data_dir: str = "data"
+    redis_url: str = "redis://127.0.0.1:6379/0"
+    # Durable data in Redis is only durable with AOF; refuse to start without it unless told.
+    redis_require_aof: bool = True
+
+    @property
+    def data_path(self) -> Path:
+        return Path(self.data_dir)
+
+    @property
+    def sqlite_path(self) -> Path:
+        return self.data_path / "teleconsult.sqlite3"
+
+
+@dataclass(frozen=True)
+class SecuritySettings:
+    # Empty: <data_dir>/keys/secret.key, generated on first run.
+    secret_key_file: str = ""
+    password_min_length: int = 12
+    login_pending_minutes: int = 5
+    session_idle_minutes: int = 30
+    session_absolute_hours: int = 12
+    lockout_threshold: int = 5
+    lockout_minutes: int = 15
+    # Failures from one address (over all accounts) before that address is locked out.
+    address_failure_threshold: int = 20
+    room_token_ttl_seconds: int = 120
+    invite_grace_minutes: int = 60
+    invite_max_code_attempts: int = 5
+    setup_link_minutes: int = 30
+
+
+@dataclass(frozen=True)
+class TurnSettings:
+    stun_urls: tuple[str, ...] = ()
+    turn_urls: tuple[str, ...] = ()
+    # Shared secret of coturn's use-auth-secret (TURN REST credentials); empty: no TURN.
+    secret_file: str = ""
+    # Credentials never outlive this, even for a long consultation.
+    max_credential_hours: int = 12
+
+
+@dataclass(frozen=True)
+class SignalingSettings:
+    max_message_bytes: int = 64 * 1024
+    messages_per_second: int = 40
+    message_burst: int = 80
+    connections_per_address: int = 20
+    join_timeout_seconds: float = 5.0
+    resume_grace_seconds: float = 30.0
+    heartbeat_seconds: float = 15.0
+    send_queue_size: int = 256
+
+
+@dataclass(frozen=True)
+class RecordingSettings:
+    enabled: bool = True
+    # Empty: <data_dir>/keys/recording-master.key, generated on first run.
+    master_key_file: str = ""
+    retention_days: int = 30
+
+
+@dataclass(frozen=True)
+class Settings:
+    server: ServerSettings = field(default_factory=ServerSettings)
+    storage: StorageSettings = field(default_factory=StorageSettings)
+    security: SecuritySettings = field(default_factory=SecuritySettings)
+    turn: TurnSettings = field(default_factory=TurnSettings)
+    signaling: SignalingSettings = field(default_factory=SignalingSettings)
+    recording: RecordingSettings = field(default_factory=RecordingSettings)
+
+    @property
+    def secret_key_path(self) -> Path:
+        if self.security.secret_key_file:
+            return Path(self.security.secret_key_file)
+        return self.storage.data_path / "keys" / "secret.key"
+
+    @property
+    def recording_key_path(self) -> Path:
+        if self.recording.master_key_file:
+            return Path(self.recording.master_key_file)
+        return self.storage.data_path / "keys" / "recording-master.key"
+
+    def replace(self, **sections: object) -> Settings:
+        return dataclasses.replace(self, **sections)  # type: ignore[arg-type]
+
+    def validate(self) -> Settings:
+        """Check values that types alone cannot; raise ConfigError naming the key."""
+
+        def require(ok: bool, key: str, expected: str) -> None:
+            if not ok:
+                raise ConfigError(f"{key}: expected {expected}")
+
+        s = self.server
+        require(1 <= s.port <= 65535, "server.port", "a port number between 1 and 65535")
+        require(bool(s.host), "server.host", "a host name or address")
+        if s.public_url:
+            parts = urlsplit(s.public_url)
+            require(
+                parts.scheme in ("http", "https") and bool(parts.netloc),
+                "server.public_url",
+                "an http:// or https:// URL such as https://visio.clinic.example",
+            )
+        require(
+            bool(s.tls_cert_file) == bool(s.tls_key_file),
+            "server.tls_key_file",
+            "tls_cert_file and tls_key_file to be set together",
+        )
+        require(s.max_body_bytes >= 1024, "server.max_body_bytes", "at least 1024")
+        st = self.storage
+        require(st.backend in ("sqlite", "redis"), "storage.backend", '"sqlite" or "redis"')
+        require(bool(st.data_dir), "storage.data_dir", "a directory path")
+        if st.backend == "redis":
+            require(
+                st.redis_url.startswith(("redis://", "rediss://", "unix://")),
+                "storage.redis_url",
+                "a redis://, rediss:// or unix:// URL",
+            )
+        sec = self.security
+        require(sec.password_min_length >= 12, "security.password_min_length", "at least 12")
+        for name in (
+            "login_pending_minutes",
+            "session_idle_minutes",
+            "session_absolute_hours",
+            "lockout_threshold",
+            "lockout_minutes",
+            "address_failure_threshold",
+            "invite_grace_minutes",
+            "invite_max_code_attempts",
+            "setup_link_minutes",
+        ):
+            require(getattr(sec, name) > 0, f"security.{name}", "a positive integer")
+        require(
+            5 <= sec.room_token_ttl_seconds <= 120,
+            "security.room_token_ttl_seconds",
+            "between 5 and 120 seconds",
+        )
+        t = self.turn
+        for url in t.stun_urls:
+            require(url.startswith(("stun:", "stuns:")), "turn.stun_urls", "stun: or stuns: URIs")
+        for url in t.turn_urls:
+            require(url.startswith(("turn:", "turns:")), "turn.turn_urls", "turn: or turns: URIs")
+        require(
+            not t.turn_urls or bool(t.secret_file),
+            "turn.secret_file",
+            "the file holding coturn's static-auth-secret when turn.turn_urls is set",
+        )
+        require(t.max_credential_hours > 0, "turn.max_credential_hours", "a positive integer")
+        sig = self.signaling
+        require(
+            1024 <= sig.max_message_bytes <= 1024 * 1024,
+            "signaling.max_message_bytes",
+            "between 1024 and 1048576",
+        )
+        for name in (
+            "messages_per_second",
+            "message_burst",
+            "connections_per_address",
+            "send_queue_size",
+        ):
+            require(getattr(sig, name) > 0, f"signaling.{name}", "a positive integer")
+        for name in ("join_timeout_seconds", "resume_grace_seconds", "heartbeat_seconds"):
+            require(getattr(sig, name) > 0, f"signaling.{name}", "a positive number of seconds")
+        require(self.recording.retention_days > 0, "recording.retention_days", "a positive integer")
+        return self

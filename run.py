@@ -1,0 +1,246 @@
+#!/usr/bin/env python3
+"""Command line of the teleconsultation service: serve, and account administration.
+
+Only argument parsing lives here; the work is done by the packages.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import dataclasses
+import getpass
+import logging
+import signal
+import ssl
+import sys
+from collections.abc import Awaitable, Callable
+from pathlib import Path
+
+from config import ConfigError, Settings, load_settings
+
+
+def _settings(args: argparse.Namespace) -> Settings:
+    settings = load_settings(args.config)
+    storage = settings.storage
+    server = settings.server
+    if getattr(args, "data_dir", None):
+        storage = dataclasses.replace(storage, data_dir=args.data_dir)
+    if getattr(args, "host", None):
+        server = dataclasses.replace(server, host=args.host)
+    if getattr(args, "port", None):
+        server = dataclasses.replace(server, port=args.port)
+    if getattr(args, "tls_cert", None) or getattr(args, "tls_key", None):
+        server = dataclasses.replace(
+            server, tls_cert_file=args.tls_cert or "", tls_key_file=args.tls_key or ""
+        )
+    if getattr(args, "self_signed", False):
+        from signaling.selfsigned import ensure_self_signed
+
+        cert, key = ensure_self_signed(Path(storage.data_dir) / "tls", server.host)
+        server = dataclasses.replace(server, tls_cert_file=str(cert), tls_key_file=str(key))
+    return dataclasses.replace(settings, storage=storage, server=server).validate()
+
+
+def _serve(args: argparse.Namespace) -> int:
+    from aiohttp import web
+
+    from signaling.app import create_app, issue_setup_link
+    from signaling.middleware import RedactingAccessLogger
+
+    settings = _settings(args)
+    app = create_app(settings)
+    ssl_context = None
+    if settings.server.tls:
+        ssl_context = ssl.create_default_context(ssl.Purpose.CLIENT_AUTH)
+        ssl_context.load_cert_chain(settings.server.tls_cert_file, settings.server.tls_key_file)
+
+    async def main() -> None:
+        runner = web.AppRunner(
+            app,
+            access_log_class=RedactingAccessLogger,
+            access_log=logging.getLogger("teleconsult.access"),
+            handle_signals=False,
+        )
+        await runner.setup()
+        site = web.TCPSite(
+            runner, settings.server.host, settings.server.port, ssl_context=ssl_context
+        )
+        await site.start()
+        stop = asyncio.Event()
+        loop = asyncio.get_running_loop()
+        for sig in (signal.SIGINT, signal.SIGTERM):
+            loop.add_signal_handler(sig, stop.set)
+        print(
+            f"Teleconsultation service on {settings.server.origin} "
+            f"(listening on {settings.server.host}:{settings.server.port}, "
+            f"data in {settings.storage.data_path.resolve()})",
+            flush=True,
+        )
+        link = await issue_setup_link(app)
+        if link:
+            # Printed on the console only (never logged): it creates the first administrator.
+            print(
+                "\nNo account exists yet. Open this one-time link within "
+                f"{settings.security.setup_link_minutes} minutes to create the first "
+                f"administrator:\n\n    {link}\n",
+                flush=True,
+            )
+        await stop.wait()
+        await runner.cleanup()
+
+    asyncio.run(main())
+    return 0
+
+
+def _read_password(prompt_twice: bool) -> str:
+    if not sys.stdin.isatty():
+        return sys.stdin.readline().rstrip("\n")
+    first = getpass.getpass("Password (at least 12 characters): ")
+    if prompt_twice and getpass.getpass("Password again: ") != first:
+        raise SystemExit("error: the passwords differ")
+    return first
+
+
+def _with_services(args: argparse.Namespace, work: Callable[..., Awaitable[int]]) -> int:
+    from signaling.app import create_app
+    from signaling.keys import SERVICES
+
+    settings = _settings(args)
+    app = create_app(settings)
+    services = app[SERVICES]
+
+    async def main() -> int:
+        await services.store.open()
+        try:
+            return await work(services)
+        finally:
+            await services.store.close()
+
+    return asyncio.run(main())
+
+
+def _add_user(args: argparse.Namespace) -> int:
+    from signaling import mfa
+    from signaling.errors import AppError
+    from signaling.keys import Services
+
+    password = _read_password(prompt_twice=True)
+
+    async def work(services: Services) -> int:
+        try:
+            user = await services.accounts.create_user(
+                args.username, password, args.role, args.display_name or ""
+            )
+        except AppError as exc:
+            print(f"error: {exc.message}", file=sys.stderr)
+            return 1
+        enrolment = await services.accounts.start_enrolment(user)
+        await services.audit.record(
+            "user.created", actor="cli", actor_role="admin", target=user.id, role=user.role
+        )
+        print(f"Created {user.role} {user.username}.")
+        print(
+            "Scan this code with an authenticator app (FreeOTP, Aegis, Google "
+            "Authenticator...), or enter the key by hand. Two-factor sign-in becomes "
+            "active with the first correct code.\n"
+        )
+        print(mfa.qr_terminal(enrolment.otpauth_uri))
+        print(f"otpauth URI: {enrolment.otpauth_uri}")
+        print(f"key: {enrolment.secret}")
+        return 0
+
+    return _with_services(args, work)
+
+
+def _user_action(action: str) -> Callable[[argparse.Namespace], int]:
+    def run(args: argparse.Namespace) -> int:
+        from signaling.keys import Services
+
+        async def work(services: Services) -> int:
+            user = await services.store.get_user_by_username(args.username)
+            if user is None:
+                print(f"error: no user named {args.username}", file=sys.stderr)
+                return 1
+            if action == "reset-mfa":
+                await services.accounts.reset_mfa(user)
+                message = f"{user.username} enrols a new authenticator at next sign-in."
+                audit_action = "mfa.reset"
+            else:
+                disabled = action == "disable-user"
+                await services.accounts.set_disabled(user, disabled)
+                message = f"{user.username} is {'disabled' if disabled else 'enabled'}."
+                audit_action = "user.disabled" if disabled else "user.enabled"
+            await services.audit.record(
+                audit_action, actor="cli", actor_role="admin", target=user.id
+            )
+            print(message)
+            return 0
+
+        return _with_services(args, work)
+
+    return run
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(
+        prog="run.py", description="Self-hosted teleconsultation service."
+    )
+    common = argparse.ArgumentParser(add_help=False)
+    common.add_argument("--config", help="TOML settings file (then TELECONSULT_* variables)")
+    common.add_argument(
+        "--data-dir", help="directory for the database, keys and recordings (default ./data)"
+    )
+    sub = parser.add_subparsers(dest="command")
+
+    serve = sub.add_parser("serve", parents=[common], help="run the service (the default)")
+    serve.add_argument("--host", help="address to listen on (default 127.0.0.1)")
+    serve.add_argument("--port", type=int, help="port to listen on (default 8080)")
+    serve.add_argument("--tls-cert", help="TLS certificate chain (PEM)")
+    serve.add_argument("--tls-key", help="TLS private key (PEM)")
+    serve.add_argument(
+        "--self-signed",
+        action="store_true",
+        help="generate and use a self-signed certificate (trying it on a LAN)",
+    )
+    serve.set_defaults(func=_serve)
+
+    add = sub.add_parser(
+        "add-user",
+        parents=[common],
+        help="create an account (password read from a prompt or stdin)",
+    )
+    add.add_argument("--username", required=True)
+    add.add_argument("--role", choices=("doctor", "admin"), required=True)
+    add.add_argument("--display-name", help="name shown to patients, e.g. 'Dr Anne Martin'")
+    add.set_defaults(func=_add_user)
+
+    for name, text in (
+        ("reset-mfa", "make a user enrol a new authenticator"),
+        ("disable-user", "disable an account and end its sessions"),
+        ("enable-user", "enable a disabled account"),
+    ):
+        cmd = sub.add_parser(name, parents=[common], help=text)
+        cmd.add_argument("--username", required=True)
+        cmd.set_defaults(func=_user_action(name))
+    return parser
+
+
+def main(argv: list[str] | None = None) -> int:
+    logging.basicConfig(
+        level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s"
+    )
+    parser = build_parser()
+    argv = sys.argv[1:] if argv is None else argv
+    if not argv or (argv[0].startswith("-") and argv[0] not in ("-h", "--help")):
+        argv = ["serve", *argv]
+    args = parser.parse_args(argv)
+    try:
+        return int(args.func(args))
+    except ConfigError as exc:
+        print(f"configuration error: {exc}", file=sys.stderr)
+        return 2
+
+
+if __name__ == "__main__":
+    sys.exit(main())

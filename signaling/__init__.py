@@ -1,0 +1,1 @@
+"""The aiohttp signaling server: HTTP API, pages, auth, tokens, rooms and the WebSocket."""

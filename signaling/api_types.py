@@ -1,0 +1,153 @@
+"""Request and response bodies of the HTTP API. msgspec validates them and documents them
+(the OpenAPI document is generated from these types, so the two cannot drift apart)."""
+
+from __future__ import annotations
+
+from typing import Annotated, Literal
+
+import msgspec
+from msgspec import Meta
+
+Username = Annotated[str, Meta(min_length=3, max_length=64)]
+Password = Annotated[str, Meta(min_length=1, max_length=1024)]
+TotpCode = Annotated[str, Meta(min_length=6, max_length=8, description="6-digit TOTP code")]
+Id = Annotated[str, Meta(min_length=1, max_length=64)]
+
+
+class ErrorDetail(msgspec.Struct):
+    code: str
+    message: str
+    details: dict[str, int | str | bool] | None = None
+
+
+class ErrorBody(msgspec.Struct):
+    error: ErrorDetail
+
+
+class Health(msgspec.Struct):
+    status: str
+
+
+class SetupStatus(msgspec.Struct):
+    needs_setup: bool
+
+
+class SetupRequest(msgspec.Struct, forbid_unknown_fields=True):
+    setup_token: Annotated[str, Meta(max_length=512)]
+    username: Username
+    password: Password
+    display_name: Annotated[str, Meta(max_length=120)] = ""
+
+
+class LoginRequest(msgspec.Struct, forbid_unknown_fields=True):
+    username: Annotated[str, Meta(max_length=256)]
+    password: Password
+
+
+class LoginResponse(msgspec.Struct):
+    next: Literal["totp", "enrol"]
+    expires_in: int
+
+
+class EnrolmentResponse(msgspec.Struct):
+    secret: str
+    otpauth_uri: str
+    qr_svg: str
+
+
+class TotpRequest(msgspec.Struct, forbid_unknown_fields=True):
+    code: TotpCode
+
+
+class UserView(msgspec.Struct):
+    id: str
+    username: str
+    display_name: str
+    role: Literal["admin", "doctor"]
+    mfa_enrolled: bool
+    disabled: bool
+    created_at: float
+
+
+class MeResponse(msgspec.Struct):
+    user: UserView
+    csrf_token: str
+
+
+class CreateUserRequest(msgspec.Struct, forbid_unknown_fields=True):
+    username: Username
+    password: Password
+    role: Literal["admin", "doctor"]
+    display_name: Annotated[str, Meta(max_length=120)] = ""
+
+
+class UserList(msgspec.Struct):
+    users: list[UserView]
+
+
+class CreateConsultationRequest(msgspec.Struct, forbid_unknown_fields=True):
+    patient_name: Annotated[str, Meta(min_length=1, max_length=120)]
+    scheduled_start: Annotated[
+        str, Meta(max_length=40, description="ISO 8601 date-time with a UTC offset")
+    ]
+    duration_minutes: Annotated[int, Meta(ge=5, le=240)] = 30
+    note: Annotated[str, Meta(max_length=2000)] = ""
+
+
+class ConsultationView(msgspec.Struct):
+    id: str
+    doctor_id: str
+    patient_name: str
+    scheduled_start: str
+    scheduled_end: str
+    duration_minutes: int
+    note: str
+    status: Literal["scheduled", "cancelled", "ended"]
+    invite_locked: bool
+    invite_expires: str
+
+
+class ConsultationList(msgspec.Struct):
+    consultations: list[ConsultationView]
+
+
+class InviteResponse(msgspec.Struct):
+    consultation: ConsultationView
+    invite_url: str
+    access_code: Annotated[
+        str,
+        Meta(description="Shown once; give it to the patient by another channel than the link."),
+    ]
+
+
+class RoomTokenRequest(msgspec.Struct, forbid_unknown_fields=True):
+    consultation_id: Id
+
+
+class RoomTokenResponse(msgspec.Struct):
+    room_token: str
+    role: Literal["doctor", "patient"]
+    expires_in: int
+
+
+class InviteInspectRequest(msgspec.Struct, forbid_unknown_fields=True):
+    invite: Annotated[str, Meta(max_length=512)]
+
+
+class InviteInfo(msgspec.Struct):
+    consultation_id: str
+    doctor_name: str
+    scheduled_start: str
+    scheduled_end: str
+
+
+class RedeemRequest(msgspec.Struct, forbid_unknown_fields=True):
+    invite: Annotated[str, Meta(max_length=512)]
+    access_code: Annotated[str, Meta(min_length=1, max_length=16)]
+
+
+class RedeemResponse(msgspec.Struct):
+    consultation: InviteInfo
+    room_token: str
+    expires_in: int
+    csrf_token: str

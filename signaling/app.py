@@ -1,0 +1,138 @@
+"""create_app(settings): wires config, store, services, routes and middleware together."""
+
+from __future__ import annotations
+
+import logging
+import secrets
+from collections.abc import AsyncIterator
+from pathlib import Path
+
+from aiohttp import web
+
+from config import Settings, load_or_create_key, read_key_file
+from signaling.audit import AuditTrail
+from signaling.auth import Accounts
+from signaling.clock import Clock
+from signaling.consultations import Consultations
+from signaling.crypto import SecretBox, derive_key
+from signaling.http_api import ApiRegistry, json_response
+from signaling.keys import SERVICES, Services
+from signaling.middleware import add_security_headers, error_middleware, origin_middleware
+from signaling.openapi import build_openapi
+from signaling.pages import setup_pages
+from signaling.routes_auth import SETUP_NONCE
+from signaling.routes_auth import routes as auth_routes
+from signaling.routes_consultations import routes as consultation_routes
+from signaling.routes_health import routes as health_routes
+from signaling.routes_users import routes as user_routes
+from signaling.store.base import Store
+from signaling.store.sqlite import SqliteStore
+from signaling.tokens import InviteTokens, RoomTokens, SetupTokens
+
+log = logging.getLogger("teleconsult")
+VERSION = "0.1.0"
+WEB_ROOT = Path(__file__).resolve().parent.parent / "web"
+
+
+def make_store(settings: Settings) -> Store:
+    if settings.storage.backend == "sqlite":
+        return SqliteStore(settings.storage.sqlite_path)
+    raise NotImplementedError("the redis store backend is not available yet")
+
+
+def load_secret(settings: Settings) -> bytes:
+    # A configured key file must exist; the default one is generated on first run.
+    return load_or_create_key(
+        settings.secret_key_path, create=not settings.security.secret_key_file
+    )
+
+
+def load_turn_secret(settings: Settings) -> bytes | None:
+    if not settings.turn.secret_file:
+        return None
+    return read_key_file(Path(settings.turn.secret_file))
+
+
+def all_routes() -> ApiRegistry:
+    registry = ApiRegistry()
+    for part in (health_routes, auth_routes, user_routes, consultation_routes):
+        registry.endpoints.extend(part.endpoints)
+    return registry
+
+
+def create_app(
+    settings: Settings,
+    *,
+    clock: Clock | None = None,
+    store: Store | None = None,
+    web_root: Path = WEB_ROOT,
+) -> web.Application:
+    clock = clock or Clock()
+    store = store or make_store(settings)
+    secret = load_secret(settings)
+    audit = AuditTrail(store, clock)
+    accounts = Accounts(
+        store, clock, settings.security, SecretBox(derive_key(secret, "totp-secrets")), audit
+    )
+    consultations = Consultations(
+        store,
+        clock,
+        settings.security,
+        InviteTokens(derive_key(secret, "invite-tokens")),
+        derive_key(secret, "access-codes"),
+        audit,
+    )
+    services = Services(
+        settings=settings,
+        clock=clock,
+        store=store,
+        audit=audit,
+        accounts=accounts,
+        consultations=consultations,
+        room_tokens=RoomTokens(
+            derive_key(secret, "room-tokens"),
+            store,
+            clock,
+            settings.security.room_token_ttl_seconds,
+        ),
+        setup_tokens=SetupTokens(
+            derive_key(secret, "setup-tokens"), clock, settings.security.setup_link_minutes
+        ),
+        web_root=web_root,
+        turn_secret=load_turn_secret(settings),
+    )
+    app = web.Application(
+        middlewares=[error_middleware, origin_middleware],
+        client_max_size=settings.server.max_body_bytes,
+    )
+    app[SERVICES] = services
+    app.on_response_prepare.append(add_security_headers)
+
+    async def open_store(app: web.Application) -> AsyncIterator[None]:
+        await store.open()
+        yield
+        await store.close()
+
+    app.cleanup_ctx.append(open_store)
+
+    registry = all_routes()
+    registry.install(app)
+    openapi = build_openapi(registry.endpoints, VERSION)
+
+    async def serve_openapi(request: web.Request) -> web.Response:
+        return json_response(openapi)
+
+    app.router.add_get("/api/openapi.json", serve_openapi)
+    setup_pages(app, web_root)
+    return app
+
+
+async def issue_setup_link(app: web.Application) -> str | None:
+    """On a service with no user yet, a fresh one-time link to create the first admin."""
+    services = app[SERVICES]
+    if await services.store.count_users() > 0:
+        return None
+    nonce = secrets.token_urlsafe(12)
+    await services.store.set_meta(SETUP_NONCE, nonce)
+    token = services.setup_tokens.issue(nonce)
+    return f"{services.settings.server.origin}/setup/{token}"

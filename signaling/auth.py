@@ -1,0 +1,296 @@
+"""Accounts, two-step sign-in (password, then TOTP), lockouts and server-side sessions."""
+
+from __future__ import annotations
+
+import secrets
+import uuid
+from dataclasses import dataclass
+
+from config import SecuritySettings
+from signaling import mfa
+from signaling.audit import AuditTrail
+from signaling.clock import Clock
+from signaling.crypto import SecretBox, sha256_hex
+from signaling.errors import AppError
+from signaling.models import Role, Session, User
+from signaling.passwords import hash_password, verify_password
+from signaling.store.base import DuplicateUsername, Store
+
+USERNAME_MAX = 64
+
+
+@dataclass(frozen=True)
+class IssuedSession:
+    cookie_value: str
+    session: Session
+
+
+@dataclass(frozen=True)
+class Enrolment:
+    secret: str
+    otpauth_uri: str
+    qr_svg: str
+
+
+def validate_username(username: str) -> str:
+    name = username.strip()
+    if not (3 <= len(name) <= USERNAME_MAX) or not all(ch.isalnum() or ch in "._-@" for ch in name):
+        raise AppError(
+            "invalid_body",
+            "A username has 3 to 64 letters, digits or . _ - @ characters.",
+        )
+    return name
+
+
+class Accounts:
+    def __init__(
+        self,
+        store: Store,
+        clock: Clock,
+        settings: SecuritySettings,
+        totp_box: SecretBox,
+        audit: AuditTrail,
+    ) -> None:
+        self.store = store
+        self.clock = clock
+        self.settings = settings
+        self._box = totp_box
+        self._audit = audit
+
+    # -- users
+    def check_password_strength(self, password: str) -> None:
+        if len(password) < self.settings.password_min_length:
+            raise AppError(
+                "weak_password",
+                f"A password needs at least {self.settings.password_min_length} characters.",
+            )
+        if len(password) > 1024:
+            raise AppError("invalid_body", "A password has at most 1024 characters.")
+
+    async def create_user(
+        self, username: str, password: str, role: Role, display_name: str = ""
+    ) -> User:
+        name = validate_username(username)
+        self.check_password_strength(password)
+        display = (display_name or name).strip()[:120]
+        user = User(
+            id=uuid.uuid4().hex,
+            username=name,
+            display_name=display,
+            role=role,
+            password_hash=await hash_password(password),
+            created_at=self.clock.now(),
+        )
+        try:
+            await self.store.create_user(user)
+        except DuplicateUsername:
+            raise AppError("username_taken") from None
+        return user
+
+    def totp_secret(self, user: User) -> str | None:
+        if user.totp_secret_enc is None:
+            return None
+        return self._box.open(user.totp_secret_enc, aad=user.id.encode()).decode()
+
+    async def start_enrolment(self, user: User) -> Enrolment:
+        """Give the user a TOTP secret to enrol; it counts only after a correct code."""
+        if user.totp_confirmed:
+            raise AppError("forbidden", "Two-factor authentication is already set up.")
+        secret = self.totp_secret(user)
+        if secret is None:
+            secret = mfa.new_secret()
+            user = user.evolve(totp_secret_enc=self._box.seal(secret.encode(), user.id.encode()))
+            await self.store.update_user(user)
+        uri = mfa.provisioning_uri(secret, user.username)
+        return Enrolment(secret=secret, otpauth_uri=uri, qr_svg=mfa.qr_svg(uri))
+
+    async def reset_mfa(self, user: User) -> User:
+        secret = mfa.new_secret()
+        user = user.evolve(
+            totp_secret_enc=self._box.seal(secret.encode(), user.id.encode()),
+            totp_confirmed=False,
+        )
+        await self.store.update_user(user)
+        await self.store.delete_user_sessions(user.id)
+        return user
+
+    async def set_disabled(self, user: User, disabled: bool) -> User:
+        user = user.evolve(disabled=disabled)
+        await self.store.update_user(user)
+        if disabled:
+            await self.store.delete_user_sessions(user.id)
+        return user
+
+    # -- lockouts
+    def _lock_keys(self, username: str, address: str) -> tuple[str, str]:
+        return f"lock:user:{username.casefold()}", f"lock:addr:{address}"
+
+    async def _check_locks(self, username: str, address: str) -> None:
+        now = self.clock.now()
+        user_lock, addr_lock = self._lock_keys(username, address)
+        if await self.store.get_count(user_lock, now):
+            raise AppError(
+                "account_locked", details={"retry_after_minutes": self.settings.lockout_minutes}
+            )
+        if await self.store.get_count(addr_lock, now):
+            raise AppError(
+                "address_locked", details={"retry_after_minutes": self.settings.lockout_minutes}
+            )
+
+    async def _count_failure(self, username: str, address: str) -> None:
+        now = self.clock.now()
+        window = self.settings.lockout_minutes * 60
+        user_lock, addr_lock = self._lock_keys(username, address)
+        user_failures = await self.store.incr(f"fail:user:{username.casefold()}", window, now)
+        addr_failures = await self.store.incr(f"fail:addr:{address}", window, now)
+        if user_failures >= self.settings.lockout_threshold:
+            # The lock lasts the full period from the failure that set it.
+            await self.store.claim_once(user_lock, window, now)
+            await self.store.delete_key(f"fail:user:{username.casefold()}")
+            await self._audit.record(
+                "account.locked",
+                actor=username.casefold()[:64],
+                actor_role="unknown",
+                address=address,
+                outcome="locked",
+            )
+        if addr_failures >= self.settings.address_failure_threshold:
+            await self.store.claim_once(addr_lock, window, now)
+            await self.store.delete_key(f"fail:addr:{address}")
+            await self._audit.record(
+                "address.locked",
+                actor="",
+                actor_role="unknown",
+                target=address,
+                address=address,
+                outcome="locked",
+            )
+
+    # -- sign-in
+    async def _issue(
+        self, kind: str, lifetime: float, user_id: str | None, consultation_id: str | None
+    ) -> IssuedSession:
+        now = self.clock.now()
+        cookie = secrets.token_urlsafe(32)
+        session = Session(
+            id_hash=sha256_hex(cookie),
+            kind=kind,  # type: ignore[arg-type]
+            created_at=now,
+            last_seen=now,
+            expires_at=now + lifetime,
+            csrf_token=secrets.token_urlsafe(24),
+            user_id=user_id,
+            consultation_id=consultation_id,
+        )
+        await self.store.put_session(session)
+        return IssuedSession(cookie_value=cookie, session=session)
+
+    async def login_password(
+        self, username: str, password: str, address: str
+    ) -> tuple[IssuedSession, User]:
+        """Step one. Same answer and same work for an unknown user and a wrong password."""
+        await self._check_locks(username, address)
+        user = await self.store.get_user_by_username(username) if len(username) <= 64 else None
+        ok = await verify_password(user.password_hash if user else None, password)
+        if not ok or user is None or user.disabled:
+            await self._count_failure(username, address)
+            await self._audit.record(
+                "login.password",
+                actor=user.id if user else "",
+                actor_role=user.role if user else "unknown",
+                address=address,
+                outcome="failure",
+                reason="disabled" if user and ok else "bad_credentials",
+            )
+            raise AppError("invalid_credentials")
+        pending = await self._issue(
+            "pending", self.settings.login_pending_minutes * 60, user.id, None
+        )
+        await self._audit.record(
+            "login.password", actor=user.id, actor_role=user.role, address=address
+        )
+        return pending, user
+
+    async def pending_user(self, cookie_value: str | None) -> tuple[Session, User]:
+        if not cookie_value:
+            raise AppError("login_expired")
+        session = await self.store.get_session(sha256_hex(cookie_value))
+        now = self.clock.now()
+        if session is None or session.kind != "pending" or session.expires_at <= now:
+            raise AppError("login_expired")
+        user = await self.store.get_user(session.user_id or "")
+        if user is None or user.disabled:
+            raise AppError("login_expired")
+        return session, user
+
+    async def login_totp(
+        self, pending_cookie: str | None, code: str, address: str
+    ) -> tuple[IssuedSession, User]:
+        """Step two: a correct, unused code turns the pending login into a session."""
+        pending, user = await self.pending_user(pending_cookie)
+        await self._check_locks(user.username, address)
+        secret = self.totp_secret(user)
+        if secret is None:
+            raise AppError("enrolment_required")
+        step = mfa.matching_step(secret, code.strip().replace(" ", ""), self.clock.now())
+        if step is None:
+            await self._count_failure(user.username, address)
+            await self._audit.record(
+                "login.totp",
+                actor=user.id,
+                actor_role=user.role,
+                address=address,
+                outcome="failure",
+                reason="wrong_code",
+            )
+            raise AppError("invalid_totp")
+        if not await self.store.advance_totp_step(user.id, step):
+            await self._count_failure(user.username, address)
+            await self._audit.record(
+                "login.totp",
+                actor=user.id,
+                actor_role=user.role,
+                address=address,
+                outcome="failure",
+                reason="reused_code",
+            )
+            raise AppError("totp_reused")
+        if not user.totp_confirmed:
+            user = user.evolve(totp_confirmed=True)
+            await self.store.update_user(user)
+            await self._audit.record(
+                "mfa.enrolled", actor=user.id, actor_role=user.role, target=user.id, address=address
+            )
+        await self.store.delete_session(pending.id_hash)
+        await self.store.delete_key(f"fail:user:{user.username.casefold()}")
+        absolute = self.settings.session_absolute_hours * 3600
+        issued = await self._issue("staff", absolute, user.id, None)
+        await self._audit.record(
+            "login.success", actor=user.id, actor_role=user.role, address=address
+        )
+        return issued, user
+
+    async def issue_patient_session(self, consultation_id: str, until: float) -> IssuedSession:
+        return await self._issue(
+            "patient", max(until - self.clock.now(), 60.0), None, consultation_id
+        )
+
+    async def session_for(self, cookie_value: str | None, kind: str) -> Session | None:
+        """The live session behind a cookie, touching its idle timer; None if gone."""
+        if not cookie_value or len(cookie_value) > 128:
+            return None
+        session = await self.store.get_session(sha256_hex(cookie_value))
+        now = self.clock.now()
+        if session is None or session.kind != kind:
+            return None
+        idle = self.settings.session_idle_minutes * 60
+        if session.expires_at <= now or (kind == "staff" and now - session.last_seen > idle):
+            await self.store.delete_session(session.id_hash)
+            return None
+        if now - session.last_seen > 30:  # spare the store a write per request
+            session = session.evolve(last_seen=now)
+            await self.store.put_session(session)
+        return session
+
+    async def logout(self, session: Session) -> None:
+        await self.store.delete_session(session.id_hash)

@@ -1,0 +1,143 @@
+"""Declared API endpoints: one registry feeds both the router and the OpenAPI document.
+
+Each endpoint names its body type (decoded and validated by msgspec before the handler runs),
+its response type, who may call it and which documented errors it may answer.
+"""
+
+from __future__ import annotations
+
+import hmac
+from collections.abc import Awaitable, Callable
+from dataclasses import dataclass, field
+from typing import Any, Literal
+
+import msgspec
+from aiohttp import web
+
+from signaling.errors import AppError
+from signaling.keys import SERVICES
+from signaling.models import Session, User
+
+Auth = Literal["none", "pending", "staff", "admin", "patient", "staff_or_patient"]
+Handler = Callable[..., Awaitable[web.StreamResponse]]
+
+SESSION_COOKIE = "tc_session"
+PENDING_COOKIE = "tc_pending"
+PATIENT_COOKIE = "tc_patient"
+CSRF_HEADER = "X-CSRF-Token"
+
+SESSION_KEY = web.RequestKey("session", Session)
+USER_KEY = web.RequestKey("user", User)
+UNSAFE_METHODS = frozenset({"POST", "PUT", "PATCH", "DELETE"})
+
+
+@dataclass(frozen=True)
+class Endpoint:
+    method: str
+    path: str
+    handler: Handler
+    summary: str
+    auth: Auth
+    body: type[Any] | None
+    response: type[Any] | None
+    status: int
+    errors: tuple[str, ...]
+    tag: str
+
+
+@dataclass
+class ApiRegistry:
+    endpoints: list[Endpoint] = field(default_factory=list)
+
+    def route(
+        self,
+        method: str,
+        path: str,
+        *,
+        summary: str,
+        auth: Auth = "none",
+        body: type[Any] | None = None,
+        response: type[Any] | None = None,
+        status: int = 200,
+        errors: tuple[str, ...] = (),
+        tag: str = "api",
+    ) -> Callable[[Handler], Handler]:
+        def register(handler: Handler) -> Handler:
+            self.endpoints.append(
+                Endpoint(method, path, handler, summary, auth, body, response, status, errors, tag)
+            )
+            return handler
+
+        return register
+
+    def install(self, app: web.Application) -> None:
+        for endpoint in self.endpoints:
+            app.router.add_route(endpoint.method, endpoint.path, _wrap(endpoint))
+
+
+def json_response(value: Any, status: int = 200) -> web.Response:
+    return web.Response(
+        body=msgspec.json.encode(value),
+        status=status,
+        content_type="application/json",
+        headers={"Cache-Control": "no-store"},
+    )
+
+
+async def decode_body(request: web.Request, body_type: type[Any]) -> Any:
+    if request.content_type != "application/json":
+        raise AppError("invalid_body", "Send the body as application/json.")
+    raw = await request.read()  # aiohttp enforces client_max_size (413)
+    try:
+        return msgspec.json.decode(raw, type=body_type)
+    except msgspec.ValidationError as exc:
+        raise AppError("invalid_body", f"Invalid body: {exc}") from None
+    except msgspec.DecodeError:
+        raise AppError("invalid_body", "The body is not valid JSON.") from None
+
+
+async def _authenticate(request: web.Request, auth: Auth) -> None:
+    services = request.app[SERVICES]
+    accounts = services.accounts
+    session: Session | None = None
+    if auth in ("staff", "admin", "staff_or_patient"):
+        session = await accounts.session_for(request.cookies.get(SESSION_COOKIE), "staff")
+        if session is not None:
+            user = await services.store.get_user(session.user_id or "")
+            if user is None or user.disabled:
+                raise AppError("not_authenticated")
+            if auth == "admin" and user.role != "admin":
+                raise AppError("forbidden")
+            request[USER_KEY] = user
+    if session is None and auth in ("patient", "staff_or_patient"):
+        session = await accounts.session_for(request.cookies.get(PATIENT_COOKIE), "patient")
+    if session is None:
+        raise AppError("not_authenticated")
+    request[SESSION_KEY] = session
+    if request.method in UNSAFE_METHODS:
+        given = request.headers.get(CSRF_HEADER, "")
+        if not hmac.compare_digest(given.encode(), session.csrf_token.encode()):
+            raise AppError("csrf_failed")
+
+
+def _wrap(endpoint: Endpoint) -> Callable[[web.Request], Awaitable[web.StreamResponse]]:
+    async def handle(request: web.Request) -> web.StreamResponse:
+        if endpoint.auth not in ("none", "pending"):
+            await _authenticate(request, endpoint.auth)
+        if endpoint.body is not None:
+            body = await decode_body(request, endpoint.body)
+            return await endpoint.handler(request, body)
+        return await endpoint.handler(request)
+
+    handle.__name__ = endpoint.handler.__name__
+    return handle
+
+
+def client_address(request: web.Request) -> str:
+    services = request.app[SERVICES]
+    if services.settings.server.trust_proxy_headers:
+        forwarded = request.headers.get("X-Forwarded-For", "")
+        if forwarded:
+            # The proxy appends the peer it saw: the last hop is the one it vouches for.
+            return forwarded.split(",")[-1].strip()[:64]
+    return (request.remote or "unknown")[:64]

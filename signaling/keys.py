@@ -1,0 +1,34 @@
+"""Every typed AppKey and request key of the aiohttp application, in one place."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from pathlib import Path
+
+from aiohttp import web
+
+from config import Settings
+from signaling.audit import AuditTrail
+from signaling.auth import Accounts
+from signaling.clock import Clock
+from signaling.consultations import Consultations
+from signaling.store.base import Store
+from signaling.tokens import RoomTokens, SetupTokens
+
+
+@dataclass
+class Services:
+    settings: Settings
+    clock: Clock
+    store: Store
+    audit: AuditTrail
+    accounts: Accounts
+    consultations: Consultations
+    room_tokens: RoomTokens
+    setup_tokens: SetupTokens
+    web_root: Path
+    # The TURN shared secret, when TURN is configured.
+    turn_secret: bytes | None = None
+
+
+SERVICES = web.AppKey("services", Services)

@@ -1,0 +1,98 @@
+"""Cross-cutting HTTP behaviour: error mapping, security headers, Origin checks, access log."""
+
+from __future__ import annotations
+
+import logging
+import re
+from collections.abc import Awaitable, Callable
+
+from aiohttp import web
+from aiohttp.abc import AbstractAccessLogger
+from aiohttp.web_request import BaseRequest
+from aiohttp.web_response import StreamResponse
+
+from signaling.errors import AppError
+from signaling.http_api import UNSAFE_METHODS, json_response
+from signaling.keys import SERVICES
+from signaling.store.base import StoreUnavailable
+
+log = logging.getLogger("teleconsult.http")
+
+CSP = (
+    "default-src 'self'; script-src 'self'; style-src 'self'; img-src 'self' data: blob:; "
+    "media-src 'self' blob:; connect-src 'self'; font-src 'self'; object-src 'none'; "
+    "base-uri 'none'; form-action 'self'; frame-ancestors 'none'"
+)
+_HTTP_CODES = {404: "not_found", 405: "method_not_allowed", 413: "payload_too_large"}
+
+Handler = Callable[[web.Request], Awaitable[StreamResponse]]
+
+
+def _error_response(error: AppError) -> web.Response:
+    return json_response(error.to_json(), status=error.http_status)
+
+
+@web.middleware
+async def error_middleware(request: web.Request, handler: Handler) -> StreamResponse:
+    try:
+        return await handler(request)
+    except AppError as error:
+        return _error_response(error)
+    except StoreUnavailable:
+        log.warning("store unavailable during %s %s", request.method, redact_path(request.path))
+        return _error_response(AppError("unavailable"))
+    except web.HTTPException as exc:
+        code = _HTTP_CODES.get(exc.status)
+        if code is not None and (request.path.startswith("/api/") or exc.status == 413):
+            return _error_response(AppError(code))
+        raise
+    except Exception:
+        log.exception("unhandled error in %s %s", request.method, redact_path(request.path))
+        return _error_response(AppError("internal_error"))
+
+
+@web.middleware
+async def origin_middleware(request: web.Request, handler: Handler) -> StreamResponse:
+    """Refuse cross-origin state changes (a second line behind SameSite=Strict and CSRF)."""
+    if request.method in UNSAFE_METHODS:
+        origin = request.headers.get("Origin")
+        expected = request.app[SERVICES].settings.server.origin
+        if origin is not None and origin != expected:
+            raise AppError("csrf_failed", "Cross-origin requests are refused.")
+    return await handler(request)
+
+
+async def add_security_headers(request: web.Request, response: StreamResponse) -> None:
+    headers = response.headers
+    headers.setdefault("Content-Security-Policy", CSP)
+    headers["Referrer-Policy"] = "no-referrer"  # invite links carry a token in their path
+    headers["X-Content-Type-Options"] = "nosniff"
+    headers["X-Frame-Options"] = "DENY"
+    headers["Cross-Origin-Opener-Policy"] = "same-origin"
+    headers["Permissions-Policy"] = (
+        "camera=(self), microphone=(self), display-capture=(self), geolocation=()"
+    )
+    if request.app[SERVICES].settings.server.secure_cookies:
+        headers["Strict-Transport-Security"] = "max-age=63072000; includeSubDomains"
+
+
+_SECRET_PATH = re.compile(r"^/(join|setup)/[^/]+")
+
+
+def redact_path(path: str) -> str:
+    """Invite and setup links carry a token in their path: keep it out of every log."""
+    return _SECRET_PATH.sub(lambda m: f"/{m.group(1)}/<redacted>", path)
+
+
+class RedactingAccessLogger(AbstractAccessLogger):
+    """Access log without query strings or path tokens."""
+
+    def log(self, request: BaseRequest, response: StreamResponse, time: float) -> None:
+        self.logger.info(
+            '%s "%s %s" %s %.1fms',
+            request.remote,
+            request.method,
+            redact_path(request.path),
+            response.status,
+            time * 1000,
+        )

@@ -1,0 +1,83 @@
+"""Stored records. Plain frozen dataclasses: backends map them to rows or hashes."""
+
+from __future__ import annotations
+
+import dataclasses
+from dataclasses import dataclass
+from typing import Literal, Self
+
+Role = Literal["admin", "doctor"]
+ROLES: tuple[Role, ...] = ("admin", "doctor")
+SessionKind = Literal["pending", "staff", "patient"]
+ConsultationStatus = Literal["scheduled", "cancelled", "ended"]
+
+
+class _Record:
+    def evolve(self, **changes: object) -> Self:
+        return dataclasses.replace(self, **changes)  # type: ignore[type-var]
+
+
+@dataclass(frozen=True)
+class User(_Record):
+    id: str
+    username: str
+    display_name: str
+    role: Role
+    password_hash: str
+    created_at: float
+    # TOTP secret, AES-GCM encrypted with a key derived from the app secret.
+    totp_secret_enc: bytes | None = None
+    totp_confirmed: bool = False
+    # Highest TOTP time step accepted so far: a code is accepted once (RFC 6238 §5.2).
+    totp_last_step: int = 0
+    disabled: bool = False
+
+
+@dataclass(frozen=True)
+class Session(_Record):
+    # SHA-256 of the cookie value: a leaked database does not yield live sessions.
+    id_hash: str
+    kind: SessionKind
+    created_at: float
+    last_seen: float
+    expires_at: float
+    csrf_token: str
+    user_id: str | None = None
+    consultation_id: str | None = None
+
+
+@dataclass(frozen=True)
+class Consultation(_Record):
+    id: str
+    doctor_id: str
+    patient_name: str
+    scheduled_start: float
+    duration_minutes: int
+    note: str
+    status: ConsultationStatus
+    created_at: float
+    # Part of the signed invite: changing it revokes every link issued before.
+    invite_nonce: str
+    access_code_hash: str
+    code_failures: int = 0
+    invite_locked: bool = False
+    ended_at: float | None = None
+
+    @property
+    def scheduled_end(self) -> float:
+        return self.scheduled_start + self.duration_minutes * 60
+
+
+@dataclass(frozen=True)
+class AuditEntry(_Record):
+    seq: int
+    at: float
+    actor: str
+    actor_role: str
+    action: str
+    target: str
+    outcome: str
+    address: str
+    details: str
+    prev_hash: str
+    hash: str

@@ -1,0 +1,320 @@
+"""Consultations for doctors, invite links for patients, and room tokens for both."""
+
+from __future__ import annotations
+
+from aiohttp import web
+
+from signaling.api_types import (
+    ConsultationList,
+    ConsultationView,
+    CreateConsultationRequest,
+    InviteInfo,
+    InviteInspectRequest,
+    InviteResponse,
+    RedeemRequest,
+    RedeemResponse,
+    RoomTokenRequest,
+    RoomTokenResponse,
+)
+from signaling.consultations import IssuedInvite
+from signaling.errors import AppError
+from signaling.http_api import (
+    PATIENT_COOKIE,
+    SESSION_KEY,
+    USER_KEY,
+    ApiRegistry,
+    client_address,
+    json_response,
+)
+from signaling.keys import SERVICES, Services
+from signaling.models import Consultation
+from signaling.tokens import ParticipantRole
+from signaling.views import consultation_view, iso, parse_iso, set_cookie
+
+routes = ApiRegistry()
+_STAFF_ERRORS = ("not_authenticated", "csrf_failed")
+
+
+def _view(services: Services, c: Consultation) -> ConsultationView:
+    return consultation_view(c, services.consultations.invite_deadline(c))
+
+
+def _invite_response(services: Services, issued: IssuedInvite) -> InviteResponse:
+    url = f"{services.settings.server.origin}/join/{issued.invite_token}"
+    return InviteResponse(
+        consultation=_view(services, issued.consultation),
+        invite_url=url,
+        access_code=issued.access_code,
+    )
+
+
+@routes.route(
+    "GET",
+    "/api/consultations",
+    summary="Own consultations (all of them for an admin), by scheduled start",
+    auth="staff",
+    response=ConsultationList,
+    errors=_STAFF_ERRORS,
+    tag="consultations",
+)
+async def list_consultations(request: web.Request) -> web.Response:
+    services = request.app[SERVICES]
+    items = await services.consultations.list_for(request[USER_KEY])
+    return json_response(ConsultationList(consultations=[_view(services, c) for c in items]))
+
+
+@routes.route(
+    "POST",
+    "/api/consultations",
+    summary="Create a consultation; answers the patient link and the access code (shown once)",
+    auth="staff",
+    body=CreateConsultationRequest,
+    response=InviteResponse,
+    status=201,
+    errors=(*_STAFF_ERRORS, "forbidden", "invalid_body"),
+    tag="consultations",
+)
+async def create_consultation(
+    request: web.Request, body: CreateConsultationRequest
+) -> web.Response:
+    services = request.app[SERVICES]
+    doctor = request[USER_KEY]
+    if doctor.role != "doctor":
+        raise AppError("forbidden", "Only doctors hold consultations.")
+    patient_name = body.patient_name.strip()
+    if not patient_name:
+        raise AppError("invalid_body", "patient_name: must not be blank")
+    start = parse_iso(body.scheduled_start)
+    if start + body.duration_minutes * 60 < services.clock.now():
+        raise AppError("invalid_body", "scheduled_start: the consultation would already be over")
+    issued = await services.consultations.create(
+        doctor, patient_name, start, body.duration_minutes, body.note.strip()
+    )
+    await services.audit.record(
+        "consultation.created",
+        actor=doctor.id,
+        actor_role=doctor.role,
+        target=issued.consultation.id,
+        address=client_address(request),
+    )
+    await services.audit.record(
+        "invite.created",
+        actor=doctor.id,
+        actor_role=doctor.role,
+        target=issued.consultation.id,
+        address=client_address(request),
+    )
+    return json_response(_invite_response(services, issued), status=201)
+
+
+@routes.route(
+    "GET",
+    "/api/consultations/{consultation_id}",
+    summary="One consultation",
+    auth="staff",
+    response=ConsultationView,
+    errors=(*_STAFF_ERRORS, "consultation_not_found"),
+    tag="consultations",
+)
+async def get_consultation(request: web.Request) -> web.Response:
+    services = request.app[SERVICES]
+    c = await services.consultations.visible_to(
+        request[USER_KEY], request.match_info["consultation_id"]
+    )
+    return json_response(_view(services, c))
+
+
+@routes.route(
+    "POST",
+    "/api/consultations/{consultation_id}/cancel",
+    summary="Cancel; every invite link stops working",
+    auth="staff",
+    response=ConsultationView,
+    errors=(
+        *_STAFF_ERRORS,
+        "consultation_not_found",
+        "consultation_cancelled",
+        "consultation_ended",
+    ),
+    tag="consultations",
+)
+async def cancel_consultation(request: web.Request) -> web.Response:
+    services = request.app[SERVICES]
+    user = request[USER_KEY]
+    c = await services.consultations.visible_to(user, request.match_info["consultation_id"])
+    c = await services.consultations.cancel(c)
+    await services.audit.record(
+        "consultation.cancelled",
+        actor=user.id,
+        actor_role=user.role,
+        target=c.id,
+        address=client_address(request),
+    )
+    return json_response(_view(services, c))
+
+
+@routes.route(
+    "POST",
+    "/api/consultations/{consultation_id}/invite",
+    summary="Issue a new link and access code (the old ones stop working; unlocks a locked invite)",
+    auth="staff",
+    response=InviteResponse,
+    errors=(
+        *_STAFF_ERRORS,
+        "consultation_not_found",
+        "consultation_cancelled",
+        "consultation_ended",
+        "forbidden",
+    ),
+    tag="consultations",
+)
+async def reissue_invite(request: web.Request) -> web.Response:
+    services = request.app[SERVICES]
+    user = request[USER_KEY]
+    c = await services.consultations.visible_to(user, request.match_info["consultation_id"])
+    if c.doctor_id != user.id:
+        raise AppError("forbidden", "Only the consultation's doctor issues its links.")
+    issued = await services.consultations.reissue_invite(c)
+    await services.audit.record(
+        "invite.created",
+        actor=user.id,
+        actor_role=user.role,
+        target=c.id,
+        address=client_address(request),
+        reissued=True,
+    )
+    return json_response(_invite_response(services, issued))
+
+
+async def _invite_info(services: Services, c: Consultation) -> InviteInfo:
+    doctor = await services.store.get_user(c.doctor_id)
+    return InviteInfo(
+        consultation_id=c.id,
+        doctor_name=doctor.display_name if doctor else "",
+        scheduled_start=iso(c.scheduled_start),
+        scheduled_end=iso(c.scheduled_end),
+    )
+
+
+@routes.route(
+    "POST",
+    "/api/invites/inspect",
+    summary="What a patient link leads to, before "
+    "the access code (lets the page explain an expired or cancelled link)",
+    body=InviteInspectRequest,
+    response=InviteInfo,
+    errors=(
+        "invite_invalid",
+        "invite_expired",
+        "invite_locked",
+        "consultation_cancelled",
+        "consultation_ended",
+        "invalid_body",
+    ),
+    tag="patients",
+)
+async def inspect_invite(request: web.Request, body: InviteInspectRequest) -> web.Response:
+    services = request.app[SERVICES]
+    c = await services.consultations.open_invite(body.invite)
+    return json_response(await _invite_info(services, c))
+
+
+@routes.route(
+    "POST",
+    "/api/invites/redeem",
+    summary="Patient link + access code: a patient session (cookie) and a first room token",
+    body=RedeemRequest,
+    response=RedeemResponse,
+    errors=(
+        "invite_invalid",
+        "invite_expired",
+        "invite_locked",
+        "invalid_access_code",
+        "consultation_cancelled",
+        "consultation_ended",
+        "invalid_body",
+    ),
+    tag="patients",
+)
+async def redeem_invite(request: web.Request, body: RedeemRequest) -> web.Response:
+    services = request.app[SERVICES]
+    c = await services.consultations.redeem(body.invite, body.access_code, client_address(request))
+    deadline = services.consultations.invite_deadline(c)
+    patient = await services.accounts.issue_patient_session(c.id, deadline)
+    token = services.room_tokens.issue(c.id, "patient", f"patient:{c.id}")
+    await services.audit.record(
+        "token.issued",
+        actor="patient",
+        actor_role="patient",
+        target=c.id,
+        address=client_address(request),
+        role="patient",
+    )
+    response = json_response(
+        RedeemResponse(
+            consultation=await _invite_info(services, c),
+            room_token=token,
+            expires_in=services.room_tokens.ttl,
+            csrf_token=patient.session.csrf_token,
+        )
+    )
+    set_cookie(
+        response,
+        PATIENT_COOKIE,
+        patient.cookie_value,
+        patient.session.expires_at - patient.session.created_at,
+        services.settings.server.secure_cookies,
+    )
+    return response
+
+
+@routes.route(
+    "POST",
+    "/api/room-tokens",
+    summary="A short-lived, single-use room token for the consultation's doctor or its patient",
+    auth="staff_or_patient",
+    body=RoomTokenRequest,
+    response=RoomTokenResponse,
+    errors=(
+        *_STAFF_ERRORS,
+        "consultation_not_found",
+        "consultation_cancelled",
+        "consultation_ended",
+        "invite_expired",
+        "invalid_body",
+    ),
+    tag="consultations",
+)
+async def issue_room_token(request: web.Request, body: RoomTokenRequest) -> web.Response:
+    services = request.app[SERVICES]
+    session = request[SESSION_KEY]
+    role: ParticipantRole
+    if session.kind == "patient":
+        if session.consultation_id != body.consultation_id:
+            raise AppError("consultation_not_found")
+        c = await services.store.get_consultation(body.consultation_id)
+        if c is None:
+            raise AppError("consultation_not_found")
+        role, subject, actor = "patient", f"patient:{c.id}", "patient"
+        if services.clock.now() > services.consultations.invite_deadline(c):
+            raise AppError("invite_expired")
+    else:
+        user = request[USER_KEY]
+        c = await services.store.get_consultation(body.consultation_id)
+        # Only the consultation's own doctor takes the doctor's place in its room.
+        if c is None or c.doctor_id != user.id:
+            raise AppError("consultation_not_found")
+        role, subject, actor = "doctor", f"user:{user.id}", user.id
+    services.consultations.ensure_open(c)
+    token = services.room_tokens.issue(c.id, role, subject)
+    await services.audit.record(
+        "token.issued",
+        actor=actor,
+        actor_role=role,
+        target=c.id,
+        address=client_address(request),
+        role=role,
+    )
+    return json_response(
+        RoomTokenResponse(room_token=token, role=role, expires_in=services.room_tokens.ttl)
+    )

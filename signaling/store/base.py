@@ -1,0 +1,93 @@
+"""The Store protocol every backend implements, with its contract in tests/test_store.py."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Protocol
+
+from signaling.models import AuditEntry, Consultation, Session, User
+
+
+class DuplicateUsername(Exception):
+    pass
+
+
+class StoreUnavailable(Exception):
+    """The backend cannot be reached; mapped to ``unavailable`` (503)."""
+
+
+@dataclass(frozen=True)
+class AuditFilter:
+    actor: str | None = None
+    target: str | None = None
+    action: str | None = None
+    since: float | None = None
+    until: float | None = None
+    limit: int = 1000
+
+
+@dataclass(frozen=True)
+class AuditFields:
+    at: float
+    actor: str
+    actor_role: str
+    action: str
+    target: str
+    outcome: str
+    address: str
+    details: str
+
+
+class Store(Protocol):
+    async def open(self) -> None: ...
+    async def close(self) -> None: ...
+    async def ping(self) -> None:
+        """Raise StoreUnavailable when the backend cannot answer."""
+
+    # -- users
+    async def create_user(self, user: User) -> None:
+        """Raise DuplicateUsername when the name (case-insensitive) is taken."""
+
+    async def get_user(self, user_id: str) -> User | None: ...
+    async def get_user_by_username(self, username: str) -> User | None: ...
+    async def list_users(self) -> list[User]: ...
+    async def count_users(self) -> int: ...
+    async def update_user(self, user: User) -> None: ...
+
+    async def advance_totp_step(self, user_id: str, step: int) -> bool:
+        """Atomically raise totp_last_step to ``step``; False if it already is >= step."""
+
+    # -- sessions
+    async def put_session(self, session: Session) -> None: ...
+    async def get_session(self, id_hash: str) -> Session | None: ...
+    async def delete_session(self, id_hash: str) -> None: ...
+    async def delete_user_sessions(self, user_id: str) -> int: ...
+    async def purge_sessions(self, now: float) -> int: ...
+
+    # -- consultations
+    async def create_consultation(self, consultation: Consultation) -> None: ...
+    async def get_consultation(self, consultation_id: str) -> Consultation | None: ...
+    async def list_consultations(self, doctor_id: str | None) -> list[Consultation]: ...
+    async def update_consultation(self, consultation: Consultation) -> None: ...
+
+    async def record_code_failure(self, consultation_id: str, lock_at: int) -> Consultation:
+        """Atomically count a wrong access code; lock the invite at ``lock_at`` failures."""
+
+    # -- ephemeral keys with a time to live
+    async def claim_once(self, key: str, ttl: float, now: float) -> bool:
+        """True the first time ``key`` is claimed while unexpired, False afterwards."""
+
+    async def incr(self, key: str, ttl: float, now: float) -> int:
+        """Increment a counter that expires ``ttl`` after its first increment."""
+
+    async def get_count(self, key: str, now: float) -> int: ...
+    async def delete_key(self, key: str) -> None: ...
+
+    # -- small settings and state
+    async def get_meta(self, name: str) -> str | None: ...
+    async def set_meta(self, name: str, value: str) -> None: ...
+
+    # -- audit trail (hash-chained, append-only)
+    async def append_audit(self, fields: AuditFields) -> AuditEntry: ...
+    async def list_audit(self, query: AuditFilter) -> list[AuditEntry]: ...
+    async def all_audit(self) -> list[AuditEntry]: ...

@@ -1,0 +1,151 @@
+"""Signed tokens, one itsdangerous salt per purpose.
+
+* room tokens: short-lived (<= 120 s), bound to room + role + subject, single use (the jti is
+  claimed in the store until the token would have expired anyway);
+* invite tokens: the patient link; validity comes from the consultation (scheduled end +
+  grace) and its ``invite_nonce``, so cancelling or re-issuing revokes old links;
+* setup tokens: the one-time first-admin link printed on first start.
+
+Tokens travel in request bodies, the URL path of a link, or the first WebSocket message;
+never in a query string, and never in a log line.
+"""
+
+from __future__ import annotations
+
+import secrets
+from dataclasses import dataclass
+from typing import Any, Literal
+
+from itsdangerous import BadSignature, SignatureExpired, URLSafeSerializer, URLSafeTimedSerializer
+
+from signaling.clock import Clock
+from signaling.errors import AppError
+from signaling.store.base import Store
+
+ParticipantRole = Literal["doctor", "patient"]
+PARTICIPANT_ROLES: tuple[ParticipantRole, ...] = ("doctor", "patient")
+
+ROOM_SALT = "teleconsult.room-token.v1"
+INVITE_SALT = "teleconsult.invite.v1"
+SETUP_SALT = "teleconsult.setup.v1"
+
+
+@dataclass(frozen=True)
+class RoomClaims:
+    room: str
+    role: ParticipantRole
+    subject: str
+    jti: str
+    issued_at: float
+
+
+class _ClockedSerializer(URLSafeTimedSerializer):
+    clock: Clock
+
+    def get_timestamp(self) -> int:  # itsdangerous reads time through this hook
+        return int(self.clock.now())
+
+
+def _timed(secret: bytes, salt: str, clock: Clock) -> _ClockedSerializer:
+    serializer = _ClockedSerializer(secret, salt=salt)
+    serializer.clock = clock
+    return serializer
+
+
+class RoomTokens:
+    def __init__(self, secret: bytes, store: Store, clock: Clock, ttl_seconds: int) -> None:
+        self._serializer = _timed(secret, ROOM_SALT, clock)
+        self._store = store
+        self._clock = clock
+        self.ttl = ttl_seconds
+
+    def issue(self, room: str, role: ParticipantRole, subject: str) -> str:
+        payload = {"r": room, "o": role, "s": subject, "j": secrets.token_urlsafe(16)}
+        return str(self._serializer.dumps(payload))
+
+    def _decode(self, token: str) -> RoomClaims:
+        try:
+            payload, issued = self._serializer.loads(token, max_age=self.ttl, return_timestamp=True)
+        except SignatureExpired:
+            raise AppError("token_expired") from None
+        except BadSignature:
+            raise AppError("token_invalid") from None
+        if not isinstance(payload, dict) or payload.get("o") not in PARTICIPANT_ROLES:
+            raise AppError("token_invalid")
+        fields: dict[str, Any] = payload
+        if not all(isinstance(fields.get(k), str) for k in ("r", "s", "j")):
+            raise AppError("token_invalid")
+        return RoomClaims(
+            room=fields["r"],
+            role=fields["o"],
+            subject=fields["s"],
+            jti=fields["j"],
+            issued_at=issued.timestamp(),
+        )
+
+    async def redeem(
+        self,
+        token: str,
+        expected_room: str | None = None,
+        expected_role: ParticipantRole | None = None,
+    ) -> RoomClaims:
+        """Verify and consume: a token is good for exactly one join."""
+        if not isinstance(token, str) or len(token) > 1024:
+            raise AppError("token_invalid")
+        claims = self._decode(token)
+        if expected_room is not None and claims.room != expected_room:
+            raise AppError("token_wrong_room")
+        if expected_role is not None and claims.role != expected_role:
+            raise AppError("token_wrong_role")
+        # Remember the jti for as long as the token could still verify (plus clock slack).
+        if not await self._store.claim_once(f"jti:{claims.jti}", self.ttl + 5, self._clock.now()):
+            raise AppError("token_replayed")
+        return claims
+
+
+@dataclass(frozen=True)
+class InviteClaims:
+    consultation_id: str
+    nonce: str
+
+
+class InviteTokens:
+    def __init__(self, secret: bytes) -> None:
+        self._serializer = URLSafeSerializer(secret, salt=INVITE_SALT)
+
+    def issue(self, consultation_id: str, nonce: str) -> str:
+        return str(self._serializer.dumps({"c": consultation_id, "n": nonce}))
+
+    def read(self, token: str) -> InviteClaims:
+        if not isinstance(token, str) or len(token) > 512:
+            raise AppError("invite_invalid")
+        try:
+            payload = self._serializer.loads(token)
+        except BadSignature:
+            raise AppError("invite_invalid") from None
+        if not (
+            isinstance(payload, dict)
+            and isinstance(payload.get("c"), str)
+            and isinstance(payload.get("n"), str)
+        ):
+            raise AppError("invite_invalid")
+        return InviteClaims(consultation_id=payload["c"], nonce=payload["n"])
+
+
+class SetupTokens:
+    def __init__(self, secret: bytes, clock: Clock, ttl_minutes: int) -> None:
+        self._serializer = _timed(secret, SETUP_SALT, clock)
+        self.ttl = ttl_minutes * 60
+
+    def issue(self, nonce: str) -> str:
+        return str(self._serializer.dumps({"n": nonce}))
+
+    def read(self, token: str) -> str:
+        """Return the nonce of a valid, unexpired setup token."""
+        try:
+            payload = self._serializer.loads(token, max_age=self.ttl)
+        except BadSignature:  # SignatureExpired is a BadSignature
+            raise AppError("setup_link_invalid") from None
+        if not isinstance(payload, dict) or not isinstance(payload.get("n"), str):
+            raise AppError("setup_link_invalid")
+        return str(payload["n"])

@@ -1,0 +1,158 @@
+"""Shared fixtures: settings on a temporary data dir, a manual clock, the app and its client."""
+
+from __future__ import annotations
+
+import dataclasses
+import re
+from collections.abc import AsyncIterator, Awaitable, Callable
+from pathlib import Path
+from typing import Any
+
+import aiohttp
+import pyotp
+import pytest
+from aiohttp import web
+from aiohttp.test_utils import TestClient
+
+from config import Settings, StorageSettings
+from signaling.app import create_app, issue_setup_link
+from signaling.clock import ManualClock
+from signaling.keys import SERVICES
+
+PASSWORD = "correct horse battery staple"
+ORIGIN = "http://localhost:8080"
+
+
+@pytest.fixture
+def data_dir(tmp_path: Path) -> Path:
+    path = tmp_path / "data"
+    path.mkdir(mode=0o700)
+    return path
+
+
+@pytest.fixture
+def settings(data_dir: Path) -> Settings:
+    return Settings(storage=StorageSettings(data_dir=str(data_dir))).validate()
+
+
+@pytest.fixture
+def clock() -> ManualClock:
+    return ManualClock(1_800_000_000.0)
+
+
+@pytest.fixture
+def app(settings: Settings, clock: ManualClock) -> web.Application:
+    return create_app(settings, clock=clock)
+
+
+@pytest.fixture
+async def client(
+    aiohttp_client: Callable[[web.Application], Awaitable[TestClient[Any, Any]]],
+    app: web.Application,
+) -> TestClient[Any, Any]:
+    return await aiohttp_client(app)
+
+
+def new_session(client: TestClient[Any, Any]) -> aiohttp.ClientSession:
+    """Another browser, in effect: its own cookie jar against the same test server."""
+    return aiohttp.ClientSession(
+        base_url=str(client.make_url("/")), cookie_jar=aiohttp.CookieJar(unsafe=True)
+    )
+
+
+@dataclasses.dataclass
+class Staff:
+    """A signed-in staff member: its own cookie jar and CSRF token."""
+
+    client: aiohttp.ClientSession
+    user: dict[str, Any]
+    csrf: str
+    totp: pyotp.TOTP
+    password: str
+
+    def post(self, path: str, json: Any = None) -> Any:
+        return self.client.post(path, json=json, headers={"X-CSRF-Token": self.csrf})
+
+
+class Accounts:
+    """Drives the real API to make and sign in users (TOTP codes computed with pyotp)."""
+
+    def __init__(
+        self, app: web.Application, clock: ManualClock, client: TestClient[Any, Any]
+    ) -> None:
+        self.app = app
+        self.clock = clock
+        self.client = client
+        self.sessions: list[aiohttp.ClientSession] = []
+
+    def new_session(self) -> aiohttp.ClientSession:
+        session = new_session(self.client)
+        self.sessions.append(session)
+        return session
+
+    async def create(self, username: str, role: str = "doctor", password: str = PASSWORD) -> None:
+        services = self.app[SERVICES]
+        await services.accounts.create_user(
+            username,
+            password,
+            role,
+            username.title(),  # type: ignore[arg-type]
+        )
+
+    async def enrol(self, session: aiohttp.ClientSession) -> pyotp.TOTP:
+        resp = await session.post("/api/auth/enrol")
+        assert resp.status == 200, await resp.text()
+        body = await resp.json()
+        return pyotp.TOTP(body["secret"])
+
+    def next_code(self, totp: pyotp.TOTP) -> str:
+        # A code is accepted once: each use moves the clock to a fresh 30 s step.
+        self.clock.advance(30)
+        return str(totp.at(self.clock.now()))
+
+    async def sign_in(
+        self, username: str, password: str = PASSWORD, totp: pyotp.TOTP | None = None
+    ) -> Staff:
+        session = self.new_session()
+        resp = await session.post(
+            "/api/auth/login", json={"username": username, "password": password}
+        )
+        assert resp.status == 200, await resp.text()
+        step = await resp.json()
+        if step["next"] == "enrol":
+            totp = await self.enrol(session)
+        assert totp is not None
+        resp = await session.post("/api/auth/totp", json={"code": self.next_code(totp)})
+        assert resp.status == 200, await resp.text()
+        body = await resp.json()
+        return Staff(session, body["user"], body["csrf_token"], totp, password)
+
+
+@pytest.fixture
+async def accounts(
+    app: web.Application, clock: ManualClock, client: TestClient[Any, Any]
+) -> AsyncIterator[Accounts]:
+    helper = Accounts(app, clock, client)
+    yield helper
+    for session in helper.sessions:
+        await session.close()
+
+
+@pytest.fixture
+async def doctor(accounts: Accounts) -> Staff:
+    await accounts.create("dr.martin")
+    return await accounts.sign_in("dr.martin")
+
+
+@pytest.fixture
+async def admin(accounts: Accounts) -> Staff:
+    await accounts.create("admin.root", role="admin")
+    return await accounts.sign_in("admin.root")
+
+
+async def setup_link_token(app: web.Application) -> str:
+    link = await issue_setup_link(app)
+    assert link is not None
+    match = re.search(r"/setup/(.+)$", link)
+    assert match
+    return match.group(1)
