@@ -16,7 +16,13 @@ import secrets
 from dataclasses import dataclass
 from typing import Any, Literal
 
-from itsdangerous import BadSignature, SignatureExpired, URLSafeSerializer, URLSafeTimedSerializer
+from itsdangerous import (
+    BadSignature,
+    SignatureExpired,
+    TimestampSigner,
+    URLSafeSerializer,
+    URLSafeTimedSerializer,
+)
 
 from signaling.clock import Clock
 from signaling.errors import AppError
@@ -39,17 +45,13 @@ class RoomClaims:
     issued_at: float
 
 
-class _ClockedSerializer(URLSafeTimedSerializer):
-    clock: Clock
+def _timed(secret: bytes, salt: str, clock: Clock) -> URLSafeTimedSerializer:
+    class ClockedSigner(TimestampSigner):
+        # itsdangerous reads time through this hook, both to stamp and to check age.
+        def get_timestamp(self) -> int:
+            return int(clock.now())
 
-    def get_timestamp(self) -> int:  # itsdangerous reads time through this hook
-        return int(self.clock.now())
-
-
-def _timed(secret: bytes, salt: str, clock: Clock) -> _ClockedSerializer:
-    serializer = _ClockedSerializer(secret, salt=salt)
-    serializer.clock = clock
-    return serializer
+    return URLSafeTimedSerializer(secret, salt=salt, signer=ClockedSigner)
 
 
 class RoomTokens:

@@ -137,7 +137,7 @@ def _audit(row: sqlite3.Row) -> AuditEntry:
 class SqliteStore:
     def __init__(self, path: Path) -> None:
         self.path = path
-        self._executor = ThreadPoolExecutor(max_workers=1, thread_name_prefix="sqlite")
+        self._executor: ThreadPoolExecutor | None = None
         self._db: sqlite3.Connection | None = None
 
     async def _run(self, fn: Callable[[sqlite3.Connection], T]) -> T:
@@ -147,6 +147,8 @@ class SqliteStore:
             with self._db:  # one transaction per operation
                 return fn(self._db)
 
+        if self._executor is None:
+            raise StoreUnavailable("store is closed")
         try:
             return await asyncio.get_running_loop().run_in_executor(self._executor, call)
         except sqlite3.OperationalError as exc:
@@ -178,6 +180,7 @@ class SqliteStore:
             self._db = db
             self.path.chmod(0o600)
 
+        self._executor = ThreadPoolExecutor(max_workers=1, thread_name_prefix="sqlite")
         await asyncio.get_running_loop().run_in_executor(self._executor, connect)
 
     async def close(self) -> None:
@@ -186,8 +189,10 @@ class SqliteStore:
                 self._db.close()
                 self._db = None
 
-        await asyncio.get_running_loop().run_in_executor(self._executor, disconnect)
-        self._executor.shutdown(wait=True)
+        executor, self._executor = self._executor, None
+        if executor is not None:
+            await asyncio.get_running_loop().run_in_executor(executor, disconnect)
+            executor.shutdown(wait=True)
 
     async def ping(self) -> None:
         await self._run(lambda db: db.execute("SELECT 1").fetchone())

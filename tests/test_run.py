@@ -1,0 +1,173 @@
+"""The README's first command really works: run.py serves, prints a setup link, add-user."""
+
+from __future__ import annotations
+
+import os
+import re
+import socket
+import subprocess
+import sys
+import time
+from collections.abc import Iterator
+from pathlib import Path
+
+import aiohttp
+import pyotp
+import pytest
+
+ROOT = Path(__file__).resolve().parent.parent
+PASSWORD = "a long enough password"
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return int(s.getsockname()[1])
+
+
+def run(*args: str, data_dir: Path, stdin: str = "") -> subprocess.CompletedProcess[str]:
+    return subprocess.run(
+        [sys.executable, "run.py", *args, "--data-dir", str(data_dir)],
+        cwd=ROOT,
+        input=stdin,
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
+
+
+@pytest.fixture
+def server(tmp_path: Path) -> Iterator[tuple[str, Path, subprocess.Popen[str]]]:
+    port = free_port()
+    data_dir = tmp_path / "data"
+    proc = subprocess.Popen(
+        [sys.executable, "-u", "run.py", "--port", str(port), "--data-dir", str(data_dir)],
+        cwd=ROOT,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.STDOUT,
+        text=True,
+        env={**os.environ, "PYTHONUNBUFFERED": "1"},
+    )
+    base = f"http://127.0.0.1:{port}"
+    deadline = time.monotonic() + 30
+    while time.monotonic() < deadline:
+        try:
+            with socket.create_connection(("127.0.0.1", port), timeout=0.5):
+                break
+        except OSError:
+            if proc.poll() is not None:
+                raise AssertionError(f"server exited: {proc.stdout.read()}")  # type: ignore[union-attr]
+            time.sleep(0.1)
+    else:
+        proc.kill()
+        raise AssertionError("server did not start within 30 s")
+    yield base, data_dir, proc
+    proc.terminate()
+    try:
+        proc.wait(timeout=10)
+    except subprocess.TimeoutExpired:
+        proc.kill()
+
+
+def read_until(proc: subprocess.Popen[str], pattern: str, limit: float = 15) -> str:
+    assert proc.stdout is not None
+    seen = ""
+    deadline = time.monotonic() + limit
+    while time.monotonic() < deadline:
+        line = proc.stdout.readline()
+        seen += line
+        if re.search(pattern, seen):
+            return seen
+    raise AssertionError(f"{pattern!r} not printed; got: {seen}")
+
+
+async def test_run_py_serves_and_add_user_signs_in_with_totp(
+    server: tuple[str, Path, subprocess.Popen[str]],
+) -> None:
+    base, data_dir, proc = server
+    out = read_until(proc, r"/setup/\S+")
+    assert "create the first" in out
+    async with aiohttp.ClientSession() as http:
+        async with http.get(f"{base}/healthz") as resp:
+            assert resp.status == 200
+        async with http.get(f"{base}/readyz") as resp:
+            assert resp.status == 200
+    # Key files and database were made on first run, private to the service's user.
+    assert (data_dir / "keys" / "secret.key").stat().st_mode & 0o777 == 0o600
+    assert (data_dir / "teleconsult.sqlite3").exists()
+
+    added = run(
+        "add-user",
+        "--username",
+        "dr.bernard",
+        "--role",
+        "doctor",
+        "--display-name",
+        "Dr Bernard",
+        data_dir=data_dir,
+        stdin=PASSWORD + "\n",
+    )
+    assert added.returncode == 0, added.stderr
+    assert PASSWORD not in added.stdout + added.stderr
+    uri = re.search(r"otpauth://\S+", added.stdout)
+    assert uri, added.stdout
+    assert "█" in added.stdout or "▀" in added.stdout  # the terminal QR code
+    totp = pyotp.parse_uri(uri.group(0))
+
+    async with aiohttp.ClientSession(cookie_jar=aiohttp.CookieJar(unsafe=True)) as http:
+        async with http.post(
+            f"{base}/api/auth/login", json={"username": "dr.bernard", "password": PASSWORD}
+        ) as resp:
+            assert resp.status == 200
+            assert (await resp.json())["next"] == "enrol"
+        async with http.post(f"{base}/api/auth/totp", json={"code": totp.now()}) as resp:
+            assert resp.status == 200, await resp.text()
+            me = await resp.json()
+        assert me["user"]["display_name"] == "Dr Bernard"
+        async with http.post(
+            f"{base}/api/consultations",
+            headers={"X-CSRF-Token": me["csrf_token"]},
+            json={
+                "patient_name": "Lea Petit",
+                "scheduled_start": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()),
+                "duration_minutes": 20,
+            },
+        ) as resp:
+            assert resp.status == 201
+            assert "/join/" in (await resp.json())["invite_url"]
+
+    # The account commands act on the same data while the service runs.
+    assert run("disable-user", "--username", "dr.bernard", data_dir=data_dir).returncode == 0
+    async with aiohttp.ClientSession() as http:
+        async with http.post(
+            f"{base}/api/auth/login", json={"username": "dr.bernard", "password": PASSWORD}
+        ) as resp:
+            assert resp.status == 401
+    missing = run("reset-mfa", "--username", "nobody", data_dir=data_dir)
+    assert missing.returncode == 1 and "no user named nobody" in missing.stderr
+    # Nothing secret was logged by the server.
+    proc.terminate()
+    rest = proc.communicate(timeout=10)[0]
+    assert PASSWORD not in out + rest
+    assert "/setup/" not in rest
+
+
+def test_add_user_refuses_a_short_password(tmp_path: Path) -> None:
+    result = run(
+        "add-user", "--username", "dr.x", "--role", "doctor", data_dir=tmp_path, stdin="short\n"
+    )
+    assert result.returncode == 1
+    assert "at least 12 characters" in result.stderr
+
+
+def test_every_command_has_help() -> None:
+    for command in ([], ["serve"], ["add-user"], ["reset-mfa"], ["disable-user"], ["enable-user"]):
+        result = subprocess.run(
+            [sys.executable, "run.py", *command, "--help"],
+            cwd=ROOT,
+            capture_output=True,
+            text=True,
+            timeout=30,
+        )
+        assert result.returncode == 0
+        assert "usage: run.py" in result.stdout

@@ -1,0 +1,160 @@
+"""The Store contract. Every backend must pass it (Redis joins the parametrisation later)."""
+
+from __future__ import annotations
+
+from collections.abc import AsyncIterator
+from pathlib import Path
+
+import pytest
+
+from signaling.audit_chain import GENESIS, first_broken
+from signaling.models import Consultation, Session, User
+from signaling.store.base import AuditFields, AuditFilter, DuplicateUsername, Store
+from signaling.store.sqlite import SqliteStore
+
+NOW = 1_800_000_000.0
+
+
+@pytest.fixture(params=["sqlite"])
+async def store(request: pytest.FixtureRequest, tmp_path: Path) -> AsyncIterator[Store]:
+    backend: Store = SqliteStore(tmp_path / "store.sqlite3")
+    await backend.open()
+    yield backend
+    await backend.close()
+
+
+def user(name: str = "dr.a", role: str = "doctor") -> User:
+    return User(
+        id=f"id-{name}",
+        username=name,
+        display_name=name.upper(),
+        role=role,  # type: ignore[arg-type]
+        password_hash="h",
+        created_at=NOW,
+    )
+
+
+def consultation(cid: str = "c1", doctor: str = "id-dr.a", start: float = NOW) -> Consultation:
+    return Consultation(
+        id=cid,
+        doctor_id=doctor,
+        patient_name="P",
+        scheduled_start=start,
+        duration_minutes=30,
+        note="",
+        status="scheduled",
+        created_at=NOW,
+        invite_nonce="n",
+        access_code_hash="h",
+    )
+
+
+async def test_users_round_trip_and_usernames_are_unique_case_insensitively(store: Store) -> None:
+    await store.create_user(user("Dr.A"))
+    with pytest.raises(DuplicateUsername):
+        await store.create_user(user("dr.a").evolve(id="other"))
+    found = await store.get_user_by_username("DR.a")
+    assert found is not None and found.username == "Dr.A"
+    assert await store.count_users() == 1
+    await store.update_user(found.evolve(disabled=True, totp_secret_enc=b"\x00\x01"))
+    again = await store.get_user(found.id)
+    assert again is not None and again.disabled and again.totp_secret_enc == b"\x00\x01"
+    assert await store.get_user("absent") is None
+
+
+async def test_totp_step_only_moves_forward(store: Store) -> None:
+    await store.create_user(user())
+    assert await store.advance_totp_step("id-dr.a", 100)
+    assert not await store.advance_totp_step("id-dr.a", 100)
+    assert not await store.advance_totp_step("id-dr.a", 99)
+    assert await store.advance_totp_step("id-dr.a", 101)
+    u = await store.get_user("id-dr.a")
+    assert u is not None
+    await store.update_user(u.evolve(totp_last_step=0))  # update never rewinds it
+    assert not await store.advance_totp_step("id-dr.a", 101)
+
+
+async def test_sessions(store: Store) -> None:
+    s = Session(
+        id_hash="h1",
+        kind="staff",
+        created_at=NOW,
+        last_seen=NOW,
+        expires_at=NOW + 10,
+        csrf_token="c",
+        user_id="u1",
+    )
+    await store.put_session(s)
+    await store.put_session(s.evolve(id_hash="h2"))
+    assert await store.get_session("h1") == s
+    assert await store.delete_user_sessions("u1") == 2
+    assert await store.get_session("h2") is None
+    await store.put_session(s)
+    assert await store.purge_sessions(NOW + 11) == 1
+
+
+async def test_consultations_and_atomic_code_failures(store: Store) -> None:
+    await store.create_consultation(consultation("c1", start=NOW + 100))
+    await store.create_consultation(consultation("c2", start=NOW))
+    await store.create_consultation(consultation("c3", doctor="other"))
+    assert [c.id for c in await store.list_consultations("id-dr.a")] == ["c2", "c1"]
+    assert len(await store.list_consultations(None)) == 3
+    for expected in range(1, 5):
+        c = await store.record_code_failure("c1", lock_at=5)
+        assert c.code_failures == expected and not c.invite_locked
+    assert (await store.record_code_failure("c1", lock_at=5)).invite_locked
+    stored = await store.get_consultation("c1")
+    assert stored is not None
+    await store.update_consultation(stored.evolve(status="cancelled"))
+    again = await store.get_consultation("c1")
+    assert again is not None and again.status == "cancelled" and again.invite_locked
+
+
+async def test_claim_once_and_counters_expire(store: Store) -> None:
+    assert await store.claim_once("k", 10, NOW)
+    assert not await store.claim_once("k", 10, NOW + 9)
+    assert await store.claim_once("k", 10, NOW + 10)
+    assert await store.incr("n", 60, NOW) == 1
+    assert await store.incr("n", 60, NOW + 1) == 2
+    assert await store.get_count("n", NOW + 59) == 2
+    assert await store.get_count("n", NOW + 60) == 0
+    assert await store.incr("n", 60, NOW + 61) == 1
+    await store.delete_key("n")
+    assert await store.get_count("n", NOW + 61) == 0
+
+
+async def test_meta(store: Store) -> None:
+    assert await store.get_meta("x") is None
+    await store.set_meta("x", "1")
+    await store.set_meta("x", "2")
+    assert await store.get_meta("x") == "2"
+
+
+async def test_audit_entries_chain_and_filter(store: Store) -> None:
+    for i, action in enumerate(["login.success", "consultation.created", "login.success"]):
+        await store.append_audit(
+            AuditFields(
+                at=NOW + i,
+                actor=f"u{i % 2}",
+                actor_role="doctor",
+                action=action,
+                target="t",
+                outcome="success",
+                address="127.0.0.1",
+                details="",
+            )
+        )
+    entries = await store.all_audit()
+    assert [e.seq for e in entries] == [1, 2, 3]
+    assert entries[0].prev_hash == GENESIS
+    assert entries[1].prev_hash == entries[0].hash
+    assert first_broken(entries) is None
+    assert first_broken([entries[0], entries[2]]) is not None
+    assert first_broken([entries[0], entries[1].evolve(actor="x"), entries[2]]) == (
+        1,
+        "entry 2 was modified",
+    )
+    found = await store.list_audit(AuditFilter(action="login.success"))
+    assert [e.seq for e in found] == [1, 3]
+    assert [e.seq for e in await store.list_audit(AuditFilter(actor="u1"))] == [2]
+    assert [e.seq for e in await store.list_audit(AuditFilter(since=NOW + 1, until=NOW + 2))] == [2]
