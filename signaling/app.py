@@ -9,7 +9,7 @@ from pathlib import Path
 
 from aiohttp import web
 
-from config import Settings, load_or_create_key, read_key_file
+from config import ConfigError, Settings, load_or_create_key, read_key_file
 from signaling.audit import AuditTrail
 from signaling.auth import Accounts
 from signaling.clock import Clock
@@ -37,7 +37,8 @@ WEB_ROOT = Path(__file__).resolve().parent.parent / "web"
 def make_store(settings: Settings) -> Store:
     if settings.storage.backend == "sqlite":
         return SqliteStore(settings.storage.sqlite_path)
-    raise NotImplementedError("the redis store backend is not available yet")
+    raise ConfigError('storage.backend: expected "sqlite" (the redis backend is not available '
+                      "in this version)")
 
 
 def load_secret(settings: Settings) -> bytes:
