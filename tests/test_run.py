@@ -64,8 +64,8 @@ def server(tmp_path: Path) -> Iterator[tuple[str, Path, subprocess.Popen[str]]]:
     yield base, data_dir, proc
     proc.terminate()
     try:
-        proc.wait(timeout=10)
-    except subprocess.TimeoutExpired:
+        proc.communicate(timeout=10)
+    except (subprocess.TimeoutExpired, ValueError):
         proc.kill()
 
 
@@ -171,3 +171,33 @@ def test_every_command_has_help() -> None:
         )
         assert result.returncode == 0
         assert "usage: run.py" in result.stdout
+
+
+async def test_self_signed_serves_https_with_hsts(tmp_path: Path) -> None:
+    port = free_port()
+    proc = subprocess.Popen(
+        [
+            sys.executable,
+            "run.py",
+            "--port",
+            str(port),
+            "--data-dir",
+            str(tmp_path / "d"),
+            "--self-signed",
+        ],
+        cwd=ROOT,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.STDOUT,
+        text=True,
+    )
+    try:
+        read_until(proc, r"Teleconsultation service on https://localhost:" + str(port))
+        async with aiohttp.ClientSession() as http:
+            async with http.get(f"https://127.0.0.1:{port}/healthz", ssl=False) as resp:
+                assert resp.status == 200
+                assert "max-age" in resp.headers["Strict-Transport-Security"]
+        key = tmp_path / "d" / "tls" / "self-signed.key"
+        assert key.stat().st_mode & 0o777 == 0o600
+    finally:
+        proc.terminate()
+        proc.communicate(timeout=10)
