@@ -182,6 +182,22 @@ def _user_action(action: str) -> Callable[[argparse.Namespace], int]:
     return run
 
 
+def _audit_verify(args: argparse.Namespace) -> int:
+    from signaling.audit import verify_trail
+    from signaling.keys import Services
+
+    async def work(services: Services) -> int:
+        count, head, broken = await verify_trail(services.store)
+        if broken is not None:
+            position, reason = broken
+            print(f"audit trail BROKEN at entry {position} of {count}: {reason}")
+            return 1
+        print(f"audit trail intact: {count} entries, head {head}")
+        return 0
+
+    return _with_services(args, work)
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
         prog="run.py", description="Self-hosted teleconsultation service."
@@ -223,6 +239,12 @@ def build_parser() -> argparse.ArgumentParser:
         cmd = sub.add_parser(name, parents=[common], help=text)
         cmd.add_argument("--username", required=True)
         cmd.set_defaults(func=_user_action(name))
+    audit = sub.add_parser("audit", help="audit trail tools")
+    audit_sub = audit.add_subparsers(dest="audit_command", required=True)
+    verify = audit_sub.add_parser(
+        "verify", parents=[common], help="walk the hash chain; exit 1 at the first tampered entry"
+    )
+    verify.set_defaults(func=_audit_verify)
     return parser
 
 

@@ -45,3 +45,16 @@ class AuditTrail:
             "audit %s %s actor=%s target=%s outcome=%s", entry.seq, action, actor, target, outcome
         )
         return entry
+
+
+async def verify_trail(store: Store) -> tuple[int, str, tuple[int, str] | None]:
+    """Walk the whole chain: (entries, head hash, first break as (seq, reason) or None)."""
+    from signaling.audit_chain import GENESIS, first_broken
+
+    entries = await store.all_audit()
+    broken = first_broken(entries)
+    head = entries[-1].hash if entries else GENESIS
+    if broken is None:
+        return len(entries), head, None
+    position, reason = broken
+    return len(entries), head, (position + 1, reason)

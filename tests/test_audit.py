@@ -1,0 +1,135 @@
+"""The audit trail: actions land in it, and tampering with the SQLite file is detected."""
+
+from __future__ import annotations
+
+import sqlite3
+import subprocess
+import sys
+from pathlib import Path
+
+from aiohttp import web
+
+from signaling.keys import SERVICES
+from tests.conftest import Staff
+
+ROOT = Path(__file__).resolve().parent.parent
+
+
+def verify(data_dir: Path) -> subprocess.CompletedProcess[str]:
+    return subprocess.run(
+        [sys.executable, "run.py", "audit", "verify", "--data-dir", str(data_dir)],
+        cwd=ROOT,
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
+
+
+async def test_sign_in_and_consultation_actions_are_audited(
+    app: web.Application, doctor: Staff, admin: Staff
+) -> None:
+    entries = await app[SERVICES].store.all_audit()
+    actions = [(e.action, e.actor, e.outcome) for e in entries]
+    assert ("login.success", doctor.user["id"], "success") in actions
+    assert ("mfa.enrolled", doctor.user["id"], "success") in actions
+    resp = await admin.post(f"/api/users/{doctor.user['id']}/disable")
+    assert resp.status == 200
+    last = (await app[SERVICES].store.all_audit())[-1]
+    assert (last.action, last.actor, last.target) == (
+        "user.disabled",
+        admin.user["id"],
+        doctor.user["id"],
+    )
+
+
+async def test_failed_sign_in_is_audited_without_the_password(
+    app: web.Application, doctor: Staff
+) -> None:
+    await doctor.client.post(
+        "/api/auth/login", json={"username": "dr.martin", "password": "my secret guess!"}
+    )
+    entries = await app[SERVICES].store.all_audit()
+    failed = [e for e in entries if e.action == "login.password" and e.outcome == "failure"]
+    assert len(failed) == 1
+    assert "guess" not in repr(entries)
+
+
+async def make_trail(app: web.Application, doctor: Staff) -> None:
+    for _ in range(3):
+        await doctor.client.get("/api/me")
+        await doctor.post("/api/room-tokens", json={"consultation_id": "absent"})
+    assert len(await app[SERVICES].store.all_audit()) >= 3
+
+
+async def test_audit_verify_reports_an_intact_chain(
+    app: web.Application, doctor: Staff, data_dir: Path
+) -> None:
+    await make_trail(app, doctor)
+    result = verify(data_dir)
+    assert result.returncode == 0, result.stdout + result.stderr
+    assert "intact" in result.stdout
+
+
+def tamper(data_dir: Path, statement: str) -> None:
+    db = sqlite3.connect(data_dir / "teleconsult.sqlite3")
+    with db:
+        db.execute(statement)
+    db.close()
+
+
+async def test_audit_verify_finds_a_modified_entry(
+    app: web.Application, doctor: Staff, data_dir: Path
+) -> None:
+    await make_trail(app, doctor)
+    tamper(data_dir, "UPDATE audit SET actor='someone-else' WHERE seq=2")
+    result = verify(data_dir)
+    assert result.returncode == 1
+    assert "entry 2" in result.stdout and "modified" in result.stdout
+
+
+async def test_audit_verify_finds_a_removed_entry(
+    app: web.Application, doctor: Staff, data_dir: Path
+) -> None:
+    await make_trail(app, doctor)
+    tamper(data_dir, "DELETE FROM audit WHERE seq=2")
+    result = verify(data_dir)
+    assert result.returncode == 1
+    assert "BROKEN at entry 2" in result.stdout
+
+
+async def test_audit_verify_finds_swapped_entries(
+    app: web.Application, doctor: Staff, data_dir: Path
+) -> None:
+    await make_trail(app, doctor)
+    db = sqlite3.connect(data_dir / "teleconsult.sqlite3")
+    with db:
+        db.execute("UPDATE audit SET seq=-1 WHERE seq=2")
+        db.execute("UPDATE audit SET seq=2 WHERE seq=3")
+        db.execute("UPDATE audit SET seq=3 WHERE seq=-1")
+    db.close()
+    result = verify(data_dir)
+    assert result.returncode == 1
+    assert "BROKEN at entry 2" in result.stdout
+
+
+async def test_audit_verify_finds_an_inserted_entry(
+    app: web.Application, doctor: Staff, data_dir: Path
+) -> None:
+    await make_trail(app, doctor)
+    db = sqlite3.connect(data_dir / "teleconsult.sqlite3")
+    with db:
+        rows = db.execute("SELECT * FROM audit ORDER BY seq DESC").fetchall()
+        for row in rows:  # shift everything from entry 2 on, then forge an entry 2
+            if row[0] >= 2:
+                db.execute("UPDATE audit SET seq=? WHERE seq=?", (row[0] + 1000, row[0]))
+        db.execute("UPDATE audit SET seq=seq-999 WHERE seq>1000")
+        first = db.execute("SELECT hash FROM audit WHERE seq=1").fetchone()[0]
+        db.execute(
+            "INSERT INTO audit VALUES (2, 0, 'forger', 'admin', 'user.created', 't', "
+            "'success', '', '', ?, 'f' )",
+            (first,),
+        )
+    db.close()
+    result = verify(data_dir)
+    assert result.returncode == 1
+    assert "BROKEN at entry 2" in result.stdout
