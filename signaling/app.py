@@ -9,7 +9,7 @@ from pathlib import Path
 
 from aiohttp import web
 
-from config import ConfigError, Settings, load_or_create_key, read_key_file
+from config import Settings, load_or_create_key, read_key_file
 from signaling.audit import AuditTrail
 from signaling.auth import Accounts
 from signaling.clock import Clock
@@ -26,6 +26,7 @@ from signaling.routes_consultations import routes as consultation_routes
 from signaling.routes_health import routes as health_routes
 from signaling.routes_users import routes as user_routes
 from signaling.store.base import Store
+from signaling.store.redis import RedisStore
 from signaling.store.sqlite import SqliteStore
 from signaling.tokens import InviteTokens, RoomTokens, SetupTokens
 
@@ -35,10 +36,9 @@ WEB_ROOT = Path(__file__).resolve().parent.parent / "web"
 
 
 def make_store(settings: Settings) -> Store:
-    if settings.storage.backend == "sqlite":
-        return SqliteStore(settings.storage.sqlite_path)
-    raise ConfigError('storage.backend: expected "sqlite" (the redis backend is not available '
-                      "in this version)")
+    if settings.storage.backend == "redis":
+        return RedisStore(settings.storage.redis_url, settings.storage.redis_require_aof)
+    return SqliteStore(settings.storage.sqlite_path)
 
 
 def load_secret(settings: Settings) -> bytes:

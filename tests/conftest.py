@@ -4,13 +4,14 @@ from __future__ import annotations
 
 import dataclasses
 import re
-from collections.abc import AsyncIterator, Awaitable, Callable
+from collections.abc import AsyncIterator, Awaitable, Callable, Iterator
 from pathlib import Path
 from typing import Any
 
 import aiohttp
 import pyotp
 import pytest
+import redis
 from aiohttp import web
 from aiohttp.test_utils import TestClient
 
@@ -18,6 +19,7 @@ from config import Settings, StorageSettings
 from signaling.app import create_app, issue_setup_link
 from signaling.clock import ManualClock
 from signaling.keys import SERVICES
+from tests.servers import RedisServer
 
 PASSWORD = "correct horse battery staple"
 ORIGIN = "http://localhost:8080"
@@ -30,9 +32,23 @@ def data_dir(tmp_path: Path) -> Path:
     return path
 
 
+def pytest_generate_tests(metafunc: pytest.Metafunc) -> None:
+    # Modules marked both_stores run every test on SQLite and on a real Redis.
+    if "store_backend" in metafunc.fixturenames:
+        both = metafunc.definition.get_closest_marker("both_stores") is not None
+        metafunc.parametrize("store_backend", ["sqlite", "redis"] if both else ["sqlite"])
+
+
 @pytest.fixture
-def settings(data_dir: Path) -> Settings:
-    return Settings(storage=StorageSettings(data_dir=str(data_dir))).validate()
+def settings(data_dir: Path, store_backend: str, request: pytest.FixtureRequest) -> Settings:
+    storage = StorageSettings(data_dir=str(data_dir), backend=store_backend)
+    if store_backend == "redis":
+        server: RedisServer = request.getfixturevalue("redis_server")
+        flush = redis.Redis.from_url(server.url)
+        flush.flushdb()
+        flush.close()
+        storage = dataclasses.replace(storage, redis_url=server.url)
+    return Settings(storage=storage).validate()
 
 
 @pytest.fixture
@@ -156,3 +172,11 @@ async def setup_link_token(app: web.Application) -> str:
     match = re.search(r"/setup/(.+)$", link)
     assert match
     return match.group(1)
+
+
+@pytest.fixture(scope="session")
+def redis_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[RedisServer]:
+    """One real redis-server (AOF on) for the session; tests flush it before use."""
+    server = RedisServer(tmp_path_factory.mktemp("redis")).start()
+    yield server
+    server.stop()

@@ -6,10 +6,13 @@ import time
 from typing import Any
 
 import pyotp
+import pytest
 from aiohttp.test_utils import TestClient
 
 from signaling.clock import ManualClock
 from tests.conftest import PASSWORD, Accounts, Staff
+
+pytestmark = pytest.mark.both_stores
 
 
 async def test_doctor_signs_in_with_password_then_totp(doctor: Staff) -> None:

@@ -4,11 +4,14 @@ from __future__ import annotations
 
 from typing import Any
 
+import pytest
 from aiohttp.test_utils import TestClient
 
 from signaling.clock import ManualClock
 from signaling.views import iso
 from tests.conftest import Accounts, Staff, new_session
+
+pytestmark = pytest.mark.both_stores
 
 
 def start_in(clock: ManualClock, minutes: float) -> str:

@@ -16,6 +16,8 @@ from signaling.clock import ManualClock
 from signaling.errors import KINDS
 from tests.conftest import PASSWORD, new_session, setup_link_token
 
+pytestmark = pytest.mark.both_stores
+
 
 async def test_security_headers_on_every_kind_of_response(client: TestClient[Any, Any]) -> None:
     for path in ("/healthz", "/api/me", "/api/nothing", "/static/app.css", "/"):

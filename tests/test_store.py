@@ -7,20 +7,69 @@ from pathlib import Path
 
 import pytest
 
+from config import ConfigError
 from signaling.audit_chain import GENESIS, first_broken
 from signaling.models import Consultation, Session, User
-from signaling.store.base import AuditFields, AuditFilter, DuplicateUsername, Store
+from signaling.store.base import (
+    AuditFields,
+    AuditFilter,
+    DuplicateUsername,
+    Store,
+    StoreUnavailable,
+)
+from signaling.store.redis import RedisStore
 from signaling.store.sqlite import SqliteStore
+from tests.servers import RedisServer
 
 NOW = 1_800_000_000.0
 
 
-@pytest.fixture(params=["sqlite"])
+@pytest.fixture(params=["sqlite", "redis"])
 async def store(request: pytest.FixtureRequest, tmp_path: Path) -> AsyncIterator[Store]:
-    backend: Store = SqliteStore(tmp_path / "store.sqlite3")
-    await backend.open()
+    backend: Store
+    if request.param == "redis":
+        server: RedisServer = request.getfixturevalue("redis_server")
+        backend = RedisStore(server.url)
+        await backend.open()
+        await backend.r.flushdb()
+    else:
+        backend = SqliteStore(tmp_path / "store.sqlite3")
+        await backend.open()
     yield backend
     await backend.close()
+
+
+async def test_redis_without_aof_is_refused(tmp_path: Path) -> None:
+    server = RedisServer(tmp_path / "noaof", appendonly=False).start()
+    try:
+        with pytest.raises(ConfigError, match="appendonly"):
+            await RedisStore(server.url).open()
+        relaxed = RedisStore(server.url, require_aof=False)
+        await relaxed.open()
+        await relaxed.ping()
+        await relaxed.close()
+    finally:
+        server.stop()
+
+
+async def test_stopped_redis_is_unavailable_then_recovers(tmp_path: Path) -> None:
+    server = RedisServer(tmp_path / "stop").start()
+    store = RedisStore(server.url)
+    await store.open()
+    await store.set_meta("kept", "yes")
+    port = server.port
+    server.stop()
+    with pytest.raises(StoreUnavailable):
+        await store.ping()
+    with pytest.raises(StoreUnavailable):
+        await store.get_meta("kept")
+    server = RedisServer(tmp_path / "stop", port=port).start()  # same dir: AOF replays
+    try:
+        await store.ping()
+        assert await store.get_meta("kept") == "yes"
+    finally:
+        await store.close()
+        server.stop()
 
 
 def user(name: str = "dr.a", role: str = "doctor") -> User:

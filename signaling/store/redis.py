@@ -1,0 +1,453 @@
+"""Redis backend: state shared by several instances.
+
+Durable records are hashes; indexes are sets and sorted sets; every operation that must be
+atomic is one Lua script or one WATCH/MULTI transaction, never a read-modify-write in Python.
+Expiry of ephemeral keys follows the application's clock (passed in as ``now``), with a Redis
+TTL on top so that nothing lingers. Durable data is only durable with AOF: ``open()`` refuses a
+server with ``appendonly no`` unless told otherwise.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+from typing import Any, cast
+
+import redis.asyncio as aioredis
+from redis.exceptions import ConnectionError as RedisConnectionError
+from redis.exceptions import RedisError, TimeoutError, WatchError
+
+from config import ConfigError
+from signaling.audit_chain import GENESIS, entry_hash
+from signaling.models import AuditEntry, Consultation, Session, User
+from signaling.store.base import AuditFields, AuditFilter, DuplicateUsername, StoreUnavailable
+
+log = logging.getLogger("teleconsult.store")
+
+_ADVANCE_TOTP = """
+local current = tonumber(redis.call('HGET', KEYS[1], 'totp_last_step') or '-1')
+if current == nil or redis.call('EXISTS', KEYS[1]) == 0 then return -1 end
+if current < tonumber(ARGV[1]) then
+  redis.call('HSET', KEYS[1], 'totp_last_step', ARGV[1])
+  return 1
+end
+return 0
+"""
+
+_CODE_FAILURE = """
+if redis.call('EXISTS', KEYS[1]) == 0 then return 0 end
+local n = redis.call('HINCRBY', KEYS[1], 'code_failures', 1)
+if n >= tonumber(ARGV[1]) then redis.call('HSET', KEYS[1], 'invite_locked', '1') end
+return n
+"""
+
+_CLAIM_ONCE = """
+local expires = tonumber(redis.call('GET', KEYS[1]) or '0')
+if expires > tonumber(ARGV[1]) then return 0 end
+redis.call('SET', KEYS[1], ARGV[2], 'PX', ARGV[3])
+return 1
+"""
+
+_INCR = """
+local expires = tonumber(redis.call('HGET', KEYS[1], 'expires') or '0')
+if expires > tonumber(ARGV[1]) then
+  return redis.call('HINCRBY', KEYS[1], 'count', 1)
+end
+redis.call('HSET', KEYS[1], 'count', 1, 'expires', ARGV[2])
+redis.call('PEXPIRE', KEYS[1], ARGV[3])
+return 1
+"""
+
+_GET_COUNT = """
+local expires = tonumber(redis.call('HGET', KEYS[1], 'expires') or '0')
+if expires > tonumber(ARGV[1]) then
+  return tonumber(redis.call('HGET', KEYS[1], 'count'))
+end
+return 0
+"""
+
+
+def _ms(seconds: float) -> int:
+    # Redis-side TTL: the logical expiry plus a margin for clock skew between instances.
+    return max(int((seconds + 60) * 1000), 1000)
+
+
+def _b(value: bool) -> str:
+    return "1" if value else "0"
+
+
+class RedisStore:
+    def __init__(self, url: str, require_aof: bool = True, prefix: str = "tc:") -> None:
+        self.url = url
+        self.require_aof = require_aof
+        self.p = prefix
+        self._redis: aioredis.Redis | None = None
+
+    @property
+    def r(self) -> aioredis.Redis:
+        if self._redis is None:
+            raise StoreUnavailable("store is closed")
+        return self._redis
+
+    async def _call(self, coro: Any) -> Any:
+        try:
+            return await coro
+        except (RedisConnectionError, TimeoutError, OSError) as exc:
+            raise StoreUnavailable(str(exc)) from exc
+
+    async def open(self) -> None:
+        self._redis = aioredis.from_url(
+            self.url,
+            decode_responses=True,
+            socket_timeout=5,
+            socket_connect_timeout=5,
+            health_check_interval=10,
+        )
+        try:
+            config = await self._redis.config_get("appendonly")
+        except RedisError as exc:
+            await self.close()
+            raise ConfigError(f"storage.redis_url: cannot reach Redis ({exc})") from exc
+        if config.get("appendonly") != "yes":
+            if self.require_aof:
+                await self.close()
+                raise ConfigError(
+                    "storage.redis_require_aof: Redis runs without AOF persistence "
+                    "(appendonly no), so accounts and consultations would be lost on restart; "
+                    "enable 'appendonly yes' with 'appendfsync everysec' or set "
+                    "storage.redis_require_aof = false"
+                )
+            log.warning(
+                "Redis runs WITHOUT AOF persistence: durable data will be lost on restart"
+            )
+
+    async def close(self) -> None:
+        if self._redis is not None:
+            await self._redis.aclose()
+            self._redis = None
+
+    async def ping(self) -> None:
+        await self._call(self.r.ping())
+
+    # -- users
+    def _user_key(self, user_id: str) -> str:
+        return f"{self.p}user:{user_id}"
+
+    def _user_to_hash(self, user: User) -> dict[str, str]:
+        return {
+            "id": user.id,
+            "username": user.username,
+            "display_name": user.display_name,
+            "role": user.role,
+            "password_hash": user.password_hash,
+            "created_at": repr(user.created_at),
+            "totp_secret_enc": user.totp_secret_enc.hex() if user.totp_secret_enc else "",
+            "totp_confirmed": _b(user.totp_confirmed),
+            "totp_last_step": str(user.totp_last_step),
+            "disabled": _b(user.disabled),
+        }
+
+    @staticmethod
+    def _user(h: dict[str, str]) -> User:
+        return User(
+            id=h["id"],
+            username=h["username"],
+            display_name=h["display_name"],
+            role=h["role"],
+            password_hash=h["password_hash"],  # type: ignore[arg-type]
+            created_at=float(h["created_at"]),
+            totp_secret_enc=bytes.fromhex(h["totp_secret_enc"]) if h["totp_secret_enc"] else None,
+            totp_confirmed=h["totp_confirmed"] == "1",
+            totp_last_step=int(h["totp_last_step"]),
+            disabled=h["disabled"] == "1",
+        )
+
+    async def create_user(self, user: User) -> None:
+        name_key = f"{self.p}username:{user.username.casefold()}"
+        claimed = await self._call(self.r.set(name_key, user.id, nx=True))
+        if not claimed:
+            raise DuplicateUsername(user.username)
+        async with self.r.pipeline(transaction=True) as pipe:
+            pipe.hset(self._user_key(user.id), mapping=self._user_to_hash(user))
+            pipe.sadd(f"{self.p}users", user.id)
+            await self._call(pipe.execute())
+
+    async def get_user(self, user_id: str) -> User | None:
+        h = await self._call(self.r.hgetall(self._user_key(user_id)))
+        return self._user(h) if h else None
+
+    async def get_user_by_username(self, username: str) -> User | None:
+        user_id = await self._call(self.r.get(f"{self.p}username:{username.casefold()}"))
+        return await self.get_user(user_id) if user_id else None
+
+    async def list_users(self) -> list[User]:
+        ids = await self._call(self.r.smembers(f"{self.p}users"))
+        users = [u for u in [await self.get_user(i) for i in ids] if u is not None]
+        return sorted(users, key=lambda u: u.username.casefold())
+
+    async def count_users(self) -> int:
+        return int(await self._call(self.r.scard(f"{self.p}users")))
+
+    async def update_user(self, user: User) -> None:
+        fields = self._user_to_hash(user)
+        del fields["totp_last_step"]  # only advance_totp_step moves it
+        await self._call(self.r.hset(self._user_key(user.id), mapping=fields))
+
+    async def advance_totp_step(self, user_id: str, step: int) -> bool:
+        result = await self._call(
+            self.r.eval(_ADVANCE_TOTP, 1, self._user_key(user_id), str(step))  # type: ignore[misc]
+        )
+        return int(result) == 1
+
+    # -- sessions
+    def _session_key(self, id_hash: str) -> str:
+        return f"{self.p}session:{id_hash}"
+
+    async def put_session(self, session: Session) -> None:
+        key = self._session_key(session.id_hash)
+        fields = {
+            "id_hash": session.id_hash,
+            "kind": session.kind,
+            "created_at": repr(session.created_at),
+            "last_seen": repr(session.last_seen),
+            "expires_at": repr(session.expires_at),
+            "csrf_token": session.csrf_token,
+            "user_id": session.user_id or "",
+            "consultation_id": session.consultation_id or "",
+        }
+        async with self.r.pipeline(transaction=True) as pipe:
+            pipe.hset(key, mapping=fields)
+            pipe.pexpire(key, _ms(session.expires_at - session.last_seen))
+            if session.user_id:
+                pipe.sadd(f"{self.p}user_sessions:{session.user_id}", session.id_hash)
+            await self._call(pipe.execute())
+
+    async def get_session(self, id_hash: str) -> Session | None:
+        h = await self._call(self.r.hgetall(self._session_key(id_hash)))
+        if not h:
+            return None
+        return Session(
+            id_hash=h["id_hash"],
+            kind=h["kind"],  # type: ignore[arg-type]
+            created_at=float(h["created_at"]),
+            last_seen=float(h["last_seen"]),
+            expires_at=float(h["expires_at"]),
+            csrf_token=h["csrf_token"],
+            user_id=h["user_id"] or None,
+            consultation_id=h["consultation_id"] or None,
+        )
+
+    async def delete_session(self, id_hash: str) -> None:
+        session = await self.get_session(id_hash)
+        async with self.r.pipeline(transaction=True) as pipe:
+            pipe.delete(self._session_key(id_hash))
+            if session and session.user_id:
+                pipe.srem(f"{self.p}user_sessions:{session.user_id}", id_hash)
+            await self._call(pipe.execute())
+
+    async def delete_user_sessions(self, user_id: str) -> int:
+        index = f"{self.p}user_sessions:{user_id}"
+        hashes = await self._call(self.r.smembers(index))
+        if not hashes:
+            return 0
+        async with self.r.pipeline(transaction=True) as pipe:
+            for h in hashes:
+                pipe.delete(self._session_key(h))
+            pipe.delete(index)
+            results = await self._call(pipe.execute())
+        return int(sum(results[:-1]))
+
+    async def purge_sessions(self, now: float) -> int:
+        purged = 0
+        async for key in self.r.scan_iter(match=f"{self.p}session:*", count=500):
+            expires = await self._call(self.r.hget(key, "expires_at"))
+            if expires is not None and float(expires) <= now:
+                await self.delete_session(key.rsplit(":", 1)[1])
+                purged += 1
+        return purged
+
+    # -- consultations
+    def _consultation_key(self, cid: str) -> str:
+        return f"{self.p}consultation:{cid}"
+
+    @staticmethod
+    def _consultation_hash(c: Consultation) -> dict[str, str]:
+        return {
+            "id": c.id,
+            "doctor_id": c.doctor_id,
+            "patient_name": c.patient_name,
+            "scheduled_start": repr(c.scheduled_start),
+            "duration_minutes": str(c.duration_minutes),
+            "note": c.note,
+            "status": c.status,
+            "created_at": repr(c.created_at),
+            "invite_nonce": c.invite_nonce,
+            "access_code_hash": c.access_code_hash,
+            "code_failures": str(c.code_failures),
+            "invite_locked": _b(c.invite_locked),
+            "ended_at": "" if c.ended_at is None else repr(c.ended_at),
+        }
+
+    @staticmethod
+    def _consultation(h: dict[str, str]) -> Consultation:
+        return Consultation(
+            id=h["id"],
+            doctor_id=h["doctor_id"],
+            patient_name=h["patient_name"],
+            scheduled_start=float(h["scheduled_start"]),
+            duration_minutes=int(h["duration_minutes"]),
+            note=h["note"],
+            status=h["status"],
+            created_at=float(h["created_at"]),  # type: ignore[arg-type]
+            invite_nonce=h["invite_nonce"],
+            access_code_hash=h["access_code_hash"],
+            code_failures=int(h["code_failures"]),
+            invite_locked=h["invite_locked"] == "1",
+            ended_at=float(h["ended_at"]) if h["ended_at"] else None,
+        )
+
+    async def create_consultation(self, consultation: Consultation) -> None:
+        c = consultation
+        async with self.r.pipeline(transaction=True) as pipe:
+            pipe.hset(self._consultation_key(c.id), mapping=self._consultation_hash(c))
+            pipe.zadd(f"{self.p}consultations", {c.id: c.scheduled_start})
+            pipe.zadd(f"{self.p}consultations:doctor:{c.doctor_id}", {c.id: c.scheduled_start})
+            await self._call(pipe.execute())
+
+    async def get_consultation(self, consultation_id: str) -> Consultation | None:
+        h = await self._call(self.r.hgetall(self._consultation_key(consultation_id)))
+        return self._consultation(h) if h else None
+
+    async def list_consultations(self, doctor_id: str | None) -> list[Consultation]:
+        index = (
+            f"{self.p}consultations"
+            if doctor_id is None
+            else f"{self.p}consultations:doctor:{doctor_id}"
+        )
+        ids = await self._call(self.r.zrange(index, 0, -1))
+        found = [await self.get_consultation(i) for i in ids]
+        return [c for c in found if c is not None]
+
+    async def update_consultation(self, consultation: Consultation) -> None:
+        c = consultation
+        async with self.r.pipeline(transaction=True) as pipe:
+            pipe.hset(self._consultation_key(c.id), mapping=self._consultation_hash(c))
+            pipe.zadd(f"{self.p}consultations", {c.id: c.scheduled_start})
+            pipe.zadd(f"{self.p}consultations:doctor:{c.doctor_id}", {c.id: c.scheduled_start})
+            await self._call(pipe.execute())
+
+    async def record_code_failure(self, consultation_id: str, lock_at: int) -> Consultation:
+        await self._call(
+            self.r.eval(  # type: ignore[misc]
+                _CODE_FAILURE, 1, self._consultation_key(consultation_id), str(lock_at)
+            )
+        )
+        found = await self.get_consultation(consultation_id)
+        if found is None:
+            raise KeyError(consultation_id)
+        return found
+
+    # -- ephemeral
+    async def claim_once(self, key: str, ttl: float, now: float) -> bool:
+        result = await self._call(
+            self.r.eval(  # type: ignore[misc]
+                _CLAIM_ONCE, 1, f"{self.p}eph:{key}", repr(now), repr(now + ttl), str(_ms(ttl))
+            )
+        )
+        return int(result) == 1
+
+    async def incr(self, key: str, ttl: float, now: float) -> int:
+        result = await self._call(
+            self.r.eval(  # type: ignore[misc]
+                _INCR, 1, f"{self.p}cnt:{key}", repr(now), repr(now + ttl), str(_ms(ttl))
+            )
+        )
+        return int(result)
+
+    async def get_count(self, key: str, now: float) -> int:
+        # claim_once keys count as 1 while live, so a lock set with claim_once reads as set.
+        claimed = await self._call(self.r.get(f"{self.p}eph:{key}"))
+        if claimed is not None and float(claimed) > now:
+            return 1
+        result = await self._call(
+            self.r.eval(  # type: ignore[misc]
+                _GET_COUNT, 1, f"{self.p}cnt:{key}", repr(now)
+            )
+        )
+        return int(result)
+
+    async def delete_key(self, key: str) -> None:
+        await self._call(self.r.delete(f"{self.p}eph:{key}", f"{self.p}cnt:{key}"))
+
+    # -- meta
+    async def get_meta(self, name: str) -> str | None:
+        value = await self._call(self.r.hget(f"{self.p}meta", name))
+        return cast(str | None, value)
+
+    async def set_meta(self, name: str, value: str) -> None:
+        await self._call(self.r.hset(f"{self.p}meta", name, value))
+
+    # -- audit: a list of canonical JSON entries, appended under WATCH on the list's tail
+    async def append_audit(self, fields: AuditFields) -> AuditEntry:
+        log_key = f"{self.p}audit"
+        f = fields
+        while True:
+            async with self.r.pipeline(transaction=True) as pipe:
+                try:
+                    await pipe.watch(log_key)
+                    length = int(await pipe.llen(log_key))
+                    last_raw = await pipe.lindex(log_key, -1) if length else None
+                    prev = json.loads(last_raw)["hash"] if last_raw else GENESIS
+                    seq = length + 1
+                    digest = entry_hash(
+                        seq,
+                        f.at,
+                        f.actor,
+                        f.actor_role,
+                        f.action,
+                        f.target,
+                        f.outcome,
+                        f.address,
+                        f.details,
+                        prev,
+                    )
+                    entry = AuditEntry(
+                        seq=seq,
+                        at=f.at,
+                        actor=f.actor,
+                        actor_role=f.actor_role,
+                        action=f.action,
+                        target=f.target,
+                        outcome=f.outcome,
+                        address=f.address,
+                        details=f.details,
+                        prev_hash=prev,
+                        hash=digest,
+                    )
+                    pipe.multi()
+                    pipe.rpush(log_key, json.dumps(entry.__dict__, separators=(",", ":")))
+                    await pipe.execute()
+                    return entry
+                except WatchError:
+                    continue  # another instance appended first: chain onto its entry
+                except (RedisConnectionError, TimeoutError, OSError) as exc:
+                    raise StoreUnavailable(str(exc)) from exc
+
+    async def all_audit(self) -> list[AuditEntry]:
+        raw = await self._call(self.r.lrange(f"{self.p}audit", 0, -1))
+        return [AuditEntry(**json.loads(item)) for item in raw]
+
+    async def list_audit(self, query: AuditFilter) -> list[AuditEntry]:
+        matches: list[AuditEntry] = []
+        for e in await self.all_audit():
+            if (
+                (query.actor is None or e.actor == query.actor)
+                and (query.target is None or e.target == query.target)
+                and (query.action is None or e.action == query.action)
+                and (query.since is None or e.at >= query.since)
+                and (query.until is None or e.at < query.until)
+            ):
+                matches.append(e)
+                if len(matches) >= query.limit:
+                    break
+        return matches
