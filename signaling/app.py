@@ -29,6 +29,7 @@ from signaling.store.base import Store
 from signaling.store.redis import RedisStore
 from signaling.store.sqlite import SqliteStore
 from signaling.tokens import InviteTokens, RoomTokens, SetupTokens
+from signaling.ws import setup_signaling
 
 log = logging.getLogger("teleconsult")
 VERSION = "0.1.0"
@@ -125,6 +126,7 @@ def create_app(
 
     app.router.add_get("/api/openapi.json", serve_openapi)
     setup_pages(app, web_root)
+    setup_signaling(app)
     return app
 
 

@@ -1,0 +1,50 @@
+"""The Bus seam: delivers encoded signaling messages to a connection wherever it lives.
+
+Rooms address connections by an opaque id and publish bytes to it; they never hold a
+socket and never call Redis. :class:`LocalBus` serves one process; a Redis pub/sub bus
+(one channel per instance) will implement the same protocol for several instances.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from typing import Protocol
+
+# An inbox takes an encoded message (b"": none) and, to end the connection, a close code.
+Inbox = Callable[[bytes, int | None], None]
+
+
+class Bus(Protocol):
+    def attach(self, connection_id: str, inbox: Inbox) -> None:
+        """Route messages published to ``connection_id`` to ``inbox`` (which must not block)."""
+
+    def detach(self, connection_id: str) -> None: ...
+
+    def publish(self, connection_id: str, payload: bytes, close_code: int | None = None) -> bool:
+        """Hand ``payload`` over for delivery without waiting; False if nobody is attached.
+
+        With ``close_code`` the connection is closed with it once ``payload`` is written.
+        """
+
+
+class LocalBus:
+    """In-process delivery: a dictionary lookup and a put on the connection's queue."""
+
+    def __init__(self) -> None:
+        self._inboxes: dict[str, Inbox] = {}
+
+    def attach(self, connection_id: str, inbox: Inbox) -> None:
+        self._inboxes[connection_id] = inbox
+
+    def detach(self, connection_id: str) -> None:
+        self._inboxes.pop(connection_id, None)
+
+    def publish(self, connection_id: str, payload: bytes, close_code: int | None = None) -> bool:
+        inbox = self._inboxes.get(connection_id)
+        if inbox is None:
+            return False
+        inbox(payload, close_code)
+        return True
+
+    def __len__(self) -> int:
+        return len(self._inboxes)

@@ -1,0 +1,242 @@
+"""The signaling wire protocol: one msgspec Struct per message, tagged by ``type``.
+
+Decoding a client frame is one call (:data:`CLIENT_DECODER`): it parses the JSON, picks the
+message type from the ``type`` tag, checks every field's type and bound, and refuses unknown
+fields. ``docs/protocol.md`` documents every message below; ``web/protocol.js`` follows it.
+"""
+
+from __future__ import annotations
+
+import re
+from typing import Annotated, Literal
+
+import msgspec
+from msgspec import Meta
+
+PROTOCOL_VERSION = 1
+SUPPORTED_VERSIONS = frozenset({PROTOCOL_VERSION})
+
+MAX_SDP_BYTES = 64 * 1024
+MAX_CANDIDATE_CHARS = 1024
+
+Role = Literal["doctor", "patient"]
+RoomStateName = Literal["waiting", "in_call", "ended"]
+LeaveReason = Literal["left", "disconnected", "replaced", "denied"]
+EndReason = Literal["ended_by_doctor", "cancelled"]
+
+Version = Annotated[int, Meta(ge=0, le=1000)]
+Token = Annotated[str, Meta(min_length=1, max_length=1024)]
+Sdp = Annotated[str, Meta(min_length=1, max_length=MAX_SDP_BYTES + 1)]
+ShortText = Annotated[str, Meta(max_length=200)]
+PingId = Annotated[int, Meta(ge=0, le=2**53)]
+
+
+class _Client(msgspec.Struct, tag_field="type", forbid_unknown_fields=True):
+    pass
+
+
+class _Server(msgspec.Struct, tag_field="type", omit_defaults=True):
+    pass
+
+
+# -- client -> server ------------------------------------------------------------------------
+
+
+class Join(_Client, tag="join"):
+    v: Version
+    token: Token
+
+
+class Resume(_Client, tag="resume"):
+    v: Version
+    resume: Token
+
+
+class Admit(_Client, tag="admit"):
+    pass
+
+
+class Deny(_Client, tag="deny"):
+    pass
+
+
+class Offer(_Client, tag="offer"):
+    sdp: Sdp
+    # True when the offer restarts ICE (new ufrag/pwd) after a network change.
+    ice_restart: bool = False
+
+
+class Answer(_Client, tag="answer"):
+    sdp: Sdp
+
+
+class Candidate(_Client, tag="candidate"):
+    candidate: Annotated[str, Meta(min_length=1, max_length=MAX_CANDIDATE_CHARS)]
+    sdp_mid: Annotated[str, Meta(max_length=32)] | None = None
+    sdp_mline_index: Annotated[int, Meta(ge=0, le=63)] | None = None
+
+
+class EndOfCandidates(_Client, tag="end_of_candidates"):
+    pass
+
+
+class HangUp(_Client, tag="hang_up"):
+    # Doctor only: True ends the consultation for good; False (or a patient) just leaves.
+    end: bool = False
+
+
+class Ping(_Client, tag="ping"):
+    id: PingId = 0
+
+
+ClientMessage = (
+    Join | Resume | Admit | Deny | Offer | Answer | Candidate | EndOfCandidates | HangUp | Ping
+)
+FIRST_MESSAGES = (Join, Resume)
+
+# -- server -> client ------------------------------------------------------------------------
+
+
+class IceServer(msgspec.Struct, omit_defaults=True, frozen=True):
+    """An RTCIceServer, as a browser's RTCPeerConnection takes it."""
+
+    urls: list[str]
+    username: str | None = None
+    credential: str | None = None
+
+
+class Welcome(_Server, tag="welcome"):
+    v: int
+    room: str
+    role: Role
+    state: RoomStateName
+    ice_servers: list[IceServer]
+    # Send it in a ``resume`` message to take this place back after a dropped connection.
+    resume: str
+    resume_grace_seconds: float
+    # When the TURN credentials stop working (Unix seconds); 0 when no TURN is configured.
+    ice_expires_at: int = 0
+    resumed: bool = False
+
+
+class WaitingPatient(msgspec.Struct, frozen=True):
+    name: str
+    since: float  # Unix seconds
+
+
+class Lobby(_Server, tag="lobby"):
+    """Doctor only: who waits in the waiting room (``None``: nobody)."""
+
+    waiting: WaitingPatient | None = None
+
+
+class Waiting(_Server, tag="waiting"):
+    """Patient only: you are in the waiting room."""
+
+
+class Admitted(_Server, tag="admitted"):
+    pass
+
+
+class Denied(_Server, tag="denied"):
+    pass
+
+
+class PeerJoined(_Server, tag="peer_joined"):
+    role: Role
+    resumed: bool = False
+
+
+class PeerLeft(_Server, tag="peer_left"):
+    role: Role
+    reason: LeaveReason
+
+
+class RelayedOffer(_Server, tag="offer"):
+    sdp: str
+    ice_restart: bool = False
+
+
+class RelayedAnswer(_Server, tag="answer"):
+    sdp: str
+
+
+class RelayedCandidate(_Server, tag="candidate"):
+    candidate: str
+    sdp_mid: str | None = None
+    sdp_mline_index: int | None = None
+
+
+class RelayedEndOfCandidates(_Server, tag="end_of_candidates"):
+    pass
+
+
+class Ended(_Server, tag="ended"):
+    reason: EndReason
+
+
+class Pong(_Server, tag="pong"):
+    id: int = 0
+
+
+class ErrorMessage(_Server, tag="error"):
+    code: str
+    message: str
+    # The client message type the error answers, when known.
+    ref: str | None = None
+    # Where a malformed message went wrong, as a JSON path such as ``$.sdp``.
+    at: str | None = None
+
+
+ServerMessage = (
+    Welcome
+    | Lobby
+    | Waiting
+    | Admitted
+    | Denied
+    | PeerJoined
+    | PeerLeft
+    | RelayedOffer
+    | RelayedAnswer
+    | RelayedCandidate
+    | RelayedEndOfCandidates
+    | Ended
+    | Pong
+    | ErrorMessage
+)
+
+CLIENT_DECODER: msgspec.json.Decoder[ClientMessage] = msgspec.json.Decoder(ClientMessage)
+SERVER_DECODER: msgspec.json.Decoder[ServerMessage] = msgspec.json.Decoder(ServerMessage)
+_ENCODER = msgspec.json.Encoder()
+
+
+def encode(message: _Server) -> bytes:
+    return _ENCODER.encode(message)
+
+
+_PATH = re.compile(r"- at `(\$[^`]{0,80})`")
+
+
+class MalformedMessage(Exception):
+    """A frame that is not a valid client message; ``at`` names where, never echoes values."""
+
+    def __init__(self, at: str | None) -> None:
+        super().__init__(at or "$")
+        self.at = at
+
+
+def decode_client(frame: str | bytes) -> ClientMessage:
+    try:
+        return CLIENT_DECODER.decode(frame)
+    except msgspec.ValidationError as exc:
+        # msgspec's text may quote the offending value (a token pasted in the wrong field):
+        # only the JSON path leaves the server.
+        match = _PATH.search(str(exc))
+        raise MalformedMessage(match.group(1) if match else "$") from None
+    except msgspec.DecodeError:
+        raise MalformedMessage(None) from None
+
+
+def message_type(message: msgspec.Struct) -> str:
+    tag = type(message).__struct_config__.tag
+    return str(tag)

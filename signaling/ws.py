@@ -1,0 +1,492 @@
+"""The ``/ws`` endpoint: one connection's loop, its writer task and the dispatch table.
+
+A connection reads frames in its own handler task and writes through one writer task fed by a
+bounded queue, so a slow reader only ever stalls itself: when its queue is full it is dropped.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import secrets
+import weakref
+from collections.abc import AsyncIterator, Awaitable, Callable
+from dataclasses import dataclass, field
+from typing import Any
+
+from aiohttp import WSCloseCode, WSMsgType, web
+
+from signaling.bus import LocalBus
+from signaling.errors import AppError
+from signaling.http_api import client_address
+from signaling.keys import SERVICES, Services
+from signaling.protocol import (
+    PROTOCOL_VERSION,
+    SUPPORTED_VERSIONS,
+    Admit,
+    Answer,
+    Candidate,
+    Deny,
+    EndOfCandidates,
+    ErrorMessage,
+    HangUp,
+    Join,
+    MalformedMessage,
+    Offer,
+    Ping,
+    Pong,
+    RelayedAnswer,
+    RelayedCandidate,
+    RelayedEndOfCandidates,
+    RelayedOffer,
+    Resume,
+    Role,
+    Welcome,
+    decode_client,
+    encode,
+    message_type,
+)
+from signaling.rooms import JoinResult, Room, RoomRegistry, Seat
+from signaling.sdp import MAX_TRICKLE_CANDIDATES, validate_candidate, validate_sdp
+from signaling.turn import credential_expiry, ice_servers
+
+log = logging.getLogger("teleconsult.ws")
+
+# Close code for an error during the join phase whose kind has no close code of its own.
+CLOSE_PROTOCOL_ERROR = 4400
+
+
+class TokenBucket:
+    """``rate`` messages per second on average, ``burst`` at once."""
+
+    def __init__(self, rate: float, burst: int, now: float) -> None:
+        self.rate = rate
+        self.capacity = float(burst)
+        self.tokens = float(burst)
+        self.stamp = now
+
+    def take(self, now: float) -> bool:
+        self.tokens = min(self.capacity, self.tokens + (now - self.stamp) * self.rate)
+        self.stamp = now
+        if self.tokens < 1.0:
+            return False
+        self.tokens -= 1.0
+        return True
+
+
+@dataclass
+class Signaling:
+    """What the signaling endpoint shares between connections of one application."""
+
+    services: Services
+    bus: LocalBus
+    rooms: RoomRegistry
+    sockets: weakref.WeakSet[web.WebSocketResponse] = field(default_factory=weakref.WeakSet)
+    per_address: dict[str, int] = field(default_factory=dict)
+
+    def acquire_address(self, address: str) -> bool:
+        count = self.per_address.get(address, 0)
+        if count >= self.services.settings.signaling.connections_per_address:
+            return False
+        self.per_address[address] = count + 1
+        return True
+
+    def release_address(self, address: str) -> None:
+        count = self.per_address.get(address, 0) - 1
+        if count <= 0:
+            self.per_address.pop(address, None)
+        else:
+            self.per_address[address] = count
+
+
+SIGNALING = web.AppKey("signaling", Signaling)
+
+Handler = Callable[[Any], Awaitable[None]]
+
+
+class Connection:
+    def __init__(self, signaling: Signaling, ws: web.WebSocketResponse, address: str) -> None:
+        settings = signaling.services.settings.signaling
+        self.id = secrets.token_hex(8)
+        self.signaling = signaling
+        self.services = signaling.services
+        self.ws = ws
+        self.address = address
+        self.queue: asyncio.Queue[tuple[bytes, int | None]] = asyncio.Queue(
+            settings.send_queue_size
+        )
+        loop = asyncio.get_running_loop()
+        self.bucket = TokenBucket(settings.messages_per_second, settings.message_burst, loop.time())
+        self.room: Room | None = None
+        self.role: Role = "patient"
+        self.closing = False
+        self.hung_up = False
+        self._writer: asyncio.Task[None] | None = None
+        self._handlers: dict[type[Any], Handler] = {
+            Admit: self._on_admit,
+            Deny: self._on_deny,
+            Offer: self._on_offer,
+            Answer: self._on_answer,
+            Candidate: self._on_candidate,
+            EndOfCandidates: self._on_end_of_candidates,
+            HangUp: self._on_hang_up,
+            Ping: self._on_ping,
+            Join: self._on_second_join,
+            Resume: self._on_second_join,
+        }
+
+    # -- writing
+
+    def deliver(self, payload: bytes, close_code: int | None) -> None:
+        """Queue a message (and maybe a close) without waiting: the Bus inbox of this connection."""
+        if self.closing:
+            return
+        if close_code is not None:
+            self.closing = True
+        try:
+            self.queue.put_nowait((payload, close_code))
+        except asyncio.QueueFull:
+            # The client does not read what it is sent: drop it rather than buffer forever.
+            log.warning("connection %s: send queue full, dropping the client", self.id)
+            self.closing = True
+            transport = self.ws._req.transport if self.ws._req is not None else None
+            if transport is not None:
+                transport.abort()
+
+    async def _write(self) -> None:
+        ws = self.ws
+        queue = self.queue
+        while True:
+            payload, close_code = await queue.get()
+            if ws.closed:
+                return
+            if payload:
+                await ws.send_frame(payload, WSMsgType.TEXT)
+            if close_code is not None:
+                await ws.close(code=close_code)
+                return
+
+    def send_error(self, error: AppError, ref: str | None = None, at: str | None = None) -> None:
+        payload = encode(ErrorMessage(code=error.code, message=error.message, ref=ref, at=at))
+        self.deliver(payload, error.close_code)
+
+    # -- the loop
+
+    async def run(self) -> None:
+        self._writer = asyncio.get_running_loop().create_task(self._write())
+        self.signaling.bus.attach(self.id, self.deliver)
+        try:
+            if await self._join_phase():
+                await self._message_loop()
+        finally:
+            self.signaling.bus.detach(self.id)
+            if self.room is not None and not self.hung_up:
+                await self.room.connection_lost(self.id, self.role)
+            await self._finish_writer()
+
+    async def _finish_writer(self) -> None:
+        writer = self._writer
+        if writer is None:
+            return
+        if not self.ws.closed and not writer.done():
+            # Let queued messages (an error, a close) go out, but not forever.
+            try:
+                await asyncio.wait_for(asyncio.shield(writer), timeout=2.0)
+            except TimeoutError:
+                pass
+        if not writer.done():
+            writer.cancel()
+        try:
+            await writer
+        except (asyncio.CancelledError, ConnectionError, RuntimeError):
+            pass
+        if not self.ws.closed:
+            await self.ws.close()
+
+    async def _receive_frame(self, deadline: float | None = None) -> bytes | None:
+        """The next text frame; None when the socket is closing (or was closed for a reason)."""
+        msg = await self.ws.receive(deadline)
+        if msg.type is WSMsgType.TEXT:
+            data: bytes = msg.data if isinstance(msg.data, bytes) else msg.data.encode()
+            return data
+        if msg.type is WSMsgType.BINARY:
+            self.send_error(AppError("binary_not_supported"))
+            return None
+        # CLOSE, CLOSING, CLOSED or ERROR (1009 for a frame above max_msg_size, sent by aiohttp).
+        return None
+
+    async def _join_phase(self) -> bool:
+        timeout = self.services.settings.signaling.join_timeout_seconds
+        try:
+            frame = await self._receive_frame(timeout)
+        except TimeoutError:
+            self.send_error(AppError("join_timeout"))
+            return False
+        if frame is None:
+            return False
+        try:
+            message = decode_client(frame)
+            if isinstance(message, Join):
+                await self._join(message)
+            elif isinstance(message, Resume):
+                await self._resume(message)
+            else:
+                raise AppError("not_joined", "The first message must be join or resume.")
+        except MalformedMessage as exc:
+            self._close_with(AppError("malformed_message"), at=exc.at)
+            return False
+        except AppError as error:
+            self._close_with(error)
+            return False
+        return True
+
+    def _close_with(self, error: AppError, at: str | None = None) -> None:
+        payload = encode(ErrorMessage(code=error.code, message=error.message, at=at))
+        self.deliver(payload, error.close_code or CLOSE_PROTOCOL_ERROR)
+
+    async def _message_loop(self) -> None:
+        loop = asyncio.get_running_loop()
+        handlers = self._handlers
+        while not self.closing:
+            frame = await self._receive_frame()
+            if frame is None:
+                return
+            if not self.bucket.take(loop.time()):
+                self.send_error(AppError("rate_limited"))
+                return
+            try:
+                message = decode_client(frame)
+            except MalformedMessage as exc:
+                self.send_error(AppError("malformed_message"), at=exc.at)
+                continue
+            try:
+                await handlers[type(message)](message)
+            except AppError as error:
+                self.send_error(error, ref=message_type(message))
+            except Exception:
+                log.exception("connection %s: unhandled error", self.id)
+                self.send_error(AppError("internal_error"), ref=message_type(message))
+
+    # -- join and resume
+
+    async def _audit_refusal(self, reason: str, **details: Any) -> None:
+        await self.services.audit.record(
+            "signaling.token_refused",
+            actor="unknown",
+            actor_role="unknown",
+            outcome="refused",
+            address=self.address,
+            reason=reason,
+            **details,
+        )
+
+    def _welcome(self, room: Room, resumed: bool) -> Callable[[JoinResult], None]:
+        services = self.services
+        settings = services.settings
+        consultation_end = self._consultation_end
+
+        def send(result: JoinResult) -> None:
+            expires = credential_expiry(
+                services.clock.now(),
+                consultation_end,
+                settings.security.invite_grace_minutes * 60,
+                settings.turn.max_credential_hours,
+            )
+            servers, ice_expires = ice_servers(
+                settings.turn, services.turn_secret, f"{self.role}.{room.id}", expires
+            )
+            welcome = Welcome(
+                v=PROTOCOL_VERSION,
+                room=room.id,
+                role=self.role,
+                state=result.state.value,
+                ice_servers=servers,
+                resume=result.resume_secret,
+                resume_grace_seconds=settings.signaling.resume_grace_seconds,
+                ice_expires_at=ice_expires,
+                resumed=resumed,
+            )
+            self.deliver(encode(welcome), None)
+
+        return send
+
+    _consultation_end: float = 0.0
+
+    async def _open_consultation(self, room_id: str) -> tuple[str, float]:
+        consultation = await self.services.store.get_consultation(room_id)
+        if consultation is None:
+            raise AppError("consultation_not_found")
+        self.services.consultations.ensure_open(consultation)
+        return consultation.patient_name, consultation.scheduled_end
+
+    async def _join(self, message: Join) -> None:
+        if message.v not in SUPPORTED_VERSIONS:
+            raise AppError("unsupported_version", details={"supported": [PROTOCOL_VERSION]})
+        try:
+            claims = await self.services.room_tokens.redeem(message.token)
+            patient_name, self._consultation_end = await self._open_consultation(claims.room)
+        except AppError as error:
+            await self._audit_refusal(error.code)
+            raise
+        room = self.signaling.rooms.get_or_create(claims.room, patient_name)
+        self.role = claims.role
+        result = await room.join(
+            self.id, claims.role, claims.subject, self.address, self._welcome(room, False)
+        )
+        del result
+        self.room = room
+
+    async def _resume(self, message: Resume) -> None:
+        if message.v not in SUPPORTED_VERSIONS:
+            raise AppError("unsupported_version", details={"supported": [PROTOCOL_VERSION]})
+        found = self.signaling.rooms.find_resume(message.resume)
+        if found is None:
+            await self._audit_refusal("resume_invalid")
+            raise AppError("token_invalid", "This place can no longer be resumed.")
+        room, role = found
+        try:
+            _, self._consultation_end = await self._open_consultation(room.id)
+        except AppError as error:
+            await self._audit_refusal(error.code)
+            raise
+        self.role = role
+        await room.resume(self.id, role, self._welcome(room, True))
+        self.room = room
+
+    async def _on_second_join(self, message: Join | Resume) -> None:
+        raise AppError("already_joined")
+
+    # -- in the room
+
+    def _joined(self) -> Room:
+        if self.room is None:
+            raise AppError("not_joined")
+        return self.room
+
+    def _seat(self) -> Seat:
+        seat = self._joined().seats.get(self.role)
+        if seat is None or seat.connection_id != self.id:
+            raise AppError("not_joined")
+        return seat
+
+    async def _on_admit(self, message: Admit) -> None:
+        self._seat()
+        await self._joined().admit(self.role)
+
+    async def _on_deny(self, message: Deny) -> None:
+        self._seat()
+        await self._joined().deny(self.role)
+
+    async def _on_offer(self, message: Offer) -> None:
+        seat = self._seat()
+        room = self._joined()
+        peer = room.relay_target(self.role)
+        candidates = validate_sdp(message.sdp)
+        seat.candidates = candidates
+        room.send_raw(peer, encode(RelayedOffer(sdp=message.sdp, ice_restart=message.ice_restart)))
+
+    async def _on_answer(self, message: Answer) -> None:
+        seat = self._seat()
+        room = self._joined()
+        peer = room.relay_target(self.role)
+        seat.candidates = validate_sdp(message.sdp)
+        room.send_raw(peer, encode(RelayedAnswer(sdp=message.sdp)))
+
+    async def _on_candidate(self, message: Candidate) -> None:
+        seat = self._seat()
+        room = self._joined()
+        peer = room.relay_target(self.role)
+        validate_candidate(message.candidate)
+        if seat.candidates >= MAX_TRICKLE_CANDIDATES:
+            raise AppError(
+                "too_many_candidates",
+                f"More than {MAX_TRICKLE_CANDIDATES} candidates for one description.",
+            )
+        seat.candidates += 1
+        relayed = RelayedCandidate(
+            candidate=message.candidate,
+            sdp_mid=message.sdp_mid,
+            sdp_mline_index=message.sdp_mline_index,
+        )
+        room.send_raw(peer, encode(relayed))
+
+    async def _on_end_of_candidates(self, message: EndOfCandidates) -> None:
+        self._seat()
+        room = self._joined()
+        room.send_raw(room.relay_target(self.role), encode(RelayedEndOfCandidates()))
+
+    async def _on_hang_up(self, message: HangUp) -> None:
+        seat = self._seat()
+        room = self._joined()
+        if message.end and self.role == "doctor":
+            consultation = await self.services.store.get_consultation(room.id)
+            if consultation is not None:
+                await self.services.consultations.end(consultation)
+            self.hung_up = True
+            await room.end("ended_by_doctor", seat)
+            return
+        if message.end:
+            raise AppError("forbidden", "Only the doctor ends the consultation.")
+        self.hung_up = True
+        await room.hang_up(self.id, self.role)
+
+    async def _on_ping(self, message: Ping) -> None:
+        self.deliver(encode(Pong(id=message.id)), None)
+
+
+async def websocket_handler(request: web.Request) -> web.StreamResponse:
+    signaling = request.app[SIGNALING]
+    settings = signaling.services.settings
+    # Refused before the upgrade: no WebSocket is ever opened for a foreign page.
+    if request.headers.get("Origin") != settings.server.origin:
+        raise AppError("origin_refused")
+    address = client_address(request)
+    if not signaling.acquire_address(address):
+        raise AppError("too_many_connections")
+    try:
+        ws = web.WebSocketResponse(
+            heartbeat=settings.signaling.heartbeat_seconds,
+            max_msg_size=settings.signaling.max_message_bytes,
+            compress=False,
+            decode_text=False,
+        )
+        await ws.prepare(request)
+        signaling.sockets.add(ws)
+        await Connection(signaling, ws, address).run()
+        return ws
+    finally:
+        signaling.release_address(address)
+
+
+def setup_signaling(app: web.Application) -> None:
+    """Add ``/ws`` and the signaling state to ``app`` (called once by create_app)."""
+    services = app[SERVICES]
+    bus = LocalBus()
+
+    async def audit(room: Room, action: str, seat: Seat, **details: Any) -> None:
+        outcome = details.pop("outcome", "success")
+        actor = seat.subject.split(":", 1)[1] if seat.role == "doctor" else "patient"
+        await services.audit.record(
+            action,
+            actor=actor or seat.role,
+            actor_role=seat.role,
+            target=room.id,
+            outcome=outcome,
+            address=seat.address,
+            **details,
+        )
+
+    registry = RoomRegistry(bus, services.settings.signaling.resume_grace_seconds, audit)
+    app[SIGNALING] = Signaling(services, bus, registry)
+    app.router.add_get("/ws", websocket_handler)
+
+    async def close_sockets(app: web.Application) -> None:
+        for ws in list(app[SIGNALING].sockets):
+            await ws.close(code=WSCloseCode.GOING_AWAY, message=b"server shutdown")
+
+    async def rooms_ctx(app: web.Application) -> AsyncIterator[None]:
+        yield
+        await registry.close()
+
+    app.on_shutdown.append(close_sockets)
+    app.cleanup_ctx.append(rooms_ctx)

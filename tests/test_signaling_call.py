@@ -1,0 +1,124 @@
+"""Real calls through the real server: two aiortc peers join, get admitted and exchange media."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import pytest
+from aiohttp.test_utils import TestClient
+
+from signaling.clock import ManualClock
+from signaling.keys import SERVICES
+from signaling.protocol import (
+    Admitted,
+    Lobby,
+    PeerJoined,
+    PeerLeft,
+    RelayedAnswer,
+    RelayedOffer,
+    Waiting,
+    Welcome,
+)
+from tests.conftest import Accounts, Staff
+from tests.rtc import Booking, Peer, SignalClient, book, join, loopback_only, peers, rtc_config
+
+
+@pytest.fixture(autouse=True)
+def _loopback(monkeypatch: pytest.MonkeyPatch) -> None:
+    loopback_only(monkeypatch)
+
+
+async def enter_call(
+    client: TestClient[Any, Any], booking: Booking
+) -> tuple[SignalClient, Welcome, SignalClient, Welcome]:
+    """Doctor joins, patient joins and waits, doctor admits: both are in the call."""
+    doctor, doctor_welcome = await join(client, await booking.doctor_token())
+    assert doctor_welcome.role == "doctor"
+    assert doctor_welcome.state == "waiting"
+    assert (await doctor.expect(Lobby)).waiting is None
+    patient, patient_welcome = await join(client, await booking.patient_token())
+    assert patient_welcome.role == "patient"
+    await patient.expect(Waiting)
+    lobby = await doctor.expect(Lobby)
+    assert lobby.waiting is not None
+    assert lobby.waiting.name == "Alice Patient"
+    await doctor.send({"type": "admit"})
+    await patient.expect(Admitted)
+    assert (await patient.expect(PeerJoined)).role == "doctor"
+    assert (await doctor.expect(Lobby)).waiting is None
+    assert (await doctor.expect(PeerJoined)).role == "patient"
+    return doctor, doctor_welcome, patient, patient_welcome
+
+
+async def negotiate(
+    offerer: SignalClient, offer_peer: Peer, answerer: SignalClient, answer_peer: Peer
+) -> None:
+    await offerer.send({"type": "offer", "sdp": await offer_peer.offer()})
+    offer = await answerer.expect(RelayedOffer)
+    await answerer.send({"type": "answer", "sdp": await answer_peer.answer(offer.sdp)})
+    answer = await offerer.expect(RelayedAnswer)
+    await offer_peer.accept(answer.sdp)
+
+
+async def test_doctor_and_patient_exchange_audio_and_video_over_dtls_srtp(
+    client: TestClient[Any, Any], accounts: Accounts, doctor: Staff, clock: ManualClock
+) -> None:
+    booking = await book(accounts, doctor, clock)
+    doctor_ws, doctor_welcome, patient_ws, _ = await enter_call(client, booking)
+    assert doctor_welcome.room == booking.consultation_id
+    async with peers(rtc_config([]), rtc_config([])) as (doctor_peer, patient_peer):
+        await negotiate(doctor_ws, doctor_peer, patient_ws, patient_peer)
+        await doctor_peer.wait_connected()
+        await patient_peer.wait_connected()
+        await doctor_peer.wait_frames()
+        await patient_peer.wait_frames()
+        for peer in (doctor_peer, patient_peer):
+            assert peer.srtp_profile().startswith("SRTP_")
+    await doctor_ws.close()
+    await patient_ws.close()
+
+
+async def test_renegotiation_and_a_fresh_ice_session_after_resume_restore_media(
+    client: TestClient[Any, Any], accounts: Accounts, doctor: Staff, clock: ManualClock
+) -> None:
+    booking = await book(accounts, doctor, clock)
+    doctor_ws, doctor_welcome, patient_ws, _ = await enter_call(client, booking)
+    async with peers(rtc_config([]), rtc_config([])) as (doctor_peer, patient_peer):
+        await negotiate(doctor_ws, doctor_peer, patient_ws, patient_peer)
+        await doctor_peer.wait_connected()
+        # Renegotiation inside the call: the patient offers this time.
+        await negotiate(patient_ws, patient_peer, doctor_ws, doctor_peer)
+    # The doctor's network changes: its socket drops, media is gone.
+    doctor_ws.drop()
+    left = await patient_ws.expect(PeerLeft)
+    assert (left.role, left.reason) == ("doctor", "disconnected")
+    resumed_ws = await _resume(client, doctor_welcome.resume)
+    again = await patient_ws.expect(PeerJoined)
+    assert again.role == "doctor" and again.resumed
+    assert (await resumed_ws.expect(PeerJoined)).role == "patient"
+    # A new ICE session (what an ICE restart gives a browser) over the resumed signaling.
+    async with peers(rtc_config([]), rtc_config([])) as (doctor_peer, patient_peer):
+        await resumed_ws.send(
+            {"type": "offer", "sdp": await doctor_peer.offer(), "ice_restart": True}
+        )
+        offer = await patient_ws.expect(RelayedOffer)
+        assert offer.ice_restart
+        await patient_ws.send({"type": "answer", "sdp": await patient_peer.answer(offer.sdp)})
+        await doctor_peer.accept((await resumed_ws.expect(RelayedAnswer)).sdp)
+        await doctor_peer.wait_frames()
+        await patient_peer.wait_frames()
+    await resumed_ws.close()
+    await patient_ws.close()
+    assert client.app is not None
+    assert client.app[SERVICES] is not None
+
+
+async def _resume(client: TestClient[Any, Any], secret: str) -> SignalClient:
+    from tests.rtc import connect
+
+    signal = await connect(client)
+    await signal.send({"type": "resume", "v": 1, "resume": secret})
+    welcome = await signal.expect(Welcome)
+    assert welcome.resumed
+    assert welcome.state == "in_call"
+    return signal
