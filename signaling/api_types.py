@@ -151,3 +151,35 @@ class RedeemResponse(msgspec.Struct):
     room_token: str
     expires_in: int
     csrf_token: str
+
+
+class AuditQuery(msgspec.Struct, forbid_unknown_fields=True):
+    actor: Annotated[str, Meta(max_length=64)] | None = None
+    consultation: Annotated[str, Meta(max_length=64)] | None = None
+    action: Annotated[str, Meta(max_length=64)] | None = None
+    since: Annotated[str, Meta(max_length=40, description="ISO 8601 date-time")] | None = None
+    until: Annotated[str, Meta(max_length=40, description="ISO 8601 date-time")] | None = None
+    limit: Annotated[int, Meta(ge=1, le=10000)] = 1000
+
+
+class AuditExportQuery(AuditQuery, forbid_unknown_fields=True):
+    format: Literal["jsonl", "csv"] = "jsonl"
+
+
+class AuditEntryView(msgspec.Struct):
+    seq: int
+    at: str
+    actor: str
+    actor_role: str
+    action: str
+    target: str
+    outcome: str
+    address: str
+    details: str
+    prev_hash: str
+    hash: str
+
+
+class AuditList(msgspec.Struct):
+    entries: list[AuditEntryView]
+    head: str

@@ -20,6 +20,7 @@ from signaling.keys import SERVICES, Services
 from signaling.middleware import add_security_headers, error_middleware, origin_middleware
 from signaling.openapi import build_openapi
 from signaling.pages import setup_pages
+from signaling.routes_audit import routes as audit_routes
 from signaling.routes_auth import SETUP_NONCE
 from signaling.routes_auth import routes as auth_routes
 from signaling.routes_consultations import routes as consultation_routes
@@ -57,7 +58,7 @@ def load_turn_secret(settings: Settings) -> bytes | None:
 
 def all_routes() -> ApiRegistry:
     registry = ApiRegistry()
-    for part in (health_routes, auth_routes, user_routes, consultation_routes):
+    for part in (health_routes, auth_routes, user_routes, consultation_routes, audit_routes):
         registry.endpoints.extend(part.endpoints)
     return registry
 

@@ -43,6 +43,10 @@ class Endpoint:
     status: int
     errors: tuple[str, ...]
     tag: str
+    # msgspec Struct describing the query string (filters only: never a secret).
+    query: type[Any] | None = None
+    # Media type of a non-JSON success answer (exports), for the OpenAPI document.
+    produces: str | None = None
 
 
 @dataclass
@@ -61,10 +65,25 @@ class ApiRegistry:
         status: int = 200,
         errors: tuple[str, ...] = (),
         tag: str = "api",
+        query: type[Any] | None = None,
+        produces: str | None = None,
     ) -> Callable[[Handler], Handler]:
         def register(handler: Handler) -> Handler:
             self.endpoints.append(
-                Endpoint(method, path, handler, summary, auth, body, response, status, errors, tag)
+                Endpoint(
+                    method,
+                    path,
+                    handler,
+                    summary,
+                    auth,
+                    body,
+                    response,
+                    status,
+                    errors,
+                    tag,
+                    query,
+                    produces,
+                )
             )
             return handler
 
@@ -94,6 +113,14 @@ async def decode_body(request: web.Request, body_type: type[Any]) -> Any:
         raise AppError("invalid_body", f"Invalid body: {exc}") from None
     except msgspec.DecodeError:
         raise AppError("invalid_body", "The body is not valid JSON.") from None
+
+
+def decode_query(request: web.Request, query_type: type[Any]) -> Any:
+    values = {key: request.query.getone(key) for key in request.query}
+    try:
+        return msgspec.convert(values, type=query_type, strict=False)
+    except msgspec.ValidationError as exc:
+        raise AppError("invalid_body", f"Invalid query: {exc}") from None
 
 
 async def _authenticate(request: web.Request, auth: Auth) -> None:
@@ -127,6 +154,8 @@ def _wrap(endpoint: Endpoint) -> Callable[[web.Request], Awaitable[web.StreamRes
         if endpoint.body is not None:
             body = await decode_body(request, endpoint.body)
             return await endpoint.handler(request, body)
+        if endpoint.query is not None:
+            return await endpoint.handler(request, decode_query(request, endpoint.query))
         return await endpoint.handler(request)
 
     handle.__name__ = endpoint.handler.__name__

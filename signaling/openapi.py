@@ -37,11 +37,24 @@ def build_openapi(endpoints: list[Endpoint], version: str) -> dict[str, Any]:
             "responses": {},
         }
         params = re.findall(r"{(\w+)}", e.path)
-        if params:
-            op["parameters"] = [
-                {"name": p, "in": "path", "required": True, "schema": {"type": "string"}}
-                for p in params
-            ]
+        parameters: list[dict[str, Any]] = [
+            {"name": p, "in": "path", "required": True, "schema": {"type": "string"}}
+            for p in params
+        ]
+        if e.query is not None:
+            query_schema = msgspec.json.schema(e.query)
+            fields = query_schema["$defs"][e.query.__name__]
+            for name, field_schema in fields["properties"].items():
+                parameters.append(
+                    {
+                        "name": name,
+                        "in": "query",
+                        "required": name in fields.get("required", []),
+                        "schema": field_schema,
+                    }
+                )
+        if parameters:
+            op["parameters"] = parameters
         if e.auth in _SECURITY:
             op["security"] = _SECURITY[e.auth]
         if e.body is not None:
@@ -50,12 +63,16 @@ def build_openapi(endpoints: list[Endpoint], version: str) -> dict[str, Any]:
                 "content": {"application/json": {"schema": by_type[e.body]}},
             }
         ok: dict[str, Any] = {"description": "Success"}
-        if e.response is not None:
+        if e.produces is not None:
+            ok["content"] = {e.produces: {"schema": {"type": "string"}}}
+        elif e.response is not None:
             ok["content"] = {"application/json": {"schema": by_type[e.response]}}
         op["responses"][str(e.status)] = ok
         codes = list(e.errors)
         if e.body is not None:
             codes += ["payload_too_large"]
+        if e.body is not None or e.query is not None:
+            codes += ["invalid_body"]
         codes.append("internal_error")
         by_status: dict[int, list[str]] = {}
         for code in dict.fromkeys(codes):

@@ -15,13 +15,13 @@ def iso(ts: float) -> str:
     return datetime.fromtimestamp(ts, tz=UTC).isoformat(timespec="seconds").replace("+00:00", "Z")
 
 
-def parse_iso(value: str) -> float:
+def parse_iso(value: str, field: str = "scheduled_start") -> float:
     try:
         parsed = datetime.fromisoformat(value.replace("Z", "+00:00"))
     except ValueError:
-        raise AppError("invalid_body", "scheduled_start: expected an ISO 8601 date-time") from None
+        raise AppError("invalid_body", f"{field}: expected an ISO 8601 date-time") from None
     if parsed.tzinfo is None:
-        raise AppError("invalid_body", "scheduled_start: include a UTC offset, e.g. Z or +01:00")
+        raise AppError("invalid_body", f"{field}: include a UTC offset, e.g. Z or +01:00")
     return parsed.timestamp()
 
 

@@ -6,6 +6,7 @@ import sqlite3
 import subprocess
 import sys
 from pathlib import Path
+from typing import Any
 
 from aiohttp import web
 
@@ -133,3 +134,53 @@ async def test_audit_verify_finds_an_inserted_entry(
     result = verify(data_dir)
     assert result.returncode == 1
     assert "BROKEN at entry 2" in result.stdout
+
+
+async def test_admin_filters_and_exports_the_trail(
+    app: web.Application, admin: Staff, doctor: Staff
+) -> None:
+    resp = await admin.client.get(
+        "/api/audit", params={"actor": doctor.user["id"], "action": "login.success"}
+    )
+    assert resp.status == 200
+    body = await resp.json()
+    assert [e["action"] for e in body["entries"]] == ["login.success"]
+    assert body["head"]
+    resp = await admin.client.get("/api/audit/export", params={"format": "csv"})
+    assert resp.status == 200
+    assert resp.headers["Content-Type"].startswith("text/csv")
+    text = await resp.text()
+    assert text.splitlines()[0].startswith("seq,at,actor,actor_role,action")
+    resp = await admin.client.get("/api/audit/export")
+    lines = (await resp.text()).splitlines()
+    import json
+
+    assert all(json.loads(line)["hash"] for line in lines)
+    # Each export is itself audited, once.
+    entries = await app[SERVICES].store.all_audit()
+    assert [e.action for e in entries].count("audit.exported") == 2
+
+
+async def test_doctor_sees_only_the_trail_of_own_consultations(
+    accounts: Any, doctor: Staff, clock: Any
+) -> None:
+    from tests.test_consultations import create
+
+    await accounts.create("dr.other")
+    other = await accounts.sign_in("dr.other")
+    mine = (await create(doctor, clock))["consultation"]["id"]
+    theirs = (await create(other, clock))["consultation"]["id"]
+    body = await (await doctor.client.get("/api/audit")).json()
+    targets = {e["target"] for e in body["entries"]}
+    assert targets == {mine}
+    body = await (await other.client.get("/api/audit", params={"consultation": mine})).json()
+    assert body["entries"] == []
+    assert theirs
+
+
+async def test_bad_audit_filters_are_refused(admin: Staff) -> None:
+    for params in ({"since": "yesterday"}, {"limit": "0"}, {"format": "xml"}, {"colour": "x"}):
+        path = "/api/audit/export" if "format" in params else "/api/audit"
+        resp = await admin.client.get(path, params=params)
+        assert resp.status == 400, params
+        assert (await resp.json())["error"]["code"] == "invalid_body"

@@ -1,0 +1,131 @@
+"""Reading and exporting the audit trail: admins see all of it, a doctor own consultations'."""
+
+from __future__ import annotations
+
+import csv
+import io
+import json
+
+from aiohttp import web
+
+from signaling.api_types import AuditEntryView, AuditExportQuery, AuditList, AuditQuery
+from signaling.http_api import USER_KEY, ApiRegistry, client_address, json_response
+from signaling.keys import SERVICES
+from signaling.models import AuditEntry
+from signaling.store.base import AuditFilter
+from signaling.views import iso, parse_iso
+
+routes = ApiRegistry()
+_ERRORS = ("not_authenticated", "forbidden")
+FIELDS = (
+    "seq",
+    "at",
+    "actor",
+    "actor_role",
+    "action",
+    "target",
+    "outcome",
+    "address",
+    "details",
+    "prev_hash",
+    "hash",
+)
+
+
+def _view(e: AuditEntry) -> AuditEntryView:
+    return AuditEntryView(
+        seq=e.seq,
+        at=iso(e.at),
+        actor=e.actor,
+        actor_role=e.actor_role,
+        action=e.action,
+        target=e.target,
+        outcome=e.outcome,
+        address=e.address,
+        details=e.details,
+        prev_hash=e.prev_hash,
+        hash=e.hash,
+    )
+
+
+async def _entries(request: web.Request, query: AuditQuery) -> list[AuditEntry]:
+    services = request.app[SERVICES]
+    user = request[USER_KEY]
+    since = parse_iso(query.since, "since") if query.since else None
+    until = parse_iso(query.until, "until") if query.until else None
+    found = await services.store.list_audit(
+        AuditFilter(
+            actor=query.actor,
+            target=query.consultation,
+            action=query.action,
+            since=since,
+            until=until,
+            limit=query.limit if user.role == "admin" else 100_000,
+        )
+    )
+    if user.role == "admin":
+        return found
+    # A doctor sees what happened to own consultations, whoever did it.
+    own = {c.id for c in await services.store.list_consultations(user.id)}
+    return [e for e in found if e.target in own][: query.limit]
+
+
+@routes.route(
+    "GET",
+    "/api/audit",
+    summary="Audit entries, filtered (admins: all; doctors: entries about their own consultations)",
+    auth="staff",
+    query=AuditQuery,
+    response=AuditList,
+    errors=_ERRORS,
+    tag="audit",
+)
+async def list_audit(request: web.Request, query: AuditQuery) -> web.Response:
+    entries = await _entries(request, query)
+    all_entries = await request.app[SERVICES].store.all_audit()
+    head = all_entries[-1].hash if all_entries else ""
+    return json_response(AuditList(entries=[_view(e) for e in entries], head=head))
+
+
+@routes.route(
+    "GET",
+    "/api/audit/export",
+    summary="Export audit entries as JSON lines or CSV (the export itself is audited)",
+    auth="staff",
+    query=AuditExportQuery,
+    produces="application/x-ndjson",
+    errors=_ERRORS,
+    tag="audit",
+)
+async def export_audit(request: web.Request, query: AuditExportQuery) -> web.Response:
+    services = request.app[SERVICES]
+    user = request[USER_KEY]
+    entries = await _entries(request, query)
+    await services.audit.record(
+        "audit.exported",
+        actor=user.id,
+        actor_role=user.role,
+        target=query.consultation or "",
+        address=client_address(request),
+        entries=len(entries),
+        format=query.format,
+    )
+    rows = [{name: getattr(_view(e), name) for name in FIELDS} for e in entries]
+    if query.format == "csv":
+        buffer = io.StringIO()
+        writer = csv.DictWriter(buffer, fieldnames=FIELDS)
+        writer.writeheader()
+        writer.writerows(rows)
+        body, content_type, ext = buffer.getvalue(), "text/csv", "csv"
+    else:
+        body = "".join(json.dumps(r, ensure_ascii=False) + "\n" for r in rows)
+        content_type, ext = "application/x-ndjson", "jsonl"
+    return web.Response(
+        text=body,
+        content_type=content_type,
+        charset="utf-8",
+        headers={
+            "Content-Disposition": f'attachment; filename="audit.{ext}"',
+            "Cache-Control": "no-store",
+        },
+    )
