@@ -50,7 +50,7 @@ import logging
 import os
 import secrets
 import struct
-from collections.abc import Iterator
+from collections.abc import Generator, Iterator
 from dataclasses import dataclass
 from pathlib import Path
 from types import TracebackType
@@ -190,6 +190,12 @@ class RecordingWriter:
     sealed segments only (a partial segment cannot be written without ending the stream).
     ``close()`` seals the last segment; until then the file reads only with ``recover=True``.
     Not thread-safe: one producer (PyAV's muxer) at a time.
+
+    A failed write (ENOSPC, EIO...) raises RecordingWriteError and cuts the partial segment
+    off when the sink can truncate; every later call raises too, ``close()`` included (the
+    file stays unfinished). PyAV re-raises the error from ``mux()``, but closing its container
+    afterwards raises ``av.error.PyAVCallbackError`` (FFmpeg's I/O context keeps the error):
+    ``failure`` holds the cause.
 
     >>> with RecordingWriter.create(path, keyring.current) as out:  # doctest: +SKIP
     ...     with av.open(out, mode="w", format="webm") as container: ...
@@ -354,6 +360,11 @@ class RecordingWriter:
         return self._complete
 
     @property
+    def failure(self) -> RecordingWriteError | None:
+        """The write error that made this writer unusable, if any."""
+        return self._failure
+
+    @property
     def segments_written(self) -> int:
         return self._index
 
@@ -383,8 +394,8 @@ class RecordingWriter:
             raise ValueError("I/O operation on closed recording writer")
         if self._failure is not None:
             raise RecordingWriteError(
-                self._failure.errno, f"{self.name}: writer unusable after: {self._failure}"
-            )
+                self._failure.errno, f"{self.name}: unusable after an earlier failure"
+            ) from self._failure
 
     def _seal(self, plaintext: memoryview, last: bool) -> None:
         if self._index >= MAX_SEGMENTS:
@@ -393,7 +404,7 @@ class RecordingWriter:
         self._write_out(sealed, f"segment {self._index}")
         self._committed += len(sealed)
         self._index += 1
-        if self._fsync_every and self._index % self._fsync_every == 0:
+        if not last and self._fsync_every and self._index % self._fsync_every == 0:
             self._sync()
 
     def _write_out(self, data: bytes, what: str) -> None:
@@ -645,7 +656,9 @@ def decrypt_file(
         return reader.decrypt_to(dest)
 
 
-def iter_plaintext(path: Path | str, keyring: Keyring, *, recover: bool = False) -> Iterator[bytes]:
+def iter_plaintext(
+    path: Path | str, keyring: Keyring, *, recover: bool = False
+) -> Generator[bytes, None, None]:
     """Plaintext chunks of ``path``; the header is checked at the first ``next()``."""
     with RecordingReader.open(path, keyring, recover=recover) as reader:
         yield from reader.chunks()
