@@ -1,0 +1,184 @@
+"""Browser fixtures: the real app on a loopback port (own thread and event loop) and one
+headless Chromium for the browser tests, with a fresh context (cookies, storage) per test."""
+
+from __future__ import annotations
+
+import asyncio
+import socket
+import threading
+from collections.abc import Coroutine, Iterator
+from pathlib import Path
+from typing import Any, TypeVar
+
+import pyotp
+import pytest
+from aiohttp import web
+from playwright.sync_api import Browser, BrowserContext, Page, sync_playwright
+
+from config import SecuritySettings, ServerSettings, Settings, StorageSettings
+from signaling.app import create_app
+from signaling.keys import SERVICES
+
+CHROMIUM = "/usr/bin/chromium"
+CHROMIUM_ARGS = [
+    "--use-fake-device-for-media-stream",
+    "--use-fake-ui-for-media-stream",
+    "--allow-loopback-in-peer-connection",
+    "--no-sandbox",
+    "--disable-gpu",
+    "--disable-quic",
+    "--no-first-run",
+    "--disable-background-networking",
+    "--disable-component-update",
+    "--disable-sync",
+]
+DESKTOP = {"width": 1280, "height": 800}
+PHONE = {"width": 360, "height": 740}
+SCREENSHOTS = Path(__file__).resolve().parents[2] / "test-artifacts" / "screenshots"
+PASSWORD = "correct horse battery staple"
+
+T = TypeVar("T")
+
+
+def free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return int(sock.getsockname()[1])
+
+
+class LiveServer:
+    """create_app(settings) served by aiohttp on 127.0.0.1, on its own event loop thread."""
+
+    def __init__(self, data_dir: Path, security: SecuritySettings) -> None:
+        self.port = free_port()
+        self.url = f"http://127.0.0.1:{self.port}"
+        self.settings = Settings(
+            server=ServerSettings(host="127.0.0.1", port=self.port, public_url=self.url),
+            storage=StorageSettings(data_dir=str(data_dir)),
+            security=security,
+        ).validate()
+        self.loop = asyncio.new_event_loop()
+        self.thread = threading.Thread(target=self.loop.run_forever, daemon=True)
+        self.app: web.Application | None = None
+        self.runner: web.AppRunner | None = None
+
+    def call(self, coro: Coroutine[Any, Any, T]) -> T:
+        """Run a coroutine on the server's loop (to use its services) and wait for it."""
+        return asyncio.run_coroutine_threadsafe(coro, self.loop).result(timeout=30)
+
+    async def _start(self) -> None:
+        self.app = create_app(self.settings)
+        self.runner = web.AppRunner(self.app, access_log=None)
+        await self.runner.setup()
+        await web.TCPSite(self.runner, "127.0.0.1", self.port).start()
+
+    def start(self) -> None:
+        self.thread.start()
+        self.call(self._start())
+
+    def stop(self) -> None:
+        if self.runner is not None:
+            self.call(self.runner.cleanup())
+        self.loop.call_soon_threadsafe(self.loop.stop)
+        self.thread.join(timeout=10)
+        self.loop.close()
+
+    @property
+    def services(self) -> Any:
+        assert self.app is not None
+        return self.app[SERVICES]
+
+
+def start_server(tmp_path: Path, security: SecuritySettings | None = None) -> LiveServer:
+    data_dir = tmp_path / "data"
+    data_dir.mkdir(mode=0o700)
+    server = LiveServer(data_dir, security or SecuritySettings())
+    server.start()
+    return server
+
+
+@pytest.fixture
+def live_server(tmp_path: Path) -> Iterator[LiveServer]:
+    server = start_server(tmp_path)
+    yield server
+    server.stop()
+
+
+# Package scope, not session: sync Playwright keeps an event loop running in this thread,
+# which would break the asyncio tests that run after the browser tests.
+@pytest.fixture(scope="package")
+def browser() -> Iterator[Browser]:
+    with sync_playwright() as playwright:
+        browser = playwright.chromium.launch(
+            executable_path=CHROMIUM, headless=True, args=CHROMIUM_ARGS
+        )
+        yield browser
+        browser.close()
+
+
+class Contexts:
+    """Opens browser contexts (one per person) and closes them after the test."""
+
+    def __init__(self, browser: Browser, base_url: str | None = None) -> None:
+        self.browser = browser
+        self.opened: list[BrowserContext] = []
+        self.base_url = base_url
+
+    def new_page(self, locale: str = "fr-FR") -> Page:
+        context = self.browser.new_context(
+            viewport=DESKTOP,
+            locale=locale,
+            base_url=self.base_url,
+            permissions=["camera", "microphone"],
+        )
+        context.set_default_timeout(10_000)
+        self.opened.append(context)
+        page = context.new_page()
+        # Any script error or CSP violation fails the test that caused it.
+        page.errors = []  # type: ignore[attr-defined]
+        page.on("pageerror", lambda exc: page.errors.append(str(exc)))  # type: ignore[attr-defined]
+        page.on(
+            "console",
+            lambda msg: (
+                page.errors.append(msg.text)  # type: ignore[attr-defined]
+                if msg.type in ("error", "warning") and not _expected_console(msg.text)
+                else None
+            ),
+        )
+        return page
+
+    def close(self) -> None:
+        for context in self.opened:
+            context.close()
+
+
+def _expected_console(text: str) -> bool:
+    # The browser logs every 4xx answer of fetch(); the pages show those to the person.
+    return "Failed to load resource" in text
+
+
+@pytest.fixture
+def contexts(browser: Browser, live_server: LiveServer) -> Iterator[Contexts]:
+    helper = Contexts(browser, live_server.url)
+    yield helper
+    helper.close()
+
+
+def snap(page: Page, name: str) -> None:
+    """Save a full-page screenshot at desktop and at phone width."""
+    SCREENSHOTS.mkdir(parents=True, exist_ok=True)
+    page.screenshot(path=str(SCREENSHOTS / f"{name}-desktop.png"), full_page=True)
+    page.set_viewport_size(PHONE)
+    page.wait_for_timeout(150)  # let the layout settle after the resize
+    page.screenshot(path=str(SCREENSHOTS / f"{name}-phone.png"), full_page=True)
+    page.set_viewport_size(DESKTOP)
+
+
+def fresh_code(secret: str) -> str:
+    """The current TOTP code for a secret read from the page (spaces allowed)."""
+    return str(pyotp.TOTP(secret.replace(" ", "")).now())
+
+
+def assert_no_page_errors(page: Page) -> None:
+    errors = page.errors  # type: ignore[attr-defined]
+    assert not errors, errors

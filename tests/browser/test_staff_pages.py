@@ -1,0 +1,150 @@
+"""Setup link, sign-in with TOTP enrolment and the doctor's dashboard, in a real Chromium."""
+
+from __future__ import annotations
+
+import re
+
+import pytest
+from playwright.sync_api import Page, expect
+
+from signaling.app import issue_setup_link
+
+from .conftest import PASSWORD, Contexts, LiveServer, assert_no_page_errors, fresh_code, snap
+
+pytestmark = pytest.mark.browser
+
+
+def enrol_with_page_secret(page: Page) -> str:
+    """Read the manual key shown on the enrolment step and answer with its current code."""
+    expect(page.locator("#enrol h1")).to_be_visible()
+    secret = page.locator("#secret").inner_text()
+    assert re.fullmatch(r"([A-Z2-7]{4} )*[A-Z2-7]{1,4}", secret), secret
+    qr = page.locator("#qr")
+    assert qr.get_attribute("src").startswith("data:image/svg+xml;base64,")
+    page.wait_for_function("document.querySelector('#qr').naturalWidth > 0")
+    page.fill("#enrol-code", fresh_code(secret))
+    page.click("#enrol-form button[type=submit]")
+    return secret.replace(" ", "")
+
+
+def sign_in(page: Page, username: str, password: str = PASSWORD) -> None:
+    page.fill("#username", username)
+    page.fill("#password", password)
+    page.click("#signin-form button[type=submit]")
+
+
+def create_doctor(server: LiveServer, username: str = "dr.martin") -> None:
+    server.call(
+        server.services.accounts.create_user(username, PASSWORD, "doctor", "Dr Claire Martin")
+    )
+
+
+def test_setup_link_creates_admin_who_enrols_and_sees_admin_dashboard(
+    live_server: LiveServer, contexts: Contexts
+) -> None:
+    link = live_server.call(issue_setup_link(live_server.app))
+    assert link is not None
+    page = contexts.new_page()
+    page.goto(link.removeprefix(live_server.url))
+    expect(page.locator("#setup h1")).to_have_text("Créer le compte administrateur")
+    page.fill("#display-name", "Accueil du cabinet")
+    page.fill("#username", "admin")
+    page.fill("#password", "short")
+    page.fill("#password2", "short")
+    page.click("#setup-form button[type=submit]")
+    expect(page.locator("#setup-form .alert-error")).to_contain_text("12 caractères")
+    page.fill("#password", PASSWORD)
+    page.fill("#password2", PASSWORD)
+    page.click("#setup-form button[type=submit]")
+    enrol_with_page_secret(page)
+    expect(page.locator("#greeting")).to_have_text("Bonjour, Accueil du cabinet")
+    expect(page.locator("#admin-link")).to_be_visible()
+    expect(page.locator("#create")).to_be_hidden()
+    assert_no_page_errors(page)
+
+    # The link is single use: opened again, it says so instead of showing the form.
+    other = contexts.new_page()
+    other.goto(link.removeprefix(live_server.url))
+    expect(other.locator("#setup-failed")).to_be_visible()
+    expect(other.locator("#setup-failed-body")).to_contain_text("déjà configuré")
+
+
+def test_doctor_enrols_then_creates_a_consultation_and_gets_link_and_code(
+    live_server: LiveServer, contexts: Contexts
+) -> None:
+    create_doctor(live_server)
+    page = contexts.new_page()
+    page.context.grant_permissions(["clipboard-read", "clipboard-write"])
+    page.goto("/")
+    expect(page.locator("#signin h1")).to_be_visible()
+    snap(page, "signin")
+    sign_in(page, "dr.martin", "wrong password!")
+    expect(page.locator("#signin-form .alert-error")).to_have_text(
+        "Identifiant ou mot de passe incorrect."
+    )
+    sign_in(page, "dr.martin")
+    expect(page.locator("#enrol h1")).to_be_visible()
+    snap(page, "enrolment")
+    # A wrong code is refused with a message, and the person stays on the step.
+    secret = page.locator("#secret").inner_text()
+    wrong = f"{(int(fresh_code(secret)) + 500_000) % 1_000_000:06d}"
+    page.fill("#enrol-code", wrong)
+    page.click("#enrol-form button[type=submit]")
+    expect(page.locator("#enrol-form .alert-error")).to_contain_text("Code incorrect")
+    enrol_with_page_secret(page)
+    expect(page.locator("#greeting")).to_have_text("Bonjour, Dr Claire Martin")
+    expect(page.locator("#admin-link")).to_be_hidden()
+    expect(page.locator("#empty-today")).to_be_visible()
+
+    page.fill("#patient-name", "Alice Dupont")
+    page.fill("#note", "Suivi tension")
+    page.click("#create-form button[type=submit]")
+    expect(page.locator("#invite-result")).to_be_visible()
+    url = page.locator("#invite-url").input_value()
+    code = page.locator("#invite-code").input_value()
+    assert url.startswith(f"{live_server.url}/join/")
+    assert re.fullmatch(r"\d{6}", code)
+    page.click("#invite-result .copy-btn[data-copy=invite-code]")
+    expect(page.locator("#invite-result .copy-feedback")).to_have_text(
+        "Copié dans le presse-papiers."
+    )
+    assert page.evaluate("navigator.clipboard.readText()") == code
+    item = page.locator("#list-today .consult-item", has_text="Alice Dupont")
+    expect(item).to_be_visible()
+    start = item.get_by_role("link", name="Démarrer la consultation avec Alice Dupont")
+    expect(start).to_have_attribute("href", re.compile(r"^/call/[0-9a-f]+$"))
+    snap(page, "dashboard-invite")
+    page.click("#invite-done")
+    expect(page.locator("#invite-result")).to_be_hidden()
+    assert page.locator("#invite-code").input_value() == ""
+    snap(page, "dashboard")
+
+    # Cancel, after confirming in the dialog: the consultation moves to past and cancelled.
+    item.get_by_role("button", name="Annuler la consultation avec Alice Dupont").click()
+    page.locator("#confirm-ok").click()
+    expect(page.locator("#list-today .consult-item")).to_have_count(0)
+    expect(page.locator("#list-past .consult-item", has_text="Alice Dupont")).to_contain_text(
+        "Annulée"
+    )
+    assert_no_page_errors(page)
+
+    # Signing out ends the session: a reload shows the sign-in form again.
+    page.click("#signout")
+    expect(page.locator("#signin h1")).to_be_visible()
+    page.reload()
+    expect(page.locator("#signin h1")).to_be_visible()
+
+
+def test_language_switch_is_remembered(live_server: LiveServer, contexts: Contexts) -> None:
+    page = contexts.new_page(locale="fr-FR")
+    page.goto("/")
+    expect(page.locator("#signin h1")).to_have_text("Connexion de l'espace soignant")
+    page.get_by_role("button", name="EN").click()
+    expect(page.locator("#signin h1")).to_have_text("Clinician sign-in")
+    expect(page.locator("html")).to_have_attribute("lang", "en")
+    page.reload()
+    expect(page.locator("#signin h1")).to_have_text("Clinician sign-in")
+    english = contexts.new_page(locale="en-GB")
+    english.goto("/")
+    expect(english.locator("#signin h1")).to_have_text("Clinician sign-in")
+    assert_no_page_errors(page)

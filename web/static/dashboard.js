@@ -1,0 +1,271 @@
+// The doctor's dashboard: today's and upcoming consultations, create, new link, cancel.
+import { t } from "./i18n.js";
+import { api, setCsrf } from "./api.js";
+import {
+  $,
+  $$,
+  el,
+  showError,
+  setBusy,
+  formatDateTime,
+  formatTime,
+  sameLocalDay,
+  isoWithOffset,
+  copyText,
+  confirmDialog,
+} from "./ui.js";
+
+let user = null;
+let consultations = [];
+let wired = false;
+
+export function startDashboard(me) {
+  user = me;
+  renderHeader();
+  if (!wired) {
+    wire();
+    wired = true;
+  }
+  resetCreateForm();
+  loadList();
+}
+
+function isAdmin() {
+  return user && user.role === "admin";
+}
+
+function renderHeader() {
+  const name = user.display_name || user.username;
+  $("#who").textContent = name;
+  $("#who").hidden = false;
+  $("#signout").hidden = false;
+  $("#admin-link").hidden = !isAdmin();
+  $("#admin-note").hidden = !isAdmin();
+  $("#create").hidden = isAdmin();
+  $("#jump-create").hidden = isAdmin();
+  $("#greeting").textContent = t("dash.hello", { name });
+  $("#today-line").textContent = formatDateTime(new Date(), { dateStyle: "full" });
+  // Admins see every doctor's consultations but hold none: no waiting room for them.
+  $("#waiting-panel").hidden = isAdmin();
+}
+
+function resetCreateForm() {
+  const form = $("#create-form");
+  form.reset();
+  // Next quarter hour, today.
+  const now = new Date();
+  now.setSeconds(0, 0);
+  now.setMinutes(Math.ceil((now.getMinutes() + 1) / 15) * 15);
+  const pad = (n) => String(n).padStart(2, "0");
+  $("#date").value = `${now.getFullYear()}-${pad(now.getMonth() + 1)}-${pad(now.getDate())}`;
+  $("#time").value = `${pad(now.getHours())}:${pad(now.getMinutes())}`;
+  $("#duration").value = "30";
+  showError(form, "");
+}
+
+async function loadList() {
+  const box = $("#list-error");
+  try {
+    const answer = await api("/api/consultations");
+    consultations = answer.consultations;
+    box.hidden = true;
+    renderList();
+  } catch (error) {
+    if (error.code === "not_authenticated") return signedOut();
+    box.textContent = error.userMessage;
+    box.hidden = false;
+  }
+}
+
+function isOver(c, now) {
+  return c.status !== "scheduled" || new Date(c.scheduled_end) < now;
+}
+
+function renderList() {
+  const now = new Date();
+  const groups = { today: [], upcoming: [], past: [] };
+  for (const c of consultations) {
+    const start = new Date(c.scheduled_start);
+    if (isOver(c, now)) groups.past.push(c);
+    else if (sameLocalDay(start, now) || start < now) groups.today.push(c);
+    else groups.upcoming.push(c);
+  }
+  groups.past.reverse(); // most recent first
+  for (const [name, items] of Object.entries(groups)) {
+    const list = $(`#list-${name}`);
+    list.replaceChildren(...items.map((c) => renderItem(c, now)));
+    $(`#empty-${name}`).hidden = items.length > 0;
+  }
+}
+
+function statusBadge(c, now) {
+  if (c.status === "cancelled") return el("span", { class: "badge badge-muted" }, t("status.cancelled"));
+  if (c.status === "ended") return el("span", { class: "badge badge-muted" }, t("status.ended"));
+  if (new Date(c.scheduled_end) < now) return el("span", { class: "badge badge-muted" }, t("status.past"));
+  if (c.invite_locked) return el("span", { class: "badge badge-warning" }, t("status.locked"));
+  if (new Date(c.scheduled_start) <= now) return el("span", { class: "badge badge-live" }, t("status.now"));
+  return el("span", { class: "badge" }, t("status.scheduled"));
+}
+
+function renderItem(c, now) {
+  const start = new Date(c.scheduled_start);
+  const when = sameLocalDay(start, now)
+    ? `${formatTime(c.scheduled_start)} – ${formatTime(c.scheduled_end)}`
+    : formatDateTime(c.scheduled_start, { weekday: "short", day: "numeric", month: "short", hour: "2-digit", minute: "2-digit" });
+  const item = el(
+    "li",
+    { class: "consult-item", dataset: { id: c.id } },
+    el(
+      "div",
+      { class: "consult-main" },
+      el("span", { class: "consult-time" }, when),
+      el("span", { class: "consult-patient" }, c.patient_name),
+      el("span", { class: "consult-meta muted small" }, t("dash.duration", { count: c.duration_minutes, minutes: c.duration_minutes })),
+      statusBadge(c, now),
+    ),
+  );
+  if (c.note) item.append(el("p", { class: "consult-note muted small" }, c.note));
+  if (!isOver(c, now)) {
+    const actions = el("div", { class: "actions" });
+    if (!isAdmin() && c.doctor_id === user.id) {
+      actions.append(
+        el("a", { class: "btn btn-primary btn-small", href: `/call/${encodeURIComponent(c.id)}`, "aria-label": t("dash.start_for", { name: c.patient_name }) }, t("dash.start")),
+      );
+      const relink = el("button", { type: "button", class: "btn btn-secondary btn-small", "aria-label": t("dash.new_link_for", { name: c.patient_name }) }, t("dash.new_link"));
+      relink.addEventListener("click", () => reissue(c));
+      actions.append(relink);
+    }
+    const cancel = el("button", { type: "button", class: "btn btn-ghost btn-small btn-danger-text", "aria-label": t("dash.cancel_for", { name: c.patient_name }) }, t("dash.cancel"));
+    cancel.addEventListener("click", () => cancelConsultation(c));
+    actions.append(cancel);
+    item.append(actions);
+    if (c.invite_locked) item.append(el("p", { class: "small warning-text" }, t("dash.locked_help")));
+  }
+  return item;
+}
+
+function showInvite(answer) {
+  const panel = $("#invite-result");
+  $("#invite-url").value = answer.invite_url;
+  $("#invite-code").value = answer.access_code;
+  $("#invite-for").textContent = t("invite.for", {
+    name: answer.consultation.patient_name,
+    when: formatDateTime(answer.consultation.scheduled_start),
+  });
+  panel.hidden = false;
+  panel.scrollIntoView({ block: "start" });
+  panel.focus();
+}
+
+async function reissue(c) {
+  const ok = await confirmDialog(t("dash.new_link_title"), t("dash.new_link_body", { name: c.patient_name }), t("dash.new_link"));
+  if (!ok) return;
+  try {
+    showInvite(await api(`/api/consultations/${encodeURIComponent(c.id)}/invite`, { method: "POST" }));
+    await loadList();
+  } catch (error) {
+    listError(error);
+  }
+}
+
+async function cancelConsultation(c) {
+  const ok = await confirmDialog(t("dash.cancel_title"), t("dash.cancel_body", { name: c.patient_name }), t("dash.cancel_confirm"));
+  if (!ok) return;
+  try {
+    await api(`/api/consultations/${encodeURIComponent(c.id)}/cancel`, { method: "POST" });
+    await loadList();
+  } catch (error) {
+    listError(error);
+  }
+}
+
+function listError(error) {
+  if (error.code === "not_authenticated") return signedOut();
+  const box = $("#list-error");
+  box.textContent = error.userMessage;
+  box.hidden = false;
+}
+
+function signedOut() {
+  setCsrf("");
+  location.assign("/");
+}
+
+function wire() {
+  const form = $("#create-form");
+  form.addEventListener("submit", async (event) => {
+    event.preventDefault();
+    const name = $("#patient-name").value.trim();
+    const date = $("#date").value;
+    const time = $("#time").value;
+    if (!name) {
+      showError(form, t("create.need_name"));
+      $("#patient-name").focus();
+      return;
+    }
+    if (!date || !time) {
+      showError(form, t("create.need_when"));
+      return;
+    }
+    const [y, m, d] = date.split("-").map(Number);
+    const [hh, mm] = time.split(":").map(Number);
+    const start = new Date(y, m - 1, d, hh, mm);
+    const duration = Number($("#duration").value);
+    if (start.getTime() + duration * 60000 < Date.now()) {
+      showError(form, t("create.in_past"));
+      return;
+    }
+    showError(form, "");
+    setBusy(form, true);
+    try {
+      const answer = await api("/api/consultations", {
+        method: "POST",
+        body: {
+          patient_name: name,
+          scheduled_start: isoWithOffset(start),
+          duration_minutes: duration,
+          note: $("#note").value.trim(),
+        },
+      });
+      resetCreateForm();
+      showInvite(answer);
+      await loadList();
+    } catch (error) {
+      if (error.code === "not_authenticated") return signedOut();
+      showError(form, error.userMessage);
+    } finally {
+      setBusy(form, false);
+    }
+  });
+
+  for (const button of $$(".copy-btn")) {
+    button.addEventListener("click", () => {
+      const input = document.getElementById(button.dataset.copy);
+      copyText(input.value, $("#invite-result .copy-feedback"));
+      input.select();
+    });
+  }
+  $("#invite-done").addEventListener("click", () => {
+    // The code is shown once: forget it when the doctor is done with it.
+    $("#invite-url").value = "";
+    $("#invite-code").value = "";
+    $("#invite-result").hidden = true;
+    $("#patient-name").focus();
+  });
+  $("#refresh").addEventListener("click", loadList);
+  $("#signout").addEventListener("click", async () => {
+    try {
+      await api("/api/auth/logout", { method: "POST" });
+    } catch {
+      /* signed out anyway below */
+    }
+    signedOut();
+  });
+  document.addEventListener("langchange", () => {
+    if (!user) return;
+    renderHeader();
+    renderList();
+  });
+  // Keep "today" honest when the page stays open.
+  setInterval(loadList, 60000);
+}
