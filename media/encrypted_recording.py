@@ -104,6 +104,10 @@ class RecordingWriteError(RecordingError, OSError):
     """
 
 
+def _write_error(code: int | None, message: str) -> RecordingWriteError:
+    return RecordingWriteError(code, message) if code is not None else RecordingWriteError(message)
+
+
 class BinarySink(Protocol):
     """What the writer needs from the file it writes to (``fileno``/``truncate`` are used
     when present)."""
@@ -312,7 +316,7 @@ class RecordingWriter:
             return
         try:
             if self._failure is not None:
-                raise RecordingWriteError(
+                raise _write_error(
                     self._failure.errno,
                     f"{self.name}: not finalized, an earlier write failed: {self._failure}",
                 )
@@ -393,7 +397,7 @@ class RecordingWriter:
         if self._closed:
             raise ValueError("I/O operation on closed recording writer")
         if self._failure is not None:
-            raise RecordingWriteError(
+            raise _write_error(
                 self._failure.errno, f"{self.name}: unusable after an earlier failure"
             ) from self._failure
 
@@ -444,20 +448,29 @@ class RecordingWriter:
 
     def _fail(self, exc: OSError, what: str) -> RecordingWriteError:
         """Remember the failure, cut a partial segment off the file, build the error."""
-        truncate = getattr(self._sink, "truncate", None)
-        if truncate is not None:
-            try:
-                truncate(self._committed)
-            except (OSError, ValueError):
-                log.warning("%s: could not cut the partial segment after a failure", self.name)
+        self._cut_partial_segment()
         reason = exc.strerror or str(exc) or type(exc).__name__
-        error = RecordingWriteError(
+        error = _write_error(
             exc.errno,
             f"{self.name}: {what} failed ({reason}); the file keeps "
             f"{self._index} complete segments",
         )
         self._failure = error
         return error
+
+    def _cut_partial_segment(self) -> None:
+        # Best effort, and only when the file is known to hold more than the whole segments
+        # (truncating a buffered sink that lags behind would pad it with zeros instead).
+        # A reader in recovery mode skips a partial tail anyway.
+        truncate = getattr(self._sink, "truncate", None)
+        fileno = getattr(self._sink, "fileno", None)
+        if truncate is None or fileno is None:
+            return
+        try:
+            if os.fstat(fileno()).st_size > self._committed:
+                truncate(self._committed)
+        except (OSError, ValueError):  # io.UnsupportedOperation is both
+            log.warning("%s: could not cut the partial segment after a failure", self.name)
 
     def _release(self) -> None:
         self._closed = True
