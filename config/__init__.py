@@ -8,6 +8,7 @@ from config.loader import load_settings
 from config.secrets import load_or_create_key, read_key_file
 from config.settings import (
     RecordingSettings,
+    RetentionSettings,
     SecuritySettings,
     ServerSettings,
     Settings,
@@ -19,6 +20,7 @@ from config.settings import (
 __all__ = [
     "ConfigError",
     "RecordingSettings",
+    "RetentionSettings",
     "SecuritySettings",
     "ServerSettings",
     "Settings",

@@ -111,6 +111,15 @@ class RecordingSettings:
 
 
 @dataclass(frozen=True)
+class RetentionSettings:
+    # Patient details (name, note) of a consultation are erased this long after it ends;
+    # the consultation id, times and audit entries stay (pseudonymous).
+    consultation_days: int = 90
+    # How often the sweeper runs.
+    sweep_interval_minutes: int = 60
+
+
+@dataclass(frozen=True)
 class Settings:
     server: ServerSettings = field(default_factory=ServerSettings)
     storage: StorageSettings = field(default_factory=StorageSettings)
@@ -118,6 +127,7 @@ class Settings:
     turn: TurnSettings = field(default_factory=TurnSettings)
     signaling: SignalingSettings = field(default_factory=SignalingSettings)
     recording: RecordingSettings = field(default_factory=RecordingSettings)
+    retention: RetentionSettings = field(default_factory=RetentionSettings)
 
     @property
     def secret_key_path(self) -> Path:
@@ -212,4 +222,6 @@ class Settings:
         for name in ("join_timeout_seconds", "resume_grace_seconds", "heartbeat_seconds"):
             require(getattr(sig, name) > 0, f"signaling.{name}", "a positive number of seconds")
         require(self.recording.retention_days > 0, "recording.retention_days", "a positive integer")
+        for name in ("consultation_days", "sweep_interval_minutes"):
+            require(getattr(self.retention, name) > 0, f"retention.{name}", "a positive integer")
         return self

@@ -105,6 +105,7 @@ class ConsultationView(msgspec.Struct):
     status: Literal["scheduled", "cancelled", "ended"]
     invite_locked: bool
     invite_expires: str
+    erased: bool = False
 
 
 class ConsultationList(msgspec.Struct):
@@ -183,3 +184,12 @@ class AuditEntryView(msgspec.Struct):
 class AuditList(msgspec.Struct):
     entries: list[AuditEntryView]
     head: str
+
+
+class ConsultationExport(msgspec.Struct):
+    """Everything held about one consultation (a patient's right of access)."""
+
+    exported_at: str
+    consultation: ConsultationView
+    doctor: UserView
+    audit: list[AuditEntryView]

@@ -20,6 +20,7 @@ from signaling.keys import SERVICES, Services
 from signaling.middleware import add_security_headers, error_middleware, origin_middleware
 from signaling.openapi import build_openapi
 from signaling.pages import setup_pages
+from signaling.retention import setup_retention
 from signaling.routes_audit import routes as audit_routes
 from signaling.routes_auth import SETUP_NONCE
 from signaling.routes_auth import routes as auth_routes
@@ -117,6 +118,7 @@ def create_app(
         await store.close()
 
     app.cleanup_ctx.append(open_store)
+    setup_retention(app)  # after the store: cleanup contexts run in order
 
     registry = all_routes()
     registry.install(app)

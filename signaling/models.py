@@ -62,6 +62,8 @@ class Consultation(_Record):
     code_failures: int = 0
     invite_locked: bool = False
     ended_at: float | None = None
+    # Set when the patient's details were erased (retention or a patient's request).
+    erased_at: float | None = None
 
     @property
     def scheduled_end(self) -> float:

@@ -5,6 +5,7 @@ from __future__ import annotations
 from aiohttp import web
 
 from signaling.api_types import (
+    ConsultationExport,
     ConsultationList,
     ConsultationView,
     CreateConsultationRequest,
@@ -318,3 +319,71 @@ async def issue_room_token(request: web.Request, body: RoomTokenRequest) -> web.
     return json_response(
         RoomTokenResponse(room_token=token, role=role, expires_in=services.room_tokens.ttl)
     )
+
+
+@routes.route(
+    "GET",
+    "/api/consultations/{consultation_id}/export",
+    summary="Everything held about a consultation, for a patient's request of access "
+    "(admins only; the export is audited)",
+    auth="admin",
+    response=ConsultationExport,
+    errors=("not_authenticated", "forbidden", "consultation_not_found"),
+    tag="patients",
+)
+async def export_consultation(request: web.Request) -> web.Response:
+    from signaling.routes_audit import _view as audit_view
+    from signaling.store.base import AuditFilter
+    from signaling.views import user_view
+
+    services = request.app[SERVICES]
+    admin = request[USER_KEY]
+    c = await services.consultations.visible_to(admin, request.match_info["consultation_id"])
+    doctor = await services.store.get_user(c.doctor_id)
+    if doctor is None:
+        raise AppError("consultation_not_found")
+    entries = await services.store.list_audit(AuditFilter(target=c.id, limit=100_000))
+    await services.audit.record(
+        "consultation.exported",
+        actor=admin.id,
+        actor_role=admin.role,
+        target=c.id,
+        address=client_address(request),
+    )
+    export = ConsultationExport(
+        exported_at=iso(services.clock.now()),
+        consultation=_view(services, c),
+        doctor=user_view(doctor),
+        audit=[audit_view(e) for e in entries],
+    )
+    response = json_response(export)
+    response.headers["Content-Disposition"] = f'attachment; filename="consultation-{c.id}.json"'
+    return response
+
+
+@routes.route(
+    "POST",
+    "/api/consultations/{consultation_id}/erase",
+    summary="Erase the patient's details of a consultation (right to erasure); the audit "
+    "trail keeps only pseudonymous ids and still verifies",
+    auth="admin",
+    response=ConsultationView,
+    errors=("not_authenticated", "forbidden", "csrf_failed", "consultation_not_found"),
+    tag="patients",
+)
+async def erase_consultation_route(request: web.Request) -> web.Response:
+    from signaling.retention import erase_consultation
+
+    services = request.app[SERVICES]
+    admin = request[USER_KEY]
+    c = await services.consultations.visible_to(admin, request.match_info["consultation_id"])
+    erased = await erase_consultation(services.store, c, services.clock.now())
+    await services.audit.record(
+        "consultation.erased",
+        actor=admin.id,
+        actor_role=admin.role,
+        target=c.id,
+        address=client_address(request),
+        reason="request",
+    )
+    return json_response(_view(services, erased))

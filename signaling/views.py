@@ -49,6 +49,7 @@ def consultation_view(c: Consultation, invite_deadline: float) -> ConsultationVi
         status=c.status,
         invite_locked=c.invite_locked,
         invite_expires=iso(invite_deadline),
+        erased=c.erased_at is not None,
     )
 
 

@@ -19,10 +19,20 @@ from redis.exceptions import RedisError, TimeoutError, WatchError
 
 from config import ConfigError
 from signaling.audit_chain import GENESIS, entry_hash
-from signaling.models import AuditEntry, Consultation, Session, User
+from signaling.models import (
+    AuditEntry,
+    Consultation,
+    ConsultationStatus,
+    Role,
+    Session,
+    SessionKind,
+    User,
+)
 from signaling.store.base import AuditFields, AuditFilter, DuplicateUsername, StoreUnavailable
 
 log = logging.getLogger("teleconsult.store")
+# redis-py's mapping parameter is invariant in its key type: a plain dict of str needs this.
+Fields = dict[Any, Any]
 
 _ADVANCE_TOTP = """
 local current = tonumber(redis.call('HGET', KEYS[1], 'totp_last_step') or '-1')
@@ -117,9 +127,7 @@ class RedisStore:
                     "enable 'appendonly yes' with 'appendfsync everysec' or set "
                     "storage.redis_require_aof = false"
                 )
-            log.warning(
-                "Redis runs WITHOUT AOF persistence: durable data will be lost on restart"
-            )
+            log.warning("Redis runs WITHOUT AOF persistence: durable data will be lost on restart")
 
     async def close(self) -> None:
         if self._redis is not None:
@@ -133,7 +141,7 @@ class RedisStore:
     def _user_key(self, user_id: str) -> str:
         return f"{self.p}user:{user_id}"
 
-    def _user_to_hash(self, user: User) -> dict[str, str]:
+    def _user_to_hash(self, user: User) -> Fields:
         return {
             "id": user.id,
             "username": user.username,
@@ -153,8 +161,8 @@ class RedisStore:
             id=h["id"],
             username=h["username"],
             display_name=h["display_name"],
-            role=h["role"],
-            password_hash=h["password_hash"],  # type: ignore[arg-type]
+            role=cast(Role, h["role"]),
+            password_hash=h["password_hash"],
             created_at=float(h["created_at"]),
             totp_secret_enc=bytes.fromhex(h["totp_secret_enc"]) if h["totp_secret_enc"] else None,
             totp_confirmed=h["totp_confirmed"] == "1",
@@ -195,7 +203,7 @@ class RedisStore:
 
     async def advance_totp_step(self, user_id: str, step: int) -> bool:
         result = await self._call(
-            self.r.eval(_ADVANCE_TOTP, 1, self._user_key(user_id), str(step))  # type: ignore[misc]
+            self.r.eval(_ADVANCE_TOTP, 1, self._user_key(user_id), str(step))
         )
         return int(result) == 1
 
@@ -205,7 +213,7 @@ class RedisStore:
 
     async def put_session(self, session: Session) -> None:
         key = self._session_key(session.id_hash)
-        fields = {
+        fields: Fields = {
             "id_hash": session.id_hash,
             "kind": session.kind,
             "created_at": repr(session.created_at),
@@ -228,7 +236,7 @@ class RedisStore:
             return None
         return Session(
             id_hash=h["id_hash"],
-            kind=h["kind"],  # type: ignore[arg-type]
+            kind=cast(SessionKind, h["kind"]),
             created_at=float(h["created_at"]),
             last_seen=float(h["last_seen"]),
             expires_at=float(h["expires_at"]),
@@ -271,7 +279,7 @@ class RedisStore:
         return f"{self.p}consultation:{cid}"
 
     @staticmethod
-    def _consultation_hash(c: Consultation) -> dict[str, str]:
+    def _consultation_hash(c: Consultation) -> Fields:
         return {
             "id": c.id,
             "doctor_id": c.doctor_id,
@@ -286,6 +294,7 @@ class RedisStore:
             "code_failures": str(c.code_failures),
             "invite_locked": _b(c.invite_locked),
             "ended_at": "" if c.ended_at is None else repr(c.ended_at),
+            "erased_at": "" if c.erased_at is None else repr(c.erased_at),
         }
 
     @staticmethod
@@ -297,13 +306,14 @@ class RedisStore:
             scheduled_start=float(h["scheduled_start"]),
             duration_minutes=int(h["duration_minutes"]),
             note=h["note"],
-            status=h["status"],
-            created_at=float(h["created_at"]),  # type: ignore[arg-type]
+            status=cast(ConsultationStatus, h["status"]),
+            created_at=float(h["created_at"]),
             invite_nonce=h["invite_nonce"],
             access_code_hash=h["access_code_hash"],
             code_failures=int(h["code_failures"]),
             invite_locked=h["invite_locked"] == "1",
             ended_at=float(h["ended_at"]) if h["ended_at"] else None,
+            erased_at=float(h["erased_at"]) if h.get("erased_at") else None,
         )
 
     async def create_consultation(self, consultation: Consultation) -> None:
@@ -338,7 +348,7 @@ class RedisStore:
 
     async def record_code_failure(self, consultation_id: str, lock_at: int) -> Consultation:
         await self._call(
-            self.r.eval(  # type: ignore[misc]
+            self.r.eval(
                 _CODE_FAILURE, 1, self._consultation_key(consultation_id), str(lock_at)
             )
         )
@@ -350,7 +360,7 @@ class RedisStore:
     # -- ephemeral
     async def claim_once(self, key: str, ttl: float, now: float) -> bool:
         result = await self._call(
-            self.r.eval(  # type: ignore[misc]
+            self.r.eval(
                 _CLAIM_ONCE, 1, f"{self.p}eph:{key}", repr(now), repr(now + ttl), str(_ms(ttl))
             )
         )
@@ -358,7 +368,7 @@ class RedisStore:
 
     async def incr(self, key: str, ttl: float, now: float) -> int:
         result = await self._call(
-            self.r.eval(  # type: ignore[misc]
+            self.r.eval(
                 _INCR, 1, f"{self.p}cnt:{key}", repr(now), repr(now + ttl), str(_ms(ttl))
             )
         )
@@ -370,7 +380,7 @@ class RedisStore:
         if claimed is not None and float(claimed) > now:
             return 1
         result = await self._call(
-            self.r.eval(  # type: ignore[misc]
+            self.r.eval(
                 _GET_COUNT, 1, f"{self.p}cnt:{key}", repr(now)
             )
         )
@@ -378,6 +388,13 @@ class RedisStore:
 
     async def delete_key(self, key: str) -> None:
         await self._call(self.r.delete(f"{self.p}eph:{key}", f"{self.p}cnt:{key}"))
+
+    async def scrub(self) -> None:
+        # Rewrite the AOF so that overwritten values do not survive in its history.
+        try:
+            await self._call(self.r.bgrewriteaof())
+        except RedisError as exc:  # a rewrite already running will include the erasure
+            log.info("AOF rewrite not started: %s", exc)
 
     # -- meta
     async def get_meta(self, name: str) -> str | None:
@@ -424,7 +441,7 @@ class RedisStore:
                         prev_hash=prev,
                         hash=digest,
                     )
-                    pipe.multi()
+                    pipe.multi()  # type: ignore[no-untyped-call]
                     pipe.rpush(log_key, json.dumps(entry.__dict__, separators=(",", ":")))
                     await pipe.execute()
                     return entry

@@ -87,6 +87,10 @@ MIGRATIONS: list[str] = [
     CREATE INDEX audit_actor ON audit(actor);
     CREATE INDEX audit_target ON audit(target);
     """,
+    # 2: erasure of patient details
+    """
+    ALTER TABLE consultations ADD COLUMN erased_at REAL;
+    """,
 ]
 
 _USER_COLUMNS = (
@@ -98,7 +102,7 @@ _SESSION_COLUMNS = (
 )
 _CONSULTATION_COLUMNS = (
     "id, doctor_id, patient_name, scheduled_start, duration_minutes, note, status, created_at, "
-    "invite_nonce, access_code_hash, code_failures, invite_locked, ended_at"
+    "invite_nonce, access_code_hash, code_failures, invite_locked, ended_at, erased_at"
 )
 _AUDIT_COLUMNS = (
     "seq, at, actor, actor_role, action, target, outcome, address, details, prev_hash, hash"
@@ -163,6 +167,8 @@ class SqliteStore:
             db.execute("PRAGMA synchronous=NORMAL")
             db.execute("PRAGMA foreign_keys=ON")
             db.execute("PRAGMA busy_timeout=5000")
+            # Deleted or overwritten content is zeroed, so an erasure leaves no old copy.
+            db.execute("PRAGMA secure_delete=ON")
             version = db.execute("PRAGMA user_version").fetchone()[0]
             for number, script in enumerate(MIGRATIONS[version:], start=version + 1):
                 db.execute("BEGIN IMMEDIATE")
@@ -325,7 +331,7 @@ class SqliteStore:
         await self._run(
             lambda db: db.execute(
                 f"INSERT INTO consultations ({_CONSULTATION_COLUMNS}) "
-                "VALUES (?,?,?,?,?,?,?,?,?,?,?,?,?)",
+                "VALUES (?,?,?,?,?,?,?,?,?,?,?,?,?,?)",
                 (
                     c.id,
                     c.doctor_id,
@@ -340,6 +346,7 @@ class SqliteStore:
                     c.code_failures,
                     int(c.invite_locked),
                     c.ended_at,
+                    c.erased_at,
                 ),
             )
         )
@@ -373,7 +380,7 @@ class SqliteStore:
             lambda db: db.execute(
                 "UPDATE consultations SET patient_name=?, scheduled_start=?, duration_minutes=?, "
                 "note=?, status=?, invite_nonce=?, access_code_hash=?, code_failures=?, "
-                "invite_locked=?, ended_at=? WHERE id=?",
+                "invite_locked=?, ended_at=?, erased_at=? WHERE id=?",
                 (
                     c.patient_name,
                     c.scheduled_start,
@@ -385,6 +392,7 @@ class SqliteStore:
                     c.code_failures,
                     int(c.invite_locked),
                     c.ended_at,
+                    c.erased_at,
                     c.id,
                 ),
             )
@@ -445,6 +453,20 @@ class SqliteStore:
         return await self._run(
             lambda db: db.execute("DELETE FROM ephemeral WHERE expires_at <= ?", (now,)).rowcount
         )
+
+    async def scrub(self) -> None:
+        def op(db: sqlite3.Connection) -> None:
+            db.execute("PRAGMA wal_checkpoint(TRUNCATE)")
+
+        # Outside a transaction: a checkpoint cannot run inside one.
+        def call() -> None:
+            if self._db is None:
+                raise StoreUnavailable("store is closed")
+            op(self._db)
+
+        if self._executor is None:
+            raise StoreUnavailable("store is closed")
+        await asyncio.get_running_loop().run_in_executor(self._executor, call)
 
     # -- meta
     async def get_meta(self, name: str) -> str | None:

@@ -1,0 +1,108 @@
+"""Retention and erasure: patient details are kept no longer than needed.
+
+Erasing a consultation removes what identifies the patient (display name, note, access code,
+live invite links) and keeps the consultation id, times and audit entries, which refer to
+people only by ids: the audit chain stays whole and still verifies.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+import secrets
+from collections.abc import AsyncIterator
+from dataclasses import dataclass
+
+from aiohttp import web
+
+from config import Settings
+from signaling.audit import AuditTrail
+from signaling.clock import Clock
+from signaling.keys import SERVICES
+from signaling.models import Consultation
+from signaling.store.base import Store, StoreUnavailable
+
+log = logging.getLogger("teleconsult.retention")
+DAY = 86400.0
+
+
+async def erase_consultation(store: Store, consultation: Consultation, now: float) -> Consultation:
+    erased = consultation.evolve(
+        patient_name="",
+        note="",
+        access_code_hash="",
+        invite_nonce=secrets.token_urlsafe(9),
+        invite_locked=True,
+        erased_at=now,
+        status="cancelled" if consultation.status == "scheduled" else consultation.status,
+    )
+    await store.update_consultation(erased)
+    await store.scrub()
+    return erased
+
+
+@dataclass(frozen=True)
+class SweepReport:
+    consultations_erased: int
+    sessions_purged: int
+
+
+class RetentionSweeper:
+    def __init__(self, store: Store, clock: Clock, settings: Settings, audit: AuditTrail) -> None:
+        self.store = store
+        self.clock = clock
+        self.settings = settings
+        self.audit = audit
+
+    async def sweep(self) -> SweepReport:
+        now = self.clock.now()
+        keep = self.settings.retention.consultation_days * DAY
+        erased = 0
+        for c in await self.store.list_consultations(None):
+            if c.erased_at is None and c.scheduled_end + keep < now:
+                await erase_consultation(self.store, c, now)
+                erased += 1
+        sessions = await self.store.purge_sessions(now)
+        report = SweepReport(consultations_erased=erased, sessions_purged=sessions)
+        if erased or sessions:
+            await self.audit.record(
+                "retention.purged",
+                actor="system",
+                actor_role="system",
+                consultations_erased=erased,
+                sessions_purged=sessions,
+                consultation_days=self.settings.retention.consultation_days,
+            )
+        return report
+
+
+def setup_retention(app: web.Application) -> None:
+    """Sweep at start and then every ``retention.sweep_interval_minutes``."""
+
+    async def run(app: web.Application) -> AsyncIterator[None]:
+        services = app[SERVICES]
+        sweeper = RetentionSweeper(
+            services.store, services.clock, services.settings, services.audit
+        )
+        interval = services.settings.retention.sweep_interval_minutes * 60
+
+        async def loop() -> None:
+            while True:
+                try:
+                    report = await sweeper.sweep()
+                    if report.consultations_erased or report.sessions_purged:
+                        log.info("retention sweep: %s", report)
+                except StoreUnavailable:
+                    log.warning("retention sweep skipped: store unavailable")
+                except Exception:
+                    log.exception("retention sweep failed")
+                await asyncio.sleep(interval)
+
+        task = asyncio.create_task(loop(), name="retention-sweeper")
+        yield
+        task.cancel()
+        with contextlib.suppress(asyncio.CancelledError):
+            await task
+
+    app.cleanup_ctx.append(run)

@@ -1,0 +1,111 @@
+"""Retention (clock moved forward) and a patient's rights: access (export) and erasure."""
+
+from __future__ import annotations
+
+import subprocess
+import sys
+from pathlib import Path
+from typing import Any
+
+import pytest
+from aiohttp import web
+from aiohttp.test_utils import TestClient
+
+from config import Settings
+from signaling.audit_chain import first_broken
+from signaling.clock import ManualClock
+from signaling.keys import SERVICES
+from signaling.retention import RetentionSweeper
+from tests.conftest import Staff
+from tests.test_consultations import create, invite_token
+
+pytestmark = pytest.mark.both_stores
+ROOT = Path(__file__).resolve().parent.parent
+PATIENT = "Camille Durand"
+
+
+def sweeper(app: web.Application) -> RetentionSweeper:
+    s = app[SERVICES]
+    return RetentionSweeper(s.store, s.clock, s.settings, s.audit)
+
+
+async def test_patient_details_are_erased_after_the_retention_period(
+    app: web.Application, doctor: Staff, clock: ManualClock
+) -> None:
+    created = await create(doctor, clock)
+    cid = created["consultation"]["id"]
+    clock.advance(40 * 60 + 89 * 86400)  # ended 89 days ago: kept
+    assert (await sweeper(app).sweep()).consultations_erased == 0
+    kept = await app[SERVICES].store.get_consultation(cid)
+    assert kept is not None and kept.patient_name == PATIENT
+    clock.advance(2 * 86400)
+    report = await sweeper(app).sweep()
+    assert report.consultations_erased == 1
+    erased = await app[SERVICES].store.get_consultation(cid)
+    assert erased is not None
+    assert (erased.patient_name, erased.note, erased.access_code_hash) == ("", "", "")
+    assert erased.erased_at is not None
+    entries = await app[SERVICES].store.all_audit()
+    purge = [
+        e
+        for e in entries
+        if e.action == "retention.purged" and '"consultations_erased":1' in e.details
+    ]
+    assert len(purge) == 1
+    assert first_broken(entries) is None
+    assert (await sweeper(app).sweep()).consultations_erased == 0  # once only
+
+
+async def test_admin_exports_then_erases_a_consultation_at_the_patients_request(
+    app: web.Application,
+    admin: Staff,
+    doctor: Staff,
+    clock: ManualClock,
+    client: TestClient[Any, Any],
+    settings: Settings,
+) -> None:
+    created = await create(doctor, clock, note="allergic to penicillin")
+    cid = created["consultation"]["id"]
+    resp = await client.post(
+        "/api/invites/redeem",
+        json={"invite": invite_token(created), "access_code": created["access_code"]},
+    )
+    assert resp.status == 200
+    resp = await admin.client.get(f"/api/consultations/{cid}/export")
+    assert resp.status == 200
+    export = await resp.json()
+    assert export["consultation"]["patient_name"] == PATIENT
+    assert export["consultation"]["note"] == "allergic to penicillin"
+    assert "invite.used" in {e["action"] for e in export["audit"]}
+    assert (await doctor.client.get(f"/api/consultations/{cid}/export")).status == 403
+
+    resp = await admin.post(f"/api/consultations/{cid}/erase")
+    assert resp.status == 200
+    view = await resp.json()
+    assert view["erased"] is True and view["patient_name"] == "" and view["note"] == ""
+    # The link is dead, and nothing of the patient is left in the store.
+    resp = await client.post(
+        "/api/invites/redeem",
+        json={"invite": invite_token(created), "access_code": created["access_code"]},
+    )
+    assert resp.status in (404, 410)
+    store = app[SERVICES].store
+    entries = await store.all_audit()
+    assert first_broken(entries) is None
+    assert {"consultation.exported", "consultation.erased"} <= {e.action for e in entries}
+    dump = repr(await store.list_consultations(None)) + repr(entries)
+    assert PATIENT not in dump and "penicillin" not in dump
+    if settings.storage.backend == "sqlite":
+        # No old copy of the erased details survives in the database files either.
+        db = settings.storage.sqlite_path
+        raw = b"".join(p.read_bytes() for p in db.parent.glob(db.name + "*"))
+        assert PATIENT.encode() not in raw
+        assert b"penicillin" not in raw
+        result = subprocess.run(
+            [sys.executable, "run.py", "audit", "verify", "--data-dir", settings.storage.data_dir],
+            cwd=ROOT,
+            capture_output=True,
+            text=True,
+            timeout=60,
+        )
+        assert result.returncode == 0, result.stdout
