@@ -13,6 +13,7 @@ from media.encrypted_recording import (
     RecordingWriter,
     decrypt_file,
     iter_plaintext,
+    rewrap,
     shred,
 )
 from media.keyring import (
@@ -35,6 +36,7 @@ __all__ = [
     "iter_plaintext",
     "load_keyring",
     "load_keyring_from_settings",
+    "rewrap",
     "rotate_master_key",
     "shred",
 ]

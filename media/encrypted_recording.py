@@ -36,7 +36,8 @@ Header integrity: every header field is associated data of the key wrap, so a ch
 fails the unwrap; the stream fields (bytes 0..19) also go into the segment key, and the data
 key is unique per recording, so a header moved onto another recording's segments fails at
 segment 0. The key id and the wrapped key are left out of the segment key on purpose: a
-recording can be re-wrapped under a new master key without re-encrypting its segments.
+recording can be re-wrapped under a new master key without re-encrypting its segments
+(:func:`rewrap`).
 
 Crypto-shredding: the data key exists only wrapped in the header, so :func:`shred` overwrites
 the header and unlinks the file; retiring a master key shreds everything it wrapped.
@@ -164,6 +165,38 @@ def _nonce(prefix: bytes, index: int, last: bool) -> bytes:
     return prefix + _COUNTER.pack(index, 1 if last else 0)
 
 
+def _seal_header(master: MasterKey, segment_size: int, prefix: bytes, data_key: bytes) -> bytes:
+    """Header bytes with ``data_key`` wrapped by ``master``, every field as associated data."""
+    wrap_nonce = secrets.token_bytes(WRAP_NONCE_BYTES)
+    aad = _STREAM_FIELDS.pack(MAGIC, FORMAT_VERSION, segment_size, prefix) + master.key_id
+    wrapped = AESGCM(master.wrap_key).encrypt(wrap_nonce, data_key, aad)
+    header = RecordingHeader(
+        FORMAT_VERSION, segment_size, prefix, master.key_id, wrap_nonce, wrapped
+    ).encode()
+    assert header[:_WRAP_AAD_END] == aad
+    return header
+
+
+def _open_header(raw: bytes, keyring: Keyring, name: str) -> tuple[RecordingHeader, bytes]:
+    """Parse and authenticate a header; return it with the data key."""
+    header = parse_header(raw, name)
+    master = keyring.get(header.key_id)
+    if master is None:
+        raise RecordingIntegrityError(
+            f"{name}: header: master key {header.key_id.hex()} is not in the key ring "
+            "(wrong or retired key)"
+        )
+    try:
+        data_key = AESGCM(master.wrap_key).decrypt(
+            header.wrap_nonce, header.wrapped_key, raw[:_WRAP_AAD_END]
+        )
+    except InvalidTag:
+        raise RecordingIntegrityError(
+            f"{name}: header: authentication failed (wrong master key or tampered header)"
+        ) from None
+    return header, data_key
+
+
 def parse_header(raw: bytes, name: str = "<recording>") -> RecordingHeader:
     """Check the framing of a header (not its authenticity: that needs the key)."""
     if len(raw) < HEADER_SIZE:
@@ -220,19 +253,8 @@ class RecordingWriter:
             raise ValueError("fsync_every must be >= 0 (0: only at close)")
         data_key = secrets.token_bytes(DATA_KEY_BYTES)
         prefix = secrets.token_bytes(NONCE_PREFIX_BYTES)
-        wrap_nonce = secrets.token_bytes(WRAP_NONCE_BYTES)
-        aad = _STREAM_FIELDS.pack(MAGIC, FORMAT_VERSION, segment_size, prefix) + master.key_id
-        header = RecordingHeader(
-            FORMAT_VERSION,
-            segment_size,
-            prefix,
-            master.key_id,
-            wrap_nonce,
-            AESGCM(master.wrap_key).encrypt(wrap_nonce, data_key, aad),
-        )
-        header_bytes = header.encode()
-        assert header_bytes[:_WRAP_AAD_END] == aad
-        self.header = header
+        header_bytes = _seal_header(master, segment_size, prefix, data_key)
+        self.header = parse_header(header_bytes)
         self.name = name if name is not None else str(getattr(sink, "name", "<recording>"))
         self._sink = sink
         self._close_sink = close_sink
@@ -512,21 +534,7 @@ class RecordingReader:
         self._source = source
         self._recover = recover
         raw = self._read(HEADER_SIZE)
-        self.header = parse_header(raw, self.name)
-        master = keyring.get(self.header.key_id)
-        if master is None:
-            raise RecordingIntegrityError(
-                f"{self.name}: header: master key {self.header.key_id.hex()} is not in the "
-                "key ring (wrong or retired key)"
-            )
-        try:
-            data_key = AESGCM(master.wrap_key).decrypt(
-                self.header.wrap_nonce, self.header.wrapped_key, raw[:_WRAP_AAD_END]
-            )
-        except InvalidTag:
-            raise RecordingIntegrityError(
-                f"{self.name}: header: authentication failed (wrong master key or tampered header)"
-            ) from None
+        self.header, data_key = _open_header(raw, keyring, self.name)
         self._aead = _segment_aead(data_key, raw)
         self._owned: io.BufferedReader | None = None
         self._started = False
@@ -675,6 +683,40 @@ def iter_plaintext(
     """Plaintext chunks of ``path``; the header is checked at the first ``next()``."""
     with RecordingReader.open(path, keyring, recover=recover) as reader:
         yield from reader.chunks()
+
+
+# -- key management ----------------------------------------------------------------------------
+
+
+def rewrap(path: Path | str, keyring: Keyring) -> bool:
+    """Re-wrap a recording's data key under the key ring's current master key, in place.
+
+    Only the key id, wrap nonce and wrapped key change (the segments are untouched), so after
+    every recording is re-wrapped an old master key can be retired. Returns False when the
+    recording already uses the current key. The old header is authenticated first; the new
+    one is written at offset 0 in one write (it fits in a disk sector) and fsynced.
+    """
+    path = Path(path)
+    fd = os.open(path, os.O_RDWR | os.O_CLOEXEC | os.O_NOFOLLOW)
+    try:
+        raw = os.pread(fd, HEADER_SIZE, 0)
+        header, data_key = _open_header(raw, keyring, str(path))
+        if header.key_id == keyring.current.key_id:
+            return False
+        new = _seal_header(keyring.current, header.segment_size, header.nonce_prefix, data_key)
+        assert new[:_STREAM_END] == raw[:_STREAM_END]  # the segment key does not change
+        if os.pwrite(fd, new, 0) != HEADER_SIZE:
+            raise OSError(errno.EIO, f"{path}: short write of the new header")
+        os.fsync(fd)
+    finally:
+        os.close(fd)
+    log.info(
+        "%s: re-wrapped from master key %s to %s",
+        path,
+        header.key_id.hex(),
+        keyring.current.key_id_hex,
+    )
+    return True
 
 
 # -- deletion --------------------------------------------------------------------------------

@@ -11,10 +11,12 @@ import pytest
 
 from config import ConfigError, RecordingSettings, Settings, StorageSettings
 from media.encrypted_recording import (
+    HEADER_SIZE,
     RecordingIntegrityError,
     RecordingWriter,
     decrypt_file,
     parse_header,
+    rewrap,
 )
 from media.keyring import (
     Keyring,
@@ -144,3 +146,30 @@ def test_rotation_without_a_current_key_fails_cleanly(key_path: Path) -> None:
     with pytest.raises(ConfigError, match="does not exist"):
         rotate_master_key(key_path)
     assert not archive_dir_for(key_path).exists()
+
+
+def test_rewrap_moves_a_recording_to_the_current_key_so_the_old_one_can_retire(
+    tmp_path: Path, key_path: Path
+) -> None:
+    before = load_keyring(key_path, create=True)
+    data = bytes(range(256)) * 1000
+    recording = record(tmp_path / "old.enc", before, data)
+    segments_before = recording.read_bytes()[HEADER_SIZE:]
+    after = rotate_master_key(key_path)
+
+    assert rewrap(recording, after)
+    assert not rewrap(recording, after)  # already under the current key
+
+    assert parse_header(recording.read_bytes()).key_id == after.current.key_id
+    assert recording.read_bytes()[HEADER_SIZE:] == segments_before  # no re-encryption
+    (archive_dir_for(key_path) / f"{before.current.key_id_hex}.key").unlink()
+    assert play(recording, load_keyring(key_path, create=False)) == data
+
+
+def test_rewrap_refuses_a_recording_it_cannot_authenticate(tmp_path: Path, key_path: Path) -> None:
+    keyring = load_keyring(key_path, create=True)
+    recording = record(tmp_path / "rec.enc", Keyring(MasterKey.generate()), b"foreign")
+    original = recording.read_bytes()
+    with pytest.raises(RecordingIntegrityError, match="not in the key ring"):
+        rewrap(recording, keyring)
+    assert recording.read_bytes() == original
