@@ -21,7 +21,7 @@ def enrol_with_page_secret(page: Page) -> str:
     assert re.fullmatch(r"([A-Z2-7]{4} )*[A-Z2-7]{1,4}", secret), secret
     qr = page.locator("#qr")
     assert qr.get_attribute("src").startswith("data:image/svg+xml;base64,")
-    page.wait_for_function("document.querySelector('#qr').naturalWidth > 0")
+    page.wait_for_function("() => document.querySelector('#qr').naturalWidth > 0")
     page.fill("#enrol-code", fresh_code(secret))
     page.click("#enrol-form button[type=submit]")
     return secret.replace(" ", "")
