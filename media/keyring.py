@@ -18,6 +18,7 @@ least once, so new recordings use the new id and old ones stay readable. Retirin
 from __future__ import annotations
 
 import base64
+import fcntl
 import logging
 import os
 import secrets
@@ -159,9 +160,19 @@ def rotate_master_key(current_path: Path, *, archive_dir: Path | None = None) ->
     (write to a temporary file, fsync, rename, fsync the directory).
     """
     archive = archive_dir if archive_dir is not None else archive_dir_for(current_path)
+    read_key_file(current_path)  # fail before creating anything when there is no key
+    archive.mkdir(mode=0o700, parents=True, exist_ok=True)
+    lock_fd = os.open(archive / ".rotation.lock", os.O_WRONLY | os.O_CREAT | os.O_CLOEXEC, 0o600)
+    try:
+        fcntl.flock(lock_fd, fcntl.LOCK_EX)  # two rotations at once would lose a key
+        return _rotate_locked(current_path, archive)
+    finally:
+        os.close(lock_fd)
+
+
+def _rotate_locked(current_path: Path, archive: Path) -> Keyring:
     old_material = read_key_file(current_path)
     old = MasterKey.from_material(old_material)
-    archive.mkdir(mode=0o700, parents=True, exist_ok=True)
     archived = archive / f"{old.key_id_hex}.key"
     if archived.exists():
         if MasterKey.from_material(read_key_file(archived)) != old:

@@ -132,6 +132,50 @@ def test_reader_yields_one_chunk_per_segment(tmp_path: Path, keyring: Keyring) -
         assert reader.segments_read == 4
 
 
+class RecordingSink(io.BytesIO):
+    def __init__(self) -> None:
+        super().__init__()
+        self.writes: list[int] = []
+
+    def write(self, data: object) -> int:
+        self.writes.append(memoryview(data).nbytes)  # type: ignore[arg-type]
+        return super().write(data)  # type: ignore[arg-type]
+
+
+def test_writer_buffers_at_most_one_segment_and_writes_whole_sealed_segments(
+    keyring: Keyring,
+) -> None:
+    sink = RecordingSink()
+    writer = RecordingWriter(sink, keyring.current, close_sink=False)
+    written = 0
+    for size in [1, 4096, 65535, 70000, 300, 200_000, 7]:
+        writer.write(b"\0" * size)
+        written += size
+        assert sink.tell() == HEADER_SIZE + (written // SEG) * FULL
+    writer.close()
+    assert sink.writes == [HEADER_SIZE] + [FULL] * (written // SEG) + [written % SEG + TAG_BYTES]
+
+
+class CountingSource(io.BytesIO):
+    def __init__(self, data: bytes) -> None:
+        super().__init__(data)
+        self.largest_read = 0
+
+    def read(self, size: int | None = -1) -> bytes:
+        assert size is not None and size >= 0, "the reader never reads to the end at once"
+        self.largest_read = max(self.largest_read, size)
+        return super().read(size)
+
+
+def test_reader_reads_one_segment_at_a_time(keyring: Keyring) -> None:
+    sink = io.BytesIO()
+    with RecordingWriter(sink, keyring.current, close_sink=False) as writer:
+        writer.write(pseudo_random(20 * SEG))
+    source = CountingSource(sink.getvalue())
+    assert sum(len(chunk) for chunk in RecordingReader(source, keyring)) == 20 * SEG
+    assert source.largest_read == FULL
+
+
 def test_two_recordings_of_the_same_plaintext_differ(tmp_path: Path, keyring: Keyring) -> None:
     data = b"same consultation" * 1000
     first = seal(tmp_path / "a.enc", keyring, data).read_bytes()
