@@ -148,3 +148,34 @@ def test_language_switch_is_remembered(live_server: LiveServer, contexts: Contex
     english.goto("/")
     expect(english.locator("#signin h1")).to_have_text("Clinician sign-in")
     assert_no_page_errors(page)
+
+
+def test_start_opens_the_call_screen_with_the_local_camera(
+    live_server: LiveServer, contexts: Contexts
+) -> None:
+    create_doctor(live_server)
+    page = contexts.new_page()
+    page.goto("/")
+    sign_in(page, "dr.martin")
+    enrol_with_page_secret(page)
+    page.fill("#patient-name", "Bob Durand")
+    page.click("#create-form button[type=submit]")
+    page.click("#invite-done")
+    page.get_by_role("link", name="Démarrer la consultation avec Bob Durand").click()
+    expect(page.locator("#call-title")).to_have_text("Bob Durand")
+    page.wait_for_function("() => document.querySelector('#self-video').videoWidth > 0")
+    # No WebSocket client yet: the screen says the live connection is not available.
+    expect(page.locator("#call-status")).to_have_attribute("data-state", "unavailable")
+    mute = page.locator("#toggle-mic")
+    mute.click()
+    expect(mute).to_have_attribute("aria-pressed", "true")
+    expect(mute).to_have_text("Réactiver le micro")
+    assert (
+        page.evaluate(
+            "() => document.querySelector('#self-video').srcObject.getAudioTracks()[0].enabled"
+        )
+        is False
+    )
+    page.click("#hang-up")
+    expect(page.locator("#greeting")).to_be_visible()
+    assert_no_page_errors(page)

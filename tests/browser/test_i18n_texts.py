@@ -1,0 +1,58 @@
+"""Every text the pages ask for exists in French and English (a static check, no browser)."""
+
+from __future__ import annotations
+
+import re
+from pathlib import Path
+
+from signaling.app import all_routes
+
+WEB = Path(__file__).resolve().parents[2] / "web"
+_ENTRY = re.compile(r'^\s*"([\w.]+)":', re.MULTILINE)
+
+
+def dictionary() -> dict[str, set[str]]:
+    source = (WEB / "static" / "i18n-dict.js").read_text()
+    fr_part, en_part = source.split("\n  en: {", 1)
+    return {"fr": set(_ENTRY.findall(fr_part)), "en": set(_ENTRY.findall(en_part))}
+
+
+def used_keys() -> set[str]:
+    keys: set[str] = set()
+    for page in WEB.glob("*.html"):
+        html = page.read_text()
+        keys.update(re.findall(r'data-i18n="([\w.]+)"', html))
+        for attrs in re.findall(r'data-i18n-attr="([^"]+)"', html):
+            keys.update(pair.split("=")[1].strip() for pair in attrs.split(","))
+    for module in (WEB / "static").glob("*.js"):
+        keys.update(re.findall(r'\bt\(\s*"([\w.]+)"', module.read_text()))
+        keys.update(
+            re.findall(r'"((?:devices|dash|join|admin|error|status)\.[\w]+)"', module.read_text())
+        )
+    return keys
+
+
+def test_french_and_english_have_the_same_keys() -> None:
+    words = dictionary()
+    assert words["fr"] == words["en"]
+    assert len(words["fr"]) > 200
+
+
+def test_every_key_used_by_the_pages_is_translated() -> None:
+    missing = used_keys() - dictionary()["fr"]
+    assert not missing, sorted(missing)
+
+
+def test_every_documented_api_error_has_a_message_for_people() -> None:
+    codes = {code for endpoint in all_routes().endpoints for code in endpoint.errors}
+    missing = {f"error.{code}" for code in codes} - dictionary()["fr"]
+    assert not missing, sorted(missing)
+
+
+def test_pages_have_no_inline_script_style_or_handler() -> None:
+    for page in WEB.glob("*.html"):
+        html = page.read_text()
+        assert not re.search(r"<script(?![^>]*\bsrc=)", html), page.name
+        assert not re.search(r"\sstyle=", html), page.name
+        assert not re.search(r"\son[a-z]+=", html), page.name
+        assert "<style" not in html, page.name
