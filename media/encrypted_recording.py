@@ -19,14 +19,19 @@ Byte layout, format version 1 (all integers big-endian)::
         28    12  wrap_nonce       random
         40    48  wrapped_key      AES-256-GCM(master wrap key, wrap_nonce,
                                                plaintext = 32-byte random data key,
-                                               associated data = bytes 0..27)
+                                               associated data = bytes 0..27 || context)
         88        segment 0, segment 1, ..., segment n (n >= 0)
 
     segment i = AES-256-GCM(segment_key, nonce_i, plaintext_i, associated data = b"")
                 = ciphertext (len(plaintext_i) bytes) || tag (16 bytes)
     nonce_i     = nonce_prefix (7) || i as uint32 (4) || last flag (1: 0x01 for n, else 0x00)
     segment_key = HKDF-SHA256(ikm = data key, salt = none,
-                              info = b"teleconsult recording v1 segments" || bytes 0..19)
+                              info = b"teleconsult recording v1 segments" || bytes 0..19
+                                     || context)
+
+    context     = associated data chosen by the caller and not stored in the file (b"" by
+                  default), e.g. the recording's id: a whole file put in the place of
+                  another recording then fails at its header. Readers pass the same bytes.
 
 Every segment but the last holds exactly ``segment_size`` plaintext bytes; the last one holds
 0 to ``segment_size - 1`` bytes, so a segment's role follows from its length and no
@@ -155,8 +160,8 @@ class RecordingHeader:
         return self.segment_size + TAG_BYTES
 
 
-def _segment_aead(data_key: bytes, header_bytes: bytes) -> AESGCM:
-    info = _SEGMENT_KEY_INFO + header_bytes[:_STREAM_END]
+def _segment_aead(data_key: bytes, header_bytes: bytes, context: bytes) -> AESGCM:
+    info = _SEGMENT_KEY_INFO + header_bytes[:_STREAM_END] + context
     hkdf = HKDF(algorithm=hashes.SHA256(), length=DATA_KEY_BYTES, salt=None, info=info)
     return AESGCM(hkdf.derive(data_key))
 
@@ -165,11 +170,13 @@ def _nonce(prefix: bytes, index: int, last: bool) -> bytes:
     return prefix + _COUNTER.pack(index, 1 if last else 0)
 
 
-def _seal_header(master: MasterKey, segment_size: int, prefix: bytes, data_key: bytes) -> bytes:
+def _seal_header(
+    master: MasterKey, segment_size: int, prefix: bytes, data_key: bytes, context: bytes
+) -> bytes:
     """Header bytes with ``data_key`` wrapped by ``master``, every field as associated data."""
     wrap_nonce = secrets.token_bytes(WRAP_NONCE_BYTES)
     aad = _STREAM_FIELDS.pack(MAGIC, FORMAT_VERSION, segment_size, prefix) + master.key_id
-    wrapped = AESGCM(master.wrap_key).encrypt(wrap_nonce, data_key, aad)
+    wrapped = AESGCM(master.wrap_key).encrypt(wrap_nonce, data_key, aad + context)
     header = RecordingHeader(
         FORMAT_VERSION, segment_size, prefix, master.key_id, wrap_nonce, wrapped
     ).encode()
@@ -177,7 +184,9 @@ def _seal_header(master: MasterKey, segment_size: int, prefix: bytes, data_key: 
     return header
 
 
-def _open_header(raw: bytes, keyring: Keyring, name: str) -> tuple[RecordingHeader, bytes]:
+def _open_header(
+    raw: bytes, keyring: Keyring, context: bytes, name: str
+) -> tuple[RecordingHeader, bytes]:
     """Parse and authenticate a header; return it with the data key."""
     header = parse_header(raw, name)
     master = keyring.get(header.key_id)
@@ -188,11 +197,12 @@ def _open_header(raw: bytes, keyring: Keyring, name: str) -> tuple[RecordingHead
         )
     try:
         data_key = AESGCM(master.wrap_key).decrypt(
-            header.wrap_nonce, header.wrapped_key, raw[:_WRAP_AAD_END]
+            header.wrap_nonce, header.wrapped_key, raw[:_WRAP_AAD_END] + context
         )
     except InvalidTag:
         raise RecordingIntegrityError(
-            f"{name}: header: authentication failed (wrong master key or tampered header)"
+            f"{name}: header: authentication failed (wrong master key, tampered header or "
+            "another recording's context)"
         ) from None
     return header, data_key
 
@@ -245,6 +255,7 @@ class RecordingWriter:
         *,
         segment_size: int = SEGMENT_SIZE,
         fsync_every: int = DEFAULT_FSYNC_EVERY,
+        context: bytes = b"",
         close_sink: bool = True,
         name: str | None = None,
         _dir_to_sync: Path | None = None,
@@ -253,13 +264,13 @@ class RecordingWriter:
             raise ValueError("fsync_every must be >= 0 (0: only at close)")
         data_key = secrets.token_bytes(DATA_KEY_BYTES)
         prefix = secrets.token_bytes(NONCE_PREFIX_BYTES)
-        header_bytes = _seal_header(master, segment_size, prefix, data_key)
+        header_bytes = _seal_header(master, segment_size, prefix, data_key, context)
         self.header = parse_header(header_bytes)
         self.name = name if name is not None else str(getattr(sink, "name", "<recording>"))
         self._sink = sink
         self._close_sink = close_sink
         self._dir_to_sync = _dir_to_sync
-        self._aead = _segment_aead(data_key, header_bytes)
+        self._aead = _segment_aead(data_key, header_bytes, context)
         self._prefix = prefix
         self._segment_size = segment_size
         self._buffer = bytearray(segment_size)
@@ -283,6 +294,7 @@ class RecordingWriter:
         *,
         segment_size: int = SEGMENT_SIZE,
         fsync_every: int = DEFAULT_FSYNC_EVERY,
+        context: bytes = b"",
     ) -> RecordingWriter:
         """Create ``path`` (mode 0600, must not exist) and write a recording into it."""
         path = Path(path)
@@ -294,6 +306,7 @@ class RecordingWriter:
                 master,
                 segment_size=segment_size,
                 fsync_every=fsync_every,
+                context=context,
                 name=str(path),
                 _dir_to_sync=path.parent,
             )
@@ -528,25 +541,28 @@ class RecordingReader:
         keyring: Keyring,
         *,
         recover: bool = False,
+        context: bytes = b"",
         name: str | None = None,
     ) -> None:
         self.name = name if name is not None else str(getattr(source, "name", "<recording>"))
         self._source = source
         self._recover = recover
         raw = self._read(HEADER_SIZE)
-        self.header, data_key = _open_header(raw, keyring, self.name)
-        self._aead = _segment_aead(data_key, raw)
+        self.header, data_key = _open_header(raw, keyring, context, self.name)
+        self._aead = _segment_aead(data_key, raw, context)
         self._owned: io.BufferedReader | None = None
         self._started = False
         self.complete = False
         self.segments_read = 0
 
     @classmethod
-    def open(cls, path: Path | str, keyring: Keyring, *, recover: bool = False) -> RecordingReader:
+    def open(
+        cls, path: Path | str, keyring: Keyring, *, recover: bool = False, context: bytes = b""
+    ) -> RecordingReader:
         """Open ``path``; close the reader (or use it as a context manager) when done."""
         file = open(path, "rb")  # owned by the reader: closed in close()
         try:
-            reader = cls(file, keyring, recover=recover, name=str(path))
+            reader = cls(file, keyring, recover=recover, context=context, name=str(path))
         except BaseException:
             file.close()
             raise
@@ -670,25 +686,30 @@ class RecordingReader:
 
 
 def decrypt_file(
-    path: Path | str, keyring: Keyring, dest: BinarySink, *, recover: bool = False
+    path: Path | str,
+    keyring: Keyring,
+    dest: BinarySink,
+    *,
+    recover: bool = False,
+    context: bytes = b"",
 ) -> int:
     """Decrypt the recording at ``path`` into ``dest``; return the plaintext size."""
-    with RecordingReader.open(path, keyring, recover=recover) as reader:
+    with RecordingReader.open(path, keyring, recover=recover, context=context) as reader:
         return reader.decrypt_to(dest)
 
 
 def iter_plaintext(
-    path: Path | str, keyring: Keyring, *, recover: bool = False
+    path: Path | str, keyring: Keyring, *, recover: bool = False, context: bytes = b""
 ) -> Generator[bytes, None, None]:
     """Plaintext chunks of ``path``; the header is checked at the first ``next()``."""
-    with RecordingReader.open(path, keyring, recover=recover) as reader:
+    with RecordingReader.open(path, keyring, recover=recover, context=context) as reader:
         yield from reader.chunks()
 
 
 # -- key management ----------------------------------------------------------------------------
 
 
-def rewrap(path: Path | str, keyring: Keyring) -> bool:
+def rewrap(path: Path | str, keyring: Keyring, *, context: bytes = b"") -> bool:
     """Re-wrap a recording's data key under the key ring's current master key, in place.
 
     Only the key id, wrap nonce and wrapped key change (the segments are untouched), so after
@@ -700,10 +721,12 @@ def rewrap(path: Path | str, keyring: Keyring) -> bool:
     fd = os.open(path, os.O_RDWR | os.O_CLOEXEC | os.O_NOFOLLOW)
     try:
         raw = os.pread(fd, HEADER_SIZE, 0)
-        header, data_key = _open_header(raw, keyring, str(path))
+        header, data_key = _open_header(raw, keyring, context, str(path))
         if header.key_id == keyring.current.key_id:
             return False
-        new = _seal_header(keyring.current, header.segment_size, header.nonce_prefix, data_key)
+        new = _seal_header(
+            keyring.current, header.segment_size, header.nonce_prefix, data_key, context
+        )
         assert new[:_STREAM_END] == raw[:_STREAM_END]  # the segment key does not change
         if os.pwrite(fd, new, 0) != HEADER_SIZE:
             raise OSError(errno.EIO, f"{path}: short write of the new header")

@@ -357,9 +357,21 @@ def test_a_header_naming_another_known_key_fails_authentication(
     raw = bytearray(path.read_bytes())
     raw[20:28] = other.key_id
     path.write_bytes(raw)
-    assert "header: authentication failed (wrong master key or tampered header)" in refused(
-        path, both
-    )
+    assert "header: authentication failed (wrong master key" in refused(path, both)
+
+
+def test_a_recording_opened_as_another_recording_is_refused(
+    tmp_path: Path, keyring: Keyring
+) -> None:
+    path = tmp_path / "rec.enc"
+    with RecordingWriter.create(path, keyring.current, context=b"recording 41") as writer:
+        writer.write(b"consultation 41")
+    for context in (b"recording 42", b""):
+        with pytest.raises(RecordingIntegrityError, match="another recording's context"):
+            decrypt_file(path, keyring, io.BytesIO(), context=context)
+    out = io.BytesIO()
+    decrypt_file(path, keyring, out, context=b"recording 41")
+    assert out.getvalue() == b"consultation 41"
 
 
 def test_a_wrong_key_is_refused_without_revealing_key_material(

@@ -157,6 +157,8 @@ def test_rewrap_moves_a_recording_to_the_current_key_so_the_old_one_can_retire(
     segments_before = recording.read_bytes()[HEADER_SIZE:]
     after = rotate_master_key(key_path)
 
+    with pytest.raises(RecordingIntegrityError, match="context"):
+        rewrap(recording, after, context=b"another recording")
     assert rewrap(recording, after)
     assert not rewrap(recording, after)  # already under the current key
 
