@@ -15,12 +15,14 @@ from signaling.auth import Accounts
 from signaling.clock import Clock
 from signaling.consultations import Consultations
 from signaling.crypto import SecretBox, derive_key
-from signaling.http_api import ApiRegistry, json_response
+from signaling.http_api import ApiRegistry, client_address, json_response
 from signaling.keys import SERVICES, Services
+from signaling.metrics import Metrics, metrics_handler
 from signaling.middleware import add_security_headers, error_middleware, origin_middleware
 from signaling.openapi import build_openapi
 from signaling.pages import setup_pages
 from signaling.retention import setup_retention
+from signaling.rooms import RoomState
 from signaling.routes_audit import routes as audit_routes
 from signaling.routes_auth import SETUP_NONCE
 from signaling.routes_auth import routes as auth_routes
@@ -31,7 +33,7 @@ from signaling.store.base import Store
 from signaling.store.redis import RedisStore
 from signaling.store.sqlite import SqliteStore
 from signaling.tokens import InviteTokens, RoomTokens, SetupTokens
-from signaling.ws import setup_signaling
+from signaling.ws import SIGNALING, setup_signaling
 
 log = logging.getLogger("teleconsult")
 VERSION = "0.1.0"
@@ -75,8 +77,14 @@ def create_app(
     store = store or make_store(settings)
     secret = load_secret(settings)
     audit = AuditTrail(store, clock)
+    metrics = Metrics()
     accounts = Accounts(
-        store, clock, settings.security, SecretBox(derive_key(secret, "totp-secrets")), audit
+        store,
+        clock,
+        settings.security,
+        SecretBox(derive_key(secret, "totp-secrets")),
+        audit,
+        metrics,
     )
     consultations = Consultations(
         store,
@@ -104,6 +112,7 @@ def create_app(
         ),
         web_root=web_root,
         turn_secret=load_turn_secret(settings),
+        metrics=metrics,
     )
     app = web.Application(
         middlewares=[error_middleware, origin_middleware],
@@ -130,7 +139,29 @@ def create_app(
     app.router.add_get("/api/openapi.json", serve_openapi)
     setup_pages(app, web_root)
     setup_signaling(app)
+    setup_metrics(app)
     return app
+
+
+def setup_metrics(app: web.Application) -> None:
+    services = app[SERVICES]
+    signaling = app[SIGNALING]
+
+    def live() -> dict[str, float | dict[str, float]]:
+        by_state = {state.value: 0.0 for state in RoomState}
+        waiting = 0.0
+        for room in list(signaling.rooms.rooms.values()):
+            by_state[room.state.value] += 1
+            if room.state is RoomState.WAITING and room.connected("patient"):
+                waiting += 1
+        return {
+            "websockets": float(len(signaling.sockets)),
+            "rooms": by_state,
+            "waiting_patients": waiting,
+        }
+
+    services.metrics.add_live_gauges(live)
+    app.router.add_get("/metrics", metrics_handler(services.metrics, client_address))
 
 
 async def issue_setup_link(app: web.Application) -> str | None:

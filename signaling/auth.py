@@ -12,6 +12,7 @@ from signaling.audit import AuditTrail
 from signaling.clock import Clock
 from signaling.crypto import SecretBox, sha256_hex
 from signaling.errors import AppError
+from signaling.metrics import Metrics
 from signaling.models import Role, Session, User
 from signaling.passwords import hash_password, verify_password
 from signaling.store.base import DuplicateUsername, Store
@@ -50,12 +51,14 @@ class Accounts:
         settings: SecuritySettings,
         totp_box: SecretBox,
         audit: AuditTrail,
+        metrics: Metrics | None = None,
     ) -> None:
         self.store = store
         self.clock = clock
         self.settings = settings
         self._box = totp_box
         self._audit = audit
+        self.metrics = metrics or Metrics()
 
     # -- users
     def check_password_strength(self, password: str) -> None:
@@ -137,25 +140,31 @@ class Accounts:
                 "address_locked", details={"retry_after_minutes": self.settings.lockout_minutes}
             )
 
-    async def _count_failure(self, username: str, address: str) -> None:
+    async def _count_failure(self, username: str, address: str, step: str) -> None:
         now = self.clock.now()
         window = self.settings.lockout_minutes * 60
         user_lock, addr_lock = self._lock_keys(username, address)
+        self.metrics.login_failures.labels(step).inc()
         user_failures = await self.store.incr(f"fail:user:{username.casefold()}", window, now)
         addr_failures = await self.store.incr(f"fail:addr:{address}", window, now)
         if user_failures >= self.settings.lockout_threshold:
             # The lock lasts the full period from the failure that set it.
             await self.store.claim_once(user_lock, window, now)
+            self.metrics.lockouts.labels("account").inc()
             await self.store.delete_key(f"fail:user:{username.casefold()}")
+            # The typed username may be anything (even a password typed in the wrong
+            # field): the trail keeps only a pseudonymous digest of it.
             await self._audit.record(
                 "account.locked",
-                actor=username.casefold()[:64],
+                actor="",
                 actor_role="unknown",
+                target=f"username-sha256:{sha256_hex(username.casefold())[:16]}",
                 address=address,
                 outcome="locked",
             )
         if addr_failures >= self.settings.address_failure_threshold:
             await self.store.claim_once(addr_lock, window, now)
+            self.metrics.lockouts.labels("address").inc()
             await self.store.delete_key(f"fail:addr:{address}")
             await self._audit.record(
                 "address.locked",
@@ -193,7 +202,7 @@ class Accounts:
         user = await self.store.get_user_by_username(username) if len(username) <= 64 else None
         ok = await verify_password(user.password_hash if user else None, password)
         if not ok or user is None or user.disabled:
-            await self._count_failure(username, address)
+            await self._count_failure(username, address, "password")
             await self._audit.record(
                 "login.password",
                 actor=user.id if user else "",
@@ -234,7 +243,7 @@ class Accounts:
             raise AppError("enrolment_required")
         step = mfa.matching_step(secret, code.strip().replace(" ", ""), self.clock.now())
         if step is None:
-            await self._count_failure(user.username, address)
+            await self._count_failure(user.username, address, "totp")
             await self._audit.record(
                 "login.totp",
                 actor=user.id,
@@ -245,7 +254,7 @@ class Accounts:
             )
             raise AppError("invalid_totp")
         if not await self.store.advance_totp_step(user.id, step):
-            await self._count_failure(user.username, address)
+            await self._count_failure(user.username, address, "totp")
             await self._audit.record(
                 "login.totp",
                 actor=user.id,

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 
 from aiohttp import web
@@ -12,6 +12,7 @@ from signaling.audit import AuditTrail
 from signaling.auth import Accounts
 from signaling.clock import Clock
 from signaling.consultations import Consultations
+from signaling.metrics import Metrics
 from signaling.store.base import Store
 from signaling.tokens import RoomTokens, SetupTokens
 
@@ -29,6 +30,7 @@ class Services:
     web_root: Path
     # The TURN shared secret, when TURN is configured.
     turn_secret: bytes | None = None
+    metrics: Metrics = field(default_factory=Metrics)
 
 
 SERVICES = web.AppKey("services", Services)

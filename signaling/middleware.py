@@ -39,6 +39,7 @@ async def error_middleware(request: web.Request, handler: Handler) -> StreamResp
     except AppError as error:
         return _error_response(error)
     except StoreUnavailable:
+        request.app[SERVICES].metrics.store_errors.inc()
         log.warning("store unavailable during %s %s", request.method, redact_path(request.path))
         return _error_response(AppError("unavailable"))
     except web.HTTPException as exc:

@@ -202,9 +202,7 @@ class RedisStore:
         await self._call(self.r.hset(self._user_key(user.id), mapping=fields))
 
     async def advance_totp_step(self, user_id: str, step: int) -> bool:
-        result = await self._call(
-            self.r.eval(_ADVANCE_TOTP, 1, self._user_key(user_id), str(step))
-        )
+        result = await self._call(self.r.eval(_ADVANCE_TOTP, 1, self._user_key(user_id), str(step)))
         return int(result) == 1
 
     # -- sessions
@@ -348,9 +346,7 @@ class RedisStore:
 
     async def record_code_failure(self, consultation_id: str, lock_at: int) -> Consultation:
         await self._call(
-            self.r.eval(
-                _CODE_FAILURE, 1, self._consultation_key(consultation_id), str(lock_at)
-            )
+            self.r.eval(_CODE_FAILURE, 1, self._consultation_key(consultation_id), str(lock_at))
         )
         found = await self.get_consultation(consultation_id)
         if found is None:
@@ -368,9 +364,7 @@ class RedisStore:
 
     async def incr(self, key: str, ttl: float, now: float) -> int:
         result = await self._call(
-            self.r.eval(
-                _INCR, 1, f"{self.p}cnt:{key}", repr(now), repr(now + ttl), str(_ms(ttl))
-            )
+            self.r.eval(_INCR, 1, f"{self.p}cnt:{key}", repr(now), repr(now + ttl), str(_ms(ttl)))
         )
         return int(result)
 
@@ -379,11 +373,7 @@ class RedisStore:
         claimed = await self._call(self.r.get(f"{self.p}eph:{key}"))
         if claimed is not None and float(claimed) > now:
             return 1
-        result = await self._call(
-            self.r.eval(
-                _GET_COUNT, 1, f"{self.p}cnt:{key}", repr(now)
-            )
-        )
+        result = await self._call(self.r.eval(_GET_COUNT, 1, f"{self.p}cnt:{key}", repr(now)))
         return int(result)
 
     async def delete_key(self, key: str) -> None:

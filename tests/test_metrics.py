@@ -1,0 +1,55 @@
+"""/metrics in Prometheus text format, for local scrapers only."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import pytest
+from aiohttp.test_utils import TestClient
+
+from tests.conftest import Accounts
+
+pytestmark = pytest.mark.both_stores
+
+
+def value(text: str, name: str) -> float:
+    for line in text.splitlines():
+        if line.startswith(name + " ") or line.startswith(name + "{"):
+            if line.split(" ")[0] == name or name.endswith("}"):
+                return float(line.rsplit(" ", 1)[1])
+    raise AssertionError(f"{name} not in metrics")
+
+
+async def test_metrics_count_login_failures_and_lockouts(
+    accounts: Accounts, client: TestClient[Any, Any]
+) -> None:
+    await accounts.create("dr.metrics")
+    for _ in range(5):
+        await client.post(
+            "/api/auth/login", json={"username": "dr.metrics", "password": "wrong password!"}
+        )
+    text = await (await client.get("/metrics")).text()
+    assert value(text, 'teleconsult_login_failures_total{step="password"}') == 5
+    assert value(text, 'teleconsult_lockouts_total{kind="account"}') == 1
+    assert value(text, "teleconsult_websockets") == 0
+    assert 'teleconsult_rooms{state="waiting"} 0.0' in text
+    assert "teleconsult_waiting_patients 0.0" in text
+    assert "teleconsult_relay_seconds_bucket" in text
+    assert "dr.metrics" not in text
+
+
+async def test_metrics_are_refused_to_remote_addresses(client: TestClient[Any, Any]) -> None:
+    import dataclasses
+
+    from signaling.keys import SERVICES
+
+    services = client.app[SERVICES]
+    # Behind a proxy the client address comes from X-Forwarded-For: a public one is refused.
+    services.settings = dataclasses.replace(
+        services.settings,
+        server=dataclasses.replace(services.settings.server, trust_proxy_headers=True),
+    )
+    resp = await client.get("/metrics", headers={"X-Forwarded-For": "203.0.113.7"})
+    assert resp.status == 403
+    resp = await client.get("/metrics", headers={"X-Forwarded-For": "127.0.0.1"})
+    assert resp.status == 200
