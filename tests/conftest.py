@@ -21,6 +21,8 @@ from signaling.clock import ManualClock
 from signaling.keys import SERVICES
 from tests.servers import RedisServer
 
+pytest_plugins = ["tests.log_scan"]
+
 PASSWORD = "correct horse battery staple"
 ORIGIN = "http://localhost:8080"
 
