@@ -27,6 +27,7 @@ export const DICTIONARY = {
     "signin.username": "Identifiant",
     "signin.password": "Mot de passe",
     "signin.submit": "Continuer",
+    "signin.help": "Mot de passe oublié ou téléphone perdu ? Contactez l'administrateur de votre service.",
     "signin.fill_both": "Saisissez votre identifiant et votre mot de passe.",
     "signin.expired": "La connexion a pris trop de temps. Saisissez à nouveau votre mot de passe.",
 
@@ -279,6 +280,8 @@ export const DICTIONARY = {
     "devices.ready": "Je suis prêt(e) : entrer en salle d'attente",
 
     "privacy.title": "Comment vos données sont protégées",
+    "privacy.summary": "Appel chiffré de bout en bout ; rien n'est enregistré sans votre accord.",
+    "privacy.more": "En savoir plus",
     "privacy.direct": "La vidéo et le son passent directement entre votre appareil et celui de votre médecin, chiffrés de bout en bout (DTLS-SRTP). Notre serveur se contente de mettre les deux appareils en relation.",
     "privacy.relay": "Si votre réseau oblige à passer par un relais, celui-ci ne transmet que des données chiffrées qu'il ne peut pas lire.",
     "privacy.recording": "Rien n'est enregistré sans votre accord et celui de votre médecin. Vous pouvez retirer votre accord à tout moment.",
@@ -328,6 +331,7 @@ export const DICTIONARY = {
     "signin.username": "Username",
     "signin.password": "Password",
     "signin.submit": "Continue",
+    "signin.help": "Forgot your password or lost your phone? Contact your service's administrator.",
     "signin.fill_both": "Enter your username and your password.",
     "signin.expired": "Sign-in took too long. Please enter your password again.",
 
@@ -580,6 +584,8 @@ export const DICTIONARY = {
     "devices.ready": "I'm ready: go to the waiting room",
 
     "privacy.title": "How your data is protected",
+    "privacy.summary": "End-to-end encrypted call; nothing is recorded without your consent.",
+    "privacy.more": "Learn more",
     "privacy.direct": "Video and sound go directly between your device and your doctor's, encrypted end to end (DTLS-SRTP). Our server only puts the two devices in touch.",
     "privacy.relay": "If your network needs a relay, the relay only passes on encrypted data it cannot read.",
     "privacy.recording": "Nothing is recorded without your consent and your doctor's. You can withdraw your consent at any time.",
