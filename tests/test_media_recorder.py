@@ -10,6 +10,7 @@ import io
 import os
 import re
 import signal
+import struct
 from collections.abc import AsyncIterator
 from pathlib import Path
 
@@ -34,6 +35,7 @@ pytestmark = pytest.mark.slow
 
 ROLES = ("doctor", "patient")
 TITLES = {"doctor video", "doctor audio", "patient video", "patient audio"}
+NOISE_SIZE = (160, 120)  # small: the senders must keep real time on a busy 2-core machine
 # Container signatures that must never be on disk in clear: the EBML header, the "webm"
 # doctype element, Opus' codec private data and a VP8 keyframe start code with the picture
 # size of NoiseVideoTrack. Each comes with enough context that random ciphertext does not
@@ -42,7 +44,7 @@ PLAINTEXT_SIGNATURES = (
     re.compile(re.escape(bytes.fromhex("1a45dfa3")) + rb".{1,8}\x42\x86\x81\x01", re.DOTALL),
     re.compile(re.escape(bytes.fromhex("428284") + b"webm")),
     re.compile(re.escape(b"OpusHead")),
-    re.compile(re.escape(bytes.fromhex("9d012a" + "4001" + "f000"))),
+    re.compile(re.escape(bytes.fromhex("9d012a") + struct.pack("<HH", *NOISE_SIZE))),
 )
 EVENT_TIMEOUT = 10.0
 
@@ -50,7 +52,7 @@ EVENT_TIMEOUT = 10.0
 class NoiseVideoTrack(VideoStreamTrack):
     """Frames of noise: the encoder cannot compress them away, so segments fill quickly."""
 
-    def __init__(self, width: int = 320, height: int = 240) -> None:
+    def __init__(self, width: int = NOISE_SIZE[0], height: int = NOISE_SIZE[1]) -> None:
         super().__init__()
         self._size = (width, height)
 
@@ -291,3 +293,30 @@ async def test_the_worker_refuses_what_it_cannot_record(
     assert late.value.code == "invalid_state"
     with RecordingReader.open(tmp_path / "r.enc", keyring) as reader:
         assert b"".join(reader)[:4] == bytes.fromhex("1a45dfa3")
+
+
+async def test_closing_the_worker_seals_its_recordings_and_a_participant_can_reconnect(
+    key_file: Path, keyring: Keyring, tmp_path: Path
+) -> None:
+    worker = await RecorderProcess.spawn(loopback="only", log_level="WARNING")
+    path = tmp_path / "closed.enc"
+    await worker.start_recording("rec-4", path, key_file)
+    async with participants(worker, "rec-4"):
+        await both_connected(worker)
+        await asyncio.sleep(1.0)
+        # The doctor's connection drops and comes back: a new offer replaces the old one.
+        async with contextlib.AsyncExitStack() as stack:
+            again = Participant("doctor", VideoStreamTrack())
+            stack.push_async_callback(again.pc.close)
+            await again.join(worker, "rec-4")
+            event = await wait_for_event(worker, ParticipantConnected)
+            assert isinstance(event, ParticipantConnected) and event.role == "doctor"
+            await asyncio.sleep(1.0)
+            assert await worker.close() == 0  # EOF on stdin: stop everything, then exit
+    with RecordingReader.open(path, keyring) as reader:  # sealed: no recover needed
+        plaintext = b"".join(reader)
+    assert reader.complete
+    decoded = decode(plaintext)
+    assert set(decoded) == TITLES
+    # The doctor's video goes on after the reconnection, on the same stream.
+    assert decoded["doctor video"][1] > 1.5 and decoded["patient video"][1] > 1.5
