@@ -14,6 +14,7 @@ import dataclasses
 import os
 import re
 import secrets
+import shlex
 import shutil
 import socket
 import ssl
@@ -500,3 +501,45 @@ def test_the_shipped_settings_file_is_valid() -> None:
     # nginx's client_max_body_size 64k is the service's own limit.
     assert settings.server.max_body_bytes == 64 * 1024
     assert "client_max_body_size 64k;" in _strip_comments(SHIPPED_SITE.read_text())
+
+
+def unit_settings(text: str) -> dict[str, list[str]]:
+    """Key -> values of a systemd unit (continuation lines joined, comments dropped)."""
+    joined = re.sub(r"\\\n\s*", " ", text)
+    values: dict[str, list[str]] = {}
+    for line in joined.splitlines():
+        if "=" in line and not line.lstrip().startswith(("#", ";", "[")):
+            key, _, value = line.partition("=")
+            values.setdefault(key.strip(), []).append(value.strip())
+    return values
+
+
+def test_the_systemd_unit_serves_the_shipped_settings_from_its_state_directory() -> None:
+    import run
+
+    unit = unit_settings((ROOT / "deploy" / "systemd" / "teleconsult.service").read_text())
+    (exec_start,) = unit["ExecStart"]
+    python, script, *argv = shlex.split(exec_start)
+    assert python.endswith("/python") and script.endswith("/run.py")
+    args = run.build_parser().parse_args(argv)
+    assert args.command == "serve"
+    (state,) = unit["StateDirectory"]
+    assert args.data_dir == f"/var/lib/{state}"
+    assert args.config == "/etc/teleconsult/teleconsult.toml"
+    settings = load_settings(SHIPPED_SETTINGS, environ={})
+    assert settings.storage.data_dir == args.data_dir
+    # The TURN secret arrives as a systemd credential at the path the settings name.
+    (credential,) = unit["LoadCredential"]
+    name = credential.split(":", 1)[0]
+    assert settings.turn.secret_file == f"/run/credentials/teleconsult.service/{name}"
+    # The hardening this deployment promises (docs/deploy.md).
+    for key, value in {
+        "User": "teleconsult",
+        "NoNewPrivileges": "yes",
+        "ProtectSystem": "strict",
+        "PrivateTmp": "yes",
+        "UMask": "0077",
+        "CapabilityBoundingSet": "",
+    }.items():
+        assert unit[key] == [value], key
+    assert "AF_INET" in unit["RestrictAddressFamilies"][0].split()
