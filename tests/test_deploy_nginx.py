@@ -528,10 +528,10 @@ def test_the_systemd_unit_serves_the_shipped_settings_from_its_state_directory()
     assert args.config == "/etc/teleconsult/teleconsult.toml"
     settings = load_settings(SHIPPED_SETTINGS, environ={})
     assert settings.storage.data_dir == args.data_dir
-    # The TURN secret arrives as a systemd credential at the path the settings name.
-    (credential,) = unit["LoadCredential"]
-    name = credential.split(":", 1)[0]
-    assert settings.turn.secret_file == f"/run/credentials/teleconsult.service/{name}"
+    # The TURN secret is in the configuration directory, readable under ProtectSystem=strict.
+    (config_dir,) = unit["ConfigurationDirectory"]
+    assert settings.turn.secret_file.startswith(f"/etc/{config_dir}/")
+    assert args.config.startswith(f"/etc/{config_dir}/")
     # The hardening this deployment promises (docs/deploy.md).
     for key, value in {
         "User": "teleconsult",
@@ -543,3 +543,92 @@ def test_the_systemd_unit_serves_the_shipped_settings_from_its_state_directory()
     }.items():
         assert unit[key] == [value], key
     assert "AF_INET" in unit["RestrictAddressFamilies"][0].split()
+
+
+# -- backups (docs/deploy.md, "Backups and a restore test") -----------------------------------
+
+
+def online_backup(database: Path, copy: Path) -> None:
+    """The documented online backup: sqlite3's .backup (Python's backup API without the CLI)."""
+    sqlite3_cli = shutil.which("sqlite3")
+    if sqlite3_cli is not None:
+        subprocess.run([sqlite3_cli, str(database), f".backup '{copy}'"], check=True, timeout=30)
+        return
+    import sqlite3
+
+    source, target = sqlite3.connect(database), sqlite3.connect(copy)
+    try:
+        source.backup(target)
+    finally:
+        target.close()
+        source.close()
+
+
+def restore(deployment: Deployment, into: Path) -> Path:
+    """Database by online backup while the service runs, plus keys/: a restorable data dir."""
+    into.mkdir(mode=0o700)
+    online_backup(deployment.data_dir / "teleconsult.sqlite3", into / "teleconsult.sqlite3")
+    shutil.copytree(deployment.data_dir / "keys", into / "keys")
+    return into
+
+
+async def totp_secret_of(data_dir: Path, username: str, reset: bool = False) -> str | None:
+    """What the service would decrypt as the user's TOTP secret from ``data_dir``."""
+    from config import Settings, StorageSettings
+    from signaling.app import create_app
+    from signaling.keys import SERVICES
+
+    app = create_app(Settings(storage=StorageSettings(data_dir=str(data_dir))).validate())
+    services = app[SERVICES]
+    await services.store.open()
+    try:
+        user = await services.store.get_user_by_username(username)
+        assert user is not None
+        if reset:
+            user = await services.accounts.reset_mfa(user)
+        return services.accounts.totp_secret(user)
+    finally:
+        await services.store.close()
+
+
+async def test_an_online_backup_with_the_keys_restores_accounts_and_audit_trail(
+    deployment: Deployment, tmp_path: Path
+) -> None:
+    restored = restore(deployment, tmp_path / "restored")
+    verified = subprocess.run(
+        [sys.executable, "run.py", "audit", "verify", "--data-dir", str(restored)],
+        cwd=ROOT, capture_output=True, text=True, timeout=60,
+    )  # fmt: skip
+    assert verified.returncode == 0, verified.stdout + verified.stderr
+    assert "audit trail intact" in verified.stdout
+    # The keys match the database: the doctor's TOTP secret decrypts to what was enrolled.
+    assert await totp_secret_of(restored, "dr.nginx") == doctor_totp(deployment).secret
+
+
+async def test_a_new_app_secret_makes_totp_secrets_unreadable_until_reset_mfa(
+    deployment: Deployment, tmp_path: Path
+) -> None:
+    from cryptography.exceptions import InvalidTag
+
+    restored = restore(deployment, tmp_path / "rotated")
+    (restored / "keys" / "secret.key").unlink()  # a fresh one is generated on open
+    with pytest.raises(InvalidTag):
+        await totp_secret_of(restored, "dr.nginx")
+    fresh = await totp_secret_of(restored, "dr.nginx", reset=True)
+    assert fresh is not None and fresh != doctor_totp(deployment).secret
+
+
+def _directives(text: str) -> set[str]:
+    return {
+        " ".join(line.split())
+        for line in _strip_comments(text).splitlines()
+        if line.strip() and line.strip() != "}"
+    }
+
+
+def test_the_readme_nginx_example_is_taken_from_the_tested_file() -> None:
+    readme = (ROOT / "README.md").read_text()
+    section = readme.split("## Deployment behind a reverse proxy with TLS", 1)[1]
+    example = section.split("```nginx", 1)[1].split("```", 1)[0]
+    missing = _directives(example) - _directives(SHIPPED_SITE.read_text())
+    assert not missing, f"README lines not in {SHIPPED_SITE.name}: {sorted(missing)}"
