@@ -548,26 +548,43 @@ def test_the_systemd_unit_serves_the_shipped_settings_from_its_state_directory()
 # -- backups (docs/deploy.md, "Backups and a restore test") -----------------------------------
 
 
-def online_backup(database: Path, copy: Path) -> None:
-    """The documented online backup: sqlite3's .backup (Python's backup API without the CLI)."""
-    sqlite3_cli = shutil.which("sqlite3")
-    if sqlite3_cli is not None:
-        subprocess.run([sqlite3_cli, str(database), f".backup '{copy}'"], check=True, timeout=30)
-        return
-    import sqlite3
+BACKUP_UNIT = ROOT / "deploy" / "systemd" / "teleconsult-backup.service"
 
-    source, target = sqlite3.connect(database), sqlite3.connect(copy)
-    try:
-        source.backup(target)
-    finally:
-        target.close()
-        source.close()
+
+def run_backup_job(data_dir: Path, backup_dir: Path) -> Path:
+    """The shipped backup unit's ExecStart lines with its two directories replaced (Python's
+    sqlite3 backup API, the documented alternative, where the sqlite3 CLI is missing)."""
+    database = data_dir / "teleconsult.sqlite3"
+    copy = backup_dir / "teleconsult.sqlite3"
+    if shutil.which("sqlite3") is None:
+        import sqlite3
+
+        source, target = sqlite3.connect(database), sqlite3.connect(copy)
+        try:
+            source.backup(target)
+        finally:
+            target.close()
+            source.close()
+        return copy
+    for line in unit_settings(BACKUP_UNIT.read_text())["ExecStart"]:
+        argv = [
+            arg.replace("/var/lib/teleconsult-backup", str(backup_dir)).replace(
+                "/var/lib/teleconsult", str(data_dir)
+            )
+            for arg in shlex.split(line)
+        ]
+        argv[0] = shutil.which(Path(argv[0]).name) or argv[0]
+        subprocess.run(argv, check=True, timeout=30)
+    return copy
 
 
 def restore(deployment: Deployment, into: Path) -> Path:
-    """Database by online backup while the service runs, plus keys/: a restorable data dir."""
+    """The backup job run while the service runs, plus keys/: a restorable data directory."""
+    backups = into.parent / f"{into.name}-backup"
+    backups.mkdir(mode=0o700)
+    copy = run_backup_job(deployment.data_dir, backups)
     into.mkdir(mode=0o700)
-    online_backup(deployment.data_dir / "teleconsult.sqlite3", into / "teleconsult.sqlite3")
+    shutil.copy(copy, into / "teleconsult.sqlite3")
     shutil.copytree(deployment.data_dir / "keys", into / "keys")
     return into
 
