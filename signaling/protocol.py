@@ -215,6 +215,7 @@ def encode(message: _Server) -> bytes:
 
 
 _PATH = re.compile(r"- at `(\$[^`]{0,80})`")
+_UNKNOWN_FIELD = re.compile(r"unknown field `([A-Za-z_][A-Za-z0-9_]{0,31})`")
 
 
 class MalformedMessage(Exception):
@@ -231,8 +232,13 @@ def decode_client(frame: str | bytes) -> ClientMessage:
     except msgspec.ValidationError as exc:
         # msgspec's text may quote the offending value (a token pasted in the wrong field):
         # only the JSON path leaves the server.
-        match = _PATH.search(str(exc))
-        raise MalformedMessage(match.group(1) if match else "$") from None
+        text = str(exc)
+        match = _PATH.search(text)
+        at = match.group(1) if match else "$"
+        unknown = _UNKNOWN_FIELD.search(text)
+        if unknown is not None:
+            at = f"{at}.{unknown.group(1)}"
+        raise MalformedMessage(at) from None
     except msgspec.DecodeError:
         raise MalformedMessage(None) from None
 

@@ -261,12 +261,17 @@ class Room:
         role = seat.role
         self._release(seat, close=False)
         if role == "patient":
-            if self.state is RoomState.IN_CALL:
+            call_ended = self.state is RoomState.IN_CALL
+            if call_ended:
                 self._transition(RoomState.WAITING)
-                self._send("doctor", PeerLeft(role="patient", reason=reason))
-                await self.registry.audit_call_end(self, reason)
+                if reason != "disconnected":  # the doctor heard that when the socket dropped
+                    self._send("doctor", PeerLeft(role="patient", reason=reason))
             self._send("doctor", self._lobby())
-        elif self.state is RoomState.IN_CALL and reason != "disconnected":
+            self.registry.discard_if_empty(self)
+            if call_ended:
+                await self.registry.audit_call_end(self, reason)
+            return
+        if self.state is RoomState.IN_CALL and reason != "disconnected":
             self._send("patient", PeerLeft(role="doctor", reason=reason))
         self.registry.discard_if_empty(self)
 
@@ -341,7 +346,7 @@ class Room:
             self._release(seat, close=False)
         self.registry.discard(self)
         if was_in_call:
-            await self.registry.audit_call_end(self, reason)
+            await self.registry.audit_call_end(self, reason, by)
         if by is not None:
             await self.registry.audit(self, "consultation.ended", by, reason=reason)
 
@@ -403,9 +408,8 @@ class RoomRegistry:
     async def audit(self, room: Room, action: str, seat: Seat, **details: Any) -> None:
         await self._audit_hook(room, action, seat, **details)
 
-    async def audit_call_end(self, room: Room, reason: str) -> None:
-        doctor = room.seats.get("doctor")
-        seat = doctor or Seat("doctor", "", None, "", 0.0)
+    async def audit_call_end(self, room: Room, reason: str, by: Seat | None = None) -> None:
+        seat = by or room.seats.get("doctor") or Seat("doctor", "", None, "", 0.0)
         await self._audit_hook(room, "call.ended", seat, reason=reason)
 
     async def close(self) -> None:

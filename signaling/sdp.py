@@ -22,16 +22,29 @@ SECURE_PROFILES = frozenset({"UDP/TLS/RTP/SAVPF", "UDP/DTLS/SCTP"})
 STRONG_HASHES = frozenset({"sha-256", "sha-384", "sha-512"})
 SETUP_ROLES = frozenset({"actpass", "active", "passive"})
 
-_FINGERPRINT = re.compile(r"^(\S+) ((?:[0-9A-Fa-f]{2}:)+[0-9A-Fa-f]{2})$")
-_MEDIA = re.compile(r"^(audio|video|application|text|message) (\d+)(?:/\d+)? (\S+)(?: .*)?$")
+# Whole-text scans with a literal "\n" prefix (fast in C) rather than a Python loop over every
+# line: offers and answers are checked on the relay's hot path.
+_BAD_LINE = re.compile(r"\n(?![a-z]=|\r?\n?\Z)")
+_MEDIA = re.compile(r"(?:audio|video|application|text|message) \d+(?:/\d+)? (\S+)")
+_FINGERPRINT = re.compile(r"\na=fingerprint:([^\r\n]*)")
+_FINGERPRINT_VALUE = re.compile(r"(\S+) (?:[0-9A-Fa-f]{2}:)+[0-9A-Fa-f]{2}")
+_SETUP = re.compile(r"\na=setup:([^\r\n]*)")
 _CANDIDATE = re.compile(r"^(?:a=)?candidate:\S+ \d+ (?:udp|tcp|UDP|TCP) \d+ \S+ \d+ typ \S+")
 
 
-class _Section:
-    def __init__(self, profile: str = "") -> None:
-        self.profile = profile
-        self.fingerprints: list[str] = []
-        self.setup: str | None = None
+def _fingerprints(section: str) -> list[str]:
+    algorithms = []
+    for value in _FINGERPRINT.findall(section):
+        match = _FINGERPRINT_VALUE.fullmatch(value.strip())
+        if match is None:
+            raise AppError("invalid_sdp", "An a=fingerprint attribute is not valid.")
+        algorithms.append(match.group(1).lower())
+    return algorithms
+
+
+def _setup(section: str) -> str | None:
+    values = _SETUP.findall(section)
+    return values[-1].strip() if values else None
 
 
 def validate_sdp(sdp: str) -> int:
@@ -39,63 +52,41 @@ def validate_sdp(sdp: str) -> int:
 
     Raises :class:`AppError` ``invalid_sdp``, ``insecure_sdp`` or ``too_many_candidates``.
     """
-    if len(sdp.encode()) > MAX_SDP_BYTES:
+    if len(sdp) > MAX_SDP_BYTES or len(sdp.encode()) > MAX_SDP_BYTES:
         raise AppError(
             "invalid_sdp", f"The session description is larger than {MAX_SDP_BYTES} bytes."
         )
-    lines = [line for line in sdp.replace("\r\n", "\n").split("\n") if line]
-    if not lines or lines[0] != "v=0":
+    if not (sdp.startswith("v=0\r\n") or sdp.startswith("v=0\n")):
         raise AppError("invalid_sdp", "The session description must start with v=0.")
-    session = _Section()
-    media: list[_Section] = []
-    candidates = 0
-    for line in lines:
-        if len(line) < 2 or line[1] != "=":
-            raise AppError("invalid_sdp", "A session description line is not of the form x=...")
-        kind, value = line[0], line[2:]
-        if kind == "m":
-            match = _MEDIA.match(value)
-            if match is None:
-                raise AppError("invalid_sdp", "A media line (m=) is not valid.")
-            media.append(_Section(match.group(3)))
-            if len(media) > MAX_MEDIA_SECTIONS:
-                raise AppError(
-                    "invalid_sdp", f"More than {MAX_MEDIA_SECTIONS} media sections (m= lines)."
-                )
-            continue
-        if kind != "a":
-            continue
-        current = media[-1] if media else session
-        name, _, attr = value.partition(":")
-        if name == "fingerprint":
-            fp = _FINGERPRINT.match(attr)
-            if fp is None:
-                raise AppError("invalid_sdp", "An a=fingerprint attribute is not valid.")
-            current.fingerprints.append(fp.group(1).lower())
-        elif name == "setup":
-            current.setup = attr
-        elif name == "candidate":
-            candidates += 1
-            if candidates > MAX_SDP_CANDIDATES:
-                raise AppError(
-                    "too_many_candidates",
-                    f"More than {MAX_SDP_CANDIDATES} candidates in one description.",
-                )
+    if _BAD_LINE.search(sdp) is not None:
+        raise AppError("invalid_sdp", "A session description line is not of the form x=...")
+    session, *media = sdp.split("\nm=")
     if not media:
         raise AppError("invalid_sdp", "The session description has no media section.")
+    if len(media) > MAX_MEDIA_SECTIONS:
+        raise AppError("invalid_sdp", f"More than {MAX_MEDIA_SECTIONS} media sections (m= lines).")
+    candidates = sdp.count("\na=candidate:")
+    if candidates > MAX_SDP_CANDIDATES:
+        raise AppError(
+            "too_many_candidates", f"More than {MAX_SDP_CANDIDATES} candidates in one description."
+        )
+    session_fingerprints = _fingerprints(session)
+    session_setup = _setup(session)
     for section in media:
-        if section.profile not in SECURE_PROFILES:
+        match = _MEDIA.match(section)
+        if match is None:
+            raise AppError("invalid_sdp", "A media line (m=) is not valid.")
+        if match.group(1) not in SECURE_PROFILES:
             raise AppError(
                 "insecure_sdp",
                 "Media must use UDP/TLS/RTP/SAVPF (or UDP/DTLS/SCTP for data channels).",
             )
-        fingerprints = section.fingerprints or session.fingerprints
+        fingerprints = _fingerprints(section) or session_fingerprints
         if not fingerprints:
             raise AppError("insecure_sdp", "Every media section needs an a=fingerprint.")
         if not all(algorithm in STRONG_HASHES for algorithm in fingerprints):
             raise AppError("insecure_sdp", "Fingerprints must use SHA-256 or stronger.")
-        setup = section.setup or session.setup
-        if setup not in SETUP_ROLES:
+        if (_setup(section) or session_setup) not in SETUP_ROLES:
             raise AppError("insecure_sdp", "Every media section needs a=setup (DTLS role).")
     return candidates
 

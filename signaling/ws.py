@@ -54,6 +54,7 @@ log = logging.getLogger("teleconsult.ws")
 
 # Close code for an error during the join phase whose kind has no close code of its own.
 CLOSE_PROTOCOL_ERROR = 4400
+CLOSE_TIMEOUT = 2.0
 
 
 class TokenBucket:
@@ -180,9 +181,14 @@ class Connection:
                 await self._message_loop()
         finally:
             self.signaling.bus.detach(self.id)
-            if self.room is not None and not self.hung_up:
-                await self.room.connection_lost(self.id, self.role)
-            await self._finish_writer()
+            try:
+                if self.room is not None and not self.hung_up:
+                    await self.room.connection_lost(self.id, self.role)
+                await self._finish_writer()
+            finally:
+                # Cancelled itself (server shutdown): never leave the writer behind.
+                if self._writer is not None and not self._writer.done():
+                    self._writer.cancel()
 
     async def _finish_writer(self) -> None:
         writer = self._writer
@@ -445,6 +451,8 @@ async def websocket_handler(request: web.Request) -> web.StreamResponse:
         raise AppError("too_many_connections")
     try:
         ws = web.WebSocketResponse(
+            # How long a close waits for the client's answering close frame.
+            timeout=CLOSE_TIMEOUT,
             heartbeat=settings.signaling.heartbeat_seconds,
             max_msg_size=settings.signaling.max_message_bytes,
             compress=False,
@@ -465,7 +473,7 @@ def setup_signaling(app: web.Application) -> None:
 
     async def audit(room: Room, action: str, seat: Seat, **details: Any) -> None:
         outcome = details.pop("outcome", "success")
-        actor = seat.subject.split(":", 1)[1] if seat.role == "doctor" else "patient"
+        actor = seat.subject.partition(":")[2] if seat.role == "doctor" else "patient"
         await services.audit.record(
             action,
             actor=actor or seat.role,
@@ -481,8 +489,11 @@ def setup_signaling(app: web.Application) -> None:
     app.router.add_get("/ws", websocket_handler)
 
     async def close_sockets(app: web.Application) -> None:
-        for ws in list(app[SIGNALING].sockets):
-            await ws.close(code=WSCloseCode.GOING_AWAY, message=b"server shutdown")
+        sockets = list(app[SIGNALING].sockets)
+        await asyncio.gather(
+            *(ws.close(code=WSCloseCode.GOING_AWAY, message=b"server shutdown") for ws in sockets),
+            return_exceptions=True,
+        )
 
     async def rooms_ctx(app: web.Application) -> AsyncIterator[None]:
         yield

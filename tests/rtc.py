@@ -6,8 +6,12 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import dataclasses
+import socket
+import subprocess
+import time
 from collections.abc import AsyncIterator
 from datetime import UTC, datetime
+from pathlib import Path
 from typing import Any, TypeVar
 
 import aiohttp
@@ -15,6 +19,7 @@ import aioice.ice
 import msgspec
 import pytest
 from aiohttp.test_utils import TestClient
+from aioice import stun
 from aiortc import (
     RTCConfiguration,
     RTCIceServer,
@@ -26,15 +31,19 @@ from aiortc.mediastreams import AudioStreamTrack, MediaStreamTrack, VideoStreamT
 from signaling.clock import ManualClock
 from signaling.protocol import (
     SERVER_DECODER,
+    Admitted,
     ErrorMessage,
     IceServer,
+    Lobby,
+    PeerJoined,
     ServerMessage,
+    Waiting,
     Welcome,
 )
 from tests.conftest import ORIGIN, Accounts, Staff
 
 M = TypeVar("M")
-RECEIVE_TIMEOUT = 5.0
+RECEIVE_TIMEOUT = 10.0
 
 
 def loopback_only(monkeypatch: pytest.MonkeyPatch) -> None:
@@ -176,6 +185,36 @@ async def join(
     return signal, welcome
 
 
+async def enter_call(
+    client: TestClient[Any, Any], booking: Booking
+) -> tuple[SignalClient, Welcome, SignalClient, Welcome]:
+    """Doctor joins, patient joins and waits, doctor admits: both are in the call."""
+    doctor, doctor_welcome = await join(client, await booking.doctor_token())
+    assert doctor_welcome.role == "doctor"
+    assert doctor_welcome.state == "waiting"
+    assert (await doctor.expect(Lobby)).waiting is None
+    patient, patient_welcome = await join(client, await booking.patient_token())
+    assert patient_welcome.role == "patient"
+    await patient.expect(Waiting)
+    lobby = await doctor.expect(Lobby)
+    assert lobby.waiting is not None
+    await doctor.send({"type": "admit"})
+    await patient.expect(Admitted)
+    assert (await patient.expect(PeerJoined)).role == "doctor"
+    assert (await doctor.expect(Lobby)).waiting is None
+    assert (await doctor.expect(PeerJoined)).role == "patient"
+    return doctor, doctor_welcome, patient, patient_welcome
+
+
+async def silent(signal: SignalClient, within: float = 0.3) -> bool:
+    """True when nothing arrives for ``within`` seconds."""
+    try:
+        message = await signal.recv(within)
+    except TimeoutError:
+        return True
+    raise AssertionError(f"expected silence, got {message!r}")
+
+
 # -- aiortc peers --------------------------------------------------------------------------
 
 
@@ -257,3 +296,156 @@ async def peers(*configs: RTCConfiguration) -> AsyncIterator[list[Peer]]:
     finally:
         for peer in made:
             await peer.close()
+
+
+# -- session descriptions ------------------------------------------------------------------
+
+FINGERPRINT_256 = ":".join(["AB"] * 32)
+
+
+def make_sdp(
+    *,
+    profile: str = "UDP/TLS/RTP/SAVPF",
+    fingerprint: str | None = f"sha-256 {FINGERPRINT_256}",
+    setup: str | None = "actpass",
+    media: int = 2,
+    candidates: int = 1,
+    data_channel: bool = False,
+    padding: int = 0,
+) -> str:
+    """A browser-like offer; each keyword breaks one property the server checks."""
+    lines = [
+        "v=0",
+        "o=- 4611731400430051336 2 IN IP4 127.0.0.1",
+        "s=-",
+        "t=0 0",
+        "a=group:BUNDLE " + " ".join(str(i) for i in range(media)),
+        "a=msid-semantic: WMS",
+    ]
+    for index in range(media):
+        kind = "audio" if index % 2 == 0 else "video"
+        payload = "111" if kind == "audio" else "96"
+        lines += [
+            f"m={kind} 9 {profile} {payload}",
+            "c=IN IP4 0.0.0.0",
+            "a=rtcp:9 IN IP4 0.0.0.0",
+            "a=ice-ufrag:abcd",
+            "a=ice-pwd:abcdefghijklmnopqrstuvwx",
+        ]
+        if fingerprint is not None:
+            lines.append(f"a=fingerprint:{fingerprint}")
+        if setup is not None:
+            lines.append(f"a=setup:{setup}")
+        lines += [f"a=mid:{index}", "a=sendrecv", "a=rtcp-mux"]
+        if kind == "audio":
+            lines.append("a=rtpmap:111 opus/48000/2")
+        else:
+            lines.append("a=rtpmap:96 VP8/90000")
+        if index == 0:
+            lines += [
+                f"a=candidate:{n} 1 udp 2122260223 127.0.0.1 {50000 + n} typ host"
+                for n in range(candidates)
+            ]
+    if data_channel:
+        lines += [
+            "m=application 9 UDP/DTLS/SCTP webrtc-datachannel",
+            "c=IN IP4 0.0.0.0",
+            f"a=fingerprint:{fingerprint}" if fingerprint else "a=ice-options:trickle",
+            f"a=setup:{setup}" if setup else "a=ice-options:trickle",
+            f"a=mid:{media}",
+            "a=sctp-port:5000",
+        ]
+    lines += [f"a=x-padding:{'p' * 990}" for _ in range(padding)]
+    return "\r\n".join(lines) + "\r\n"
+
+
+# -- a real coturn -------------------------------------------------------------------------
+
+TURN_REALM = "teleconsult.test"
+
+
+def free_udp_port() -> int:
+    """A loopback port free for both UDP and TCP (turnserver listens on both)."""
+    while True:
+        with socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as probe:
+            probe.bind(("127.0.0.1", 0))
+            port = int(probe.getsockname()[1])
+            with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as tcp:
+                try:
+                    tcp.bind(("127.0.0.1", port))
+                except OSError:
+                    continue
+        return port
+
+
+def stun_answers(port: int, within: float = 0.3) -> bool:
+    """Send a STUN binding request to 127.0.0.1:port; True when a response comes back."""
+    request = stun.Message(message_method=stun.Method.BINDING, message_class=stun.Class.REQUEST)
+    with socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as probe:
+        probe.settimeout(within)
+        probe.sendto(bytes(request), ("127.0.0.1", port))
+        try:
+            probe.recvfrom(2048)
+        except OSError:
+            return False
+    return True
+
+
+@dataclasses.dataclass
+class Coturn:
+    """turnserver on a free loopback port with use-auth-secret (TURN REST credentials)."""
+
+    directory: Path
+    secret_text: str
+    port: int = 0
+    process: subprocess.Popen[bytes] | None = None
+
+    @property
+    def url(self) -> str:
+        return f"turn:127.0.0.1:{self.port}?transport=udp"
+
+    def start(self) -> Coturn:
+        self.port = free_udp_port()
+        relay = free_udp_port()
+        log = (self.directory / "turnserver.log").open("wb")
+        self.process = subprocess.Popen(
+            [
+                "turnserver",
+                "-n",
+                "--listening-ip=127.0.0.1",
+                "--relay-ip=127.0.0.1",
+                f"--listening-port={self.port}",
+                f"--min-port={max(relay - 50, 1024)}",
+                f"--max-port={relay + 50}",
+                "--use-auth-secret",
+                f"--static-auth-secret={self.secret_text}",
+                f"--realm={TURN_REALM}",
+                "--no-cli",
+                "--no-tls",
+                "--no-dtls",
+                "--no-rfc5780",
+                "--allow-loopback-peers",  # tests only: peers are on 127.0.0.1 here
+                f"--db={self.directory / 'turndb'}",
+                f"--pidfile={self.directory / 'turnserver.pid'}",
+                "--log-file=stdout",
+            ],
+            stdout=log,
+            stderr=subprocess.STDOUT,
+        )
+        log.close()
+        deadline = time.monotonic() + 20
+        while not stun_answers(self.port):
+            if self.process.poll() is not None or time.monotonic() > deadline:
+                self.stop()
+                tail = (self.directory / "turnserver.log").read_text(errors="replace")[-2000:]
+                raise RuntimeError(f"turnserver did not start:\n{tail}")
+        return self
+
+    def stop(self) -> None:
+        if self.process is not None and self.process.poll() is None:
+            self.process.terminate()
+            try:
+                self.process.wait(5)
+            except subprocess.TimeoutExpired:
+                self.process.kill()
+                self.process.wait()

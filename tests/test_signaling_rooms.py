@@ -1,0 +1,303 @@
+"""Room rules: waiting room, admission, replacement, resume, ending, audit, slow clients."""
+
+from __future__ import annotations
+
+import asyncio
+import dataclasses
+from typing import Any
+
+import pytest
+from aiohttp.test_utils import TestClient
+
+from config import Settings
+from signaling.clock import ManualClock
+from signaling.keys import SERVICES
+from signaling.protocol import (
+    Admitted,
+    Denied,
+    Ended,
+    Lobby,
+    PeerJoined,
+    PeerLeft,
+    Pong,
+    RelayedOffer,
+    Waiting,
+    Welcome,
+)
+from signaling.ws import SIGNALING
+from tests.conftest import Accounts, Staff
+from tests.rtc import SignalClient, book, connect, enter_call, join, make_sdp, silent
+
+
+@pytest.fixture
+def limits(request: pytest.FixtureRequest) -> dict[str, Any]:
+    return dict(getattr(request, "param", {}))
+
+
+@pytest.fixture
+def settings(settings: Settings, limits: dict[str, Any]) -> Settings:
+    signaling = dataclasses.replace(settings.signaling, **limits)
+    return settings.replace(signaling=signaling).validate()
+
+
+def with_limits(**values: Any) -> pytest.MarkDecorator:
+    return pytest.mark.parametrize("limits", [values], indirect=True, ids=["limits"])
+
+
+async def resume(client: TestClient[Any, Any], secret: str) -> tuple[SignalClient, Welcome]:
+    signal = await connect(client)
+    await signal.send({"type": "resume", "v": 1, "resume": secret})
+    return signal, await signal.expect(Welcome)
+
+
+async def test_the_doctor_sees_who_waits_and_the_patient_learns_nothing(
+    client: TestClient[Any, Any], accounts: Accounts, doctor: Staff, clock: ManualClock
+) -> None:
+    booking = await book(accounts, doctor, clock, patient_name="Bob Waiting")
+    patient_ws, welcome = await join(client, await booking.patient_token())
+    assert welcome.state == "waiting"
+    await patient_ws.expect(Waiting)
+    doctor_ws, _ = await join(client, await booking.doctor_token())
+    lobby = await doctor_ws.expect(Lobby)
+    assert lobby.waiting is not None and lobby.waiting.name == "Bob Waiting"
+    # The doctor coming and going is not the patient's business before admission.
+    await doctor_ws.close()
+    assert await silent(patient_ws)
+    other, _ = await join(client, await booking.doctor_token())
+    await other.expect(Lobby)
+    assert await silent(patient_ws)
+
+
+async def test_a_second_doctor_tab_replaces_the_first_with_4000(
+    client: TestClient[Any, Any], accounts: Accounts, doctor: Staff, clock: ManualClock
+) -> None:
+    booking = await book(accounts, doctor, clock)
+    first_doctor, _, patient_ws, _ = await enter_call(client, booking)
+    second_doctor, welcome = await join(client, await booking.doctor_token())
+    assert welcome.state == "in_call"
+    await first_doctor.expect_error("replaced")
+    assert await first_doctor.closed_with() == 4000
+    left = await patient_ws.expect(PeerLeft)
+    assert (left.role, left.reason) == ("doctor", "replaced")
+    assert (await patient_ws.expect(PeerJoined)).role == "doctor"
+    await second_doctor.expect(Lobby)
+    assert (await second_doctor.expect(PeerJoined)).role == "patient"
+    # The new tab is in the call: offers flow.
+    await second_doctor.send({"type": "offer", "sdp": make_sdp()})
+    await patient_ws.expect(RelayedOffer)
+
+
+async def test_a_reloading_patient_replaces_its_old_socket_and_waits_again(
+    client: TestClient[Any, Any], accounts: Accounts, doctor: Staff, clock: ManualClock
+) -> None:
+    booking = await book(accounts, doctor, clock)
+    doctor_ws, _, old_patient, _ = await enter_call(client, booking)
+    new_patient, welcome = await join(client, await booking.patient_token())
+    assert welcome.state == "waiting"
+    await new_patient.expect(Waiting)
+    await old_patient.expect_error("replaced")
+    assert await old_patient.closed_with() == 4000
+    left = await doctor_ws.expect(PeerLeft)
+    assert (left.role, left.reason) == ("patient", "replaced")
+    lobby = await doctor_ws.expect(Lobby)
+    assert lobby.waiting is not None
+    # Back in the waiting room: nothing is relayed until the doctor admits again.
+    await doctor_ws.send({"type": "offer", "sdp": make_sdp()})
+    await doctor_ws.expect_error("invalid_state")
+    await doctor_ws.send({"type": "admit"})
+    await new_patient.expect(Admitted)
+
+
+async def test_a_token_for_another_consultation_seats_nobody_here(
+    client: TestClient[Any, Any], accounts: Accounts, doctor: Staff, clock: ManualClock
+) -> None:
+    """A third person needs a token, and a token only ever takes its own role's seat."""
+    first = await book(accounts, doctor, clock)
+    second = await book(accounts, doctor, clock, patient_name="Carol Elsewhere")
+    doctor_ws, _ = await join(client, await first.doctor_token())
+    await doctor_ws.expect(Lobby)
+    stranger, welcome = await join(client, await second.patient_token())
+    assert welcome.room == second.consultation_id
+    await stranger.expect(Waiting)
+    assert await silent(doctor_ws)
+
+
+async def test_a_denied_patient_is_closed_with_4003(
+    client: TestClient[Any, Any], accounts: Accounts, doctor: Staff, clock: ManualClock
+) -> None:
+    booking = await book(accounts, doctor, clock)
+    doctor_ws, _ = await join(client, await booking.doctor_token())
+    await doctor_ws.expect(Lobby)
+    patient_ws, _ = await join(client, await booking.patient_token())
+    await patient_ws.expect(Waiting)
+    await doctor_ws.expect(Lobby)
+    await doctor_ws.send({"type": "deny"})
+    await patient_ws.expect(Denied)
+    assert await patient_ws.closed_with() == 4003
+    assert (await doctor_ws.expect(Lobby)).waiting is None
+
+
+async def test_ending_the_consultation_closes_both_and_marks_it_ended(
+    client: TestClient[Any, Any], accounts: Accounts, doctor: Staff, clock: ManualClock
+) -> None:
+    booking = await book(accounts, doctor, clock)
+    doctor_ws, _, patient_ws, _ = await enter_call(client, booking)
+    await doctor_ws.send({"type": "hang_up", "end": True})
+    assert (await patient_ws.expect(Ended)).reason == "ended_by_doctor"
+    assert await patient_ws.closed_with() == 4410
+    assert (await doctor_ws.expect(Ended)).reason == "ended_by_doctor"
+    assert await doctor_ws.closed_with() == 4410
+    resp = await doctor.client.get(f"/api/consultations/{booking.consultation_id}")
+    assert (await resp.json())["status"] == "ended"
+    expected = {
+        "signaling.join",
+        "signaling.waiting",
+        "signaling.admitted",
+        "call.started",
+        "call.ended",
+        "consultation.ended",
+    }
+    # The audit trail is written right after the sockets are told: give it a moment.
+    assert client.app is not None
+    store = client.app[SERVICES].store
+    async with asyncio.timeout(5):
+        while not expected <= {e.action for e in await store.all_audit()}:  # noqa: ASYNC110
+            await asyncio.sleep(0.02)
+
+
+async def test_a_patient_hang_up_leaves_and_the_doctor_is_told(
+    client: TestClient[Any, Any], accounts: Accounts, doctor: Staff, clock: ManualClock
+) -> None:
+    booking = await book(accounts, doctor, clock)
+    doctor_ws, _, patient_ws, _ = await enter_call(client, booking)
+    await patient_ws.send({"type": "hang_up"})
+    assert await patient_ws.closed_with() == 1000
+    left = await doctor_ws.expect(PeerLeft)
+    assert (left.role, left.reason) == ("patient", "left")
+    assert (await doctor_ws.expect(Lobby)).waiting is None
+    resp = await doctor.client.get(f"/api/consultations/{booking.consultation_id}")
+    assert (await resp.json())["status"] == "scheduled"
+
+
+async def test_denial_and_refusals_are_audited(
+    client: TestClient[Any, Any], accounts: Accounts, doctor: Staff, clock: ManualClock
+) -> None:
+    booking = await book(accounts, doctor, clock)
+    doctor_ws, _ = await join(client, await booking.doctor_token())
+    patient_ws, _ = await join(client, await booking.patient_token())
+    await patient_ws.expect(Waiting)
+    await doctor_ws.send({"type": "deny"})
+    await patient_ws.expect(Denied)
+    assert client.app is not None
+    entries = await client.app[SERVICES].store.all_audit()
+    denied = [e for e in entries if e.action == "signaling.denied"]
+    assert len(denied) == 1 and denied[0].outcome == "denied"
+    assert denied[0].target == booking.consultation_id
+
+
+async def test_a_patient_resumes_its_admitted_place_after_a_drop(
+    client: TestClient[Any, Any], accounts: Accounts, doctor: Staff, clock: ManualClock
+) -> None:
+    booking = await book(accounts, doctor, clock)
+    doctor_ws, _, patient_ws, patient_welcome = await enter_call(client, booking)
+    patient_ws.drop()
+    left = await doctor_ws.expect(PeerLeft)
+    assert (left.role, left.reason) == ("patient", "disconnected")
+    back, welcome = await resume(client, patient_welcome.resume)
+    assert welcome.resumed and welcome.state == "in_call" and welcome.role == "patient"
+    assert welcome.resume != patient_welcome.resume
+    joined = await doctor_ws.expect(PeerJoined)
+    assert joined.role == "patient" and joined.resumed
+    assert (await back.expect(PeerJoined)).role == "doctor"
+    await doctor_ws.send({"type": "offer", "sdp": make_sdp()})
+    await back.expect(RelayedOffer)
+    # A resume secret is good once.
+    again = await connect(client)
+    await again.send({"type": "resume", "v": 1, "resume": patient_welcome.resume})
+    await again.expect_error("token_invalid")
+    assert await again.closed_with() == 4401
+
+
+@with_limits(resume_grace_seconds=0.3)
+async def test_a_place_not_resumed_within_the_grace_period_is_lost(
+    client: TestClient[Any, Any], accounts: Accounts, doctor: Staff, clock: ManualClock
+) -> None:
+    booking = await book(accounts, doctor, clock)
+    doctor_ws, _, patient_ws, patient_welcome = await enter_call(client, booking)
+    patient_ws.drop()
+    left = await doctor_ws.expect(PeerLeft)
+    assert (left.role, left.reason) == ("patient", "disconnected")
+    lobby = await doctor_ws.expect(Lobby, within=10.0)  # the grace period ran out
+    assert lobby.waiting is None
+    late = await connect(client)
+    await late.send({"type": "resume", "v": 1, "resume": patient_welcome.resume})
+    await late.expect_error("token_invalid")
+    assert await late.closed_with() == 4401
+    # With a fresh token the patient is back in the waiting room, not in the call.
+    _, welcome = await join(client, await booking.patient_token())
+    assert welcome.state == "waiting"
+
+
+async def test_a_waiting_patient_resumes_into_the_waiting_room(
+    client: TestClient[Any, Any], accounts: Accounts, doctor: Staff, clock: ManualClock
+) -> None:
+    booking = await book(accounts, doctor, clock)
+    patient_ws, welcome = await join(client, await booking.patient_token())
+    await patient_ws.expect(Waiting)
+    patient_ws.drop()
+    back, resumed = await resume(client, welcome.resume)
+    assert resumed.state == "waiting"
+    await back.expect(Waiting)
+
+
+@with_limits(
+    send_queue_size=4,
+    messages_per_second=100_000,
+    message_burst=100_000,
+    max_message_bytes=128 * 1024,
+)
+async def test_a_client_that_does_not_read_is_dropped_without_stalling_others(
+    client: TestClient[Any, Any], accounts: Accounts, doctor: Staff, clock: ManualClock
+) -> None:
+    booking = await book(accounts, doctor, clock)
+    doctor_ws, _, _patient_ws, _ = await enter_call(client, booking)
+    bystander = await book(accounts, doctor, clock, patient_name="Dan Bystander")
+    other_ws, _ = await join(client, await bystander.doctor_token())
+    await other_ws.expect(Lobby)
+    big_offer = make_sdp(padding=60)
+    # The patient never reads; the doctor keeps sending until the server gives up on it.
+    disconnected = False
+    for _ in range(2000):
+        await doctor_ws.send({"type": "offer", "sdp": big_offer})
+        await other_ws.send({"type": "ping", "id": 1})
+        assert (await other_ws.expect(Pong)).id == 1
+        if _patient_gone(client):
+            disconnected = True
+            break
+    assert disconnected
+    left = await doctor_ws.expect(PeerLeft)
+    assert (left.role, left.reason) == ("patient", "disconnected")
+    await other_ws.send({"type": "ping", "id": 2})
+    assert (await other_ws.expect(Pong)).id == 2
+
+
+def _patient_gone(client: TestClient[Any, Any]) -> bool:
+    assert client.app is not None
+    rooms = client.app[SIGNALING].rooms.rooms
+    return any(
+        seat.role == "patient" and not seat.connected
+        for room in rooms.values()
+        for seat in room.seats.values()
+    )
+
+
+async def test_shutdown_closes_open_sockets_with_going_away(
+    client: TestClient[Any, Any], accounts: Accounts, doctor: Staff, clock: ManualClock
+) -> None:
+    booking = await book(accounts, doctor, clock)
+    doctor_ws, _ = await join(client, await booking.doctor_token())
+    await doctor_ws.expect(Lobby)
+    closing = asyncio.ensure_future(doctor_ws.closed_with())
+    assert client.app is not None
+    await client.app.shutdown()
+    assert await closing == 1001
