@@ -87,7 +87,7 @@ def other(role: Role) -> Role:
     return "patient" if role == "doctor" else "doctor"
 
 
-@dataclass
+@dataclass(slots=True)
 class Seat:
     role: Role
     subject: str

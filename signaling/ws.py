@@ -10,6 +10,7 @@ import asyncio
 import logging
 import secrets
 import weakref
+from collections import deque
 from collections.abc import AsyncIterator, Awaitable, Callable
 from dataclasses import dataclass, field
 from typing import Any
@@ -60,6 +61,8 @@ CLOSE_TIMEOUT = 2.0
 class TokenBucket:
     """``rate`` messages per second on average, ``burst`` at once."""
 
+    __slots__ = ("capacity", "rate", "stamp", "tokens")
+
     def __init__(self, rate: float, burst: int, now: float) -> None:
         self.rate = rate
         self.capacity = float(burst)
@@ -102,10 +105,32 @@ class Signaling:
 
 SIGNALING = web.AppKey("signaling", Signaling)
 
-Handler = Callable[[Any], Awaitable[None]]
-
 
 class Connection:
+    """One WebSocket: its reader loop (``run``) and, while it has something to send, its writer.
+
+    Outgoing messages wait in a bounded deque; at most one writer task drains it, started when
+    the first message arrives and ending when the deque is empty, so an idle connection holds
+    no task. Order is kept and nobody else ever writes to the socket.
+    """
+
+    __slots__ = (
+        "_consultation_end",
+        "_writer",
+        "address",
+        "bucket",
+        "closing",
+        "hung_up",
+        "id",
+        "limit",
+        "outbox",
+        "role",
+        "room",
+        "services",
+        "signaling",
+        "ws",
+    )
+
     def __init__(self, signaling: Signaling, ws: web.WebSocketResponse, address: str) -> None:
         settings = signaling.services.settings.signaling
         self.id = secrets.token_hex(8)
@@ -113,9 +138,8 @@ class Connection:
         self.services = signaling.services
         self.ws = ws
         self.address = address
-        self.queue: asyncio.Queue[tuple[bytes, int | None]] = asyncio.Queue(
-            settings.send_queue_size
-        )
+        self.outbox: deque[tuple[bytes, int | None]] = deque()
+        self.limit = settings.send_queue_size
         loop = asyncio.get_running_loop()
         self.bucket = TokenBucket(settings.messages_per_second, settings.message_burst, loop.time())
         self.room: Room | None = None
@@ -123,18 +147,7 @@ class Connection:
         self.closing = False
         self.hung_up = False
         self._writer: asyncio.Task[None] | None = None
-        self._handlers: dict[type[Any], Handler] = {
-            Admit: self._on_admit,
-            Deny: self._on_deny,
-            Offer: self._on_offer,
-            Answer: self._on_answer,
-            Candidate: self._on_candidate,
-            EndOfCandidates: self._on_end_of_candidates,
-            HangUp: self._on_hang_up,
-            Ping: self._on_ping,
-            Join: self._on_second_join,
-            Resume: self._on_second_join,
-        }
+        self._consultation_end = 0.0
 
     # -- writing
 
@@ -144,28 +157,40 @@ class Connection:
             return
         if close_code is not None:
             self.closing = True
-        try:
-            self.queue.put_nowait((payload, close_code))
-        except asyncio.QueueFull:
+        if len(self.outbox) >= self.limit:
             # The client does not read what it is sent: drop it rather than buffer forever.
             log.warning("connection %s: send queue full, dropping the client", self.id)
             self.closing = True
+            self.outbox.clear()
             transport = self.ws._req.transport if self.ws._req is not None else None
             if transport is not None:
                 transport.abort()
+            return
+        self.outbox.append((payload, close_code))
+        if self._writer is None:
+            self._writer = asyncio.get_running_loop().create_task(self._write())
 
     async def _write(self) -> None:
         ws = self.ws
-        queue = self.queue
-        while True:
-            payload, close_code = await queue.get()
-            if ws.closed:
-                return
-            if payload:
-                await ws.send_frame(payload, WSMsgType.TEXT)
-            if close_code is not None:
-                await ws.close(code=close_code)
-                return
+        outbox = self.outbox
+        try:
+            while outbox:
+                payload, close_code = outbox.popleft()
+                if ws.closed:
+                    outbox.clear()
+                    return
+                if payload:
+                    await ws.send_frame(payload, WSMsgType.TEXT)
+                if close_code is not None:
+                    outbox.clear()
+                    await ws.close(code=close_code)
+                    return
+        except ConnectionError:
+            # The peer went away while we wrote: the reader loop sees it and cleans up.
+            self.closing = True
+            outbox.clear()
+        finally:
+            self._writer = None
 
     def send_error(self, error: AppError, ref: str | None = None, at: str | None = None) -> None:
         payload = encode(ErrorMessage(code=error.code, message=error.message, ref=ref, at=at))
@@ -174,7 +199,6 @@ class Connection:
     # -- the loop
 
     async def run(self) -> None:
-        self._writer = asyncio.get_running_loop().create_task(self._write())
         self.signaling.bus.attach(self.id, self.deliver)
         try:
             if await self._join_phase():
@@ -187,25 +211,22 @@ class Connection:
                 await self._finish_writer()
             finally:
                 # Cancelled itself (server shutdown): never leave the writer behind.
-                if self._writer is not None and not self._writer.done():
-                    self._writer.cancel()
+                writer = self._writer
+                if writer is not None and not writer.done():
+                    writer.cancel()
 
     async def _finish_writer(self) -> None:
         writer = self._writer
-        if writer is None:
-            return
-        if not self.ws.closed and not writer.done():
+        if writer is not None and not self.ws.closed:
             # Let queued messages (an error, a close) go out, but not forever.
             try:
-                await asyncio.wait_for(asyncio.shield(writer), timeout=2.0)
+                await asyncio.wait_for(asyncio.shield(writer), timeout=CLOSE_TIMEOUT)
             except TimeoutError:
+                writer.cancel()
+            except (asyncio.CancelledError, ConnectionError, RuntimeError):
                 pass
-        if not writer.done():
+        elif writer is not None:
             writer.cancel()
-        try:
-            await writer
-        except (asyncio.CancelledError, ConnectionError, RuntimeError):
-            pass
         if not self.ws.closed:
             await self.ws.close()
 
@@ -252,7 +273,7 @@ class Connection:
 
     async def _message_loop(self) -> None:
         loop = asyncio.get_running_loop()
-        handlers = self._handlers
+        handlers = _HANDLERS
         while not self.closing:
             frame = await self._receive_frame()
             if frame is None:
@@ -266,7 +287,7 @@ class Connection:
                 self.send_error(AppError("malformed_message"), at=exc.at)
                 continue
             try:
-                await handlers[type(message)](message)
+                await handlers[type(message)](self, message)
             except AppError as error:
                 self.send_error(error, ref=message_type(message))
             except Exception:
@@ -315,8 +336,6 @@ class Connection:
             self.deliver(encode(welcome), None)
 
         return send
-
-    _consultation_end: float = 0.0
 
     async def _open_consultation(self, room_id: str) -> tuple[str, float]:
         consultation = await self.services.store.get_consultation(room_id)
@@ -438,6 +457,21 @@ class Connection:
 
     async def _on_ping(self, message: Ping) -> None:
         self.deliver(encode(Pong(id=message.id)), None)
+
+
+# The dispatch table: one handler per client message type (join/resume only come first).
+_HANDLERS: dict[type[Any], Callable[[Connection, Any], Awaitable[None]]] = {
+    Admit: Connection._on_admit,
+    Deny: Connection._on_deny,
+    Offer: Connection._on_offer,
+    Answer: Connection._on_answer,
+    Candidate: Connection._on_candidate,
+    EndOfCandidates: Connection._on_end_of_candidates,
+    HangUp: Connection._on_hang_up,
+    Ping: Connection._on_ping,
+    Join: Connection._on_second_join,
+    Resume: Connection._on_second_join,
+}
 
 
 async def websocket_handler(request: web.Request) -> web.StreamResponse:
