@@ -198,6 +198,53 @@ def _audit_verify(args: argparse.Namespace) -> int:
     return _with_services(args, work)
 
 
+def _recording_export(args: argparse.Namespace) -> int:
+    import os
+
+    from media.encrypted_recording import RecordingError
+    from signaling.keys import Services
+    from signaling.recordings import RecordingLibrary
+
+    async def work(services: Services) -> int:
+        library = RecordingLibrary(services.store, services.clock, services.settings)
+        recording = await services.store.get_recording(args.recording_id)
+        if recording is None or recording.status == "deleted":
+            print(f"error: no recording {args.recording_id}", file=sys.stderr)
+            return 1
+        fd = os.open(args.out, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
+        try:
+            with os.fdopen(fd, "wb") as out:
+                for chunk in library.plaintext(recording):
+                    out.write(chunk)
+        except RecordingError as exc:
+            os.unlink(args.out)
+            print(f"error: {exc}", file=sys.stderr)
+            return 1
+        await services.audit.record(
+            "recording.exported", actor="cli", actor_role="admin", target=recording.id
+        )
+        print(f"Recording {recording.id} decrypted into {args.out} (WebM).")
+        return 0
+
+    return _with_services(args, work)
+
+
+def _recording_list(args: argparse.Namespace) -> int:
+    from signaling.keys import Services
+    from signaling.views import iso
+
+    async def work(services: Services) -> int:
+        for r in await services.store.list_recordings():
+            if r.status != "deleted":
+                print(
+                    f"{r.id}  {iso(r.started_at)}  consultation {r.consultation_id}  "
+                    f"{r.status}  {r.size_bytes} bytes"
+                )
+        return 0
+
+    return _with_services(args, work)
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
         prog="run.py", description="Self-hosted teleconsultation service."
@@ -239,6 +286,17 @@ def build_parser() -> argparse.ArgumentParser:
         cmd = sub.add_parser(name, parents=[common], help=text)
         cmd.add_argument("--username", required=True)
         cmd.set_defaults(func=_user_action(name))
+    recording = sub.add_parser("recording", help="recordings: list, export decrypted")
+    recording_sub = recording.add_subparsers(dest="recording_command", required=True)
+    export = recording_sub.add_parser(
+        "export", parents=[common], help="decrypt a recording into a new WebM file (0600)"
+    )
+    export.add_argument("recording_id")
+    export.add_argument("--out", required=True, help="file to create (must not exist)")
+    export.set_defaults(func=_recording_export)
+    listing = recording_sub.add_parser("list", parents=[common], help="list recordings")
+    listing.set_defaults(func=_recording_list)
+
     audit = sub.add_parser("audit", help="audit trail tools")
     audit_sub = audit.add_subparsers(dest="audit_command", required=True)
     verify = audit_sub.add_parser(

@@ -193,3 +193,22 @@ class ConsultationExport(msgspec.Struct):
     consultation: ConsultationView
     doctor: UserView
     audit: list[AuditEntryView]
+
+
+class RecordingView(msgspec.Struct):
+    id: str
+    consultation_id: str
+    doctor_id: str
+    started_at: str
+    stopped_at: str | None
+    status: Literal["recording", "complete", "failed", "deleted"]
+    size_bytes: int
+    stop_reason: str
+
+
+class RecordingList(msgspec.Struct):
+    recordings: list[RecordingView]
+
+
+class RecordingQuery(msgspec.Struct, forbid_unknown_fields=True):
+    consultation: Annotated[str, Meta(max_length=64)] | None = None

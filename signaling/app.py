@@ -28,6 +28,7 @@ from signaling.routes_auth import SETUP_NONCE
 from signaling.routes_auth import routes as auth_routes
 from signaling.routes_consultations import routes as consultation_routes
 from signaling.routes_health import routes as health_routes
+from signaling.routes_recordings import routes as recording_routes
 from signaling.routes_users import routes as user_routes
 from signaling.store.base import Store
 from signaling.store.redis import RedisStore
@@ -61,7 +62,14 @@ def load_turn_secret(settings: Settings) -> bytes | None:
 
 def all_routes() -> ApiRegistry:
     registry = ApiRegistry()
-    for part in (health_routes, auth_routes, user_routes, consultation_routes, audit_routes):
+    for part in (
+        health_routes,
+        auth_routes,
+        user_routes,
+        consultation_routes,
+        audit_routes,
+        recording_routes,
+    ):
         registry.endpoints.extend(part.endpoints)
     return registry
 

@@ -77,6 +77,12 @@ _KINDS = [
     ErrorKind("peer_absent", 409, None, "The other participant is not connected."),
     # -- recordings
     ErrorKind("recording_not_found", 404, None, "No such recording."),
+    ErrorKind(
+        "recording_unreadable",
+        500,
+        None,
+        "This recording cannot be decrypted: it is damaged or its key is gone.",
+    ),
     ErrorKind("consent_required", 409, None, "Both participants must consent first."),
 ]
 

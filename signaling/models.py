@@ -83,3 +83,37 @@ class AuditEntry(_Record):
     details: str
     prev_hash: str
     hash: str
+
+
+RecordingStatus = Literal["recording", "complete", "failed", "deleted"]
+ConsentDecision = Literal["granted", "withdrawn", "declined"]
+
+
+@dataclass(frozen=True)
+class Recording(_Record):
+    id: str
+    consultation_id: str
+    doctor_id: str
+    started_at: float
+    # Hex id of the master key that wrapped this recording's data key.
+    key_id: str
+    # File name under <data_dir>/recordings; the file is bound to the id (AEAD context).
+    file_name: str
+    status: RecordingStatus = "recording"
+    stopped_at: float | None = None
+    size_bytes: int = 0
+    stop_reason: str = ""
+    deleted_at: float | None = None
+
+
+@dataclass(frozen=True)
+class ConsentReceipt(_Record):
+    """Who said yes or no to a recording, when: kept as proof of consent."""
+
+    id: str
+    consultation_id: str
+    recording_id: str
+    role: str
+    subject: str
+    decision: ConsentDecision
+    at: float

@@ -21,6 +21,7 @@ from signaling.audit import AuditTrail
 from signaling.clock import Clock
 from signaling.keys import SERVICES
 from signaling.models import Consultation
+from signaling.recordings import RecordingLibrary
 from signaling.store.base import Store, StoreUnavailable
 
 log = logging.getLogger("teleconsult.retention")
@@ -46,6 +47,7 @@ async def erase_consultation(store: Store, consultation: Consultation, now: floa
 class SweepReport:
     consultations_erased: int
     sessions_purged: int
+    recordings_purged: int = 0
 
 
 class RetentionSweeper:
@@ -64,15 +66,20 @@ class RetentionSweeper:
                 await erase_consultation(self.store, c, now)
                 erased += 1
         sessions = await self.store.purge_sessions(now)
-        report = SweepReport(consultations_erased=erased, sessions_purged=sessions)
-        if erased or sessions:
+        recordings = await RecordingLibrary(self.store, self.clock, self.settings).purge_expired()
+        report = SweepReport(
+            consultations_erased=erased, sessions_purged=sessions, recordings_purged=recordings
+        )
+        if erased or sessions or recordings:
             await self.audit.record(
                 "retention.purged",
                 actor="system",
                 actor_role="system",
                 consultations_erased=erased,
                 sessions_purged=sessions,
+                recordings_purged=recordings,
                 consultation_days=self.settings.retention.consultation_days,
+                recording_days=self.settings.recording.retention_days,
             )
         return report
 
@@ -87,8 +94,10 @@ def setup_retention(app: web.Application) -> None:
         )
         interval = services.settings.retention.sweep_interval_minutes * 60
 
+        stop = asyncio.Event()
+
         async def loop() -> None:
-            while True:
+            while not stop.is_set():
                 try:
                     report = await sweeper.sweep()
                     if report.consultations_erased or report.sessions_purged:
@@ -97,12 +106,16 @@ def setup_retention(app: web.Application) -> None:
                     log.warning("retention sweep skipped: store unavailable")
                 except Exception:
                     log.exception("retention sweep failed")
-                await asyncio.sleep(interval)
+                # An event, not a bare sleep: a client library that swallows the
+                # cancellation (redis-py can, mid-command) must not keep shutdown waiting.
+                with contextlib.suppress(TimeoutError):
+                    await asyncio.wait_for(stop.wait(), timeout=interval)
 
         task = asyncio.create_task(loop(), name="retention-sweeper")
         yield
+        stop.set()
         task.cancel()
-        with contextlib.suppress(asyncio.CancelledError):
-            await task
+        with contextlib.suppress(asyncio.CancelledError, TimeoutError):
+            await asyncio.wait_for(task, timeout=5)
 
     app.cleanup_ctx.append(run)

@@ -207,3 +207,47 @@ async def test_audit_entries_chain_and_filter(store: Store) -> None:
     assert [e.seq for e in found] == [1, 3]
     assert [e.seq for e in await store.list_audit(AuditFilter(actor="u1"))] == [2]
     assert [e.seq for e in await store.list_audit(AuditFilter(since=NOW + 1, until=NOW + 2))] == [2]
+
+
+async def test_recordings_and_consent_receipts(store: Store) -> None:
+    from signaling.models import ConsentReceipt, Recording
+
+    first = Recording(
+        id="r1",
+        consultation_id="c1",
+        doctor_id="d1",
+        started_at=NOW,
+        key_id="ab" * 8,
+        file_name="r1.tcrec",
+    )
+    second = first.evolve(id="r2", started_at=NOW + 10, file_name="r2.tcrec", doctor_id="d2")
+    await store.create_recording(first)
+    await store.create_recording(second)
+    assert [r.id for r in await store.list_recordings()] == ["r2", "r1"]
+    assert [r.id for r in await store.list_recordings(doctor_id="d1")] == ["r1"]
+    assert [r.id for r in await store.list_recordings(consultation_id="c1")] == ["r2", "r1"]
+    done = first.evolve(
+        status="complete", stopped_at=NOW + 5, size_bytes=1234, stop_reason="consent_withdrawn"
+    )
+    await store.update_recording(done)
+    assert await store.get_recording("r1") == done
+    assert await store.get_recording("absent") is None
+    for i, decision in enumerate(["granted", "granted", "withdrawn"]):
+        await store.add_consent_receipt(
+            ConsentReceipt(
+                id=f"k{i}",
+                consultation_id="c1",
+                recording_id="r1",
+                role="doctor" if i == 0 else "patient",
+                subject="s",
+                decision=decision,  # type: ignore[arg-type]
+                at=NOW + i,
+            )
+        )
+    receipts = await store.list_consent_receipts("c1")
+    assert [(r.role, r.decision) for r in receipts] == [
+        ("doctor", "granted"),
+        ("patient", "granted"),
+        ("patient", "withdrawn"),
+    ]
+    assert await store.list_consent_receipts("c2") == []

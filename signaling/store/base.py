@@ -5,7 +5,14 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Protocol
 
-from signaling.models import AuditEntry, Consultation, Session, User
+from signaling.models import (
+    AuditEntry,
+    ConsentReceipt,
+    Consultation,
+    Recording,
+    Session,
+    User,
+)
 
 
 class DuplicateUsername(Exception):
@@ -72,6 +79,19 @@ class Store(Protocol):
 
     async def record_code_failure(self, consultation_id: str, lock_at: int) -> Consultation:
         """Atomically count a wrong access code; lock the invite at ``lock_at`` failures."""
+
+    # -- recordings and consent receipts
+    async def create_recording(self, recording: Recording) -> None: ...
+    async def get_recording(self, recording_id: str) -> Recording | None: ...
+    async def list_recordings(
+        self, consultation_id: str | None = None, doctor_id: str | None = None
+    ) -> list[Recording]:
+        """Newest first."""
+
+    async def update_recording(self, recording: Recording) -> None: ...
+    async def add_consent_receipt(self, receipt: ConsentReceipt) -> None: ...
+    async def list_consent_receipts(self, consultation_id: str) -> list[ConsentReceipt]:
+        """In the order they were given."""
 
     # -- ephemeral keys with a time to live
     async def claim_once(self, key: str, ttl: float, now: float) -> bool:

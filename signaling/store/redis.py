@@ -21,8 +21,11 @@ from config import ConfigError
 from signaling.audit_chain import GENESIS, entry_hash
 from signaling.models import (
     AuditEntry,
+    ConsentReceipt,
     Consultation,
     ConsultationStatus,
+    Recording,
+    RecordingStatus,
     Role,
     Session,
     SessionKind,
@@ -352,6 +355,82 @@ class RedisStore:
         if found is None:
             raise KeyError(consultation_id)
         return found
+
+    # -- recordings and consent receipts
+    def _recording_key(self, recording_id: str) -> str:
+        return f"{self.p}recording:{recording_id}"
+
+    @staticmethod
+    def _recording_hash(r: Recording) -> Fields:
+        return {
+            "id": r.id,
+            "consultation_id": r.consultation_id,
+            "doctor_id": r.doctor_id,
+            "started_at": repr(r.started_at),
+            "key_id": r.key_id,
+            "file_name": r.file_name,
+            "status": r.status,
+            "stopped_at": "" if r.stopped_at is None else repr(r.stopped_at),
+            "size_bytes": str(r.size_bytes),
+            "stop_reason": r.stop_reason,
+            "deleted_at": "" if r.deleted_at is None else repr(r.deleted_at),
+        }
+
+    @staticmethod
+    def _recording(h: dict[str, str]) -> Recording:
+        return Recording(
+            id=h["id"],
+            consultation_id=h["consultation_id"],
+            doctor_id=h["doctor_id"],
+            started_at=float(h["started_at"]),
+            key_id=h["key_id"],
+            file_name=h["file_name"],
+            status=cast(RecordingStatus, h["status"]),
+            stopped_at=float(h["stopped_at"]) if h["stopped_at"] else None,
+            size_bytes=int(h["size_bytes"]),
+            stop_reason=h["stop_reason"],
+            deleted_at=float(h["deleted_at"]) if h["deleted_at"] else None,
+        )
+
+    async def create_recording(self, recording: Recording) -> None:
+        r = recording
+        async with self.r.pipeline(transaction=True) as pipe:
+            pipe.hset(self._recording_key(r.id), mapping=self._recording_hash(r))
+            pipe.zadd(f"{self.p}recordings", {r.id: r.started_at})
+            await self._call(pipe.execute())
+
+    async def get_recording(self, recording_id: str) -> Recording | None:
+        h = await self._call(self.r.hgetall(self._recording_key(recording_id)))
+        return self._recording(h) if h else None
+
+    async def list_recordings(
+        self, consultation_id: str | None = None, doctor_id: str | None = None
+    ) -> list[Recording]:
+        ids = await self._call(self.r.zrevrange(f"{self.p}recordings", 0, -1))
+        found = [await self.get_recording(i) for i in ids]
+        return [
+            r
+            for r in found
+            if r is not None
+            and (consultation_id is None or r.consultation_id == consultation_id)
+            and (doctor_id is None or r.doctor_id == doctor_id)
+        ]
+
+    async def update_recording(self, recording: Recording) -> None:
+        fields = self._recording_hash(recording)
+        await self._call(self.r.hset(self._recording_key(recording.id), mapping=fields))
+
+    async def add_consent_receipt(self, receipt: ConsentReceipt) -> None:
+        await self._call(
+            self.r.rpush(
+                f"{self.p}consents:{receipt.consultation_id}",
+                json.dumps(receipt.__dict__, separators=(",", ":")),
+            )
+        )
+
+    async def list_consent_receipts(self, consultation_id: str) -> list[ConsentReceipt]:
+        raw = await self._call(self.r.lrange(f"{self.p}consents:{consultation_id}", 0, -1))
+        return [ConsentReceipt(**json.loads(item)) for item in raw]
 
     # -- ephemeral
     async def claim_once(self, key: str, ttl: float, now: float) -> bool:

@@ -14,7 +14,14 @@ from pathlib import Path
 from typing import Any, TypeVar
 
 from signaling.audit_chain import GENESIS, entry_hash
-from signaling.models import AuditEntry, Consultation, Session, User
+from signaling.models import (
+    AuditEntry,
+    ConsentReceipt,
+    Consultation,
+    Recording,
+    Session,
+    User,
+)
 from signaling.store.base import AuditFields, AuditFilter, DuplicateUsername, StoreUnavailable
 
 T = TypeVar("T")
@@ -91,6 +98,34 @@ MIGRATIONS: list[str] = [
     """
     ALTER TABLE consultations ADD COLUMN erased_at REAL;
     """,
+    # 3: recordings and consent receipts
+    """
+    CREATE TABLE recordings (
+        id TEXT PRIMARY KEY,
+        consultation_id TEXT NOT NULL,
+        doctor_id TEXT NOT NULL,
+        started_at REAL NOT NULL,
+        key_id TEXT NOT NULL,
+        file_name TEXT NOT NULL,
+        status TEXT NOT NULL,
+        stopped_at REAL,
+        size_bytes INTEGER NOT NULL DEFAULT 0,
+        stop_reason TEXT NOT NULL DEFAULT '',
+        deleted_at REAL
+    );
+    CREATE INDEX recordings_consultation ON recordings(consultation_id);
+    CREATE INDEX recordings_doctor ON recordings(doctor_id, started_at);
+    CREATE TABLE consent_receipts (
+        id TEXT PRIMARY KEY,
+        consultation_id TEXT NOT NULL,
+        recording_id TEXT NOT NULL,
+        role TEXT NOT NULL,
+        subject TEXT NOT NULL,
+        decision TEXT NOT NULL,
+        at REAL NOT NULL
+    );
+    CREATE INDEX consent_consultation ON consent_receipts(consultation_id, at);
+    """,
 ]
 
 _USER_COLUMNS = (
@@ -104,6 +139,11 @@ _CONSULTATION_COLUMNS = (
     "id, doctor_id, patient_name, scheduled_start, duration_minutes, note, status, created_at, "
     "invite_nonce, access_code_hash, code_failures, invite_locked, ended_at, erased_at"
 )
+_RECORDING_COLUMNS = (
+    "id, consultation_id, doctor_id, started_at, key_id, file_name, status, stopped_at, "
+    "size_bytes, stop_reason, deleted_at"
+)
+_CONSENT_COLUMNS = "id, consultation_id, recording_id, role, subject, decision, at"
 _AUDIT_COLUMNS = (
     "seq, at, actor, actor_role, action, target, outcome, address, details, prev_hash, hash"
 )
@@ -413,6 +453,84 @@ class SqliteStore:
             return row
 
         return _consultation(await self._run(op))
+
+    # -- recordings and consent receipts
+    async def create_recording(self, recording: Recording) -> None:
+        r = recording
+        await self._run(
+            lambda db: db.execute(
+                f"INSERT INTO recordings ({_RECORDING_COLUMNS}) VALUES (?,?,?,?,?,?,?,?,?,?,?)",
+                (
+                    r.id,
+                    r.consultation_id,
+                    r.doctor_id,
+                    r.started_at,
+                    r.key_id,
+                    r.file_name,
+                    r.status,
+                    r.stopped_at,
+                    r.size_bytes,
+                    r.stop_reason,
+                    r.deleted_at,
+                ),
+            )
+        )
+
+    async def get_recording(self, recording_id: str) -> Recording | None:
+        row = await self._run(
+            lambda db: db.execute(
+                f"SELECT {_RECORDING_COLUMNS} FROM recordings WHERE id=?", (recording_id,)
+            ).fetchone()
+        )
+        return Recording(**dict(row)) if row else None
+
+    async def list_recordings(
+        self, consultation_id: str | None = None, doctor_id: str | None = None
+    ) -> list[Recording]:
+        clauses, params = [], []
+        if consultation_id is not None:
+            clauses.append("consultation_id=?")
+            params.append(consultation_id)
+        if doctor_id is not None:
+            clauses.append("doctor_id=?")
+            params.append(doctor_id)
+        where = f"WHERE {' AND '.join(clauses)}" if clauses else ""
+        rows = await self._run(
+            lambda db: db.execute(
+                f"SELECT {_RECORDING_COLUMNS} FROM recordings {where} ORDER BY started_at DESC",
+                params,
+            ).fetchall()
+        )
+        return [Recording(**dict(r)) for r in rows]
+
+    async def update_recording(self, recording: Recording) -> None:
+        r = recording
+        await self._run(
+            lambda db: db.execute(
+                "UPDATE recordings SET status=?, stopped_at=?, size_bytes=?, stop_reason=?, "
+                "deleted_at=?, key_id=? WHERE id=?",
+                (r.status, r.stopped_at, r.size_bytes, r.stop_reason, r.deleted_at, r.key_id, r.id),
+            )
+        )
+
+    async def add_consent_receipt(self, receipt: ConsentReceipt) -> None:
+        c = receipt
+        await self._run(
+            lambda db: db.execute(
+                f"INSERT INTO consent_receipts ({_CONSENT_COLUMNS}) VALUES (?,?,?,?,?,?,?)",
+                (c.id, c.consultation_id, c.recording_id, c.role, c.subject, c.decision, c.at),
+            )
+        )
+
+    async def list_consent_receipts(self, consultation_id: str) -> list[ConsentReceipt]:
+        rows = await self._run(
+            lambda db: db.execute(
+                f"SELECT {_CONSENT_COLUMNS} FROM consent_receipts WHERE consultation_id=? "
+                "ORDER BY at, rowid",
+                (consultation_id,),
+            ).fetchall()
+        )
+        return [ConsentReceipt(**dict(r)) for r in rows]
 
     # -- ephemeral
     async def claim_once(self, key: str, ttl: float, now: float) -> bool:
