@@ -19,6 +19,8 @@ from config import SecuritySettings, ServerSettings, Settings, StorageSettings
 from signaling.app import create_app
 from signaling.keys import SERVICES
 
+from .audit import audit
+
 CHROMIUM = "/usr/bin/chromium"
 CHROMIUM_ARGS = [
     "--use-fake-device-for-media-stream",
@@ -165,7 +167,10 @@ def contexts(browser: Browser, live_server: LiveServer) -> Iterator[Contexts]:
 
 
 def snap(page: Page, name: str) -> None:
-    """Save a full-page screenshot at desktop and at phone width."""
+    """Save a full-page screenshot at desktop and at phone width, after checking the page's
+    contrast and control names (every screenshotted state is audited)."""
+    problems = audit(page)
+    assert not problems, problems
     SCREENSHOTS.mkdir(parents=True, exist_ok=True)
     page.screenshot(path=str(SCREENSHOTS / f"{name}-desktop.png"), full_page=True)
     page.set_viewport_size(PHONE)

@@ -14,6 +14,8 @@ from .conftest import PASSWORD, Contexts, LiveServer, assert_no_page_errors, sna
 from .test_staff_pages import enrol_with_page_secret, sign_in
 
 pytestmark = pytest.mark.browser
+# Today's list, or the upcoming one when the next quarter hour is past midnight.
+UPCOMING = "#list-today .consult-item, #list-upcoming .consult-item"
 
 
 def test_setup_admin_doctor_patient_end_to_end(live_server: LiveServer, contexts: Contexts) -> None:
@@ -64,9 +66,7 @@ def test_setup_admin_doctor_patient_end_to_end(live_server: LiveServer, contexts
     url = doctor.locator("#invite-url").input_value()
     code = doctor.locator("#invite-code").input_value()
     assert re.fullmatch(r"\d{6}", code)
-    expect(doctor.locator("#list-today .consult-item", has_text="Alice Dupont")).to_contain_text(
-        "20 min"
-    )
+    expect(doctor.locator(UPCOMING, has_text="Alice Dupont")).to_contain_text("20 min")
     assert_no_page_errors(doctor)
 
     # The patient, in another browser, opens the link.

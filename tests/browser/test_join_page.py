@@ -85,6 +85,13 @@ def test_patient_enters_code_checks_devices_and_waits(
     expect(page.locator("#connection-state")).to_have_attribute("data-state", "unavailable")
     page.wait_for_function("() => document.querySelector('#waiting-self').videoWidth > 0")
     snap(page, "patient-waiting")
+
+    # Leaving stops the camera; coming back goes through the code step again.
+    page.click("#leave")
+    expect(page.locator("#connection-state")).to_have_attribute("data-state", "left")
+    assert page.evaluate("() => document.querySelector('#waiting-self').srcObject") is None
+    page.click("#rejoin")
+    expect(page.locator("#code-step h1")).to_be_visible()
     assert_no_page_errors(page)
 
 

@@ -12,6 +12,8 @@ from signaling.app import issue_setup_link
 from .conftest import PASSWORD, Contexts, LiveServer, assert_no_page_errors, fresh_code, snap
 
 pytestmark = pytest.mark.browser
+# Today's list, or the upcoming one when the next quarter hour is past midnight.
+UPCOMING = "#list-today .consult-item, #list-upcoming .consult-item"
 
 
 def enrol_with_page_secret(page: Page) -> str:
@@ -109,7 +111,7 @@ def test_doctor_enrols_then_creates_a_consultation_and_gets_link_and_code(
         "Copié dans le presse-papiers."
     )
     assert page.evaluate("navigator.clipboard.readText()") == code
-    item = page.locator("#list-today .consult-item", has_text="Alice Dupont")
+    item = page.locator(UPCOMING, has_text="Alice Dupont")
     expect(item).to_be_visible()
     start = item.get_by_role("link", name="Démarrer la consultation avec Alice Dupont")
     expect(start).to_have_attribute("href", re.compile(r"^/call/[0-9a-f]+$"))
@@ -119,10 +121,19 @@ def test_doctor_enrols_then_creates_a_consultation_and_gets_link_and_code(
     assert page.locator("#invite-code").input_value() == ""
     snap(page, "dashboard")
 
+    # A new link replaces the old one, with a new code shown once.
+    item.get_by_role("button", name="Nouveau lien et nouveau code pour Alice Dupont").click()
+    expect(page.locator("#confirm-title")).to_have_text("Créer un nouveau lien ?")
+    page.locator("#confirm-ok").click()
+    expect(page.locator("#invite-result")).to_be_visible()
+    assert page.locator("#invite-url").input_value() not in ("", url)
+    assert re.fullmatch(r"\d{6}", page.locator("#invite-code").input_value())
+    page.click("#invite-done")
+
     # Cancel, after confirming in the dialog: the consultation moves to past and cancelled.
     item.get_by_role("button", name="Annuler la consultation avec Alice Dupont").click()
     page.locator("#confirm-ok").click()
-    expect(page.locator("#list-today .consult-item")).to_have_count(0)
+    expect(page.locator(UPCOMING)).to_have_count(0)
     expect(page.locator("#list-past .consult-item", has_text="Alice Dupont")).to_contain_text(
         "Annulée"
     )
@@ -178,4 +189,41 @@ def test_start_opens_the_call_screen_with_the_local_camera(
     )
     page.click("#hang-up")
     expect(page.locator("#greeting")).to_be_visible()
+    assert_no_page_errors(page)
+
+
+def test_sign_in_works_with_the_keyboard_alone(live_server: LiveServer, contexts: Contexts) -> None:
+    create_doctor(live_server)
+    page = contexts.new_page()
+    page.goto("/")
+    expect(page.locator("#username")).to_be_focused()
+    page.keyboard.type("dr.martin")
+    page.keyboard.press("Tab")
+    expect(page.locator("#password")).to_be_focused()
+    page.keyboard.type(PASSWORD)
+    page.keyboard.press("Enter")
+    expect(page.locator("#enrol h1")).to_be_focused()
+    secret = page.locator("#secret").inner_text()
+    for _ in range(10):
+        page.keyboard.press("Tab")
+        if page.evaluate("() => document.activeElement.id") == "enrol-code":
+            break
+    expect(page.locator("#enrol-code")).to_be_focused()
+    page.keyboard.type(fresh_code(secret))
+    page.keyboard.press("Enter")
+    expect(page.locator("#greeting")).to_be_visible()
+    # The cancel dialog closes with Escape and leaves the consultation alone.
+    page.locator("#patient-name").focus()
+    page.keyboard.type("Chloé Bernard")
+    page.keyboard.press("Enter")
+    page.keyboard.press("Escape")  # nothing open yet: harmless
+    page.click("#invite-done")
+    page.get_by_role("button", name="Annuler la consultation avec Chloé Bernard").focus()
+    page.keyboard.press("Enter")
+    expect(page.locator("#confirm-dialog")).to_be_visible()
+    page.keyboard.press("Escape")
+    expect(page.locator("#confirm-dialog")).to_be_hidden()
+    kept = page.locator(UPCOMING, has_text="Chloé Bernard")
+    expect(kept).to_be_visible()
+    expect(kept).not_to_contain_text("Annulée")
     assert_no_page_errors(page)

@@ -152,6 +152,9 @@ function showInvite(answer) {
     name: answer.consultation.patient_name,
     when: formatDateTime(answer.consultation.scheduled_start),
   });
+  $("#invite-valid").textContent = t("invite.valid_until", {
+    when: formatDateTime(answer.consultation.invite_expires, { dateStyle: "medium", timeStyle: "short" }),
+  });
   panel.hidden = false;
   panel.scrollIntoView({ block: "start" });
   panel.focus();
@@ -266,6 +269,10 @@ function wire() {
     renderHeader();
     renderList();
   });
-  // Keep "today" honest when the page stays open.
-  setInterval(loadList, 60000);
+  // Keep the badges ("now", "past") honest while the page stays open, without asking the
+  // server: a timer's requests would keep the session alive past its idle timeout.
+  setInterval(() => user && renderList(), 60000);
+  document.addEventListener("visibilitychange", () => {
+    if (!document.hidden && user) loadList();
+  });
 }

@@ -21,6 +21,7 @@ let current = "checking";
 let check = null;
 let waitingSince = null;
 let connectionState = "connecting";
+let session = null; // what enterWaitingRoom() returned
 
 function show(section) {
   current = section;
@@ -220,6 +221,20 @@ function wireDevices() {
     $("#speaker-help").hidden = false;
   });
   $("#ready").addEventListener("click", enterWaiting);
+  $("#leave").addEventListener("click", () => {
+    if (session) session.leave();
+    session = null;
+    check.stopTracks();
+    $("#waiting-self").srcObject = null;
+    $(".self-view").hidden = true;
+    connectionState = "left";
+    renderConnectionState();
+    $("#leave").hidden = true;
+    $("#rejoin").hidden = false;
+    $("#rejoin").focus();
+  });
+  // Back through the code step: the access code is asked again.
+  $("#rejoin").addEventListener("click", () => location.reload());
 }
 
 // -- waiting room
@@ -248,7 +263,7 @@ async function enterWaiting() {
   connectionState = "connecting";
   renderConnectionState();
   try {
-    await enterWaitingRoom({
+    session = await enterWaitingRoom({
       consultation,
       getRoomToken,
       media: {
