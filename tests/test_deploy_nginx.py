@@ -116,6 +116,7 @@ class Deployment:
     data_dir: Path
     nginx_logs: Path
     app_log: Path
+    doctor_otpauth: str
 
     @property
     def origin(self) -> str:
@@ -166,8 +167,8 @@ def deployment(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Deployment]
     cert, key = ensure_self_signed(work / "tls", "localhost")
     https_port, http_port, app_port = free_port(), free_port(), free_port()
 
-    # The service: the shipped settings file, with what the brief of this deployment sets in
-    # the environment (public origin = nginx's, trust nginx's X-Forwarded-For).
+    # The service: the shipped settings file, then the environment: the public origin is
+    # nginx's, X-Forwarded-For is trusted, the TURN secret is a temporary file.
     turn_key = work / "turn.key"
     turn_key.write_text("dGVzdCB0dXJuIHNlY3JldCBmb3IgdGhlIG5naW54IHRlc3Q=\n")
     turn_key.chmod(0o600)
@@ -234,8 +235,9 @@ def deployment(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Deployment]
         assert added.returncode == 0, added.stdout + added.stderr
         uri = re.search(r"otpauth://\S+", added.stdout)
         assert uri, added.stdout
-        (work / "doctor.otpauth").write_text(uri.group(0))
-        yield Deployment(https_port, http_port, app_port, cert, data_dir, work / "logs", app_log)
+        yield Deployment(
+            https_port, http_port, app_port, cert, data_dir, work / "logs", app_log, uri.group(0)
+        )
     finally:
         if nginx_proc is not None:
             _stop(nginx_proc)
@@ -243,7 +245,7 @@ def deployment(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Deployment]
 
 
 def doctor_totp(deployment: Deployment) -> pyotp.TOTP:
-    totp = pyotp.parse_uri((deployment.nginx_logs.parent / "doctor.otpauth").read_text())
+    totp = pyotp.parse_uri(deployment.doctor_otpauth)
     assert isinstance(totp, pyotp.TOTP)
     return totp
 
