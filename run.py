@@ -77,7 +77,7 @@ def _serve(args: argparse.Namespace) -> int:
             f"data in {settings.storage.data_path.resolve()})",
             flush=True,
         )
-        link = await issue_setup_link(app)
+        link = None if args.no_setup_link else await issue_setup_link(app)
         if link:
             # Printed on the console only (never logged): it creates the first administrator.
             print(
@@ -265,6 +265,12 @@ def build_parser() -> argparse.ArgumentParser:
         "--self-signed",
         action="store_true",
         help="generate and use a self-signed certificate (trying it on a LAN)",
+    )
+    serve.add_argument(
+        "--no-setup-link",
+        action="store_true",
+        help="do not print the first-administrator link (e.g. under systemd, "
+        "whose journal would keep it); create the admin with add-user instead",
     )
     serve.set_defaults(func=_serve)
 

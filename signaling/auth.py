@@ -2,9 +2,12 @@
 
 from __future__ import annotations
 
+import logging
 import secrets
 import uuid
 from dataclasses import dataclass
+
+from cryptography.exceptions import InvalidTag
 
 from config import SecuritySettings
 from signaling import mfa
@@ -18,6 +21,7 @@ from signaling.passwords import hash_password, verify_password
 from signaling.store.base import DuplicateUsername, Store
 
 USERNAME_MAX = 64
+log = logging.getLogger("teleconsult.auth")
 
 
 @dataclass(frozen=True)
@@ -93,7 +97,16 @@ class Accounts:
     def totp_secret(self, user: User) -> str | None:
         if user.totp_secret_enc is None:
             return None
-        return self._box.open(user.totp_secret_enc, aad=user.id.encode()).decode()
+        try:
+            return self._box.open(user.totp_secret_enc, aad=user.id.encode()).decode()
+        except InvalidTag:
+            # Sealed with another app secret (the key file was replaced): only a reset helps.
+            log.error(
+                "the TOTP secret of user %s cannot be decrypted with the current app "
+                "secret; run: python run.py reset-mfa --username <name>",
+                user.id,
+            )
+            raise AppError("mfa_unreadable") from None
 
     async def start_enrolment(self, user: User) -> Enrolment:
         """Give the user a TOTP secret to enrol; it counts only after a correct code."""

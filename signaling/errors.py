@@ -36,6 +36,12 @@ _KINDS = [
     ErrorKind("address_locked", 429, None, "Too many failed attempts from this address."),
     ErrorKind("not_authenticated", 401, None, "Sign in first."),
     ErrorKind("enrolment_required", 403, None, "Set up your authenticator app first."),
+    ErrorKind(
+        "mfa_unreadable",
+        409,
+        None,
+        "Your two-factor setup can no longer be read; ask an administrator to reset it.",
+    ),
     ErrorKind("csrf_failed", 403, None, "The request did not carry a valid CSRF token."),
     ErrorKind("forbidden", 403, None, "You are not allowed to do this."),
     ErrorKind("weak_password", 400, None, "The password is too short."),

@@ -12,7 +12,7 @@ from aiohttp.web_request import BaseRequest
 from aiohttp.web_response import StreamResponse
 
 from signaling.errors import AppError
-from signaling.http_api import UNSAFE_METHODS, json_response
+from signaling.http_api import UNSAFE_METHODS, client_address, json_response
 from signaling.keys import SERVICES
 from signaling.store.base import StoreUnavailable
 
@@ -89,9 +89,11 @@ class RedactingAccessLogger(AbstractAccessLogger):
     """Access log without query strings or path tokens."""
 
     def log(self, request: BaseRequest, response: StreamResponse, time: float) -> None:
+        # Behind a trusted proxy, the address the proxy vouches for, not the proxy's own.
+        address = client_address(request) if isinstance(request, web.Request) else request.remote
         self.logger.info(
             '%s "%s %s" %s %.1fms',
-            request.remote,
+            address,
             request.method,
             redact_path(request.path),
             response.status,

@@ -151,6 +151,7 @@ async def enrol(request: web.Request) -> web.Response:
         "account_locked",
         "address_locked",
         "enrolment_required",
+        "mfa_unreadable",
         "invalid_body",
     ),
     tag="auth",

@@ -291,3 +291,18 @@ async def test_reset_mfa_requires_new_enrolment(
     # The old authenticator entry no longer works.
     resp = await session.post("/api/auth/totp", json={"code": accounts.next_code(doctor.totp)})
     assert resp.status == 401
+
+
+async def test_totp_sealed_with_a_replaced_app_secret_gives_a_clear_error(
+    accounts: Accounts, doctor: Staff, app: Any
+) -> None:
+    from signaling.crypto import SecretBox
+    from signaling.keys import SERVICES
+
+    services = app[SERVICES]
+    services.accounts._box = SecretBox(b"\x01" * 32)  # as after the key file was replaced
+    session = accounts.new_session()
+    await session.post("/api/auth/login", json={"username": "dr.martin", "password": PASSWORD})
+    resp = await session.post("/api/auth/totp", json={"code": accounts.next_code(doctor.totp)})
+    assert resp.status == 409
+    assert (await resp.json())["error"]["code"] == "mfa_unreadable"
