@@ -27,6 +27,7 @@ from media.recorder_protocol import ParticipantConnected, RecordingFailed
 from media.recording_service import (
     RecorderProcess,
     RecorderRequestFailed,
+    RecorderUnavailable,
     ServiceEvent,
     WorkerExited,
 )
@@ -320,3 +321,32 @@ async def test_closing_the_worker_seals_its_recordings_and_a_participant_can_rec
     assert set(decoded) == TITLES
     # The doctor's video goes on after the reconnection, on the same stream.
     assert decoded["doctor video"][1] > 1.5 and decoded["patient video"][1] > 1.5
+
+
+def fake_worker(tmp_path: Path, behaviour: str) -> str:
+    """An executable standing in for ``python``: says ready, then ``behaviour`` (shell)."""
+    script = tmp_path / "fake-python"
+    ready = '{"type":"ready","pid":1,"loopback":"off"}'
+    script.write_text(f"#!/bin/sh\necho '{ready}'\n{behaviour}\n")
+    script.chmod(0o700)
+    return str(script)
+
+
+async def test_a_worker_that_misses_a_deadline_is_killed(tmp_path: Path) -> None:
+    worker = await RecorderProcess.spawn(python=fake_worker(tmp_path, "exec sleep 60"))
+    with pytest.raises(RecorderUnavailable, match="killed"):
+        await worker.stop("rec")  # never answered: killed at the 1 s stop deadline
+    assert not worker.alive
+    exited = await wait_for_event(worker, WorkerExited)
+    assert isinstance(exited, WorkerExited) and exited.returncode == -signal.SIGKILL
+    with pytest.raises(RecorderUnavailable):
+        await worker.offer("rec", "doctor", "v=0\r\n")
+
+
+async def test_a_worker_that_dies_fails_the_pending_request(tmp_path: Path) -> None:
+    worker = await RecorderProcess.spawn(python=fake_worker(tmp_path, "read line; exit 3"))
+    with pytest.raises(RecorderUnavailable, match="exited"):
+        await worker.offer("rec", "doctor", "v=0\r\n")
+    exited = await wait_for_event(worker, WorkerExited)
+    assert isinstance(exited, WorkerExited) and exited.returncode == 3
+    await worker.close()
