@@ -177,6 +177,7 @@ def test_start_opens_the_call_screen_with_the_local_camera(
     page.wait_for_function("() => document.querySelector('#self-video').videoWidth > 0")
     # No WebSocket client yet: the screen says the live connection is not available.
     expect(page.locator("#call-status")).to_have_attribute("data-state", "unavailable")
+    snap(page, "call-shell")
     mute = page.locator("#toggle-mic")
     mute.click()
     expect(mute).to_have_attribute("aria-pressed", "true")
