@@ -104,6 +104,7 @@ def test_patient_page_in_english(live_server: LiveServer, contexts: Contexts) ->
     expect(page.locator("#code-form .alert-error")).to_have_text(
         "Wrong access code. 4 attempts left."
     )
+    snap(page, "patient-code-en")
     page.get_by_role("button", name="FR").click()
     expect(page.locator("#code-title")).to_have_text("Bienvenue")
     assert_no_page_errors(page)
@@ -154,4 +155,36 @@ def test_garbled_link_is_explained(live_server: LiveServer, contexts: Contexts) 
     page = contexts.new_page(locale="en-US")
     page.goto("/join/not-a-real-invite")
     expect(page.locator("#problem-title")).to_have_text("This link is not valid")
+    assert_no_page_errors(page)
+
+
+def test_blocked_camera_and_microphone_are_explained(
+    live_server: LiveServer, contexts: Contexts
+) -> None:
+    invite = make_invite(live_server)
+    page = contexts.new_page()
+    # --use-fake-ui-for-media-stream accepts every request, so the patient's "Block" is
+    # played by answering getUserMedia the way Chromium does after a refusal.
+    page.add_init_script(
+        """
+        const real = navigator.mediaDevices.getUserMedia.bind(navigator.mediaDevices);
+        window.blockMedia = true;
+        navigator.mediaDevices.getUserMedia = (constraints) => window.blockMedia
+          ? Promise.reject(new DOMException("Permission denied", "NotAllowedError"))
+          : real(constraints);
+        """
+    )
+    page.goto(invite.path)
+    enter_code(page, invite.code)
+    expect(page.locator("#devices-error")).to_be_visible()
+    expect(page.locator("#devices-error-text")).to_contain_text("bloque l'accès")
+    expect(page.locator("#ready-warning")).to_contain_text("Sans caméra ni micro")
+    expect(page.locator("#camera-status")).to_have_text("Indisponible")
+    snap(page, "patient-devices-blocked")
+    # Once allowed, "try again" starts the preview.
+    page.evaluate("() => { window.blockMedia = false; }")
+    page.click("#devices-retry")
+    page.wait_for_function("() => document.querySelector('#preview').videoWidth > 0")
+    expect(page.locator("#devices-error")).to_be_hidden()
+    expect(page.locator("#ready-warning")).to_be_hidden()
     assert_no_page_errors(page)

@@ -139,6 +139,7 @@ export const DICTIONARY = {
     "error.address_locked": "Trop d'essais infructueux depuis cette connexion.",
     "error.address_locked_retry": "Trop d'essais infructueux depuis cette connexion : réessayez dans {retry_after_minutes} minutes.",
     "error.not_authenticated": "Votre session a expiré. Connectez-vous à nouveau.",
+    "error.mfa_unreadable": "Votre double authentification ne peut plus être lue. Demandez à un administrateur de la réinitialiser.",
     "error.enrolment_required": "Activez d'abord la double authentification.",
     "error.mfa_unreadable": "Votre double authentification ne peut plus être lue : demandez à un administrateur de la réinitialiser.",
     "error.csrf_failed": "La page a expiré. Rechargez-la et réessayez.",
@@ -302,6 +303,7 @@ export const DICTIONARY = {
     "devices.error_partial": "Un de vos appareils n'a pas pu démarrer. Vous pouvez réessayer, ou continuer avec ce qui fonctionne.",
     "devices.error_other": "La caméra et le micro n'ont pas pu démarrer. Réessayez, ou essayez un autre navigateur.",
     "devices.warn_no_camera": "Sans caméra, votre médecin ne vous verra pas, mais vous pourrez lui parler.",
+    "devices.warn_no_devices": "Sans caméra ni micro, votre médecin ne pourra ni vous voir ni vous entendre. Réglez le problème ci-dessus si possible avant d'entrer.",
     "devices.warn_no_mic": "Sans micro, votre médecin ne pourra pas vous entendre. Réglez le problème si possible avant d'entrer.",
     "devices.ready": "Je suis prêt(e) : entrer en salle d'attente",
 
@@ -472,6 +474,7 @@ export const DICTIONARY = {
     "error.address_locked": "Too many failed attempts from this connection.",
     "error.address_locked_retry": "Too many failed attempts from this connection: try again in {retry_after_minutes} minutes.",
     "error.not_authenticated": "Your session has expired. Please sign in again.",
+    "error.mfa_unreadable": "Your two-factor setup can no longer be read. Ask an administrator to reset it.",
     "error.enrolment_required": "Turn on two-factor authentication first.",
     "error.mfa_unreadable": "Your two-factor setup can no longer be read: ask an administrator to reset it.",
     "error.csrf_failed": "The page has expired. Reload it and try again.",
@@ -635,6 +638,7 @@ export const DICTIONARY = {
     "devices.error_partial": "One of your devices could not start. You can try again, or continue with what works.",
     "devices.error_other": "The camera and microphone could not start. Try again, or try another browser.",
     "devices.warn_no_camera": "Without a camera your doctor will not see you, but you can still talk.",
+    "devices.warn_no_devices": "Without camera or microphone your doctor can neither see nor hear you. Fix the problem above if you can before going in.",
     "devices.warn_no_mic": "Without a microphone your doctor cannot hear you. Fix this if you can before going in.",
     "devices.ready": "I'm ready: go to the waiting room",
 

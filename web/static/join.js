@@ -179,7 +179,10 @@ function renderDeviceStatus() {
   }
   const warn = $("#ready-warning");
   warn.hidden = check.cameraOk && check.micOk;
-  if (!warn.hidden) warn.textContent = t(check.micOk ? "devices.warn_no_camera" : "devices.warn_no_mic");
+  if (!warn.hidden) {
+    const key = !check.micOk && !check.cameraOk ? "devices.warn_no_devices" : check.micOk ? "devices.warn_no_camera" : "devices.warn_no_mic";
+    warn.textContent = t(key);
+  }
 }
 
 function wireDevices() {
