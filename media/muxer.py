@@ -25,6 +25,8 @@ from __future__ import annotations
 
 import concurrent.futures
 import contextlib
+import dataclasses
+import errno
 import logging
 import queue
 import struct
@@ -55,6 +57,11 @@ DEFAULT_HEADER_WAIT: Final = 3.0  # seconds after the first frame
 MAX_PENDING_FRAMES: Final = 2_000  # ~20 s of one participant: write the header anyway
 OPUS_FRAME_SECONDS: Final = 0.02
 _TICK = 0.1  # the muxer thread's idle wake-up, seconds
+MAX_QUEUED_FRAMES: Final = 3_000  # ~20 s of two participants waiting for a stalled output
+
+
+class MuxerOverflowError(OSError):
+    """The output could not keep up (a stalled disk): the recording was stopped."""
 
 
 class MuxOutput(Protocol):
@@ -366,6 +373,10 @@ class MuxerThread:
     :class:`MuxResult`. An output failure stops the thread the same way (``abort`` on the
     output when it has one: a RecordingWriter keeps its complete segments) and is reported
     once through ``on_error`` from the muxer thread.
+
+    Memory stays bounded when the output stalls (a hung disk): past ``max_queued`` frames
+    waiting, the recording stops with :class:`MuxerOverflowError` (reported through
+    ``on_error`` from the submitting thread); what was muxed is sealed as usual.
     """
 
     def __init__(
@@ -375,9 +386,12 @@ class MuxerThread:
         *,
         on_error: Callable[[BaseException], None] | None = None,
         header_wait: float = DEFAULT_HEADER_WAIT,
+        max_queued: int = MAX_QUEUED_FRAMES,
         name: str = "recording-muxer",
     ) -> None:
         self._output = output
+        self._max_queued = max_queued
+        self._overflow: MuxerOverflowError | None = None
         self._muxer = RecordingMuxer(output, roles, header_wait=header_wait)
         self._on_error = on_error
         self._queue: queue.SimpleQueue[object] = queue.SimpleQueue()
@@ -391,8 +405,27 @@ class MuxerThread:
         return self._done
 
     def submit(self, role: str, source_id: int, frame: EncodedFrame) -> None:
-        if not self._stopping.is_set():
-            self._queue.put((role, source_id, frame))
+        if self._stopping.is_set():
+            return
+        if self._queue.qsize() >= self._max_queued:
+            self._overflowed()
+            return
+        self._queue.put((role, source_id, frame))
+
+    def _overflowed(self) -> None:
+        error = MuxerOverflowError(
+            errno.ENOBUFS,
+            f"the output fell {self._max_queued} frames behind (storage too slow or hung); "
+            "recording stopped",
+        )
+        self._overflow = error
+        self.stop()
+        log.error("muxer: %s", error)
+        if self._on_error is not None:
+            try:
+                self._on_error(error)
+            except Exception:
+                log.exception("muxer: error callback failed")
 
     def stop(self) -> concurrent.futures.Future[MuxResult]:
         self._stopping.set()
@@ -415,6 +448,8 @@ class MuxerThread:
                 self._muxer.tick()
             result = self._muxer.close()
             self._output.close()
+            if self._overflow is not None:
+                result = dataclasses.replace(result, error=self._overflow)
         except BaseException as exc:
             self._stopping.set()
             log.error("muxer: recording stopped by an error: %s", exc)
@@ -425,7 +460,7 @@ class MuxerThread:
                     abort()
                 else:
                     self._output.close()
-            if self._on_error is not None:
+            if self._on_error is not None and self._overflow is None:  # reported once
                 try:
                     self._on_error(exc)
                 except Exception:

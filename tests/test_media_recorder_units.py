@@ -7,6 +7,7 @@ import contextlib
 import errno
 import io
 import math
+import time
 from collections.abc import Iterator
 from dataclasses import dataclass
 from fractions import Fraction
@@ -21,7 +22,7 @@ from hypothesis import strategies as st
 
 from media.encrypted_recording import RecordingReader, RecordingWriteError, RecordingWriter
 from media.keyring import Keyring, MasterKey
-from media.muxer import MuxerThread, RecordingMuxer, RtpTimestampUnwrapper
+from media.muxer import MuxerOverflowError, MuxerThread, RecordingMuxer, RtpTimestampUnwrapper
 from media.passthrough import (
     EncodedFrame,
     OpusPassthrough,
@@ -355,7 +356,8 @@ def test_a_write_error_stops_the_muxer_thread_and_keeps_the_complete_segments(
     sink = FailingSink(capacity=88 + 3 * (4096 + 16) + 100)
     writer = RecordingWriter(sink, keyring.current, segment_size=4096)
     errors: list[BaseException] = []
-    thread = MuxerThread(writer, ROLES, on_error=errors.append)
+    # Frames come faster than any muxer here: let them queue, the point is the write error.
+    thread = MuxerThread(writer, ROLES, on_error=errors.append, max_queued=100_000)
 
     def frames() -> Iterator[tuple[str, int, EncodedFrame]]:
         for i in range(10_000):
@@ -450,3 +452,30 @@ def test_protocol_messages_round_trip_as_json_lines() -> None:
     with pytest.raises(msgspec.ValidationError):
         REQUEST_DECODER.decode(b'{"type": "start", "id": 1, "recording_id": "r", "evil": 1}')
     assert math.isfinite(stopped.duration)
+
+
+class SlowSink(PlainSink):
+    """Storage that stalls: every write takes a while."""
+
+    def write(self, b: bytes) -> int:  # type: ignore[override]
+        time.sleep(0.05)
+        return super().write(b)
+
+
+def test_a_stalled_output_stops_the_recording_instead_of_queueing_without_bound(
+    vp8_frames: list[bytes],
+) -> None:
+    keyring = Keyring(MasterKey.generate())
+    sink = SlowSink()
+    writer = RecordingWriter(sink, keyring.current, segment_size=1024)
+    errors: list[BaseException] = []
+    thread = MuxerThread(writer, ("doctor",), on_error=errors.append, max_queued=5)
+    for i in range(200):
+        thread.submit("doctor", 1, video(vp8_frames[i % 60], i * 3000, 7 + i / 30))
+    result = thread.done.result(timeout=30)
+    assert len(errors) == 1 and isinstance(errors[0], MuxerOverflowError)
+    assert result.error is errors[0]
+    assert result.packets < 200
+    assert writer.complete  # what was muxed is sealed as usual
+    with RecordingReader(io.BytesIO(bytes(sink.data)), keyring) as reader:
+        assert stream_titles(b"".join(reader)) == ["doctor video", "doctor audio"]
