@@ -31,61 +31,61 @@ ShortText = Annotated[str, Meta(max_length=200)]
 PingId = Annotated[int, Meta(ge=0, le=2**53)]
 
 
-class _Client(msgspec.Struct, tag_field="type", forbid_unknown_fields=True):
-    pass
+class ClientBase(msgspec.Struct, tag_field="type", forbid_unknown_fields=True):
+    """A message a client sends: tagged by ``type``, unknown fields refused."""
 
 
-class _Server(msgspec.Struct, tag_field="type", omit_defaults=True):
-    pass
+class ServerBase(msgspec.Struct, tag_field="type", omit_defaults=True):
+    """A message the server sends: tagged by ``type``, default-valued fields left out."""
 
 
 # -- client -> server ------------------------------------------------------------------------
 
 
-class Join(_Client, tag="join"):
+class Join(ClientBase, tag="join"):
     v: Version
     token: Token
 
 
-class Resume(_Client, tag="resume"):
+class Resume(ClientBase, tag="resume"):
     v: Version
     resume: Token
 
 
-class Admit(_Client, tag="admit"):
+class Admit(ClientBase, tag="admit"):
     pass
 
 
-class Deny(_Client, tag="deny"):
+class Deny(ClientBase, tag="deny"):
     pass
 
 
-class Offer(_Client, tag="offer"):
+class Offer(ClientBase, tag="offer"):
     sdp: Sdp
     # True when the offer restarts ICE (new ufrag/pwd) after a network change.
     ice_restart: bool = False
 
 
-class Answer(_Client, tag="answer"):
+class Answer(ClientBase, tag="answer"):
     sdp: Sdp
 
 
-class Candidate(_Client, tag="candidate"):
+class Candidate(ClientBase, tag="candidate"):
     candidate: Annotated[str, Meta(min_length=1, max_length=MAX_CANDIDATE_CHARS)]
     sdp_mid: Annotated[str, Meta(max_length=32)] | None = None
     sdp_mline_index: Annotated[int, Meta(ge=0, le=63)] | None = None
 
 
-class EndOfCandidates(_Client, tag="end_of_candidates"):
+class EndOfCandidates(ClientBase, tag="end_of_candidates"):
     pass
 
 
-class HangUp(_Client, tag="hang_up"):
+class HangUp(ClientBase, tag="hang_up"):
     # Doctor only: True ends the consultation for good; False (or a patient) just leaves.
     end: bool = False
 
 
-class Ping(_Client, tag="ping"):
+class Ping(ClientBase, tag="ping"):
     id: PingId = 0
 
 
@@ -105,7 +105,7 @@ class IceServer(msgspec.Struct, omit_defaults=True, frozen=True):
     credential: str | None = None
 
 
-class Welcome(_Server, tag="welcome"):
+class Welcome(ServerBase, tag="welcome"):
     v: int
     room: str
     role: Role
@@ -124,62 +124,62 @@ class WaitingPatient(msgspec.Struct, frozen=True):
     since: float  # Unix seconds
 
 
-class Lobby(_Server, tag="lobby"):
+class Lobby(ServerBase, tag="lobby"):
     """Doctor only: who waits in the waiting room (``None``: nobody)."""
 
     waiting: WaitingPatient | None = None
 
 
-class Waiting(_Server, tag="waiting"):
+class Waiting(ServerBase, tag="waiting"):
     """Patient only: you are in the waiting room."""
 
 
-class Admitted(_Server, tag="admitted"):
+class Admitted(ServerBase, tag="admitted"):
     pass
 
 
-class Denied(_Server, tag="denied"):
+class Denied(ServerBase, tag="denied"):
     pass
 
 
-class PeerJoined(_Server, tag="peer_joined"):
+class PeerJoined(ServerBase, tag="peer_joined"):
     role: Role
     resumed: bool = False
 
 
-class PeerLeft(_Server, tag="peer_left"):
+class PeerLeft(ServerBase, tag="peer_left"):
     role: Role
     reason: LeaveReason
 
 
-class RelayedOffer(_Server, tag="offer"):
+class RelayedOffer(ServerBase, tag="offer"):
     sdp: str
     ice_restart: bool = False
 
 
-class RelayedAnswer(_Server, tag="answer"):
+class RelayedAnswer(ServerBase, tag="answer"):
     sdp: str
 
 
-class RelayedCandidate(_Server, tag="candidate"):
+class RelayedCandidate(ServerBase, tag="candidate"):
     candidate: str
     sdp_mid: str | None = None
     sdp_mline_index: int | None = None
 
 
-class RelayedEndOfCandidates(_Server, tag="end_of_candidates"):
+class RelayedEndOfCandidates(ServerBase, tag="end_of_candidates"):
     pass
 
 
-class Ended(_Server, tag="ended"):
+class Ended(ServerBase, tag="ended"):
     reason: EndReason
 
 
-class Pong(_Server, tag="pong"):
+class Pong(ServerBase, tag="pong"):
     id: int = 0
 
 
-class ErrorMessage(_Server, tag="error"):
+class ErrorMessage(ServerBase, tag="error"):
     code: str
     message: str
     # The client message type the error answers, when known.
@@ -210,7 +210,7 @@ SERVER_DECODER: msgspec.json.Decoder[ServerMessage] = msgspec.json.Decoder(Serve
 _ENCODER = msgspec.json.Encoder()
 
 
-def encode(message: _Server) -> bytes:
+def encode(message: ServerBase) -> bytes:
     return _ENCODER.encode(message)
 
 

@@ -46,9 +46,9 @@ from signaling.protocol import (
     PeerJoined,
     PeerLeft,
     Role,
+    ServerBase,
     Waiting,
     WaitingPatient,
-    _Server,
     encode,
 )
 
@@ -136,7 +136,7 @@ class Room:
 
     # -- delivery
 
-    def _send(self, role: Role, message: _Server, close_code: int | None = None) -> None:
+    def _send(self, role: Role, message: ServerBase, close_code: int | None = None) -> None:
         seat = self.seats.get(role)
         if seat is not None and seat.connection_id is not None:
             self.registry.bus.publish(seat.connection_id, encode(message), close_code)

@@ -354,12 +354,13 @@ class Connection:
             await self._audit_refusal(error.code)
             raise
         room = self.signaling.rooms.get_or_create(claims.room, patient_name)
+        # Known before the first await of the join: if this task dies there (the client drops
+        # and aiohttp cancels the handler), run() still frees the seat.
         self.role = claims.role
-        result = await room.join(
+        self.room = room
+        await room.join(
             self.id, claims.role, claims.subject, self.address, self._welcome(room, False)
         )
-        del result
-        self.room = room
 
     async def _resume(self, message: Resume) -> None:
         if message.v not in SUPPORTED_VERSIONS:
@@ -375,8 +376,8 @@ class Connection:
             await self._audit_refusal(error.code)
             raise
         self.role = role
-        await room.resume(self.id, role, self._welcome(room, True))
         self.room = room
+        await room.resume(self.id, role, self._welcome(room, True))
 
     async def _on_second_join(self, message: Join | Resume) -> None:
         raise AppError("already_joined")
@@ -521,6 +522,13 @@ def setup_signaling(app: web.Application) -> None:
     registry = RoomRegistry(bus, services.settings.signaling.resume_grace_seconds, audit)
     app[SIGNALING] = Signaling(services, bus, registry)
     app.router.add_get("/ws", websocket_handler)
+    protocol_js = services.web_root / "protocol.js"
+
+    async def serve_protocol_js(request: web.Request) -> web.StreamResponse:
+        # The pages' shared client module (web/protocol.js), beside them at the site root.
+        return web.FileResponse(protocol_js, headers={"Cache-Control": "no-cache"})
+
+    app.router.add_get("/protocol.js", serve_protocol_js)
 
     async def close_sockets(app: web.Application) -> None:
         sockets = list(app[SIGNALING].sockets)

@@ -6,7 +6,9 @@ import asyncio
 import dataclasses
 from typing import Any
 
+import msgspec
 import pytest
+from aiohttp import WSMsgType
 from aiohttp.test_utils import TestClient
 
 from config import Settings
@@ -25,7 +27,7 @@ from signaling.protocol import (
     Welcome,
 )
 from signaling.ws import SIGNALING
-from tests.conftest import Accounts, Staff
+from tests.conftest import ORIGIN, Accounts, Staff
 from tests.rtc import SignalClient, book, connect, enter_call, join, make_sdp, silent
 
 
@@ -160,7 +162,7 @@ async def test_ending_the_consultation_closes_both_and_marks_it_ended(
     # The audit trail is written right after the sockets are told: give it a moment.
     assert client.app is not None
     store = client.app[SERVICES].store
-    async with asyncio.timeout(5):
+    async with asyncio.timeout(20):
         while not expected <= {e.action for e in await store.all_audit()}:  # noqa: ASYNC110
             await asyncio.sleep(0.02)
 
@@ -301,3 +303,23 @@ async def test_shutdown_closes_open_sockets_with_going_away(
     assert client.app is not None
     await client.app.shutdown()
     assert await closing == 1001
+
+
+@with_limits(heartbeat_seconds=0.2)
+async def test_a_client_that_stops_answering_pings_is_dropped(
+    client: TestClient[Any, Any], accounts: Accounts, doctor: Staff, clock: ManualClock
+) -> None:
+    booking = await book(accounts, doctor, clock)
+    # A patient whose network died silently: it answers no ping.
+    patient = await client.ws_connect("/ws", origin=ORIGIN, autoping=False)
+    join_message = {"type": "join", "v": 1, "token": await booking.patient_token()}
+    await patient.send_str(msgspec.json.encode(join_message).decode())
+    kinds = []
+    async with asyncio.timeout(10):
+        while True:
+            msg = await patient.receive()
+            kinds.append(msg.type)
+            if msg.type in (WSMsgType.CLOSE, WSMsgType.CLOSED, WSMsgType.ERROR):
+                break
+    assert WSMsgType.PING in kinds
+    assert _patient_gone(client)  # the connection is gone, the seat waits for a resume
