@@ -32,6 +32,13 @@ def used_keys() -> set[str]:
     return keys
 
 
+def test_no_key_is_written_twice() -> None:
+    source = (WEB / "static" / "i18n-dict.js").read_text()
+    for part in source.split("\n  en: {", 1):
+        keys = _ENTRY.findall(part)
+        assert len(keys) == len(set(keys)), sorted({k for k in keys if keys.count(k) > 1})
+
+
 def test_french_and_english_have_the_same_keys() -> None:
     words = dictionary()
     assert words["fr"] == words["en"]
