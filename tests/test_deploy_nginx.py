@@ -627,12 +627,13 @@ async def test_an_online_backup_with_the_keys_restores_accounts_and_audit_trail(
 async def test_a_new_app_secret_makes_totp_secrets_unreadable_until_reset_mfa(
     deployment: Deployment, tmp_path: Path
 ) -> None:
-    from cryptography.exceptions import InvalidTag
+    from signaling.errors import AppError
 
     restored = restore(deployment, tmp_path / "rotated")
     (restored / "keys" / "secret.key").unlink()  # a fresh one is generated on open
-    with pytest.raises(InvalidTag):
+    with pytest.raises(AppError) as info:
         await totp_secret_of(restored, "dr.nginx")
+    assert info.value.code == "mfa_unreadable"
     fresh = await totp_secret_of(restored, "dr.nginx", reset=True)
     assert fresh is not None and fresh != doctor_totp(deployment).secret
 
