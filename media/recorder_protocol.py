@@ -83,6 +83,8 @@ class Start(msgspec.Struct, tag="start", tag_field="type", forbid_unknown_fields
     key_id: str | None = None
     roles: list[str] = msgspec.field(default_factory=lambda: list(DEFAULT_ROLES))
     ice_servers: list[IceServerConfig] = msgspec.field(default_factory=list)
+    # Associated data binding the file to its recording (the reader must pass the same).
+    context: str = ""
 
 
 class Offer(msgspec.Struct, tag="offer", tag_field="type", forbid_unknown_fields=True):

@@ -143,7 +143,7 @@ class Worker:
             )
         path = Path(request.path)
         try:
-            writer = RecordingWriter.create(path, master)
+            writer = RecordingWriter.create(path, master, context=request.context.encode())
         except OSError as exc:
             raise RequestError("io_error", f"cannot create {path}: {exc.strerror}") from None
         servers = [

@@ -184,6 +184,7 @@ class RecorderProcess:
         key_id: str | None = None,
         roles: Sequence[str] = DEFAULT_ROLES,
         ice_servers: Sequence[IceServerConfig] = (),
+        context: str = "",
         reply_timeout: float = START_TIMEOUT,
     ) -> Started:
         request = Start(
@@ -194,6 +195,7 @@ class RecorderProcess:
             key_id=key_id,
             roles=list(roles),
             ice_servers=list(ice_servers),
+            context=context,
         )
         return await self._call(request, Started, reply_timeout)
 

@@ -350,3 +350,16 @@ async def test_a_worker_that_dies_fails_the_pending_request(tmp_path: Path) -> N
     exited = await wait_for_event(worker, WorkerExited)
     assert isinstance(exited, WorkerExited) and exited.returncode == 3
     await worker.close()
+
+
+async def test_a_recording_is_bound_to_its_context(
+    worker: RecorderProcess, key_file: Path, keyring: Keyring, tmp_path: Path
+) -> None:
+    path = tmp_path / "bound.tcrec"
+    await worker.start_recording("rec-bound", path, key_file, context="recording:rec-bound")
+    await worker.stop("rec-bound")
+    with RecordingReader.open(path, keyring, context=b"recording:rec-bound") as reader:
+        list(reader.chunks())  # authentic under its own context
+    with pytest.raises(RecordingIntegrityError):
+        with RecordingReader.open(path, keyring, context=b"recording:another") as reader:
+            list(reader.chunks())
