@@ -399,6 +399,8 @@ class Coturn:
     secret_text: str
     port: int = 0
     process: subprocess.Popen[bytes] | None = None
+    # A production config to run instead of the test flags (its ports and paths overridden).
+    config: str | None = None
 
     @property
     def url(self) -> str:
@@ -409,7 +411,9 @@ class Coturn:
         relay = free_udp_port()
         log = (self.directory / "turnserver.log").open("wb")
         self.process = subprocess.Popen(
-            [
+            self._config_command(relay)
+            if self.config is not None
+            else [
                 "turnserver",
                 "-n",
                 "--listening-ip=127.0.0.1",
@@ -440,6 +444,37 @@ class Coturn:
                 tail = (self.directory / "turnserver.log").read_text(errors="replace")[-2000:]
                 raise RuntimeError(f"turnserver did not start:\n{tail}")
         return self
+
+    def _config_command(self, relay: int) -> list[str]:
+        """The shipped config with this machine's ports, paths and secret, no TLS, no root."""
+        assert self.config is not None
+        dropped = (
+            "listening-port", "tls-listening-port", "listening-ip", "relay-ip", "external-ip",
+            "min-port", "max-port", "cert", "pkey", "cipher-list", "static-auth-secret",
+            "log-file", "simple-log", "proc-user", "proc-group", "userdb", "db",
+        )  # fmt: skip
+        lines = [
+            line
+            for line in self.config.splitlines()
+            if line.strip().partition("=")[0].strip() not in dropped
+        ]
+        lines += [
+            "listening-ip=127.0.0.1",
+            "relay-ip=127.0.0.1",
+            f"listening-port={self.port}",
+            f"min-port={max(relay - 50, 1024)}",
+            f"max-port={relay + 50}",
+            f"static-auth-secret={self.secret_text}",
+            "no-tls",
+            "no-rfc5780",
+            f"db={self.directory / 'turndb'}",
+            f"pidfile={self.directory / 'turnserver.pid'}",
+            "log-file=stdout",
+            "verbose",  # so a test can read why a request was refused
+        ]
+        path = self.directory / "turnserver.conf"
+        path.write_text("\n".join(lines) + "\n")
+        return ["turnserver", "-c", str(path)]
 
     def stop(self) -> None:
         if self.process is not None and self.process.poll() is None:

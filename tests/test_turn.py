@@ -219,3 +219,44 @@ def test_the_shipped_coturn_config_denies_internal_peers() -> None:
         "fe80::",
     ):
         assert required in starts, required
+
+
+async def test_the_shipped_coturn_config_refuses_to_relay_to_loopback(
+    client: TestClient[Any, Any],
+    accounts: Accounts,
+    doctor: Staff,
+    clock: ManualClock,
+    settings: Settings,
+    tmp_path: Path,
+) -> None:
+    """Same call as the relay test above, through coturn run with deploy/coturn's config:
+    its denied-peer-ip lines forbid the 127.0.0.1 peers, so no media may flow."""
+    directory = tmp_path / "shipped"
+    directory.mkdir()
+    shipped = Coturn(directory, SECRET_TEXT, config=SHIPPED.read_text()).start()
+    try:
+        booking = await book(accounts, doctor, clock)
+        doctor_ws, doctor_welcome, patient_ws, patient_welcome = await enter_call(client, booking)
+        servers = [
+            msgspec.structs.replace(server, urls=[shipped.url]) if server.username else server
+            for server in doctor_welcome.ice_servers
+        ]
+        patient_servers = [
+            msgspec.structs.replace(server, urls=[shipped.url]) if server.username else server
+            for server in patient_welcome.ice_servers
+        ]
+        doctor_config = rtc_config(servers, relay_only=True)
+        patient_config = rtc_config(patient_servers, relay_only=True)
+        async with peers(doctor_config, patient_config) as (doctor_peer, patient_peer):
+            await call(doctor_ws, doctor_peer, patient_ws, patient_peer)
+            # Allocation works (the credentials are good) ...
+            assert relayed_only(doctor_peer.pc.localDescription.sdp)
+            # ... but permissions towards loopback peers are refused.
+            with pytest.raises(TimeoutError):
+                await doctor_peer.wait_connected(within=4)
+            assert doctor_peer.frames == {"audio": 0, "video": 0}
+    finally:
+        shipped.stop()
+    log = (directory / "turnserver.log").read_text(errors="replace")
+    assert "ALLOCATE processed, success" in log
+    assert "error 403: Forbidden IP" in log
