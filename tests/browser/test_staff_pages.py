@@ -55,6 +55,7 @@ def test_setup_link_creates_admin_who_enrols_and_sees_admin_dashboard(
     page.fill("#password2", "short")
     page.click("#setup-form button[type=submit]")
     expect(page.locator("#setup-form .alert-error")).to_contain_text("12 caractères")
+    snap(page, "setup")
     page.fill("#password", PASSWORD)
     page.fill("#password2", PASSWORD)
     page.click("#setup-form button[type=submit]")
