@@ -212,3 +212,10 @@ class RecordingList(msgspec.Struct):
 
 class RecordingQuery(msgspec.Struct, forbid_unknown_fields=True):
     consultation: Annotated[str, Meta(max_length=64)] | None = None
+
+
+class PatientSessionView(msgspec.Struct):
+    """A patient's own appointment, for a page reloaded after the access code step."""
+
+    consultation: InviteInfo
+    csrf_token: str

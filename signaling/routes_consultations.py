@@ -12,6 +12,7 @@ from signaling.api_types import (
     InviteInfo,
     InviteInspectRequest,
     InviteResponse,
+    PatientSessionView,
     RedeemRequest,
     RedeemResponse,
     RoomTokenRequest,
@@ -387,3 +388,32 @@ async def erase_consultation_route(request: web.Request) -> web.Response:
         reason="request",
     )
     return json_response(_view(services, erased))
+
+
+@routes.route(
+    "GET",
+    "/api/patient/session",
+    summary="The signed-in patient's appointment and CSRF token (a reloaded page carries on "
+    "without the access code)",
+    auth="patient",
+    response=PatientSessionView,
+    errors=(
+        "not_authenticated",
+        "consultation_not_found",
+        "consultation_cancelled",
+        "consultation_ended",
+    ),
+    tag="patients",
+)
+async def patient_session(request: web.Request) -> web.Response:
+    services = request.app[SERVICES]
+    session = request[SESSION_KEY]
+    c = await services.store.get_consultation(session.consultation_id or "")
+    if c is None:
+        raise AppError("consultation_not_found")
+    services.consultations.ensure_open(c)
+    return json_response(
+        PatientSessionView(
+            consultation=await _invite_info(services, c), csrf_token=session.csrf_token
+        )
+    )

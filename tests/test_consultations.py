@@ -154,6 +154,14 @@ async def test_patient_redeems_link_and_code_for_a_room_token(
         assert resp.status == 404
         # A patient session is no staff session.
         assert (await patient.get("/api/consultations")).status == 401
+        # A reloaded page picks the appointment and CSRF token up again, without the code.
+        resp = await patient.get("/api/patient/session")
+        again = await resp.json()
+        assert again["csrf_token"] == body["csrf_token"]
+        assert again["consultation"]["consultation_id"] == created["consultation"]["id"]
+        await doctor.post(f"/api/consultations/{created['consultation']['id']}/cancel")
+        resp = await patient.get("/api/patient/session")
+        assert (await resp.json())["error"]["code"] == "consultation_cancelled"
     finally:
         await patient.close()
 
