@@ -193,6 +193,8 @@ class ConsultationExport(msgspec.Struct):
     consultation: ConsultationView
     doctor: UserView
     audit: list[AuditEntryView]
+    # Each one downloads decrypted from /api/recordings/{id}/download.
+    recordings: list[RecordingView] = []
 
 
 class RecordingView(msgspec.Struct):

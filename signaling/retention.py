@@ -28,7 +28,22 @@ log = logging.getLogger("teleconsult.retention")
 DAY = 86400.0
 
 
-async def erase_consultation(store: Store, consultation: Consultation, now: float) -> Consultation:
+async def erase_consultation(
+    store: Store,
+    consultation: Consultation,
+    now: float,
+    library: RecordingLibrary | None = None,
+) -> tuple[Consultation, int]:
+    """Erase the patient's details; with ``library``, crypto-shred the recordings too.
+
+    Answers the erased consultation and how many recordings were shredded.
+    """
+    shredded = 0
+    if library is not None:
+        for recording in await store.list_recordings(consultation_id=consultation.id):
+            if recording.status not in ("deleted", "recording"):
+                await library.delete(recording, "erased")
+                shredded += 1
     erased = consultation.evolve(
         patient_name="",
         note="",
@@ -40,7 +55,7 @@ async def erase_consultation(store: Store, consultation: Consultation, now: floa
     )
     await store.update_consultation(erased)
     await store.scrub()
-    return erased
+    return erased, shredded
 
 
 @dataclass(frozen=True)

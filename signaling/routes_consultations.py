@@ -334,6 +334,7 @@ async def issue_room_token(request: web.Request, body: RoomTokenRequest) -> web.
 )
 async def export_consultation(request: web.Request) -> web.Response:
     from signaling.routes_audit import _view as audit_view
+    from signaling.routes_recordings import recording_view
     from signaling.store.base import AuditFilter
     from signaling.views import user_view
 
@@ -356,6 +357,11 @@ async def export_consultation(request: web.Request) -> web.Response:
         consultation=_view(services, c),
         doctor=user_view(doctor),
         audit=[audit_view(e) for e in entries],
+        recordings=[
+            recording_view(r)
+            for r in await services.store.list_recordings(consultation_id=c.id)
+            if r.status != "deleted"
+        ],
     )
     response = json_response(export)
     response.headers["Content-Disposition"] = f'attachment; filename="consultation-{c.id}.json"'
@@ -373,12 +379,14 @@ async def export_consultation(request: web.Request) -> web.Response:
     tag="patients",
 )
 async def erase_consultation_route(request: web.Request) -> web.Response:
+    from signaling.recordings import RecordingLibrary
     from signaling.retention import erase_consultation
 
     services = request.app[SERVICES]
     admin = request[USER_KEY]
     c = await services.consultations.visible_to(admin, request.match_info["consultation_id"])
-    erased = await erase_consultation(services.store, c, services.clock.now())
+    library = RecordingLibrary(services.store, services.clock, services.settings)
+    erased, shredded = await erase_consultation(services.store, c, services.clock.now(), library)
     await services.audit.record(
         "consultation.erased",
         actor=admin.id,
@@ -386,6 +394,7 @@ async def erase_consultation_route(request: web.Request) -> web.Response:
         target=c.id,
         address=client_address(request),
         reason="request",
+        recordings_shredded=shredded,
     )
     return json_response(_view(services, erased))
 

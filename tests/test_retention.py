@@ -109,3 +109,25 @@ async def test_admin_exports_then_erases_a_consultation_at_the_patients_request(
             timeout=60,
         )
         assert result.returncode == 0, result.stdout
+
+
+async def test_erasure_at_the_patients_request_crypto_shreds_the_recordings(
+    app: web.Application, admin: Staff, doctor: Staff, clock: ManualClock
+) -> None:
+    from signaling.recordings import RecordingLibrary
+    from tests.test_recordings_api import make_recording
+
+    created = await create(doctor, clock)
+    cid = created["consultation"]["id"]
+    rec = await make_recording(app, cid, doctor.user["id"])
+    export = await (await admin.client.get(f"/api/consultations/{cid}/export")).json()
+    assert [r["id"] for r in export["recordings"]] == [rec.id]
+    resp = await admin.post(f"/api/consultations/{cid}/erase")
+    assert resp.status == 200
+    services = app[SERVICES]
+    path = RecordingLibrary(services.store, services.clock, services.settings).path_of(rec)
+    assert not path.exists()
+    stored = await services.store.get_recording(rec.id)
+    assert stored is not None and stored.status == "deleted"
+    erased = [e for e in await services.store.all_audit() if e.action == "consultation.erased"]
+    assert '"recordings_shredded":1' in erased[0].details
