@@ -14,7 +14,7 @@ from config import Settings
 from signaling.clock import ManualClock
 from signaling.keys import SERVICES
 from signaling.protocol import ErrorMessage, Lobby, Pong, RelayedCandidate, RelayedOffer, Waiting
-from tests.conftest import Accounts, Staff
+from tests.conftest import ORIGIN, Accounts, Staff
 from tests.rtc import book, connect, enter_call, join, make_sdp, silent
 
 
@@ -376,3 +376,9 @@ async def test_errors_never_carry_a_traceback_or_a_token(
     assert error.code == "malformed_message" and error.at == "$.v"
     text = repr(error)
     assert token not in text and "Traceback" not in text
+
+
+async def test_per_message_compression_is_never_negotiated(client: TestClient[Any, Any]) -> None:
+    ws = await client.ws_connect("/ws", origin=ORIGIN, compress=15)
+    assert ws.compress == 0
+    await ws.close()

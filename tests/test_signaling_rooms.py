@@ -12,6 +12,7 @@ from aiohttp import WSMsgType
 from aiohttp.test_utils import TestClient
 
 from config import Settings
+from signaling.bus import LocalBus
 from signaling.clock import ManualClock
 from signaling.keys import SERVICES
 from signaling.protocol import (
@@ -26,6 +27,7 @@ from signaling.protocol import (
     Waiting,
     Welcome,
 )
+from signaling.rooms import InvalidTransition, RoomRegistry, RoomState
 from signaling.ws import SIGNALING
 from tests.conftest import ORIGIN, Accounts, Staff
 from tests.rtc import SignalClient, book, connect, enter_call, join, make_sdp, silent
@@ -323,3 +325,38 @@ async def test_a_client_that_stops_answering_pings_is_dropped(
                 break
     assert WSMsgType.PING in kinds
     assert _patient_gone(client)  # the connection is gone, the seat waits for a resume
+
+
+async def test_the_room_state_machine_refuses_bad_transitions_with_one_error_type() -> None:
+    delivered: list[tuple[str, bytes, int | None]] = []
+    bus = LocalBus()
+    bus.attach("d1", lambda payload, code: delivered.append(("d1", payload, code)))
+    bus.attach("p1", lambda payload, code: delivered.append(("p1", payload, code)))
+
+    async def no_audit(*args: Any, **kwargs: Any) -> None:
+        return None
+
+    registry = RoomRegistry(bus, 30.0, no_audit)
+    room = registry.get_or_create("room-1", "Alice")
+    await room.join("d1", "doctor", "user:1", "", lambda result: None)
+    with pytest.raises(InvalidTransition):
+        room.relay_target("doctor")  # waiting: nothing is relayed
+    await room.join("p1", "patient", "patient:room-1", "", lambda result: None)
+    await room.admit("doctor")
+    assert room.state is RoomState.IN_CALL
+    assert room.relay_target("doctor") == "patient"
+    with pytest.raises(InvalidTransition):
+        await room.admit("doctor")  # already in the call
+    await room.end("ended_by_doctor", None)
+    assert room.state is RoomState.ENDED
+    for attempt in (
+        room.admit("doctor"),
+        room.deny("doctor"),
+        room.join("d2", "doctor", "user:1", "", lambda result: None),
+        room.resume("d3", "doctor", lambda result: None),
+    ):
+        with pytest.raises(InvalidTransition) as caught:
+            await attempt
+        assert caught.value.code == "invalid_state"
+    assert [code for _, _, code in delivered if code is not None] == [4410, 4410]
+    assert "room-1" not in registry.rooms
