@@ -108,6 +108,10 @@ class RecordingSettings:
     # Empty: <data_dir>/keys/recording-master.key, generated on first run.
     master_key_file: str = ""
     retention_days: int = 30
+    # Host candidates of the recording peer: "include" adds 127.0.0.1 to the machine's
+    # addresses (browser and server on one machine, the embedded default), "off" leaves the
+    # machine's addresses alone (production), "only" offers loopback alone (tests).
+    worker_loopback: str = "include"
 
 
 @dataclass(frozen=True)
@@ -222,6 +226,11 @@ class Settings:
         for name in ("join_timeout_seconds", "resume_grace_seconds", "heartbeat_seconds"):
             require(getattr(sig, name) > 0, f"signaling.{name}", "a positive number of seconds")
         require(self.recording.retention_days > 0, "recording.retention_days", "a positive integer")
+        require(
+            self.recording.worker_loopback in ("off", "include", "only"),
+            "recording.worker_loopback",
+            '"off", "include" or "only"',
+        )
         for name in ("consultation_days", "sweep_interval_minutes"):
             require(getattr(self.retention, name) > 0, f"retention.{name}", "a positive integer")
         return self

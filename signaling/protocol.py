@@ -89,8 +89,41 @@ class Ping(ClientBase, tag="ping"):
     id: PingId = 0
 
 
+class RecordingRequest(ClientBase, tag="recording_request"):
+    """The doctor asks both participants to consent to a recording."""
+
+
+class RecordingConsent(ClientBase, tag="recording_consent"):
+    """The sender's own answer; it never counts for the other participant."""
+
+    granted: bool
+
+
+class RecordingWithdraw(ClientBase, tag="recording_withdraw"):
+    """Either participant withdraws consent: a running recording stops within a second."""
+
+
+class RecordingOffer(ClientBase, tag="recording_offer"):
+    """A complete (non-trickled) send-only offer to the server's recording peer."""
+
+    sdp: Sdp
+
+
 ClientMessage = (
-    Join | Resume | Admit | Deny | Offer | Answer | Candidate | EndOfCandidates | HangUp | Ping
+    Join
+    | Resume
+    | Admit
+    | Deny
+    | Offer
+    | Answer
+    | Candidate
+    | EndOfCandidates
+    | HangUp
+    | Ping
+    | RecordingRequest
+    | RecordingConsent
+    | RecordingWithdraw
+    | RecordingOffer
 )
 FIRST_MESSAGES = (Join, Resume)
 
@@ -188,8 +221,27 @@ class ErrorMessage(ServerBase, tag="error"):
     at: str | None = None
 
 
+RecordingStateName = Literal["idle", "asked", "recording"]
+
+
+class RecordingState(ServerBase, tag="recording_state"):
+    """Sent to both participants whenever the recording's state changes."""
+
+    state: RecordingStateName
+    recording_id: str = ""
+    # Why it went back to idle: declined_by_doctor|patient, consent_withdrawn, call_ended,
+    # recorder_unavailable, write_error, recorder_exited...
+    reason: str = ""
+
+
+class RecordingAnswer(ServerBase, tag="recording_answer"):
+    sdp: str
+
+
 ServerMessage = (
-    Welcome
+    RecordingState
+    | RecordingAnswer
+    | Welcome
     | Lobby
     | Waiting
     | Admitted

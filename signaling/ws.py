@@ -18,6 +18,7 @@ from typing import Any
 from aiohttp import WSCloseCode, WSMsgType, web
 
 from signaling.bus import LocalBus
+from signaling.consent import ConsentState
 from signaling.errors import AppError
 from signaling.http_api import client_address
 from signaling.keys import SERVICES, Services
@@ -36,6 +37,12 @@ from signaling.protocol import (
     Offer,
     Ping,
     Pong,
+    RecordingAnswer,
+    RecordingConsent,
+    RecordingOffer,
+    RecordingRequest,
+    RecordingState,
+    RecordingWithdraw,
     RelayedAnswer,
     RelayedCandidate,
     RelayedEndOfCandidates,
@@ -47,7 +54,8 @@ from signaling.protocol import (
     encode,
     message_type,
 )
-from signaling.rooms import JoinResult, Room, RoomRegistry, Seat
+from signaling.recording_session import RecordingChange, RecordingSession
+from signaling.rooms import JoinResult, Room, RoomRegistry, RoomState, Seat
 from signaling.sdp import MAX_TRICKLE_CANDIDATES, validate_candidate, validate_sdp
 from signaling.turn import credential_expiry, ice_servers
 
@@ -87,6 +95,44 @@ class Signaling:
     rooms: RoomRegistry
     sockets: weakref.WeakSet[web.WebSocketResponse] = field(default_factory=weakref.WeakSet)
     per_address: dict[str, int] = field(default_factory=dict)
+    # One recording session per room that ever asked to record.
+    recordings: dict[str, RecordingSession] = field(default_factory=dict)
+
+    async def recording_for(self, room: Room) -> RecordingSession:
+        session = self.recordings.get(room.id)
+        if session is None:
+            consultation = await self.services.store.get_consultation(room.id)
+            if consultation is None:
+                raise AppError("consultation_not_found")
+
+            async def announce(change: RecordingChange) -> None:
+                message = encode(
+                    RecordingState(
+                        state=change.state,  # type: ignore[arg-type]
+                        recording_id=change.recording_id,
+                        reason=change.reason,
+                    )
+                )
+                room.send_raw("doctor", message)
+                room.send_raw("patient", message)
+
+            s = self.services
+            session = RecordingSession(
+                consultation,
+                s.store,
+                s.clock,
+                s.settings,
+                s.audit,
+                announce,
+                loopback=s.settings.recording.worker_loopback,
+            )
+            self.recordings[room.id] = session
+        return session
+
+    async def stop_recording(self, room_id: str, reason: str) -> None:
+        session = self.recordings.get(room_id)
+        if session is not None and session.state is not ConsentState.IDLE:
+            await session.stop(reason)
 
     def acquire_address(self, address: str) -> bool:
         count = self.per_address.get(address, 0)
@@ -206,6 +252,9 @@ class Connection:
         finally:
             self.signaling.bus.detach(self.id)
             try:
+                if self.room is not None:
+                    # A participant who can no longer withdraw is no longer recorded.
+                    await self.signaling.stop_recording(self.room.id, "participant_left")
                 if self.room is not None and not self.hung_up:
                     await self.room.connection_lost(self.id, self.role)
                 await self._finish_writer()
@@ -459,6 +508,35 @@ class Connection:
     async def _on_ping(self, message: Ping) -> None:
         self.deliver(encode(Pong(id=message.id)), None)
 
+    # -- recording consent: the role is the connection's, never taken from a message
+
+    async def _recording(self) -> tuple[Seat, RecordingSession]:
+        seat = self._seat()
+        room = self._joined()
+        room.require(RoomState.IN_CALL, action="record")
+        return seat, await self.signaling.recording_for(room)
+
+    async def _on_recording_request(self, message: RecordingRequest) -> None:
+        seat, session = await self._recording()
+        await session.request(self.role, seat.subject)
+
+    async def _on_recording_consent(self, message: RecordingConsent) -> None:
+        seat, session = await self._recording()
+        await session.answer(self.role, seat.subject, message.granted)
+
+    async def _on_recording_withdraw(self, message: RecordingWithdraw) -> None:
+        seat = self._seat()
+        room = self._joined()
+        # Withdrawing is always possible, whatever the room's state.
+        session = await self.signaling.recording_for(room)
+        await session.withdraw(self.role, seat.subject)
+
+    async def _on_recording_offer(self, message: RecordingOffer) -> None:
+        _, session = await self._recording()
+        validate_sdp(message.sdp)
+        answer = await session.offer(self.role, message.sdp)
+        self.deliver(encode(RecordingAnswer(sdp=answer)), None)
+
 
 # The dispatch table: one handler per client message type (join/resume only come first).
 _HANDLERS: dict[type[Any], Callable[[Connection, Any], Awaitable[None]]] = {
@@ -472,6 +550,10 @@ _HANDLERS: dict[type[Any], Callable[[Connection, Any], Awaitable[None]]] = {
     Ping: Connection._on_ping,
     Join: Connection._on_second_join,
     Resume: Connection._on_second_join,
+    RecordingRequest: Connection._on_recording_request,
+    RecordingConsent: Connection._on_recording_consent,
+    RecordingWithdraw: Connection._on_recording_withdraw,
+    RecordingOffer: Connection._on_recording_offer,
 }
 
 

@@ -1,0 +1,130 @@
+"""Recording through the signaling protocol: consent from both, send-only offers to the
+server's recording peer, withdrawal stops it; the server, not the clients, decides."""
+
+from __future__ import annotations
+
+import asyncio
+import dataclasses
+import io
+from typing import Any
+
+import av
+import pytest
+from aiohttp import web
+from aiohttp.test_utils import TestClient
+from aiortc import RTCConfiguration, RTCPeerConnection, RTCSessionDescription
+from aiortc.mediastreams import AudioStreamTrack, VideoStreamTrack
+
+from config import Settings
+from signaling.clock import ManualClock
+from signaling.keys import SERVICES
+from signaling.protocol import RecordingAnswer, RecordingState
+from signaling.recordings import RecordingLibrary
+from tests.conftest import Accounts, Staff
+from tests.rtc import SignalClient, book, enter_call, loopback_only, silent
+
+pytestmark = pytest.mark.slow
+
+
+@pytest.fixture(autouse=True)
+def _loopback(monkeypatch: pytest.MonkeyPatch) -> None:
+    loopback_only(monkeypatch)
+
+
+@pytest.fixture
+def settings(settings: Settings) -> Settings:
+    recording = dataclasses.replace(settings.recording, worker_loopback="only")
+    return dataclasses.replace(settings, recording=recording)
+
+
+async def both_see(state: str, *clients: SignalClient) -> list[RecordingState]:
+    seen = [await c.expect(RecordingState) for c in clients]
+    assert [s.state for s in seen] == [state] * len(clients)
+    return seen
+
+
+async def send_to_recorder(signal: SignalClient) -> RTCPeerConnection:
+    pc = RTCPeerConnection(RTCConfiguration(iceServers=[]))
+    pc.addTransceiver(VideoStreamTrack(), direction="sendonly")
+    pc.addTransceiver(AudioStreamTrack(), direction="sendonly")
+    await pc.setLocalDescription(await pc.createOffer())  # aiortc: complete, not trickled
+    await signal.send({"type": "recording_offer", "sdp": pc.localDescription.sdp})
+    answer = await signal.expect(RecordingAnswer)
+    await pc.setRemoteDescription(RTCSessionDescription(sdp=answer.sdp, type="answer"))
+    return pc
+
+
+async def test_both_consent_then_a_withdrawal_stops_the_recording(
+    client: TestClient[Any, Any],
+    app: web.Application,
+    accounts: Accounts,
+    doctor: Staff,
+    clock: ManualClock,
+) -> None:
+    booking = await book(accounts, doctor, clock)
+    doctor_ws, _, patient_ws, _ = await enter_call(client, booking)
+    await doctor_ws.send({"type": "recording_request"})
+    asked = await both_see("asked", doctor_ws, patient_ws)
+    rid = asked[0].recording_id
+    await patient_ws.send({"type": "recording_consent", "granted": True})
+    assert await silent(doctor_ws) and await silent(patient_ws)  # one consent: nothing yet
+    await doctor_ws.send({"type": "recording_consent", "granted": True})
+    await both_see("recording", doctor_ws, patient_ws)
+    pcs = [await send_to_recorder(doctor_ws), await send_to_recorder(patient_ws)]
+    try:
+        await asyncio.sleep(3)
+        await patient_ws.send({"type": "recording_withdraw"})
+        stopped = await both_see("idle", doctor_ws, patient_ws)
+        assert stopped[0].reason == "consent_withdrawn"
+    finally:
+        for pc in pcs:
+            await pc.close()
+    services = app[SERVICES]
+    recording = await services.store.get_recording(rid)
+    assert recording is not None and recording.status == "complete"
+    data = b"".join(
+        RecordingLibrary(services.store, services.clock, services.settings).plaintext(recording)
+    )
+    with av.open(io.BytesIO(data)) as container:
+        assert sorted(s.type for s in container.streams) == ["audio", "audio", "video", "video"]
+        assert sum(1 for _ in container.decode(video=0)) > 10
+    receipts = await services.store.list_consent_receipts(booking.consultation_id)
+    assert [(r.role, r.decision) for r in receipts] == [
+        ("patient", "granted"),
+        ("doctor", "granted"),
+        ("patient", "withdrawn"),
+    ]
+    await doctor_ws.close()
+    await patient_ws.close()
+
+
+async def test_a_client_cannot_consent_for_the_other_side(
+    client: TestClient[Any, Any],
+    app: web.Application,
+    accounts: Accounts,
+    doctor: Staff,
+    clock: ManualClock,
+) -> None:
+    booking = await book(accounts, doctor, clock)
+    doctor_ws, _, patient_ws, _ = await enter_call(client, booking)
+    # Only the doctor asks.
+    await patient_ws.send({"type": "recording_request"})
+    assert (await patient_ws.expect_error("forbidden")).code == "forbidden"
+    await doctor_ws.send({"type": "recording_request"})
+    await both_see("asked", doctor_ws, patient_ws)
+    # The doctor claims the patient's consent: the message has no such field.
+    await doctor_ws.send({"type": "recording_consent", "granted": True, "role": "patient"})
+    await doctor_ws.expect_error("malformed_message")
+    # Saying yes twice is still one participant's consent; offers are refused.
+    await doctor_ws.send({"type": "recording_consent", "granted": True})
+    await doctor_ws.send({"type": "recording_consent", "granted": True})
+    await doctor_ws.send({"type": "recording_offer", "sdp": "v=0\r\n"})
+    await doctor_ws.expect_error("invalid_sdp")
+    assert await app[SERVICES].store.list_recordings() == []
+    # The patient declines: back to idle, told to both.
+    await patient_ws.send({"type": "recording_consent", "granted": False})
+    declined = await both_see("idle", doctor_ws, patient_ws)
+    assert declined[0].reason == "declined_by_patient"
+    assert await app[SERVICES].store.list_recordings() == []
+    await doctor_ws.close()
+    await patient_ws.close()
