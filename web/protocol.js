@@ -146,6 +146,29 @@ export class SignalingClient extends EventTarget {
     this._send(end ? { type: "hang_up", end: true } : { type: "hang_up" });
   }
 
+  /** Doctor: ask both participants to consent to a recording (answered by recording_state). */
+  requestRecording() {
+    this._send({ type: "recording_request" });
+  }
+
+  /** This participant's own answer; it never counts for the other participant. */
+  consentToRecording(granted) {
+    this._send({ type: "recording_consent", granted: Boolean(granted) });
+  }
+
+  /** Withdraw consent at any time: a running recording stops within a second. */
+  withdrawRecordingConsent() {
+    this._send({ type: "recording_withdraw" });
+  }
+
+  /**
+   * Send a complete (ICE gathering finished) send-only offer to the server's recording peer;
+   * the server answers with recording_answer.
+   */
+  recordingOffer(description) {
+    this._send({ type: "recording_offer", sdp: description.sdp });
+  }
+
   ping() {
     this._pingId += 1;
     this._send({ type: "ping", id: this._pingId });
