@@ -34,6 +34,21 @@ from signaling.tokens import ParticipantRole
 from signaling.views import consultation_view, iso, parse_iso, set_cookie
 
 routes = ApiRegistry()
+
+
+async def end_open_room(app: web.Application, consultation_id: str) -> None:
+    """A cancelled consultation ends its room too: whoever is in it is told and let go."""
+    from signaling.ws import SIGNALING
+
+    signaling = app.get(SIGNALING)
+    if signaling is None:
+        return
+    await signaling.stop_recording(consultation_id, "cancelled")
+    room = signaling.rooms.rooms.get(consultation_id)
+    if room is not None:
+        await room.end("cancelled", None)
+
+
 _STAFF_ERRORS = ("not_authenticated", "csrf_failed")
 
 
@@ -145,6 +160,7 @@ async def cancel_consultation(request: web.Request) -> web.Response:
     user = request[USER_KEY]
     c = await services.consultations.visible_to(user, request.match_info["consultation_id"])
     c = await services.consultations.cancel(c)
+    await end_open_room(request.app, c.id)
     await services.audit.record(
         "consultation.cancelled",
         actor=user.id,

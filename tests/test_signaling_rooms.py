@@ -360,3 +360,22 @@ async def test_the_room_state_machine_refuses_bad_transitions_with_one_error_typ
         assert caught.value.code == "invalid_state"
     assert [code for _, _, code in delivered if code is not None] == [4410, 4410]
     assert "room-1" not in registry.rooms
+
+
+async def test_cancelling_a_consultation_ends_its_open_room(
+    client: Any, accounts: Any, doctor: Any, clock: Any
+) -> None:
+    from signaling.protocol import Ended
+    from tests.rtc import book, join
+
+    booking = await book(accounts, doctor, clock)
+    doctor_ws, _ = await join(client, await booking.doctor_token())
+    patient_ws, _ = await join(client, await booking.patient_token())
+    resp = await doctor.post(f"/api/consultations/{booking.consultation_id}/cancel")
+    assert resp.status == 200
+    for ws in (doctor_ws, patient_ws):
+        message = await ws.recv()
+        while not isinstance(message, Ended):  # lobby and waiting updates come first
+            message = await ws.recv()
+        assert message.reason == "cancelled"
+        assert await ws.closed_with() == 4410
