@@ -345,10 +345,16 @@ class Room:
         for seat in list(self.seats.values()):
             self._release(seat, close=False)
         self.registry.discard(self)
-        if was_in_call:
-            await self.registry.audit_call_end(self, reason, by)
-        if by is not None:
-            await self.registry.audit(self, "consultation.ended", by, reason=reason)
+
+        async def record() -> None:
+            if was_in_call:
+                await self.registry.audit_call_end(self, reason, by)
+            if by is not None:
+                await self.registry.audit(self, "consultation.ended", by, reason=reason)
+
+        # The sockets are already told to close: the handler running this may be cancelled
+        # when its client goes, but the audit entries must still be written.
+        await asyncio.shield(record())
 
     # -- relay
 
