@@ -354,7 +354,8 @@ class Room:
 
         # The sockets are already told to close: the handler running this may be cancelled
         # when its client goes, but the audit entries must still be written.
-        await asyncio.shield(record())
+        if was_in_call or by is not None:
+            await asyncio.shield(record())
 
     # -- relay
 
