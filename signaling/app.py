@@ -163,7 +163,7 @@ def setup_metrics(app: web.Application) -> None:
             if room.state is RoomState.WAITING and room.connected("patient"):
                 waiting += 1
         return {
-            "websockets": float(len(signaling.sockets)),
+            "websockets": float(sum(1 for ws in list(signaling.sockets) if not ws.closed)),
             "rooms": by_state,
             "waiting_patients": waiting,
         }

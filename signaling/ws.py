@@ -293,9 +293,11 @@ class Connection:
 
     async def _join_phase(self) -> bool:
         timeout = self.services.settings.signaling.join_timeout_seconds
+        metrics = self.services.metrics
         try:
             frame = await self._receive_frame(timeout)
         except TimeoutError:
+            metrics.refusals.labels("join_timeout").inc()
             self.send_error(AppError("join_timeout"))
             return False
         if frame is None:
@@ -309,11 +311,14 @@ class Connection:
             else:
                 raise AppError("not_joined", "The first message must be join or resume.")
         except MalformedMessage as exc:
+            metrics.refusals.labels("malformed_message").inc()
             self._close_with(AppError("malformed_message"), at=exc.at)
             return False
         except AppError as error:
+            metrics.refusals.labels(error.code).inc()
             self._close_with(error)
             return False
+        metrics.joins.labels(self.role).inc()
         return True
 
     def _close_with(self, error: AppError, at: str | None = None) -> None:
@@ -323,6 +328,7 @@ class Connection:
     async def _message_loop(self) -> None:
         loop = asyncio.get_running_loop()
         handlers = _HANDLERS
+        relay_seconds = self.services.metrics.relay_seconds
         while not self.closing:
             frame = await self._receive_frame()
             if frame is None:
@@ -336,7 +342,13 @@ class Connection:
                 self.send_error(AppError("malformed_message"), at=exc.at)
                 continue
             try:
-                await handlers[type(message)](self, message)
+                kind = type(message)
+                if kind in _RELAYED:
+                    started = loop.time()
+                    await handlers[kind](self, message)
+                    relay_seconds.observe(loop.time() - started)
+                else:
+                    await handlers[kind](self, message)
             except AppError as error:
                 self.send_error(error, ref=message_type(message))
             except Exception:
@@ -538,6 +550,9 @@ class Connection:
         self.deliver(encode(RecordingAnswer(sdp=answer)), None)
 
 
+# Messages relayed to the other participant: their handling time feeds the relay histogram.
+_RELAYED = frozenset({Offer, Answer, Candidate, EndOfCandidates})
+
 # The dispatch table: one handler per client message type (join/resume only come first).
 _HANDLERS: dict[type[Any], Callable[[Connection, Any], Awaitable[None]]] = {
     Admit: Connection._on_admit,
@@ -562,9 +577,11 @@ async def websocket_handler(request: web.Request) -> web.StreamResponse:
     settings = signaling.services.settings
     # Refused before the upgrade: no WebSocket is ever opened for a foreign page.
     if request.headers.get("Origin") != settings.server.origin:
+        signaling.services.metrics.refusals.labels("origin_refused").inc()
         raise AppError("origin_refused")
     address = client_address(request)
     if not signaling.acquire_address(address):
+        signaling.services.metrics.refusals.labels("too_many_connections").inc()
         raise AppError("too_many_connections")
     try:
         ws = web.WebSocketResponse(

@@ -53,3 +53,27 @@ async def test_metrics_are_refused_to_remote_addresses(client: TestClient[Any, A
     assert resp.status == 403
     resp = await client.get("/metrics", headers={"X-Forwarded-For": "127.0.0.1"})
     assert resp.status == 200
+
+
+async def test_metrics_follow_joins_refusals_rooms_and_relays(
+    accounts: Accounts, doctor: Any, clock: Any, client: TestClient[Any, Any]
+) -> None:
+    from signaling.protocol import RelayedOffer
+    from tests.rtc import book, connect, enter_call, make_sdp
+
+    booking = await book(accounts, doctor, clock)
+    doctor_ws, _, patient_ws, _ = await enter_call(client, booking)
+    await doctor_ws.send({"type": "offer", "sdp": make_sdp()})
+    await patient_ws.expect(RelayedOffer)
+    intruder = await connect(client)
+    await intruder.send({"type": "join", "v": 1, "token": "not-a-token"})
+    assert await intruder.closed_with() == 4401
+    text = await (await client.get("/metrics")).text()
+    assert value(text, 'teleconsult_joins_total{role="doctor"}') == 1
+    assert value(text, 'teleconsult_joins_total{role="patient"}') == 1
+    assert value(text, 'teleconsult_join_refusals_total{reason="token_invalid"}') == 1
+    assert value(text, "teleconsult_relay_seconds_count") == 1
+    assert 'teleconsult_rooms{state="in_call"} 1.0' in text
+    assert "teleconsult_websockets 2.0" in text
+    await doctor_ws.close()
+    await patient_ws.close()
