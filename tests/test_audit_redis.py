@@ -1,0 +1,74 @@
+"""Tampering with the audit trail inside Redis is found, at the right entry."""
+
+from __future__ import annotations
+
+import json
+from collections.abc import AsyncIterator
+
+import pytest
+
+from signaling.audit import verify_trail
+from signaling.store.base import AuditFields
+from signaling.store.redis import RedisStore
+from tests.servers import RedisServer
+
+KEY = "tc:audit"
+
+
+@pytest.fixture
+async def store(redis_server: RedisServer) -> AsyncIterator[RedisStore]:
+    s = RedisStore(redis_server.url)
+    await s.open()
+    await s.r.flushdb()
+    for i in range(5):
+        await s.append_audit(
+            AuditFields(
+                at=1_800_000_000.0 + i,
+                actor=f"u{i}",
+                actor_role="doctor",
+                action="login.success",
+                target="",
+                outcome="success",
+                address="127.0.0.1",
+                details="",
+            )
+        )
+    yield s
+    await s.close()
+
+
+async def broken_at(store: RedisStore) -> int | None:
+    _, _, broken = await verify_trail(store)
+    return None if broken is None else broken[0]
+
+
+async def test_an_intact_trail_verifies(store: RedisStore) -> None:
+    assert await broken_at(store) is None
+
+
+async def test_a_modified_entry_is_found(store: RedisStore) -> None:
+    entry = json.loads(await store.r.lindex(KEY, 2))
+    entry["actor"] = "someone-else"
+    await store.r.lset(KEY, 2, json.dumps(entry))
+    assert await broken_at(store) == 3
+
+
+async def test_a_removed_entry_is_found(store: RedisStore) -> None:
+    raw = await store.r.lindex(KEY, 1)
+    await store.r.lrem(KEY, 1, raw)
+    assert await broken_at(store) == 2
+
+
+async def test_an_inserted_entry_is_found(store: RedisStore) -> None:
+    forged = json.loads(await store.r.lindex(KEY, 1))
+    forged["action"] = "user.created"
+    pivot = await store.r.lindex(KEY, 1)
+    await store.r.linsert(KEY, "AFTER", pivot, json.dumps(forged))
+    assert await broken_at(store) == 3
+
+
+async def test_swapped_entries_are_found(store: RedisStore) -> None:
+    second, third = await store.r.lindex(KEY, 1), await store.r.lindex(KEY, 2)
+    await store.r.lset(KEY, 1, third)
+    await store.r.lset(KEY, 2, second)
+    assert await broken_at(store) == 2
