@@ -192,7 +192,19 @@ def _audit_verify(args: argparse.Namespace) -> int:
             position, reason = broken
             print(f"audit trail BROKEN at entry {position} of {count}: {reason}")
             return 1
-        print(f"audit trail intact: {count} entries, head {head}")
+        for anchor in args.anchor or []:
+            # An anchor (seq:hash kept outside, e.g. from the log) catches a cut-off tail,
+            # which a chain alone cannot show.
+            seq_text, _, expected = anchor.partition(":")
+            entries = await services.store.all_audit()
+            seq = int(seq_text) if seq_text.isdigit() else 0
+            if seq < 1 or seq > len(entries) or entries[seq - 1].hash != expected:
+                print(
+                    f"audit trail BROKEN: anchor {seq_text} is missing or was rewritten "
+                    f"(the trail has {count} entries)"
+                )
+                return 1
+        print(f"audit trail intact: {count} entries, head {count}:{head}")
         return 0
 
     return _with_services(args, work)
@@ -307,6 +319,13 @@ def build_parser() -> argparse.ArgumentParser:
     audit_sub = audit.add_subparsers(dest="audit_command", required=True)
     verify = audit_sub.add_parser(
         "verify", parents=[common], help="walk the hash chain; exit 1 at the first tampered entry"
+    )
+    verify.add_argument(
+        "--anchor",
+        action="append",
+        metavar="SEQ:HASH",
+        help="an anchor printed earlier (log line 'audit anchor' or a previous "
+        "verify); fails if the trail no longer holds it (a truncated tail)",
     )
     verify.set_defaults(func=_audit_verify)
     return parser

@@ -121,6 +121,14 @@ def setup_retention(app: web.Application) -> None:
                     log.warning("retention sweep skipped: store unavailable")
                 except Exception:
                     log.exception("retention sweep failed")
+                try:
+                    # The head of the audit chain, logged periodically: an auditor who keeps
+                    # these lines can detect a truncated tail with `audit verify --anchor`.
+                    entries = await services.store.all_audit()
+                    if entries:
+                        log.info("audit anchor %d:%s", entries[-1].seq, entries[-1].hash)
+                except StoreUnavailable:
+                    pass
                 # An event, not a bare sleep: a client library that swallows the
                 # cancellation (redis-py can, mid-command) must not keep shutdown waiting.
                 with contextlib.suppress(TimeoutError):

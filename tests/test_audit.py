@@ -184,3 +184,32 @@ async def test_bad_audit_filters_are_refused(admin: Staff) -> None:
         resp = await admin.client.get(path, params=params)
         assert resp.status == 400, params
         assert (await resp.json())["error"]["code"] == "invalid_body"
+
+
+async def test_an_anchor_detects_a_truncated_tail(
+    app: web.Application, doctor: Staff, data_dir: Path
+) -> None:
+    await make_trail(app, doctor)
+    result = verify(data_dir)
+    anchor = result.stdout.strip().rsplit("head ", 1)[1]
+    tamper(data_dir, "DELETE FROM audit WHERE seq = (SELECT MAX(seq) FROM audit)")
+    plain = verify(data_dir)
+    assert plain.returncode == 0  # a cut-off tail still chains...
+    with_anchor = subprocess.run(
+        [
+            sys.executable,
+            "run.py",
+            "audit",
+            "verify",
+            "--anchor",
+            anchor,
+            "--data-dir",
+            str(data_dir),
+        ],
+        cwd=ROOT,
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
+    assert with_anchor.returncode == 1  # ...but the anchor kept outside is gone
+    assert "anchor" in with_anchor.stdout
