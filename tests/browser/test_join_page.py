@@ -81,8 +81,9 @@ def test_patient_enters_code_checks_devices_and_waits(
     page.click("#ready")
     expect(page.locator("#waiting-step h1")).to_have_text("Vous êtes en salle d'attente")
     expect(page.locator("#waiting-doctor")).to_contain_text("Dr Claire Martin")
-    # Until the WebSocket client is plugged in, the page says so rather than faking it.
-    expect(page.locator("#connection-state")).to_have_attribute("data-state", "unavailable")
+    # The waiting room is live: the server confirmed the patient waits.
+    expect(page.locator("#connection-state")).to_have_attribute("data-state", "waiting")
+    expect(page.locator("#connection-state")).to_have_text("Votre médecin sait que vous êtes là.")
     page.wait_for_function("() => document.querySelector('#waiting-self').videoWidth > 0")
     snap(page, "patient-waiting")
 

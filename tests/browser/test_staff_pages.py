@@ -176,8 +176,10 @@ def test_start_opens_the_call_screen_with_the_local_camera(
     page.get_by_role("link", name="Démarrer la consultation avec Bob Durand").click()
     expect(page.locator("#call-title")).to_have_text("Bob Durand")
     page.wait_for_function("() => document.querySelector('#self-video').videoWidth > 0")
-    # No WebSocket client yet: the screen says the live connection is not available.
-    expect(page.locator("#call-status")).to_have_attribute("data-state", "unavailable")
+    # Joined the room as doctor: nobody waits yet.
+    expect(page.locator("#call-status")).to_have_attribute("data-state", "waiting")
+    expect(page.locator("#call-status")).to_have_text("En attente du patient…")
+    expect(page.locator("#lobby")).to_be_hidden()
     snap(page, "call-shell")
     mute = page.locator("#toggle-mic")
     mute.click()

@@ -1,24 +1,277 @@
-// INTEGRATION POINT (WebSocket work): the live call of /call/<consultation_id>.
+// The live room: one WebSocket (web/protocol.js) and, once both participants are in the call,
+// one RTCPeerConnection. Used by the doctor's /call/<id> page (startCall) and by the
+// patient's waiting room (patient-room.js, through RoomSession).
 //
-// call.js shows the call screen, starts the local camera and calls startCall(). Replace the
-// body with the WebSocket + RTCPeerConnection client (web/protocol.js): fetch a room token
-// with getRoomToken(), join, admit the waiting patient (doctor), exchange offer/answer/ICE,
-// and attach the remote stream to `remoteVideo`.
-//
-//   consultationId  the id from the URL
-//   role            "doctor" (this page is reached from the dashboard)
-//   getRoomToken    async () => string (POST /api/room-tokens with the session's CSRF token)
-//   localStream     MediaStream from the camera and microphone (may be null)
-//   remoteVideo     the <video> element for the other participant
-//   onState         (state, details?) => void with state one of "connecting" | "waiting" |
-//                   "in_call" | "reconnecting" | "ended" | "unavailable" | "error"
-// Returns {hangUp(): void}.
-export async function startCall({ consultationId, role, getRoomToken, localStream, remoteVideo, onState }) {
-  void consultationId;
-  void role;
-  void getRoomToken;
-  void localStream;
-  void remoteVideo;
-  onState("unavailable");
-  return { hangUp() {} };
+// Negotiation: the doctor makes the offer after each peer_joined; the patient answers.
+// A fresh RTCPeerConnection is made for each peer_joined (a rejoin or a resume), so no ICE
+// state is carried over. Candidates trickle both ways; every signaling step runs in order
+// on one promise chain so a candidate is never added before its description.
+import { SignalingClient, CloseCode } from "/protocol.js";
+
+const OVER_CODES = new Set([CloseCode.CONSULTATION_OVER]);
+
+export class RoomSession {
+  /**
+   * @param {object} options
+   * @param {"doctor"|"patient"} options.role
+   * @param {() => Promise<string>} options.getRoomToken
+   * @param {MediaStream|null} options.localStream
+   * @param {HTMLVideoElement|null} options.remoteVideo
+   * @param {(state: string, details?: object) => void} options.onState
+   *   "connecting" | "waiting" | "admitted" | "in_call" | "denied" | "ended" | "reconnecting" |
+   *   "left" | "error"
+   * @param {(waiting: {name: string, since: number} | null) => void} [options.onLobby] doctor
+   * @param {(cipher: string | null) => void} [options.onEncrypted]
+   */
+  constructor({ role, getRoomToken, localStream, remoteVideo, onState, onLobby, onEncrypted }) {
+    this.role = role;
+    this.getRoomToken = getRoomToken;
+    this.localStream = localStream;
+    this.remoteVideo = remoteVideo;
+    this.onState = onState;
+    this.onLobby = onLobby || (() => {});
+    this.onEncrypted = onEncrypted || (() => {});
+    this.client = new SignalingClient();
+    this.pc = null;
+    this.chain = Promise.resolve();
+    this.finished = false;
+    this.statsTimer = null;
+    this.retries = 0;
+    this._wire();
+  }
+
+  async start() {
+    this.onState("connecting");
+    try {
+      const welcome = await this.client.join(await this.getRoomToken());
+      this._welcomed(welcome);
+    } catch (error) {
+      this._failed(error);
+    }
+    return this;
+  }
+
+  admit() {
+    this._safe(() => this.client.admit());
+  }
+
+  deny() {
+    this._safe(() => this.client.deny());
+  }
+
+  /** Leave; end=true (doctor) ends the consultation for both. */
+  hangUp(end = false) {
+    this.finished = true;
+    this._closePeer();
+    if (!this.client.socket) return Promise.resolve();
+    // Resolves once the server closed the socket (so the message is not lost to a page
+    // change), or after a short while.
+    const closed = new Promise((resolve) => {
+      this.client.addEventListener("closed", () => resolve(), { once: true });
+      setTimeout(resolve, 2000);
+    });
+    this._safe(() => this.client.hangUp(end));
+    return closed;
+  }
+
+  // -- internals
+
+  _safe(fn) {
+    try {
+      fn();
+    } catch {
+      // the socket is gone: the closed handler reports it
+    }
+  }
+
+  _queue(step) {
+    this.chain = this.chain.then(step).catch((error) => {
+      console.info("signaling step failed", error);
+    });
+  }
+
+  _welcomed(welcome) {
+    this.retries = 0;
+    if (welcome.state === "in_call" && this.role === "patient") this.onState("admitted");
+    else if (welcome.state === "waiting") this.onState("waiting");
+  }
+
+  _failed(error) {
+    if (this.finished) return;
+    const code = error && error.code;
+    if (code === "consultation_ended" || code === "consultation_cancelled") {
+      this.finished = true;
+      this.onState("ended", { code });
+    } else {
+      this.onState("error", { code });
+    }
+  }
+
+  _wire() {
+    const on = (type, handler) => this.client.addEventListener(type, (e) => handler(e.detail));
+    on("waiting", () => this.onState("waiting"));
+    on("lobby", (m) => this.onLobby(m.waiting || null));
+    on("admitted", () => this.onState("admitted"));
+    on("denied", () => {
+      this.finished = true;
+      this._closePeer();
+      this.onState("denied");
+    });
+    on("ended", (m) => {
+      this.finished = true;
+      this._closePeer();
+      this.onState("ended", { reason: m.reason });
+    });
+    on("peer_joined", () => this._queue(() => this._peerJoined()));
+    on("peer_left", () => {
+      this._queue(async () => this._closePeer());
+      if (!this.finished) this.onState(this.role === "doctor" ? "waiting" : "admitted");
+    });
+    on("offer", (m) => this._queue(() => this._offer(m)));
+    on("answer", (m) => this._queue(() => this.pc && this.pc.setRemoteDescription({ type: "answer", sdp: m.sdp })));
+    on("candidate", (m) =>
+      this._queue(async () => {
+        if (!this.pc || !this.pc.remoteDescription) return;
+        await this.pc.addIceCandidate({ candidate: m.candidate, sdpMid: m.sdp_mid, sdpMLineIndex: m.sdp_mline_index });
+      }),
+    );
+    on("end_of_candidates", () =>
+      this._queue(async () => {
+        if (this.pc && this.pc.remoteDescription) await this.pc.addIceCandidate();
+      }),
+    );
+    on("closed", (detail) => this._closed(detail));
+  }
+
+  async _closed({ code, resumable }) {
+    if (this.finished) return;
+    if (code === CloseCode.DENIED) {
+      this.finished = true;
+      this.onState("denied");
+      return;
+    }
+    if (OVER_CODES.has(code)) {
+      this.finished = true;
+      this._closePeer();
+      this.onState("ended");
+      return;
+    }
+    if (code === CloseCode.REPLACED) {
+      // Another tab took this seat: stop here rather than fight over it.
+      this.finished = true;
+      this._closePeer();
+      this.onState("error", { code: "replaced" });
+      return;
+    }
+    this.onState("reconnecting");
+    this.retries += 1;
+    if (this.retries > 6) {
+      this.onState("error", { code: "unreachable" });
+      return;
+    }
+    await new Promise((resolve) => setTimeout(resolve, Math.min(500 * 2 ** (this.retries - 1), 8000)));
+    if (this.finished) return;
+    try {
+      const welcome = resumable ? await this.client.resume() : await this.client.join(await this.getRoomToken());
+      this._welcomed(welcome);
+    } catch (error) {
+      if (error && error.code === "closed") return; // the closed event retries
+      if (error && error.code === "token_invalid" && resumable) {
+        // The grace period is over: a fresh join (the patient goes back to the waiting room).
+        try {
+          this._welcomed(await this.client.join(await this.getRoomToken()));
+          return;
+        } catch (again) {
+          if (again && again.code === "closed") return;
+          this._failed(again);
+          return;
+        }
+      }
+      this._failed(error);
+    }
+  }
+
+  _newPeer() {
+    this._closePeer();
+    const pc = new RTCPeerConnection({ iceServers: this.client.iceServers });
+    this.pc = pc;
+    if (this.localStream) {
+      for (const track of this.localStream.getTracks()) pc.addTrack(track, this.localStream);
+    }
+    pc.addEventListener("icecandidate", (e) => {
+      if (this.pc === pc) this._safe(() => this.client.candidate(e.candidate));
+    });
+    pc.addEventListener("track", (e) => {
+      if (!this.remoteVideo) return;
+      const stream = e.streams[0] || new MediaStream([e.track]);
+      if (this.remoteVideo.srcObject !== stream) this.remoteVideo.srcObject = stream;
+    });
+    pc.addEventListener("connectionstatechange", () => {
+      if (this.pc !== pc) return;
+      if (pc.connectionState === "connected") {
+        this.onState("in_call");
+        this._watchEncryption(pc);
+      }
+    });
+    return pc;
+  }
+
+  _closePeer() {
+    clearInterval(this.statsTimer);
+    this.statsTimer = null;
+    if (this.pc) {
+      this.pc.close();
+      this.pc = null;
+    }
+    if (this.remoteVideo) this.remoteVideo.srcObject = null;
+    this.onEncrypted(null);
+  }
+
+  async _peerJoined() {
+    const pc = this._newPeer();
+    if (this.role !== "doctor") return; // the doctor offers; the patient waits for it
+    const offer = await pc.createOffer();
+    await pc.setLocalDescription(offer);
+    this.client.offer(pc.localDescription);
+  }
+
+  async _offer(message) {
+    // The patient is the polite peer: it never offers by itself, so an offer is answered.
+    const pc = this.pc && this.pc.signalingState === "stable" ? this.pc : this._newPeer();
+    await pc.setRemoteDescription({ type: "offer", sdp: message.sdp });
+    await pc.setLocalDescription(await pc.createAnswer());
+    this.client.answer(pc.localDescription);
+  }
+
+  _watchEncryption(pc) {
+    clearInterval(this.statsTimer);
+    const check = async () => {
+      if (this.pc !== pc) return;
+      const cipher = await encryptionOf(pc);
+      this.onEncrypted(cipher);
+    };
+    check();
+    this.statsTimer = setInterval(check, 2000);
+  }
+}
+
+/** The SRTP cipher of a connected DTLS transport, or null while there is none. */
+export async function encryptionOf(pc) {
+  const stats = await pc.getStats();
+  for (const report of stats.values()) {
+    if (report.type === "transport" && report.dtlsState === "connected" && report.srtpCipher) {
+      return report.srtpCipher;
+    }
+  }
+  return null;
+}
+
+/**
+ * The doctor's call on /call/<consultation_id>: joins as doctor, reports the waiting room
+ * through onLobby, and runs the call once the patient is admitted.
+ * Returns the RoomSession ({admit(), deny(), hangUp(end)}).
+ */
+export async function startCall({ role = "doctor", getRoomToken, localStream, remoteVideo, onState, onLobby, onEncrypted }) {
+  const session = new RoomSession({ role, getRoomToken, localStream, remoteVideo, onState, onLobby, onEncrypted });
+  return session.start();
 }

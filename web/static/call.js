@@ -1,18 +1,58 @@
-// The call screen's shell: local camera, mute/camera toggles that act on the local tracks,
-// leave. The connection itself is startCall() in call-session.js (WebSocket work).
+// The doctor's call screen: local camera, mute/camera toggles that act on the local tracks,
+// the room's waiting room (who knocks, let in / decline), the call itself (startCall() in
+// call-session.js) and hang up, which ends the consultation.
 import { initI18n, t } from "./i18n.js";
 import { api, setCsrf } from "./api.js";
 import { $ } from "./ui.js";
 import { startCall } from "./call-session.js";
+import { renderWaiting, announceArrival, clearArrival, knock } from "./waiting-list.js";
 
 const consultationId = decodeURIComponent(location.pathname.split("/").filter(Boolean).pop() || "");
 let stream = null;
 let session = null;
 let state = "connecting";
+let patientName = "";
+let scheduledStart = null;
+let waiting = null; // {name, since} from the lobby message
+let cipher = null;
 
 function renderState() {
   $("#call-status").dataset.state = state;
-  $("#call-status").textContent = t(`call.state_${state}`);
+  $("#call-status").textContent = state === "in_call" ? "" : t(`call.state_${state}`);
+  const badge = $("#call-encryption");
+  badge.hidden = !cipher;
+  badge.textContent = cipher ? t("call.encrypted", { cipher }) : "";
+}
+
+function renderLobby() {
+  $("#lobby").hidden = !waiting || state === "ended";
+  if (!waiting) return;
+  const patient = {
+    consultationId,
+    patientName: waiting.name || patientName,
+    scheduledStart,
+    waitingSince: new Date(waiting.since * 1000).toISOString(),
+  };
+  renderWaiting([patient], {
+    onAdmit: () => {
+      if (session) session.admit();
+    },
+    onDeny: () => {
+      if (session) session.deny();
+    },
+  });
+}
+
+function onLobby(next) {
+  const arrived = next && (!waiting || waiting.since !== next.since);
+  waiting = next;
+  renderLobby();
+  if (arrived) {
+    announceArrival({ patientName: next.name });
+    knock();
+  } else if (!next) {
+    clearArrival();
+  }
 }
 
 function toggle(button, kind, onKey, offKey) {
@@ -27,12 +67,17 @@ function toggle(button, kind, onKey, offKey) {
 async function start() {
   initI18n();
   renderState();
-  document.addEventListener("langchange", renderState);
+  document.addEventListener("langchange", () => {
+    renderState();
+    renderLobby();
+  });
   try {
     const me = await api("/api/me");
     setCsrf(me.csrf_token);
     const consultation = await api(`/api/consultations/${encodeURIComponent(consultationId)}`);
     $("#call-title").textContent = consultation.patient_name;
+    patientName = consultation.patient_name;
+    scheduledStart = consultation.scheduled_start;
   } catch (error) {
     if (error.code === "not_authenticated") return location.assign("/");
     state = "error";
@@ -47,8 +92,10 @@ async function start() {
   }
   $("#toggle-mic").addEventListener("click", (e) => toggle(e.currentTarget, "audio", "call.mute", "call.unmute"));
   $("#toggle-camera").addEventListener("click", (e) => toggle(e.currentTarget, "video", "call.camera_off", "call.camera_on"));
-  $("#hang-up").addEventListener("click", () => {
-    if (session) session.hangUp();
+  $("#hang-up").addEventListener("click", async (event) => {
+    event.currentTarget.disabled = true;
+    // The doctor's hang up ends the consultation for both.
+    if (session) await session.hangUp(true);
     if (stream) for (const track of stream.getTracks()) track.stop();
     location.assign("/");
   });
@@ -61,6 +108,12 @@ async function start() {
     remoteVideo: $("#remote-video"),
     onState: (next) => {
       state = next;
+      renderState();
+      if (next === "ended") renderLobby();
+    },
+    onLobby,
+    onEncrypted: (next) => {
+      cipher = next;
       renderState();
     },
   });

@@ -197,6 +197,12 @@ export const DICTIONARY = {
     "call.state_ended": "Consultation terminée",
     "call.state_unavailable": "La connexion vidéo en direct n'est pas encore disponible sur ce service.",
     "call.state_error": "La connexion a échoué.",
+    "call.state_admitted": "Connexion de la vidéo…",
+    "call.state_denied": "Le médecin n'a pas pu vous recevoir.",
+    "call.state_left": "Vous avez quitté la consultation.",
+    "call.encrypted": "Chiffré de bout en bout (DTLS-SRTP, {cipher})",
+    "call.hang_up_end": "Terminer la consultation",
+    "call.patient_arrived": "{name} est en salle d'attente",
 
     "role.doctor": "Médecin",
     "role.admin": "Administrateur",
@@ -333,6 +339,7 @@ export const DICTIONARY = {
     "waiting.state_reconnecting": "Connexion perdue, nouvelle tentative…",
     "waiting.state_unavailable": "La connexion en direct avec la salle d'attente n'est pas encore disponible sur ce service.",
     "waiting.state_error": "La connexion à la salle d'attente a échoué. Rechargez la page.",
+    "waiting.state_in_call": "En consultation",
   },
 
   en: {
@@ -531,6 +538,12 @@ export const DICTIONARY = {
     "call.state_ended": "Consultation ended",
     "call.state_unavailable": "The live video connection is not available on this service yet.",
     "call.state_error": "The connection failed.",
+    "call.state_admitted": "Connecting the video…",
+    "call.state_denied": "The doctor could not see you.",
+    "call.state_left": "You left the consultation.",
+    "call.encrypted": "End-to-end encrypted (DTLS-SRTP, {cipher})",
+    "call.hang_up_end": "End the consultation",
+    "call.patient_arrived": "{name} is in the waiting room",
 
     "role.doctor": "Doctor",
     "role.admin": "Administrator",
@@ -667,5 +680,6 @@ export const DICTIONARY = {
     "waiting.state_reconnecting": "Connection lost, trying again…",
     "waiting.state_unavailable": "The live connection to the waiting room is not available on this service yet.",
     "waiting.state_error": "Connecting to the waiting room failed. Reload the page.",
+    "waiting.state_in_call": "In consultation",
   },
 };

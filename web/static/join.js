@@ -6,7 +6,7 @@ import { $, $$, el, showOnly, focusHeading, showError, setBusy, formatDateTime, 
 import { DeviceCheck, renderLevel, speakerSelectionSupported } from "./devices.js";
 import { enterWaitingRoom } from "./patient-room.js";
 
-const SECTIONS = ["checking", "problem", "code-step", "devices-step", "waiting-step"];
+const SECTIONS = ["checking", "problem", "code-step", "devices-step", "waiting-step", "call-step"];
 const PROBLEMS = new Set([
   "invite_expired",
   "invite_locked",
@@ -22,10 +22,15 @@ let check = null;
 let waitingSince = null;
 let connectionState = "connecting";
 let session = null; // what enterWaitingRoom() returned
+let callState = "admitted";
+let cipher = null;
 
 function show(section) {
   current = section;
   showOnly(SECTIONS, section);
+  const inCall = section === "call-step";
+  document.body.classList.toggle("call-body", inCall);
+  $("#main").classList.toggle("call-main", inCall);
   const step = { "code-step": "code", "devices-step": "devices", "waiting-step": "waiting" }[section];
   $("#progress").hidden = !step;
   let passed = true;
@@ -224,23 +229,81 @@ function wireDevices() {
     $("#speaker-help").hidden = false;
   });
   $("#ready").addEventListener("click", enterWaiting);
-  $("#leave").addEventListener("click", () => {
-    if (session) session.leave();
-    session = null;
-    check.stopTracks();
-    $("#waiting-self").srcObject = null;
-    $(".self-view").hidden = true;
-    connectionState = "left";
-    renderConnectionState();
-    $("#leave").hidden = true;
-    $("#rejoin").hidden = false;
-    $("#rejoin").focus();
-  });
+  $("#leave").addEventListener("click", () => leaveRoom("left", true));
+  $("#patient-hang-up").addEventListener("click", () => leaveRoom("left", true));
+  $("#patient-mic").addEventListener("click", (e) => toggleTrack(e.currentTarget, "audio", "call.mute", "call.unmute"));
+  $("#patient-camera").addEventListener("click", (e) =>
+    toggleTrack(e.currentTarget, "video", "call.camera_off", "call.camera_on"),
+  );
   // Back through the code step: the access code is asked again.
   $("#rejoin").addEventListener("click", () => location.reload());
 }
 
 // -- waiting room
+
+/** Leave the room (or report that it is over): camera off, back to the waiting screen. */
+function leaveRoom(state, canRejoin) {
+  if (session) session.leave();
+  session = null;
+  check.stopTracks();
+  $("#waiting-self").srcObject = null;
+  $("#patient-self").srcObject = null;
+  $("#patient-remote").srcObject = null;
+  $(".self-view").hidden = true;
+  connectionState = state;
+  if (current === "call-step") show("waiting-step");
+  renderConnectionState();
+  $("#leave").hidden = true;
+  $("#rejoin").hidden = !canRejoin;
+  if (canRejoin) $("#rejoin").focus();
+}
+
+function toggleTrack(button, kind, onKey, offKey) {
+  const stream = check.stream;
+  const tracks = stream ? (kind === "audio" ? stream.getAudioTracks() : stream.getVideoTracks()) : [];
+  const off = button.getAttribute("aria-pressed") !== "true";
+  for (const track of tracks) track.enabled = !off;
+  button.setAttribute("aria-pressed", String(off));
+  button.dataset.i18n = off ? offKey : onKey;
+  button.textContent = t(button.dataset.i18n);
+}
+
+function renderCallState() {
+  const node = $("#patient-call-status");
+  node.dataset.state = callState;
+  node.textContent = callState === "in_call" ? "" : t(`call.state_${callState}`);
+  const badge = $("#patient-encryption");
+  badge.hidden = !cipher;
+  badge.textContent = cipher ? t("call.encrypted", { cipher }) : "";
+}
+
+function onRoomState(state, details = {}) {
+  if (PROBLEMS.has(details.code)) {
+    leaveRoom("ended", false);
+    return showProblem(details.code, false);
+  }
+  if (state === "ended" || state === "denied") {
+    leaveRoom(state, false);
+    return;
+  }
+  if (state === "admitted" || state === "in_call") {
+    callState = state;
+    if (current !== "call-step") {
+      $("#patient-self").srcObject = check.stream;
+      show("call-step");
+    }
+    renderCallState();
+    return;
+  }
+  if (current === "call-step" && state === "reconnecting") {
+    callState = state;
+    renderCallState();
+    return;
+  }
+  if (current === "call-step" && state === "waiting") show("waiting-step");
+  connectionState = state;
+  renderConnectionState();
+}
 
 async function getRoomToken() {
   const answer = await api("/api/room-tokens", {
@@ -275,10 +338,11 @@ async function enterWaiting() {
         micId: check.currentDeviceId("audio"),
         speakerId: $("#speaker-select").hidden ? "" : $("#speaker-select").value,
       },
-      onState: (state, details = {}) => {
-        if (PROBLEMS.has(details.code)) return showProblem(details.code, false);
-        connectionState = state;
-        renderConnectionState();
+      remoteVideo: $("#patient-remote"),
+      onState: onRoomState,
+      onEncrypted: (next) => {
+        cipher = next;
+        if (current === "call-step") renderCallState();
       },
     });
   } catch (error) {
@@ -297,6 +361,7 @@ function start() {
     renderAppointment();
     if (current === "devices-step") renderDeviceStatus();
     if (current === "waiting-step") renderConnectionState();
+    if (current === "call-step") renderCallState();
   });
   inspect();
 }

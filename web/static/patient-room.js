@@ -1,25 +1,39 @@
-// INTEGRATION POINT (WebSocket work): the patient's waiting-room connection.
+// The patient's waiting room and call over the WebSocket (web/protocol.js, through the
+// RoomSession of call-session.js).
 //
 // join.js calls enterWaitingRoom() once the patient has entered the code, checked their
-// devices and pressed "ready". It shows the calm waiting screen and reports every state the
-// function passes to onState. Replace the body below with the WebSocket client
-// (web/protocol.js): open /ws, send {type: "join", v, token: await getRoomToken()},
-// then report the room's states, and on admission start the call with `media`.
+// devices and pressed "ready".
 //
 // Arguments:
 //   consultation  {consultation_id, doctor_name, scheduled_start, scheduled_end}
 //   getRoomToken  async () => string: a fresh single-use room token (POST /api/room-tokens,
 //                 patient cookie + CSRF); the one from the redeem answer may have expired.
 //   media         {stream, cameraId, micId, speakerId}: the devices the patient checked.
+//   remoteVideo   the <video> that shows the doctor once admitted
 //   onState       (state, details?) => void, state one of:
-//                   "connecting" | "waiting" | "admitted" | "denied" | "ended" |
-//                   "reconnecting" | "unavailable" | "error" (details.code: an error code)
+//                   "connecting" | "waiting" | "admitted" | "in_call" | "denied" | "ended" |
+//                   "reconnecting" | "error" (details.code: an error code)
+//   onEncrypted   (cipher | null) => void: the SRTP cipher once DTLS is connected
 // Returns {leave(): void}.
-export async function enterWaitingRoom({ consultation, getRoomToken, media, onState }) {
+import { RoomSession } from "./call-session.js";
+
+export async function enterWaitingRoom({ consultation, getRoomToken, media, remoteVideo, onState, onEncrypted }) {
   void consultation;
-  void getRoomToken;
-  void media;
-  // Not connected yet: say so honestly rather than pretend the doctor was told.
-  onState("unavailable");
-  return { leave() {} };
+  const session = new RoomSession({
+    role: "patient",
+    getRoomToken,
+    localStream: media.stream || null,
+    remoteVideo: remoteVideo || null,
+    onState,
+    onEncrypted,
+  });
+  if (remoteVideo && media.speakerId && typeof remoteVideo.setSinkId === "function") {
+    remoteVideo.setSinkId(media.speakerId).catch(() => {});
+  }
+  await session.start();
+  return {
+    leave() {
+      session.hangUp(false);
+    },
+  };
 }

@@ -45,6 +45,38 @@ export function renderWaiting(patients, { onAdmit, onDeny } = {}) {
   box.append(list);
 }
 
+let audio = null;
+
+/** A soft double knock, generated with WebAudio (no sound file). Browsers only let a page
+ * play sound after the person interacted with it; before that the knock is silent and the
+ * title badge and the list do the telling. */
+export function knock() {
+  const Context = window.AudioContext || window.webkitAudioContext;
+  if (!Context || !navigator.userActivation || !navigator.userActivation.hasBeenActive) return false;
+  audio = audio || new Context();
+  if (audio.state === "suspended") audio.resume().catch(() => {});
+  const start = audio.currentTime + 0.05;
+  for (const offset of [0, 0.18]) {
+    const osc = audio.createOscillator();
+    const gain = audio.createGain();
+    osc.type = "sine";
+    osc.frequency.setValueAtTime(180, start + offset);
+    osc.frequency.exponentialRampToValueAtTime(90, start + offset + 0.12);
+    gain.gain.setValueAtTime(0.0001, start + offset);
+    gain.gain.exponentialRampToValueAtTime(0.6, start + offset + 0.01);
+    gain.gain.exponentialRampToValueAtTime(0.0001, start + offset + 0.14);
+    osc.connect(gain).connect(audio.destination);
+    osc.start(start + offset);
+    osc.stop(start + offset + 0.15);
+  }
+  return true;
+}
+
+/** Put the page title back (the patient was let in or left). */
+export function clearArrival() {
+  if (baseTitle) document.title = baseTitle;
+}
+
 export function announceArrival(patient) {
   if (!baseTitle) baseTitle = document.title;
   document.title = `(${t("dash.waiting_badge")}) ${baseTitle}`;

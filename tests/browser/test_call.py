@@ -1,0 +1,160 @@
+"""A whole consultation in two Chromium contexts: the doctor opens the call page, the patient
+goes through the invite link, the code and the device check into the waiting room, the doctor
+lets them in, both see and hear each other over DTLS-SRTP, the doctor ends it."""
+
+from __future__ import annotations
+
+import pytest
+from playwright.sync_api import Page, expect
+
+from .conftest import Contexts, LiveServer, assert_no_page_errors, snap
+from .test_staff_pages import create_doctor, enrol_with_page_secret, sign_in
+
+pytestmark = pytest.mark.browser
+
+# The other participant's video is playing: it has a size and its frames keep coming.
+FRAMES = """(selector) => {
+  const video = document.querySelector(selector);
+  return video && video.videoWidth > 0 ? video.getVideoPlaybackQuality().totalVideoFrames : -1;
+}"""
+
+# The DTLS transport of the page's RTCPeerConnection, as getStats() reports it.
+TRANSPORT = """async () => {
+  const pc = window.__peers.find((p) => p.connectionState !== "closed");
+  if (!pc) return null;
+  const stats = await pc.getStats();
+  for (const report of stats.values()) {
+    if (report.type === "transport") {
+      return { dtlsState: report.dtlsState, srtpCipher: report.srtpCipher || null };
+    }
+  }
+  return null;
+}"""
+
+# Keep a handle on every RTCPeerConnection the page makes, for getStats() from the test.
+TRACK_PEERS = """
+window.__peers = [];
+const Native = window.RTCPeerConnection;
+window.RTCPeerConnection = class extends Native {
+  constructor(...args) { super(...args); window.__peers.push(this); }
+};
+"""
+
+
+def doctor_with_consultation(live_server: LiveServer, contexts: Contexts) -> tuple[Page, str, str]:
+    """The doctor signs in through the pages, creates a consultation and keeps the dashboard
+    open; returns the page, the patient's link (path) and the access code."""
+    create_doctor(live_server)
+    doctor = contexts.new_page()
+    doctor.add_init_script(TRACK_PEERS)
+    doctor.goto("/")
+    sign_in(doctor, "dr.martin")
+    enrol_with_page_secret(doctor)
+    doctor.fill("#patient-name", "Alice Dupont")
+    doctor.click("#create-form button[type=submit]")
+    expect(doctor.locator("#invite-result")).to_be_visible()
+    url = doctor.locator("#invite-url").input_value().removeprefix(live_server.url)
+    code = doctor.locator("#invite-code").input_value()
+    doctor.click("#invite-done")
+    return doctor, url, code
+
+
+def patient_to_waiting_room(contexts: Contexts, url: str, code: str) -> Page:
+    patient = contexts.new_page(locale="fr-FR")
+    patient.add_init_script(TRACK_PEERS)
+    patient.goto(url)
+    patient.fill("#access-code", code)
+    patient.click("#code-form button[type=submit]")
+    expect(patient.locator("#devices-step h1")).to_be_visible()
+    patient.wait_for_function("() => document.querySelector('#preview').videoWidth > 0")
+    patient.click("#ready")
+    expect(patient.locator("#waiting-step h1")).to_be_visible()
+    return patient
+
+
+def assert_remote_video_plays(page: Page, selector: str) -> None:
+    page.wait_for_function(f"() => ({FRAMES})({selector!r}) > 0", timeout=20_000)
+    first = page.evaluate(FRAMES, selector)
+    page.wait_for_function(f"() => ({FRAMES})({selector!r}) > {first}", timeout=10_000)
+
+
+def assert_encrypted(page: Page) -> None:
+    page.wait_for_function(
+        f"""async () => {{
+          const t = await ({TRANSPORT})();
+          return Boolean(t && t.dtlsState === "connected" && t.srtpCipher);
+        }}""",
+        timeout=20_000,
+    )
+    transport = page.evaluate(TRANSPORT)
+    assert transport["dtlsState"] == "connected"
+    assert transport["srtpCipher"]
+
+
+def test_doctor_admits_patient_and_they_talk_over_encrypted_video(
+    live_server: LiveServer, contexts: Contexts
+) -> None:
+    doctor, url, code = doctor_with_consultation(live_server, contexts)
+    doctor.get_by_role("link", name="Démarrer la consultation avec Alice Dupont").click()
+    expect(doctor.locator("#call-title")).to_have_text("Alice Dupont")
+    expect(doctor.locator("#call-status")).to_have_attribute("data-state", "waiting")
+    expect(doctor.locator("#lobby")).to_be_hidden()
+
+    patient = patient_to_waiting_room(contexts, url, code)
+    expect(patient.locator("#connection-state")).to_have_attribute("data-state", "waiting")
+    expect(patient.locator("#connection-state")).to_have_text("Votre médecin sait que vous êtes là.")
+
+    # The doctor sees who knocks, with a badge in the tab title.
+    item = doctor.locator("#lobby .waiting-item")
+    expect(item).to_contain_text("Alice Dupont")
+    expect(item).to_contain_text("attend depuis")
+    expect(doctor).to_have_title("(patient en attente) Téléconsultation — Consultation en cours")
+    snap(doctor, "call-doctor-lobby")
+    item.get_by_role("button", name="Faire entrer").click()
+    expect(doctor.locator("#lobby")).to_be_hidden()
+    expect(doctor).to_have_title("Téléconsultation — Consultation en cours")
+
+    # Both see the other's camera, frames advancing, over DTLS-SRTP.
+    expect(patient.locator("#call-step")).to_be_visible()
+    assert_remote_video_plays(patient, "#patient-remote")
+    assert_remote_video_plays(doctor, "#remote-video")
+    assert_encrypted(patient)
+    assert_encrypted(doctor)
+    expect(doctor.locator("#call-status")).to_have_attribute("data-state", "in_call")
+    expect(patient.locator("#patient-call-status")).to_have_attribute("data-state", "in_call")
+    expect(doctor.locator("#call-encryption")).to_contain_text("Chiffré de bout en bout")
+    expect(patient.locator("#patient-encryption")).to_contain_text("DTLS-SRTP")
+    snap(doctor, "call-doctor")
+    snap(patient, "call-patient")
+
+    # Muting acts on the track the patient sends.
+    patient.click("#patient-mic")
+    expect(patient.locator("#patient-mic")).to_have_attribute("aria-pressed", "true")
+    assert patient.evaluate(
+        "() => document.querySelector('#patient-self').srcObject.getAudioTracks()[0].enabled"
+    ) is False
+
+    # The doctor ends the consultation: the patient is told, camera off.
+    doctor.click("#hang-up")
+    expect(doctor.locator("#greeting")).to_be_visible()
+    expect(patient.locator("#waiting-step")).to_be_visible()
+    expect(patient.locator("#connection-state")).to_have_attribute("data-state", "ended")
+    expect(patient.locator("#connection-state")).to_have_text(
+        "La consultation est terminée. Vous pouvez fermer cette page."
+    )
+    expect(patient.locator("#rejoin")).to_be_hidden()
+    snap(patient, "call-patient-ended")
+    assert_no_page_errors(doctor)
+    assert_no_page_errors(patient)
+
+
+def test_doctor_declines_the_waiting_patient(live_server: LiveServer, contexts: Contexts) -> None:
+    doctor, url, code = doctor_with_consultation(live_server, contexts)
+    doctor.get_by_role("link", name="Démarrer la consultation avec Alice Dupont").click()
+    expect(doctor.locator("#call-status")).to_have_attribute("data-state", "waiting")
+    patient = patient_to_waiting_room(contexts, url, code)
+    doctor.locator("#lobby").get_by_role("button", name="Refuser").click()
+    expect(patient.locator("#connection-state")).to_have_attribute("data-state", "denied")
+    expect(doctor.locator("#lobby")).to_be_hidden()
+    assert_no_page_errors(doctor)
+    assert_no_page_errors(patient)
