@@ -41,6 +41,27 @@ window.RTCPeerConnection = class extends Native {
 """
 
 
+# Lets a test cut the page's signaling socket the way a network loss does: the server sees the
+# socket go without a hang_up, the page's close handlers see 1006 (abnormal closure).
+DROPPABLE_SOCKETS = """
+window.__sockets = [];
+const NativeSocket = window.WebSocket;
+window.WebSocket = class extends NativeSocket {
+  constructor(...args) { super(...args); this.__dropped = false; window.__sockets.push(this); }
+  addEventListener(type, listener, options) {
+    if (type !== "close") return super.addEventListener(type, listener, options);
+    return super.addEventListener(type, (event) => listener(
+      this.__dropped ? new CloseEvent("close", { code: 1006, reason: "" }) : event), options);
+  }
+};
+window.__dropSignaling = () => {
+  for (const socket of window.__sockets) {
+    if (socket.readyState === NativeSocket.OPEN) { socket.__dropped = true; socket.close(3000); }
+  }
+};
+"""
+
+
 def doctor_with_consultation(live_server: LiveServer, contexts: Contexts) -> tuple[Page, str, str]:
     """The doctor signs in through the pages, creates a consultation and keeps the dashboard
     open; returns the page, the patient's link (path) and the access code."""
@@ -59,9 +80,9 @@ def doctor_with_consultation(live_server: LiveServer, contexts: Contexts) -> tup
     return doctor, url, code
 
 
-def patient_to_waiting_room(contexts: Contexts, url: str, code: str) -> Page:
+def patient_to_waiting_room(contexts: Contexts, url: str, code: str, init_script: str = "") -> Page:
     patient = contexts.new_page(locale="fr-FR")
-    patient.add_init_script(TRACK_PEERS)
+    patient.add_init_script(TRACK_PEERS + init_script)
     patient.goto(url)
     patient.fill("#access-code", code)
     patient.click("#code-form button[type=submit]")
@@ -156,5 +177,34 @@ def test_doctor_declines_the_waiting_patient(live_server: LiveServer, contexts: 
     doctor.locator("#lobby").get_by_role("button", name="Refuser").click()
     expect(patient.locator("#connection-state")).to_have_attribute("data-state", "denied")
     expect(doctor.locator("#lobby")).to_be_hidden()
+    assert_no_page_errors(doctor)
+    assert_no_page_errors(patient)
+
+
+def test_patient_resumes_the_call_after_a_network_drop(
+    live_server: LiveServer, contexts: Contexts
+) -> None:
+    doctor, url, code = doctor_with_consultation(live_server, contexts)
+    doctor.get_by_role("link", name="Démarrer la consultation avec Alice Dupont").click()
+    expect(doctor.locator("#call-status")).to_have_attribute("data-state", "waiting")
+    patient = patient_to_waiting_room(contexts, url, code, init_script=DROPPABLE_SOCKETS)
+    doctor.locator("#lobby").get_by_role("button", name="Faire entrer").click()
+    assert_remote_video_plays(patient, "#patient-remote")
+
+    # The patient's connection drops without a hang_up (the page sees 1006, as after a
+    # network loss; DevTools' offline mode leaves open WebSockets alone).
+    patient.evaluate("() => window.__dropSignaling()")
+    expect(patient.locator("#patient-call-status")).to_have_attribute(
+        "data-state", "reconnecting"
+    )
+    # resume keeps the admitted place: no second admission, the call comes back.
+    expect(patient.locator("#patient-call-status")).to_have_attribute(
+        "data-state", "in_call", timeout=20_000
+    )
+    expect(patient.locator("#call-step")).to_be_visible()
+    expect(doctor.locator("#lobby")).to_be_hidden()
+    assert_remote_video_plays(patient, "#patient-remote")
+    assert_remote_video_plays(doctor, "#remote-video")
+    assert_encrypted(patient)
     assert_no_page_errors(doctor)
     assert_no_page_errors(patient)
