@@ -164,6 +164,8 @@ def test_doctor_admits_patient_and_they_talk_over_encrypted_video(
         "La consultation est terminée. Vous pouvez fermer cette page."
     )
     expect(patient.locator("#rejoin")).to_be_hidden()
+    expect(patient.locator("#waiting-title")).to_have_text("Consultation terminée")
+    assert patient.evaluate("() => document.querySelector('#patient-self').srcObject") is None
     snap(patient, "call-patient-ended")
     assert_no_page_errors(doctor)
     assert_no_page_errors(patient)
@@ -176,6 +178,7 @@ def test_doctor_declines_the_waiting_patient(live_server: LiveServer, contexts: 
     patient = patient_to_waiting_room(contexts, url, code)
     doctor.locator("#lobby").get_by_role("button", name="Refuser").click()
     expect(patient.locator("#connection-state")).to_have_attribute("data-state", "denied")
+    expect(patient.locator("#waiting-title")).to_have_text("Le médecin n'a pas pu vous recevoir.")
     expect(doctor.locator("#lobby")).to_be_hidden()
     assert_no_page_errors(doctor)
     assert_no_page_errors(patient)

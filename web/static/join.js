@@ -255,6 +255,16 @@ function leaveRoom(state, canRejoin) {
   renderConnectionState();
   $("#leave").hidden = true;
   $("#rejoin").hidden = !canRejoin;
+  if (state === "ended" || state === "denied") {
+    // Over: the page no longer looks like a waiting room.
+    const title = $("#waiting-title");
+    title.dataset.i18n = `call.state_${state}`;
+    title.textContent = t(title.dataset.i18n);
+    for (const node of $$("#waiting-step .calm-pulse, #waiting-step .tips, #waiting-doctor, #waiting-since")) {
+      node.hidden = true;
+    }
+    focusHeading($("#waiting-step"));
+  }
   if (canRejoin) $("#rejoin").focus();
 }
 
