@@ -221,3 +221,32 @@ class PatientSessionView(msgspec.Struct):
 
     consultation: InviteInfo
     csrf_token: str
+
+
+class IncidentQuery(msgspec.Struct, forbid_unknown_fields=True):
+    subject: Annotated[
+        str, Meta(min_length=1, max_length=64, description="a consultation, recording or user id")
+    ]
+    since: Annotated[str, Meta(max_length=40)] | None = None
+    until: Annotated[str, Meta(max_length=40)] | None = None
+
+
+class AccessSummary(msgspec.Struct):
+    actor: str
+    actor_role: str
+    address: str
+    actions: dict[str, int]
+    first: str
+    last: str
+
+
+class IncidentReport(msgspec.Struct):
+    """Every recorded access to one subject, for a breach notification (72 hours)."""
+
+    subject: str
+    generated_at: str
+    period_start: str | None
+    period_end: str | None
+    accesses: list[AccessSummary]
+    entries: list[AuditEntryView]
+    chain_head: str

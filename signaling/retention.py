@@ -111,34 +111,45 @@ def setup_retention(app: web.Application) -> None:
 
         stop = asyncio.Event()
 
+        async def sweep_once() -> None:
+            try:
+                report = await sweeper.sweep()
+                if report.consultations_erased or report.sessions_purged:
+                    log.info("retention sweep: %s", report)
+            except StoreUnavailable:
+                log.warning("retention sweep skipped: store unavailable")
+            except Exception:
+                log.exception("retention sweep failed")
+            try:
+                # The head of the audit chain, logged periodically: an auditor who keeps
+                # these lines can detect a truncated tail with `audit verify --anchor`.
+                entries = await services.store.all_audit()
+                if entries:
+                    log.info("audit anchor %d:%s", entries[-1].seq, entries[-1].hash)
+            except StoreUnavailable:
+                pass
+
         async def loop() -> None:
             while not stop.is_set():
-                try:
-                    report = await sweeper.sweep()
-                    if report.consultations_erased or report.sessions_purged:
-                        log.info("retention sweep: %s", report)
-                except StoreUnavailable:
-                    log.warning("retention sweep skipped: store unavailable")
-                except Exception:
-                    log.exception("retention sweep failed")
-                try:
-                    # The head of the audit chain, logged periodically: an auditor who keeps
-                    # these lines can detect a truncated tail with `audit verify --anchor`.
-                    entries = await services.store.all_audit()
-                    if entries:
-                        log.info("audit anchor %d:%s", entries[-1].seq, entries[-1].hash)
-                except StoreUnavailable:
-                    pass
-                # An event, not a bare sleep: a client library that swallows the
-                # cancellation (redis-py can, mid-command) must not keep shutdown waiting.
+                # An event, not a bare sleep: shutdown never waits for a whole interval.
                 with contextlib.suppress(TimeoutError):
                     await asyncio.wait_for(stop.wait(), timeout=interval)
+                if not stop.is_set():
+                    await sweep_once()
 
+        # The first sweep runs before the service starts answering, so nothing is in flight
+        # against the store while requests begin.
+        await sweep_once()
         task = asyncio.create_task(loop(), name="retention-sweeper")
         yield
+        # Let a sweep in progress finish rather than cancel it mid-command (a cancelled
+        # Redis command can leave its connection behind); cancel only if it hangs.
         stop.set()
-        task.cancel()
-        with contextlib.suppress(asyncio.CancelledError, TimeoutError):
-            await asyncio.wait_for(task, timeout=5)
+        try:
+            await asyncio.wait_for(asyncio.shield(task), timeout=10)
+        except TimeoutError:
+            task.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await task
 
     app.cleanup_ctx.append(run)

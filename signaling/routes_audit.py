@@ -8,7 +8,15 @@ import json
 
 from aiohttp import web
 
-from signaling.api_types import AuditEntryView, AuditExportQuery, AuditList, AuditQuery
+from signaling.api_types import (
+    AccessSummary,
+    AuditEntryView,
+    AuditExportQuery,
+    AuditList,
+    AuditQuery,
+    IncidentQuery,
+    IncidentReport,
+)
 from signaling.http_api import USER_KEY, ApiRegistry, client_address, json_response
 from signaling.keys import SERVICES
 from signaling.models import AuditEntry
@@ -128,4 +136,67 @@ async def export_audit(request: web.Request, query: AuditExportQuery) -> web.Res
             "Content-Disposition": f'attachment; filename="audit.{ext}"',
             "Cache-Control": "no-store",
         },
+    )
+
+
+@routes.route(
+    "GET",
+    "/api/audit/incident",
+    summary="Breach response: every recorded access to a consultation, recording or user "
+    "(who, when, from where), summarised per actor and address; admins only, audited",
+    auth="admin",
+    query=IncidentQuery,
+    response=IncidentReport,
+    errors=("not_authenticated", "forbidden"),
+    tag="audit",
+)
+async def incident_report(request: web.Request, query: IncidentQuery) -> web.Response:
+    services = request.app[SERVICES]
+    admin = request[USER_KEY]
+    since = parse_iso(query.since, "since") if query.since else None
+    until = parse_iso(query.until, "until") if query.until else None
+    found = [
+        e
+        for e in await services.store.all_audit()
+        if (e.target == query.subject or e.actor == query.subject or query.subject in e.details)
+        and (since is None or e.at >= since)
+        and (until is None or e.at < until)
+    ]
+    groups: dict[tuple[str, str, str], list[AuditEntry]] = {}
+    for e in found:
+        groups.setdefault((e.actor, e.actor_role, e.address), []).append(e)
+    accesses = []
+    for (actor, role, address), entries in sorted(groups.items(), key=lambda g: g[1][0].at):
+        actions: dict[str, int] = {}
+        for e in entries:
+            actions[e.action] = actions.get(e.action, 0) + 1
+        accesses.append(
+            AccessSummary(
+                actor=actor,
+                actor_role=role,
+                address=address,
+                actions=actions,
+                first=iso(entries[0].at),
+                last=iso(entries[-1].at),
+            )
+        )
+    head = (await services.store.all_audit())[-1].hash if found else ""
+    await services.audit.record(
+        "audit.incident_report",
+        actor=admin.id,
+        actor_role=admin.role,
+        target=query.subject,
+        address=client_address(request),
+        entries=len(found),
+    )
+    return json_response(
+        IncidentReport(
+            subject=query.subject,
+            generated_at=iso(services.clock.now()),
+            period_start=query.since,
+            period_end=query.until,
+            accesses=accesses,
+            entries=[_view(e) for e in found],
+            chain_head=head,
+        )
     )

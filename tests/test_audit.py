@@ -213,3 +213,28 @@ async def test_an_anchor_detects_a_truncated_tail(
     )
     assert with_anchor.returncode == 1  # ...but the anchor kept outside is gone
     assert "anchor" in with_anchor.stdout
+
+
+async def test_incident_report_lists_every_access_to_a_consultation(
+    app: web.Application, admin: Staff, doctor: Staff, clock: Any, client: Any
+) -> None:
+    from tests.test_consultations import create, invite_token
+
+    created = await create(doctor, clock)
+    cid = created["consultation"]["id"]
+    await client.post(
+        "/api/invites/redeem",
+        json={"invite": invite_token(created), "access_code": created["access_code"]},
+    )
+    await doctor.client.get(f"/api/consultations/{cid}")
+    resp = await admin.client.get("/api/audit/incident", params={"subject": cid})
+    assert resp.status == 200
+    report = await resp.json()
+    by_actor = {a["actor"]: a for a in report["accesses"]}
+    assert "consultation.created" in by_actor[doctor.user["id"]]["actions"]
+    assert by_actor["patient"]["actions"]["invite.used"] == 1
+    assert all(a["address"] for a in report["accesses"])
+    assert report["chain_head"]
+    assert (await doctor.client.get("/api/audit/incident", params={"subject": cid})).status == 403
+    entries = await app[SERVICES].store.all_audit()
+    assert entries[-1].action == "audit.incident_report"

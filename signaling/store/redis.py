@@ -14,6 +14,8 @@ import logging
 from typing import Any, cast
 
 import redis.asyncio as aioredis
+from redis.asyncio.retry import Retry
+from redis.backoff import NoBackoff
 from redis.exceptions import ConnectionError as RedisConnectionError
 from redis.exceptions import RedisError, TimeoutError, WatchError
 
@@ -115,6 +117,9 @@ class RedisStore:
             socket_timeout=5,
             socket_connect_timeout=5,
             health_check_interval=10,
+            # No silent retries: a command that fails answers StoreUnavailable (503) at once,
+            # and a closed store is never reconnected behind our back by an in-flight call.
+            retry=Retry(NoBackoff(), 0),
         )
         try:
             config = await self._redis.config_get("appendonly")
