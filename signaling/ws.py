@@ -57,6 +57,7 @@ from signaling.protocol import (
 from signaling.recording_session import RecordingChange, RecordingSession
 from signaling.rooms import JoinResult, Room, RoomRegistry, RoomState, Seat
 from signaling.sdp import MAX_TRICKLE_CANDIDATES, validate_candidate, validate_sdp
+from signaling.store.base import StoreUnavailable
 from signaling.turn import credential_expiry, ice_servers
 
 log = logging.getLogger("teleconsult.ws")
@@ -318,6 +319,12 @@ class Connection:
             metrics.refusals.labels(error.code).inc()
             self._close_with(error)
             return False
+        except StoreUnavailable:
+            # The store (Redis) is away: a clear "try again" rather than an internal error.
+            metrics.refusals.labels("unavailable").inc()
+            metrics.store_errors.inc()
+            self._close_with(AppError("unavailable"))
+            return False
         metrics.joins.labels(self.role).inc()
         return True
 
@@ -351,6 +358,9 @@ class Connection:
                     await handlers[kind](self, message)
             except AppError as error:
                 self.send_error(error, ref=message_type(message))
+            except StoreUnavailable:
+                self.services.metrics.store_errors.inc()
+                self.send_error(AppError("unavailable"), ref=message_type(message))
             except Exception:
                 log.exception("connection %s: unhandled error", self.id)
                 self.send_error(AppError("internal_error"), ref=message_type(message))

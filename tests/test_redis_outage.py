@@ -1,0 +1,71 @@
+"""Redis stops: /healthz stays up, /readyz fails, joins get a clear 'unavailable'; Redis
+comes back on the same data and everything works again, nothing stored lost."""
+
+from __future__ import annotations
+
+import dataclasses
+from collections.abc import AsyncIterator
+from pathlib import Path
+from typing import Any
+
+import pytest
+from aiohttp import web
+from aiohttp.test_utils import TestClient
+
+from config import Settings
+from signaling.app import create_app
+from signaling.clock import ManualClock
+from tests.conftest import Accounts
+from tests.rtc import book, connect
+from tests.servers import RedisServer
+
+
+@pytest.fixture
+async def own_redis(tmp_path: Path) -> AsyncIterator[RedisServer]:
+    server = RedisServer(tmp_path / "redis").start()
+    yield server
+    server.stop()
+
+
+@pytest.fixture
+def app(settings: Settings, clock: ManualClock, own_redis: RedisServer) -> web.Application:
+    storage = dataclasses.replace(settings.storage, backend="redis", redis_url=own_redis.url)
+    return create_app(dataclasses.replace(settings, storage=storage), clock=clock)
+
+
+async def test_a_redis_outage_is_answered_clearly_and_nothing_is_lost(
+    app: web.Application,
+    client: TestClient[Any, Any],
+    accounts: Accounts,
+    clock: ManualClock,
+    own_redis: RedisServer,
+) -> None:
+    await accounts.create("dr.outage")
+    doctor = await accounts.sign_in("dr.outage")
+    booking = await book(accounts, doctor, clock)
+    token = await booking.doctor_token()
+    port = own_redis.port
+    own_redis.stop()
+    assert (await client.get("/healthz")).status == 200
+    resp = await client.get("/readyz")
+    assert resp.status == 503
+    assert (await resp.json())["error"]["code"] == "unavailable"
+    resp = await doctor.client.get("/api/consultations")
+    assert resp.status == 503
+    ws = await connect(client)
+    await ws.send({"type": "join", "v": 1, "token": token})
+    error = await ws.expect_error("unavailable")
+    assert error.code == "unavailable"
+    assert await ws.closed_with() == 1013
+    # Back on the same directory: the AOF replays, the data is all there.
+    own_redis.port = port
+    own_redis.start()
+    assert (await client.get("/readyz")).status == 200
+    listed = await (await doctor.client.get("/api/consultations")).json()
+    assert [c["id"] for c in listed["consultations"]] == [booking.consultation_id]
+    ws = await connect(client)
+    await ws.send({"type": "join", "v": 1, "token": await booking.doctor_token()})
+    from signaling.protocol import Welcome
+
+    assert (await ws.expect(Welcome)).role == "doctor"
+    await ws.close()
