@@ -157,6 +157,11 @@ def test_doctor_admits_patient_and_they_talk_over_encrypted_video(
 
     # The doctor ends the consultation: the patient is told, camera off.
     doctor.click("#hang-up")
+    doctor.locator("#confirm-dialog").get_by_role("button", name="Retour").click()
+    expect(doctor.locator("#call-status")).to_have_attribute("data-state", "in_call")
+    expect(patient.locator("#call-step")).to_be_visible()
+    doctor.click("#hang-up")
+    doctor.locator("#confirm-ok").click()
     expect(doctor.locator("#greeting")).to_be_visible()
     expect(patient.locator("#waiting-step")).to_be_visible()
     expect(patient.locator("#connection-state")).to_have_attribute("data-state", "ended")

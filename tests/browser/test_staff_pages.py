@@ -191,7 +191,11 @@ def test_start_opens_the_call_screen_with_the_local_camera(
         )
         is False
     )
+    # Ending the consultation is for good: the page asks first.
     page.click("#hang-up")
+    expect(page.locator("#confirm-dialog")).to_be_visible()
+    expect(page.locator("#confirm-title")).to_have_text("Terminer la consultation ?")
+    page.locator("#confirm-ok").click()
     expect(page.locator("#greeting")).to_be_visible()
     assert_no_page_errors(page)
 

@@ -211,6 +211,14 @@ export class RoomSession {
       if (pc.connectionState === "connected") {
         this.onState("in_call");
         this._watchEncryption(pc);
+      } else if (pc.connectionState === "failed" && this.role === "doctor" && !this.finished) {
+        // The network path broke while both are still in the room: ICE restart.
+        this.onState("reconnecting");
+        this._queue(async () => {
+          if (this.pc !== pc || this.client.socket === null) return;
+          await pc.setLocalDescription(await pc.createOffer({ iceRestart: true }));
+          this.client.offer(pc.localDescription, true);
+        });
       }
     });
     return pc;

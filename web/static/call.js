@@ -3,7 +3,7 @@
 // call-session.js) and hang up, which ends the consultation.
 import { initI18n, t } from "./i18n.js";
 import { api, setCsrf } from "./api.js";
-import { $ } from "./ui.js";
+import { $, confirmDialog } from "./ui.js";
 import { startCall } from "./call-session.js";
 import { renderWaiting, announceArrival, clearArrival, knock } from "./waiting-list.js";
 
@@ -93,7 +93,12 @@ async function start() {
   $("#toggle-mic").addEventListener("click", (e) => toggle(e.currentTarget, "audio", "call.mute", "call.unmute"));
   $("#toggle-camera").addEventListener("click", (e) => toggle(e.currentTarget, "video", "call.camera_off", "call.camera_on"));
   $("#hang-up").addEventListener("click", async (event) => {
-    event.currentTarget.disabled = true;
+    const button = event.currentTarget;
+    // Ending is for good (the link stops working): ask first, unless it is over already.
+    if (state !== "ended" && !(await confirmDialog(t("call.end_confirm_title"), t("call.end_confirm_body"), t("call.hang_up_end")))) {
+      return;
+    }
+    button.disabled = true;
     // The doctor's hang up ends the consultation for both.
     if (session) await session.hangUp(true);
     if (stream) for (const track of stream.getTracks()) track.stop();

@@ -202,6 +202,8 @@ export const DICTIONARY = {
     "call.state_left": "Vous avez quitté la consultation.",
     "call.encrypted": "Chiffré de bout en bout (DTLS-SRTP, {cipher})",
     "call.hang_up_end": "Terminer la consultation",
+    "call.end_confirm_title": "Terminer la consultation ?",
+    "call.end_confirm_body": "L'appel s'arrête pour vous deux et le lien du patient ne fonctionnera plus.",
     "call.patient_arrived": "{name} est en salle d'attente",
 
     "role.doctor": "Médecin",
@@ -543,6 +545,8 @@ export const DICTIONARY = {
     "call.state_left": "You left the consultation.",
     "call.encrypted": "End-to-end encrypted (DTLS-SRTP, {cipher})",
     "call.hang_up_end": "End the consultation",
+    "call.end_confirm_title": "End the consultation?",
+    "call.end_confirm_body": "The call stops for both of you and the patient's link will no longer work.",
     "call.patient_arrived": "{name} is in the waiting room",
 
     "role.doctor": "Doctor",
