@@ -62,12 +62,23 @@ window.__dropSignaling = () => {
 """
 
 
+# Counts the tones the page generates with WebAudio (the knock).
+COUNT_TONES = """
+window.__tones = 0;
+const nativeOscillator = AudioContext.prototype.createOscillator;
+AudioContext.prototype.createOscillator = function () {
+  window.__tones += 1;
+  return nativeOscillator.call(this);
+};
+"""
+
+
 def doctor_with_consultation(live_server: LiveServer, contexts: Contexts) -> tuple[Page, str, str]:
     """The doctor signs in through the pages, creates a consultation and keeps the dashboard
     open; returns the page, the patient's link (path) and the access code."""
     create_doctor(live_server)
     doctor = contexts.new_page()
-    doctor.add_init_script(TRACK_PEERS)
+    doctor.add_init_script(TRACK_PEERS + COUNT_TONES)
     doctor.goto("/")
     sign_in(doctor, "dr.martin")
     enrol_with_page_secret(doctor)
@@ -120,6 +131,9 @@ def test_doctor_admits_patient_and_they_talk_over_encrypted_video(
     expect(doctor.locator("#call-title")).to_have_text("Alice Dupont")
     expect(doctor.locator("#call-status")).to_have_attribute("data-state", "waiting")
     expect(doctor.locator("#lobby")).to_be_hidden()
+    # A page may only play sound after an interaction: the doctor picks the language.
+    doctor.get_by_role("button", name="FR").click()
+    assert doctor.evaluate("() => window.__tones") == 0
 
     patient = patient_to_waiting_room(contexts, url, code)
     expect(patient.locator("#connection-state")).to_have_attribute("data-state", "waiting")
@@ -130,6 +144,8 @@ def test_doctor_admits_patient_and_they_talk_over_encrypted_video(
     expect(item).to_contain_text("Alice Dupont")
     expect(item).to_contain_text("attend depuis")
     expect(doctor).to_have_title("(patient en attente) Téléconsultation — Consultation en cours")
+    # The knock: two generated tones.
+    assert doctor.evaluate("() => window.__tones") == 2
     snap(doctor, "call-doctor-lobby")
     item.get_by_role("button", name="Faire entrer").click()
     expect(doctor.locator("#lobby")).to_be_hidden()
