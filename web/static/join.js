@@ -296,6 +296,11 @@ function onRoomState(state, details = {}) {
     leaveRoom(state, false);
     return;
   }
+  if (state === "error") {
+    // The room is out of reach (or another tab took this place): camera off, offer to retry.
+    leaveRoom("error", true);
+    return;
+  }
   if (state === "admitted" || state === "in_call") {
     callState = state;
     if (current !== "call-step") {
