@@ -143,6 +143,7 @@ def test_doctor_admits_patient_and_they_talk_over_encrypted_video(
     item = doctor.locator("#lobby .waiting-item")
     expect(item).to_contain_text("Alice Dupont")
     expect(item).to_contain_text("attend depuis")
+    expect(doctor.locator("#call-status")).to_have_text("Le patient est en salle d'attente.")
     expect(doctor).to_have_title("(patient en attente) Téléconsultation — Consultation en cours")
     # The knock: two generated tones.
     assert doctor.evaluate("() => window.__tones") == 2

@@ -18,7 +18,9 @@ let cipher = null;
 
 function renderState() {
   $("#call-status").dataset.state = state;
-  $("#call-status").textContent = state === "in_call" ? "" : t(`call.state_${state}`);
+  // Someone in the waiting room is not "waiting for the patient" any more.
+  const key = state === "waiting" && waiting ? "call.state_patient_waiting" : `call.state_${state}`;
+  $("#call-status").textContent = state === "in_call" ? "" : t(key);
   const badge = $("#call-encryption");
   badge.hidden = !cipher;
   badge.textContent = cipher ? t("call.encrypted", { cipher }) : "";
@@ -47,6 +49,7 @@ function onLobby(next) {
   const arrived = next && (!waiting || waiting.since !== next.since);
   waiting = next;
   renderLobby();
+  renderState();
   if (arrived) {
     announceArrival({ patientName: next.name });
     knock();
