@@ -6,6 +6,7 @@ import hashlib
 import json
 
 from signaling.models import AuditEntry
+from signaling.store.base import AuditFields
 
 GENESIS = "0" * 64
 
@@ -40,6 +41,36 @@ def entry_hash(
         ensure_ascii=False,
     )
     return hashlib.sha256(payload.encode()).hexdigest()
+
+
+def chained_entry(fields: AuditFields, seq: int, prev_hash: str) -> AuditEntry:
+    """The entry ``fields`` become at position ``seq`` after ``prev_hash`` (every backend)."""
+    f = fields
+    digest = entry_hash(
+        seq,
+        f.at,
+        f.actor,
+        f.actor_role,
+        f.action,
+        f.target,
+        f.outcome,
+        f.address,
+        f.details,
+        prev_hash,
+    )
+    return AuditEntry(
+        seq=seq,
+        at=f.at,
+        actor=f.actor,
+        actor_role=f.actor_role,
+        action=f.action,
+        target=f.target,
+        outcome=f.outcome,
+        address=f.address,
+        details=f.details,
+        prev_hash=prev_hash,
+        hash=digest,
+    )
 
 
 def recompute(entry: AuditEntry) -> str:

@@ -160,7 +160,9 @@ def _stop(proc: subprocess.Popen[bytes]) -> None:
 def deployment(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Deployment]:
     nginx = nginx_binary()
     if nginx is None:
-        pytest.skip("nginx is not installed (scripts/test.sh installs nginx-light)")
+        pytest.fail(
+            "nginx is not installed: run the tests with scripts/test.sh, which installs nginx-light"
+        )
     work = tmp_path_factory.mktemp("deploy")
     for sub in ("logs", "conf", "temp"):
         (work / sub).mkdir()

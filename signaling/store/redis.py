@@ -20,7 +20,7 @@ from redis.exceptions import ConnectionError as RedisConnectionError
 from redis.exceptions import RedisError, TimeoutError, WatchError
 
 from config import ConfigError
-from signaling.audit_chain import GENESIS, entry_hash
+from signaling.audit_chain import GENESIS, chained_entry
 from signaling.models import (
     AuditEntry,
     ConsentReceipt,
@@ -345,12 +345,8 @@ class RedisStore:
         return [c for c in found if c is not None]
 
     async def update_consultation(self, consultation: Consultation) -> None:
-        c = consultation
-        async with self.r.pipeline(transaction=True) as pipe:
-            pipe.hset(self._consultation_key(c.id), mapping=self._consultation_hash(c))
-            pipe.zadd(f"{self.p}consultations", {c.id: c.scheduled_start})
-            pipe.zadd(f"{self.p}consultations:doctor:{c.doctor_id}", {c.id: c.scheduled_start})
-            await self._call(pipe.execute())
+        # The whole record and its indexes are rewritten, exactly as on creation.
+        await self.create_consultation(consultation)
 
     async def record_code_failure(self, consultation_id: str, lock_at: int) -> Consultation:
         await self._call(
@@ -481,7 +477,6 @@ class RedisStore:
     # -- audit: a list of canonical JSON entries, appended under WATCH on the list's tail
     async def append_audit(self, fields: AuditFields) -> AuditEntry:
         log_key = f"{self.p}audit"
-        f = fields
         while True:
             async with self.r.pipeline(transaction=True) as pipe:
                 try:
@@ -490,31 +485,7 @@ class RedisStore:
                     last_raw = await pipe.lindex(log_key, -1) if length else None
                     prev = json.loads(last_raw)["hash"] if last_raw else GENESIS
                     seq = length + 1
-                    digest = entry_hash(
-                        seq,
-                        f.at,
-                        f.actor,
-                        f.actor_role,
-                        f.action,
-                        f.target,
-                        f.outcome,
-                        f.address,
-                        f.details,
-                        prev,
-                    )
-                    entry = AuditEntry(
-                        seq=seq,
-                        at=f.at,
-                        actor=f.actor,
-                        actor_role=f.actor_role,
-                        action=f.action,
-                        target=f.target,
-                        outcome=f.outcome,
-                        address=f.address,
-                        details=f.details,
-                        prev_hash=prev,
-                        hash=digest,
-                    )
+                    entry = chained_entry(fields, seq, prev)
                     pipe.multi()  # type: ignore[no-untyped-call]
                     pipe.rpush(log_key, json.dumps(entry.__dict__, separators=(",", ":")))
                     await pipe.execute()

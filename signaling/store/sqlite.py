@@ -13,7 +13,7 @@ from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 from typing import Any, TypeVar
 
-from signaling.audit_chain import GENESIS, entry_hash
+from signaling.audit_chain import GENESIS, chained_entry
 from signaling.models import (
     AuditEntry,
     ConsentReceipt,
@@ -607,32 +607,7 @@ class SqliteStore:
         def op(db: sqlite3.Connection) -> AuditEntry:
             last = db.execute("SELECT seq, hash FROM audit ORDER BY seq DESC LIMIT 1").fetchone()
             seq, prev = (last[0] + 1, last[1]) if last else (1, GENESIS)
-            f = fields
-            digest = entry_hash(
-                seq,
-                f.at,
-                f.actor,
-                f.actor_role,
-                f.action,
-                f.target,
-                f.outcome,
-                f.address,
-                f.details,
-                prev,
-            )
-            entry = AuditEntry(
-                seq=seq,
-                at=f.at,
-                actor=f.actor,
-                actor_role=f.actor_role,
-                action=f.action,
-                target=f.target,
-                outcome=f.outcome,
-                address=f.address,
-                details=f.details,
-                prev_hash=prev,
-                hash=digest,
-            )
+            entry = chained_entry(fields, seq, prev)
             db.execute(
                 f"INSERT INTO audit ({_AUDIT_COLUMNS}) VALUES (?,?,?,?,?,?,?,?,?,?,?)",
                 (
