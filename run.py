@@ -192,11 +192,11 @@ def _audit_verify(args: argparse.Namespace) -> int:
             position, reason = broken
             print(f"audit trail BROKEN at entry {position} of {count}: {reason}")
             return 1
+        entries = await services.store.all_audit() if args.anchor else []
         for anchor in args.anchor or []:
             # An anchor (seq:hash kept outside, e.g. from the log) catches a cut-off tail,
             # which a chain alone cannot show.
             seq_text, _, expected = anchor.partition(":")
-            entries = await services.store.all_audit()
             seq = int(seq_text) if seq_text.isdigit() else 0
             if seq < 1 or seq > len(entries) or entries[seq - 1].hash != expected:
                 print(

@@ -90,8 +90,8 @@ async def _entries(request: web.Request, query: AuditQuery) -> list[AuditEntry]:
 )
 async def list_audit(request: web.Request, query: AuditQuery) -> web.Response:
     entries = await _entries(request, query)
-    all_entries = await request.app[SERVICES].store.all_audit()
-    head = all_entries[-1].hash if all_entries else ""
+    last = await request.app[SERVICES].store.audit_head()
+    head = last.hash if last else ""
     return json_response(AuditList(entries=[_view(e) for e in entries], head=head))
 
 
@@ -180,7 +180,8 @@ async def incident_report(request: web.Request, query: IncidentQuery) -> web.Res
                 last=iso(entries[-1].at),
             )
         )
-    head = (await services.store.all_audit())[-1].hash if found else ""
+    last = await services.store.audit_head()
+    head = last.hash if last else ""
     await services.audit.record(
         "audit.incident_report",
         actor=admin.id,

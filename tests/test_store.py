@@ -251,3 +251,21 @@ async def test_recordings_and_consent_receipts(store: Store) -> None:
         ("patient", "withdrawn"),
     ]
     assert await store.list_consent_receipts("c2") == []
+
+
+async def test_audit_head_is_the_last_entry(store: Store) -> None:
+    assert await store.audit_head() is None
+    for i in range(3):
+        last = await store.append_audit(
+            AuditFields(
+                at=NOW + i,
+                actor="u",
+                actor_role="doctor",
+                action="a",
+                target="t",
+                outcome="success",
+                address="",
+                details="",
+            )
+        )
+    assert await store.audit_head() == last

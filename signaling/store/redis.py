@@ -495,6 +495,10 @@ class RedisStore:
                 except (RedisConnectionError, TimeoutError, OSError) as exc:
                     raise StoreUnavailable(str(exc)) from exc
 
+    async def audit_head(self) -> AuditEntry | None:
+        raw = await self._call(self.r.lindex(f"{self.p}audit", -1))
+        return AuditEntry(**json.loads(raw)) if raw else None
+
     async def all_audit(self) -> list[AuditEntry]:
         raw = await self._call(self.r.lrange(f"{self.p}audit", 0, -1))
         return [AuditEntry(**json.loads(item)) for item in raw]

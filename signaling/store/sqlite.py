@@ -654,6 +654,14 @@ class SqliteStore:
         )
         return [_audit(r) for r in rows]
 
+    async def audit_head(self) -> AuditEntry | None:
+        row = await self._run(
+            lambda db: db.execute(
+                f"SELECT {_AUDIT_COLUMNS} FROM audit ORDER BY seq DESC LIMIT 1"
+            ).fetchone()
+        )
+        return _audit(row) if row else None
+
     async def all_audit(self) -> list[AuditEntry]:
         rows = await self._run(
             lambda db: db.execute(f"SELECT {_AUDIT_COLUMNS} FROM audit ORDER BY seq").fetchall()
