@@ -11,10 +11,16 @@ WEB = Path(__file__).resolve().parents[2] / "web"
 _ENTRY = re.compile(r'^\s*"([\w.]+)":', re.MULTILINE)
 
 
+DICTIONARY_FILES = sorted((WEB / "static").glob("i18n-dict*.js"))
+
+
 def dictionary() -> dict[str, set[str]]:
-    source = (WEB / "static" / "i18n-dict.js").read_text()
-    fr_part, en_part = source.split("\n  en: {", 1)
-    return {"fr": set(_ENTRY.findall(fr_part)), "en": set(_ENTRY.findall(en_part))}
+    words: dict[str, set[str]] = {"fr": set(), "en": set()}
+    for path in DICTIONARY_FILES:
+        fr_part, en_part = path.read_text().split("\n  en: {", 1)
+        words["fr"].update(_ENTRY.findall(fr_part))
+        words["en"].update(_ENTRY.findall(en_part))
+    return words
 
 
 def used_keys() -> set[str]:
@@ -33,9 +39,13 @@ def used_keys() -> set[str]:
 
 
 def test_no_key_is_written_twice() -> None:
-    source = (WEB / "static" / "i18n-dict.js").read_text()
-    for part in source.split("\n  en: {", 1):
-        keys = _ENTRY.findall(part)
+    # Across files too: a later file would silently override an earlier one's text.
+    for half in (0, 1):
+        keys = [
+            key
+            for path in DICTIONARY_FILES
+            for key in _ENTRY.findall(path.read_text().split("\n  en: {", 1)[half])
+        ]
         assert len(keys) == len(set(keys)), sorted({k for k in keys if keys.count(k) > 1})
 
 

@@ -1,6 +1,11 @@
 // Every text of the pages, in French and English. Keys are grouped by page or purpose.
 // "{name}" is replaced by a value; "one|many" picks a plural form from `count`.
-export const DICTIONARY = {
+// Each feature keeps its texts in its own i18n-dict-<feature>.js (same layout), merged here,
+// so that features can be worked on side by side without touching one big file.
+import { CALL } from "./i18n-dict-call.js";
+import { RECORDING } from "./i18n-dict-recording.js";
+import { AUDIT } from "./i18n-dict-audit.js";
+const BASE = {
   fr: {
     "app.name": "Téléconsultation",
     "lang.label": "Langue",
@@ -689,3 +694,10 @@ export const DICTIONARY = {
     "waiting.state_in_call": "In consultation",
   },
 };
+
+export const DICTIONARY = Object.fromEntries(
+  Object.entries(BASE).map(([lang, texts]) => [
+    lang,
+    { ...texts, ...CALL[lang], ...RECORDING[lang], ...AUDIT[lang] },
+  ]),
+);
