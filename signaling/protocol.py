@@ -150,6 +150,10 @@ class Welcome(ServerBase, tag="welcome"):
     # When the TURN credentials stop working (Unix seconds); 0 when no TURN is configured.
     ice_expires_at: int = 0
     resumed: bool = False
+    # Whether the doctor may ask to record (the service records at all), and how many days a
+    # recording is kept: what the pages' consent prompt tells both participants.
+    recording_available: bool = False
+    recording_retention_days: int = 0
 
 
 class WaitingPatient(msgspec.Struct, frozen=True):

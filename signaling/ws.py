@@ -403,6 +403,8 @@ class Connection:
                 resume_grace_seconds=settings.signaling.resume_grace_seconds,
                 ice_expires_at=ice_expires,
                 resumed=resumed,
+                recording_available=settings.recording.enabled,
+                recording_retention_days=settings.recording.retention_days,
             )
             self.deliver(encode(welcome), None)
 

@@ -16,12 +16,13 @@ from aiortc import RTCConfiguration, RTCPeerConnection, RTCSessionDescription
 from aiortc.mediastreams import AudioStreamTrack, VideoStreamTrack
 
 from config import Settings
+from signaling.app import create_app
 from signaling.clock import ManualClock
 from signaling.keys import SERVICES
 from signaling.protocol import RecordingAnswer, RecordingState
 from signaling.recordings import RecordingLibrary
 from tests.conftest import Accounts, Staff
-from tests.rtc import SignalClient, book, enter_call, loopback_only, silent
+from tests.rtc import SignalClient, book, enter_call, join, loopback_only, silent
 
 pytestmark = pytest.mark.slow
 
@@ -128,3 +129,29 @@ async def test_a_client_cannot_consent_for_the_other_side(
     assert await app[SERVICES].store.list_recordings() == []
     await doctor_ws.close()
     await patient_ws.close()
+
+
+async def test_the_welcome_says_whether_recording_is_offered_and_for_how_long(
+    aiohttp_client: Any,
+    settings: Settings,
+    accounts: Accounts,
+    doctor: Staff,
+    clock: ManualClock,
+) -> None:
+    # The pages offer "Record" and state the retention period from the welcome alone.
+    booking = await book(accounts, doctor, clock)
+    kept = dataclasses.replace(settings.recording, retention_days=45)
+    on = await aiohttp_client(
+        create_app(dataclasses.replace(settings, recording=kept), clock=clock)
+    )
+    doctor_ws, doctor_welcome = await join(on, await booking.doctor_token())
+    assert doctor_welcome.recording_available is True
+    assert doctor_welcome.recording_retention_days == 45
+    await doctor_ws.close()
+    off = dataclasses.replace(settings.recording, enabled=False)
+    client_off = await aiohttp_client(
+        create_app(dataclasses.replace(settings, recording=off), clock=clock)
+    )
+    doctor_ws, doctor_welcome = await join(client_off, await booking.doctor_token())
+    assert doctor_welcome.recording_available is False
+    await doctor_ws.close()
