@@ -88,6 +88,9 @@ class TurnSettings:
     secret_file: str = ""
     # Credentials never outlive this, even for a long consultation.
     max_credential_hours: int = 12
+    # Pages send media through the TURN relay only (RTCPeerConnection iceTransportPolicy
+    # "relay"): neither participant learns the other's IP address. Needs turn_urls.
+    relay_only: bool = False
 
 
 @dataclass(frozen=True)
@@ -119,6 +122,13 @@ class RetentionSettings:
     # Patient details (name, note) of a consultation are erased this long after it ends;
     # the consultation id, times and audit entries stay (pseudonymous).
     consultation_days: int = 90
+    # Consent receipts (who agreed to a recording, when) are proof of consent: kept a year,
+    # never less than the recordings they authorised (recording.retention_days).
+    consent_receipt_days: int = 365
+    # Audit entries: the CNIL's recommendation on logging (deliberation 2021-122) finds six
+    # months to one year proportionate; the trail holds ids only, so one year. Old entries
+    # are purged behind a checkpoint, so the kept trail still verifies.
+    audit_days: int = 365
     # How often the sweeper runs.
     sweep_interval_minutes: int = 60
 
@@ -210,6 +220,11 @@ class Settings:
             "the file holding coturn's static-auth-secret when turn.turn_urls is set",
         )
         require(t.max_credential_hours > 0, "turn.max_credential_hours", "a positive integer")
+        require(
+            not t.relay_only or bool(t.turn_urls),
+            "turn.relay_only",
+            "turn.turn_urls to be set (relay-only calls need a TURN server)",
+        )
         sig = self.signaling
         require(
             1024 <= sig.max_message_bytes <= 1024 * 1024,
@@ -231,6 +246,16 @@ class Settings:
             "recording.worker_loopback",
             '"off", "include" or "only"',
         )
-        for name in ("consultation_days", "sweep_interval_minutes"):
+        for name in (
+            "consultation_days",
+            "consent_receipt_days",
+            "audit_days",
+            "sweep_interval_minutes",
+        ):
             require(getattr(self.retention, name) > 0, f"retention.{name}", "a positive integer")
+        require(
+            self.retention.consent_receipt_days >= self.recording.retention_days,
+            "retention.consent_receipt_days",
+            "at least recording.retention_days (a receipt outlives its recording)",
+        )
         return self

@@ -28,6 +28,7 @@ from signaling.routes_auth import SETUP_NONCE
 from signaling.routes_auth import routes as auth_routes
 from signaling.routes_consultations import routes as consultation_routes
 from signaling.routes_health import routes as health_routes
+from signaling.routes_live import routes as live_routes
 from signaling.routes_recordings import routes as recording_routes
 from signaling.routes_users import routes as user_routes
 from signaling.store.base import Store
@@ -69,6 +70,7 @@ def all_routes() -> ApiRegistry:
         consultation_routes,
         audit_routes,
         recording_routes,
+        live_routes,
     ):
         registry.endpoints.extend(part.endpoints)
     return registry

@@ -297,8 +297,11 @@ class Accounts:
             "patient", max(until - self.clock.now(), 60.0), None, consultation_id
         )
 
-    async def session_for(self, cookie_value: str | None, kind: str) -> Session | None:
-        """The live session behind a cookie, touching its idle timer; None if gone."""
+    async def session_for(
+        self, cookie_value: str | None, kind: str, *, touch: bool = True
+    ) -> Session | None:
+        """The live session behind a cookie, touching its idle timer unless ``touch`` is
+        false (a page's background polling is no sign of a person); None if gone."""
         if not cookie_value or len(cookie_value) > 128:
             return None
         session = await self.store.get_session(sha256_hex(cookie_value))
@@ -309,7 +312,7 @@ class Accounts:
         if session.expires_at <= now or (kind == "staff" and now - session.last_seen > idle):
             await self.store.delete_session(session.id_hash)
             return None
-        if now - session.last_seen > 30:  # spare the store a write per request
+        if touch and now - session.last_seen > 30:  # spare the store a write per request
             session = session.evolve(last_seen=now)
             await self.store.put_session(session)
         return session

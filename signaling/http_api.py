@@ -18,7 +18,8 @@ from signaling.errors import AppError
 from signaling.keys import SERVICES
 from signaling.models import Session, User
 
-Auth = Literal["none", "pending", "staff", "admin", "patient", "staff_or_patient"]
+# "staff_quiet": a staff session that the request does not keep alive (background polling).
+Auth = Literal["none", "pending", "staff", "staff_quiet", "admin", "patient", "staff_or_patient"]
 Handler = Callable[..., Awaitable[web.StreamResponse]]
 
 SESSION_COOKIE = "tc_session"
@@ -127,8 +128,10 @@ async def _authenticate(request: web.Request, auth: Auth) -> None:
     services = request.app[SERVICES]
     accounts = services.accounts
     session: Session | None = None
-    if auth in ("staff", "admin", "staff_or_patient"):
-        session = await accounts.session_for(request.cookies.get(SESSION_COOKIE), "staff")
+    if auth in ("staff", "staff_quiet", "admin", "staff_or_patient"):
+        session = await accounts.session_for(
+            request.cookies.get(SESSION_COOKIE), "staff", touch=auth != "staff_quiet"
+        )
         if session is not None:
             user = await services.store.get_user(session.user_id or "")
             if user is None or user.disabled:

@@ -14,6 +14,7 @@ from signaling.http_api import CSRF_HEADER, PATIENT_COOKIE, SESSION_COOKIE, Endp
 _SECURITY: dict[str, list[dict[str, list[str]]]] = {
     "pending": [{"pendingLogin": []}],
     "staff": [{"session": [], "csrf": []}],
+    "staff_quiet": [{"session": [], "csrf": []}],
     "admin": [{"session": [], "csrf": []}],
     "patient": [{"patientSession": [], "csrf": []}],
     "staff_or_patient": [{"session": [], "csrf": []}, {"patientSession": [], "csrf": []}],

@@ -64,6 +64,7 @@ def test_environment_lists_and_booleans() -> None:
         ("[security]\npassword_min_length = 6\n", "security.password_min_length"),
         ("[security]\nroom_token_ttl_seconds = 3600\n", "security.room_token_ttl_seconds"),
         ('[turn]\nturn_urls = ["turn:x:3478"]\n', "turn.secret_file"),
+        ("[turn]\nrelay_only = true\n", "turn.relay_only"),
         ('[turn]\nstun_urls = "stun:x"\n', "turn.stun_urls"),
         ("[server]\ntrust_proxy_headers = 1\n", "server.trust_proxy_headers"),
         ('[server]\npublic_url = "visio.example"\n', "server.public_url"),
