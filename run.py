@@ -183,28 +183,31 @@ def _user_action(action: str) -> Callable[[argparse.Namespace], int]:
 
 
 def _audit_verify(args: argparse.Namespace) -> int:
-    from signaling.audit import verify_trail
+    from signaling.audit import verify_chain
     from signaling.keys import Services
 
     async def work(services: Services) -> int:
-        count, head, broken = await verify_trail(services.store)
-        if broken is not None:
-            position, reason = broken
+        report = await verify_chain(services.store)
+        count = len(report.entries)
+        if report.broken is not None:
+            position, reason = report.broken
             print(f"audit trail BROKEN at entry {position} of {count}: {reason}")
             return 1
-        entries = await services.store.all_audit() if args.anchor else []
         for anchor in args.anchor or []:
             # An anchor (seq:hash kept outside, e.g. from the log) catches a cut-off tail,
             # which a chain alone cannot show.
             seq_text, _, expected = anchor.partition(":")
             seq = int(seq_text) if seq_text.isdigit() else 0
-            if seq < 1 or seq > len(entries) or entries[seq - 1].hash != expected:
+            if seq < 1 or not report.holds_anchor(seq, expected):
                 print(
                     f"audit trail BROKEN: anchor {seq_text} is missing or was rewritten "
                     f"(the trail has {count} entries)"
                 )
                 return 1
-        print(f"audit trail intact: {count} entries, head {count}:{head}")
+        since = f", kept from checkpoint {report.checkpoint.seq}" if report.checkpoint else ""
+        print(
+            f"audit trail intact: {count} entries{since}, head {report.head_seq}:{report.head_hash}"
+        )
         return 0
 
     return _with_services(args, work)

@@ -4,11 +4,12 @@ from __future__ import annotations
 
 import json
 import logging
+from dataclasses import dataclass
 from typing import Any
 
 from signaling.clock import Clock
 from signaling.models import AuditEntry
-from signaling.store.base import AuditFields, Store
+from signaling.store.base import AuditCheckpoint, AuditFields, Store
 
 log = logging.getLogger("teleconsult.audit")
 
@@ -46,15 +47,83 @@ class AuditTrail:
         )
         return entry
 
+    async def purge_before(self, before: float, keep_days: int) -> AuditEntry | None:
+        """Remove entries dated before ``before``; the purge report is itself an entry.
+
+        The removal, the new checkpoint and the report are one store operation, so a crash
+        never leaves a checkpoint that no purge entry vouches for.
+        """
+        from signaling.audit_chain import PURGE_ACTION, purge_details
+
+        def report(removed: int, checkpoint: AuditCheckpoint) -> AuditFields:
+            details = purge_details(removed, checkpoint) | {"audit_days": keep_days}
+            return AuditFields(
+                at=self._clock.now(),
+                actor="system",
+                actor_role="system",
+                action=PURGE_ACTION,
+                target="",
+                outcome="success",
+                address="",
+                details=json.dumps(details, sort_keys=True, separators=(",", ":")),
+            )
+
+        entry = await self._store.purge_audit(before, report)
+        if entry is not None:
+            log.info("audit %s %s actor=system details=%s", entry.seq, PURGE_ACTION, entry.details)
+        return entry
+
 
 async def verify_trail(store: Store) -> tuple[int, str, tuple[int, str] | None]:
     """Walk the whole chain: (entries, head hash, first break as (seq, reason) or None)."""
-    from signaling.audit_chain import GENESIS, first_broken
+    report = await verify_chain(store)
+    return len(report.entries), report.head_hash, report.broken
+
+
+@dataclass(frozen=True)
+class ChainReport:
+    entries: list[AuditEntry]
+    checkpoint: AuditCheckpoint | None
+    # (sequence number, reason) of the first break, or None when the chain holds.
+    broken: tuple[int, str] | None
+
+    @property
+    def head_seq(self) -> int:
+        if self.entries:
+            return self.entries[-1].seq
+        return self.checkpoint.seq if self.checkpoint else 0
+
+    @property
+    def head_hash(self) -> str:
+        from signaling.audit_chain import GENESIS
+
+        if self.entries:
+            return self.entries[-1].hash
+        return self.checkpoint.hash if self.checkpoint else GENESIS
+
+    def holds_anchor(self, seq: int, digest: str) -> bool:
+        """An anchor kept outside (``seq:hash``) is still in the trail, or was purged."""
+        if self.checkpoint and seq <= self.checkpoint.seq:
+            # Purged since: only the checkpoint itself can still be compared.
+            return seq < self.checkpoint.seq or digest == self.checkpoint.hash
+        first = self.checkpoint.seq + 1 if self.checkpoint else 1
+        index = seq - first
+        return 0 <= index < len(self.entries) and self.entries[index].hash == digest
+
+
+async def verify_chain(store: Store) -> ChainReport:
+    """Walk the kept trail from the purge checkpoint and cross-check that checkpoint."""
+    from signaling.audit_chain import checkpoint_mismatch, first_broken
 
     entries = await store.all_audit()
-    broken = first_broken(entries)
-    head = entries[-1].hash if entries else GENESIS
-    if broken is None:
-        return len(entries), head, None
-    position, reason = broken
-    return len(entries), head, (position + 1, reason)
+    checkpoint = await store.audit_checkpoint()
+    broken = first_broken(entries, checkpoint)
+    if broken is not None:
+        position, reason = broken
+        first = checkpoint.seq + 1 if checkpoint else 1
+        return ChainReport(entries, checkpoint, (first + position, reason))
+    mismatch = checkpoint_mismatch(entries, checkpoint)
+    if mismatch is not None:
+        first = entries[0].seq if entries else (checkpoint.seq if checkpoint else 0)
+        return ChainReport(entries, checkpoint, (first, mismatch))
+    return ChainReport(entries, checkpoint, None)

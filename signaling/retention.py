@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import json
 import logging
 import secrets
 from collections.abc import AsyncIterator
@@ -63,6 +64,21 @@ class SweepReport:
     consultations_erased: int
     sessions_purged: int
     recordings_purged: int = 0
+    consent_receipts_purged: int = 0
+    # Audit entries removed behind the checkpoint (their purge is an audit entry itself).
+    audit_entries_purged: int = 0
+
+    @property
+    def anything(self) -> bool:
+        return any(
+            (
+                self.consultations_erased,
+                self.sessions_purged,
+                self.recordings_purged,
+                self.consent_receipts_purged,
+                self.audit_entries_purged,
+            )
+        )
 
 
 class RetentionSweeper:
@@ -74,18 +90,18 @@ class RetentionSweeper:
 
     async def sweep(self) -> SweepReport:
         now = self.clock.now()
-        keep = self.settings.retention.consultation_days * DAY
-        erased = 0
+        kept = self.settings.retention
+        erased = receipts = 0
         for c in await self.store.list_consultations(None):
-            if c.erased_at is None and c.scheduled_end + keep < now:
+            if c.erased_at is None and c.scheduled_end + kept.consultation_days * DAY < now:
                 await erase_consultation(self.store, c, now)
                 erased += 1
+            receipts += await self.store.delete_consent_receipts(
+                c.id, now - kept.consent_receipt_days * DAY
+            )
         sessions = await self.store.purge_sessions(now)
         recordings = await RecordingLibrary(self.store, self.clock, self.settings).purge_expired()
-        report = SweepReport(
-            consultations_erased=erased, sessions_purged=sessions, recordings_purged=recordings
-        )
-        if erased or sessions or recordings:
+        if erased or sessions or recordings or receipts:
             await self.audit.record(
                 "retention.purged",
                 actor="system",
@@ -93,10 +109,20 @@ class RetentionSweeper:
                 consultations_erased=erased,
                 sessions_purged=sessions,
                 recordings_purged=recordings,
-                consultation_days=self.settings.retention.consultation_days,
+                consent_receipts_purged=receipts,
+                consultation_days=kept.consultation_days,
                 recording_days=self.settings.recording.retention_days,
+                consent_receipt_days=kept.consent_receipt_days,
             )
-        return report
+        # Last, so the entries above are not purged before anyone could read them.
+        purge = await self.audit.purge_before(now - kept.audit_days * DAY, kept.audit_days)
+        return SweepReport(
+            consultations_erased=erased,
+            sessions_purged=sessions,
+            recordings_purged=recordings,
+            consent_receipts_purged=receipts,
+            audit_entries_purged=int(json.loads(purge.details)["removed"]) if purge else 0,
+        )
 
 
 def setup_retention(app: web.Application) -> None:
@@ -114,7 +140,7 @@ def setup_retention(app: web.Application) -> None:
         async def sweep_once() -> None:
             try:
                 report = await sweeper.sweep()
-                if report.consultations_erased or report.sessions_purged:
+                if report.anything:
                     log.info("retention sweep: %s", report)
             except StoreUnavailable:
                 log.warning("retention sweep skipped: store unavailable")

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Protocol
 
@@ -43,6 +44,26 @@ class AuditFields:
     outcome: str
     address: str
     details: str
+
+
+@dataclass(frozen=True)
+class AuditCheckpoint:
+    """The last entry removed by an audit purge: the kept trail chains on from it."""
+
+    seq: int
+    hash: str
+
+    def encode(self) -> str:
+        return f"{self.seq}:{self.hash}"
+
+    @classmethod
+    def decode(cls, text: str) -> AuditCheckpoint:
+        seq, _, digest = text.partition(":")
+        return cls(int(seq), digest)
+
+
+# Builds the purge report entry from (entries removed, new checkpoint).
+PurgeReport = Callable[[int, AuditCheckpoint], AuditFields]
 
 
 class Store(Protocol):
@@ -93,6 +114,9 @@ class Store(Protocol):
     async def list_consent_receipts(self, consultation_id: str) -> list[ConsentReceipt]:
         """In the order they were given."""
 
+    async def delete_consent_receipts(self, consultation_id: str, before: float) -> int:
+        """Remove a consultation's consent receipts given before ``before``; answers how many."""
+
     # -- ephemeral keys with a time to live
     async def claim_once(self, key: str, ttl: float, now: float) -> bool:
         """True the first time ``key`` is claimed while unexpired, False afterwards."""
@@ -116,3 +140,13 @@ class Store(Protocol):
     async def all_audit(self) -> list[AuditEntry]: ...
     async def audit_head(self) -> AuditEntry | None:
         """The last entry, without reading the whole trail."""
+
+    async def audit_checkpoint(self) -> AuditCheckpoint | None:
+        """Where the kept trail starts after purges (None: it starts at entry 1)."""
+
+    async def purge_audit(self, before: float, report: PurgeReport) -> AuditEntry | None:
+        """Atomically remove the oldest entries dated before ``before``, store the checkpoint
+        (last removed entry) and append the purge report entry built by ``report``.
+
+        Answers the report entry, or None when nothing was old enough.
+        """

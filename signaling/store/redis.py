@@ -33,9 +33,36 @@ from signaling.models import (
     SessionKind,
     User,
 )
-from signaling.store.base import AuditFields, AuditFilter, DuplicateUsername, StoreUnavailable
+from signaling.store.base import (
+    AuditCheckpoint,
+    AuditFields,
+    AuditFilter,
+    DuplicateUsername,
+    PurgeReport,
+    StoreUnavailable,
+)
 
 log = logging.getLogger("teleconsult.store")
+
+
+def _encode_entry(entry: AuditEntry) -> str:
+    return json.dumps(entry.__dict__, separators=(",", ":"))
+
+
+# Keeps the receipts given at or after ARGV[1], in order; one script, so no receipt added
+# meanwhile is lost.
+_DELETE_RECEIPTS = """
+local kept, removed = {}, 0
+for _, item in ipairs(redis.call('LRANGE', KEYS[1], 0, -1)) do
+  if cjson.decode(item).at < tonumber(ARGV[1]) then removed = removed + 1
+  else table.insert(kept, item) end
+end
+if removed > 0 then
+  redis.call('DEL', KEYS[1])
+  for _, item in ipairs(kept) do redis.call('RPUSH', KEYS[1], item) end
+end
+return removed
+"""
 # redis-py's mapping parameter is invariant in its key type: a plain dict of str needs this.
 Fields = dict[Any, Any]
 
@@ -429,6 +456,14 @@ class RedisStore:
             )
         )
 
+    async def delete_consent_receipts(self, consultation_id: str, before: float) -> int:
+        removed = await self._call(
+            self.r.eval(
+                _DELETE_RECEIPTS, 1, f"{self.p}consents:{consultation_id}", repr(float(before))
+            )
+        )
+        return int(removed)
+
     async def list_consent_receipts(self, consultation_id: str) -> list[ConsentReceipt]:
         raw = await self._call(self.r.lrange(f"{self.p}consents:{consultation_id}", 0, -1))
         return [ConsentReceipt(**json.loads(item)) for item in raw]
@@ -476,22 +511,65 @@ class RedisStore:
 
     # -- audit: a list of canonical JSON entries, appended under WATCH on the list's tail
     async def append_audit(self, fields: AuditFields) -> AuditEntry:
-        log_key = f"{self.p}audit"
+        log_key, checkpoint_key = f"{self.p}audit", f"{self.p}audit:checkpoint"
         while True:
             async with self.r.pipeline(transaction=True) as pipe:
                 try:
-                    await pipe.watch(log_key)
-                    length = int(await pipe.llen(log_key))
-                    last_raw = await pipe.lindex(log_key, -1) if length else None
-                    prev = json.loads(last_raw)["hash"] if last_raw else GENESIS
-                    seq = length + 1
+                    await pipe.watch(log_key, checkpoint_key)
+                    last_raw = await pipe.lindex(log_key, -1)
+                    if last_raw:
+                        last = json.loads(last_raw)
+                        seq, prev = int(last["seq"]) + 1, str(last["hash"])
+                    else:
+                        # Empty after a purge: the chain goes on from the checkpoint.
+                        raw = await pipe.get(checkpoint_key)
+                        checkpoint = AuditCheckpoint.decode(str(raw)) if raw else None
+                        seq, prev = (
+                            (checkpoint.seq + 1, checkpoint.hash) if checkpoint else (1, GENESIS)
+                        )
                     entry = chained_entry(fields, seq, prev)
                     pipe.multi()  # type: ignore[no-untyped-call]
-                    pipe.rpush(log_key, json.dumps(entry.__dict__, separators=(",", ":")))
+                    pipe.rpush(log_key, _encode_entry(entry))
                     await pipe.execute()
                     return entry
                 except WatchError:
                     continue  # another instance appended first: chain onto its entry
+                except (RedisConnectionError, TimeoutError, OSError) as exc:
+                    raise StoreUnavailable(str(exc)) from exc
+
+    async def audit_checkpoint(self) -> AuditCheckpoint | None:
+        raw = await self._call(self.r.get(f"{self.p}audit:checkpoint"))
+        return AuditCheckpoint.decode(raw) if raw else None
+
+    async def purge_audit(self, before: float, report: PurgeReport) -> AuditEntry | None:
+        log_key, checkpoint_key = f"{self.p}audit", f"{self.p}audit:checkpoint"
+        while True:
+            async with self.r.pipeline(transaction=True) as pipe:
+                try:
+                    await pipe.watch(log_key, checkpoint_key)
+                    entries = [
+                        AuditEntry(**json.loads(x)) for x in await pipe.lrange(log_key, 0, -1)
+                    ]
+                    removed = 0
+                    while removed < len(entries) and entries[removed].at < before:
+                        removed += 1
+                    if removed == 0:
+                        await pipe.unwatch()  # type: ignore[no-untyped-call]
+                        return None
+                    last = entries[removed - 1]
+                    checkpoint = AuditCheckpoint(last.seq, last.hash)
+                    entry = chained_entry(
+                        report(removed, checkpoint), entries[-1].seq + 1, entries[-1].hash
+                    )
+                    # Trim, checkpoint and report in one MULTI: all of it or none.
+                    pipe.multi()  # type: ignore[no-untyped-call]
+                    pipe.ltrim(log_key, removed, -1)
+                    pipe.set(checkpoint_key, checkpoint.encode())
+                    pipe.rpush(log_key, _encode_entry(entry))
+                    await pipe.execute()
+                    return entry
+                except WatchError:
+                    continue  # an entry was appended meanwhile: purge again with it
                 except (RedisConnectionError, TimeoutError, OSError) as exc:
                     raise StoreUnavailable(str(exc)) from exc
 

@@ -7,6 +7,7 @@ others without extra locking; migrations are versioned with ``PRAGMA user_versio
 from __future__ import annotations
 
 import asyncio
+import dataclasses
 import sqlite3
 from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
@@ -22,7 +23,14 @@ from signaling.models import (
     Session,
     User,
 )
-from signaling.store.base import AuditFields, AuditFilter, DuplicateUsername, StoreUnavailable
+from signaling.store.base import (
+    AuditCheckpoint,
+    AuditFields,
+    AuditFilter,
+    DuplicateUsername,
+    PurgeReport,
+    StoreUnavailable,
+)
 
 T = TypeVar("T")
 
@@ -522,6 +530,16 @@ class SqliteStore:
             )
         )
 
+    async def delete_consent_receipts(self, consultation_id: str, before: float) -> int:
+        return await self._run(
+            lambda db: (
+                db.execute(
+                    "DELETE FROM consent_receipts WHERE consultation_id=? AND at<?",
+                    (consultation_id, before),
+                ).rowcount
+            )
+        )
+
     async def list_consent_receipts(self, consultation_id: str) -> list[ConsentReceipt]:
         rows = await self._run(
             lambda db: db.execute(
@@ -604,27 +622,31 @@ class SqliteStore:
 
     # -- audit
     async def append_audit(self, fields: AuditFields) -> AuditEntry:
-        def op(db: sqlite3.Connection) -> AuditEntry:
-            last = db.execute("SELECT seq, hash FROM audit ORDER BY seq DESC LIMIT 1").fetchone()
-            seq, prev = (last[0] + 1, last[1]) if last else (1, GENESIS)
-            entry = chained_entry(fields, seq, prev)
+        return await self._run(lambda db: _append_audit(db, fields))
+
+    async def audit_checkpoint(self) -> AuditCheckpoint | None:
+        return await self._run(_audit_checkpoint)
+
+    async def purge_audit(self, before: float, report: PurgeReport) -> AuditEntry | None:
+        def op(db: sqlite3.Connection) -> AuditEntry | None:
+            # The oldest entries up to the first one dated at or after ``before``: a prefix,
+            # so the kept trail still chains from one checkpoint.
+            newer = db.execute("SELECT MIN(seq) FROM audit WHERE at>=?", (before,)).fetchone()[0]
+            bound = "seq<?" if newer is not None else "1"
+            params: tuple[Any, ...] = (newer,) if newer is not None else ()
+            last = db.execute(
+                f"SELECT seq, hash FROM audit WHERE {bound} ORDER BY seq DESC LIMIT 1", params
+            ).fetchone()
+            if last is None:
+                return None
+            removed = db.execute(f"DELETE FROM audit WHERE {bound}", params).rowcount
+            checkpoint = AuditCheckpoint(last[0], last[1])
             db.execute(
-                f"INSERT INTO audit ({_AUDIT_COLUMNS}) VALUES (?,?,?,?,?,?,?,?,?,?,?)",
-                (
-                    entry.seq,
-                    entry.at,
-                    entry.actor,
-                    entry.actor_role,
-                    entry.action,
-                    entry.target,
-                    entry.outcome,
-                    entry.address,
-                    entry.details,
-                    entry.prev_hash,
-                    entry.hash,
-                ),
+                "INSERT INTO meta (name, value) VALUES (?, ?) "
+                "ON CONFLICT(name) DO UPDATE SET value=excluded.value",
+                (_CHECKPOINT, checkpoint.encode()),
             )
-            return entry
+            return _append_audit(db, report(removed, checkpoint))
 
         return await self._run(op)
 
@@ -667,3 +689,29 @@ class SqliteStore:
             lambda db: db.execute(f"SELECT {_AUDIT_COLUMNS} FROM audit ORDER BY seq").fetchall()
         )
         return [_audit(r) for r in rows]
+
+
+_CHECKPOINT = "audit_checkpoint"
+
+
+def _audit_checkpoint(db: sqlite3.Connection) -> AuditCheckpoint | None:
+    row = db.execute("SELECT value FROM meta WHERE name=?", (_CHECKPOINT,)).fetchone()
+    return AuditCheckpoint.decode(row[0]) if row else None
+
+
+def _append_audit(db: sqlite3.Connection, fields: AuditFields) -> AuditEntry:
+    # Runs inside the caller's transaction; after a purge the chain goes on from the
+    # checkpoint (the last removed entry).
+    last = db.execute("SELECT seq, hash FROM audit ORDER BY seq DESC LIMIT 1").fetchone()
+    if last is not None:
+        seq, prev = last[0] + 1, last[1]
+    else:
+        checkpoint = _audit_checkpoint(db)
+        seq, prev = (checkpoint.seq + 1, checkpoint.hash) if checkpoint else (1, GENESIS)
+    entry = chained_entry(fields, seq, prev)
+    db.execute(
+        f"INSERT INTO audit ({_AUDIT_COLUMNS}) VALUES (?,?,?,?,?,?,?,?,?,?,?)",
+        # AuditEntry's fields are in _AUDIT_COLUMNS order.
+        dataclasses.astuple(entry),
+    )
+    return entry
