@@ -103,6 +103,9 @@ class SignalingSettings:
     resume_grace_seconds: float = 30.0
     heartbeat_seconds: float = 15.0
     send_queue_size: int = 256
+    # "local": rooms and messages in this process (one instance); "redis": shared through
+    # storage.redis_url (several instances). Empty: "redis" with the Redis store, else "local".
+    bus: str = ""
 
 
 @dataclass(frozen=True)
@@ -240,6 +243,12 @@ class Settings:
             require(getattr(sig, name) > 0, f"signaling.{name}", "a positive integer")
         for name in ("join_timeout_seconds", "resume_grace_seconds", "heartbeat_seconds"):
             require(getattr(sig, name) > 0, f"signaling.{name}", "a positive number of seconds")
+        require(sig.bus in ("", "local", "redis"), "signaling.bus", '"local" or "redis"')
+        require(
+            sig.bus != "redis" or st.backend == "redis",
+            "signaling.bus",
+            '"local" unless storage.backend is "redis" (the shared rooms live in that Redis)',
+        )
         require(self.recording.retention_days > 0, "recording.retention_days", "a positive integer")
         require(
             self.recording.worker_loopback in ("off", "include", "only"),

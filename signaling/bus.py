@@ -1,12 +1,13 @@
 """The Bus seam: delivers encoded signaling messages to a connection wherever it lives.
 
 Rooms address connections by an opaque id and publish bytes to it; they never hold a
-socket and never call Redis. :class:`LocalBus` serves one process; a Redis pub/sub bus
-(one channel per instance) will implement the same protocol for several instances.
+socket and never call Redis. :class:`LocalBus` serves one process;
+:class:`signaling.bus_redis.RedisBus` (one pub/sub channel per instance) serves several.
 """
 
 from __future__ import annotations
 
+import secrets
 from collections.abc import Callable
 from typing import Protocol
 
@@ -15,6 +16,9 @@ Inbox = Callable[[bytes, int | None], None]
 
 
 class Bus(Protocol):
+    def new_connection_id(self) -> str:
+        """A fresh id for a connection whose socket lives in this process."""
+
     def attach(self, connection_id: str, inbox: Inbox) -> None:
         """Route messages published to ``connection_id`` to ``inbox`` (which must not block)."""
 
@@ -32,6 +36,9 @@ class LocalBus:
 
     def __init__(self) -> None:
         self._inboxes: dict[str, Inbox] = {}
+
+    def new_connection_id(self) -> str:
+        return secrets.token_hex(8)
 
     def attach(self, connection_id: str, inbox: Inbox) -> None:
         self._inboxes[connection_id] = inbox

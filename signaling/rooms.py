@@ -19,16 +19,21 @@ Rules (see docs/protocol.md, "Rooms"):
 * nothing is relayed between the peers unless the room is ``in_call`` and both are connected.
 
 Rooms never touch a socket: they publish encoded messages to connection ids on the Bus.
+Every public change runs as one *change* (``Room._change``): on one instance it is plain
+in-memory code, as it always was; with shared state (``RoomRegistry.states``, several
+instances) the room is taken alone, re-read, changed, saved, and only then are its messages
+sent. Audit entries are written after the change, never while the room is held.
 """
 
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import hashlib
 import logging
 import secrets
 import time
-from collections.abc import Awaitable, Callable
+from collections.abc import AsyncIterator, Awaitable, Callable
 from dataclasses import dataclass, field
 from enum import StrEnum
 from typing import Any
@@ -51,10 +56,15 @@ from signaling.protocol import (
     WaitingPatient,
     encode,
 )
+from signaling.room_state import ResumeChanges, RoomStates, Snapshot
 
 log = logging.getLogger("teleconsult.rooms")
 
 CLOSE_NORMAL = 1000
+# How long a shared room outlives its last change (a consultation is shorter), and how long
+# an ended room is remembered as ended by the instances that still hold a handle on it.
+ROOM_TTL_SECONDS = 12 * 3600.0
+ENDED_TTL_SECONDS = 600.0
 
 
 class RoomState(StrEnum):
@@ -79,7 +89,7 @@ class InvalidTransition(AppError):
         self.wanted = wanted
 
 
-def _hash_secret(secret: str) -> str:
+def hash_secret(secret: str) -> str:
     return hashlib.sha256(secret.encode()).hexdigest()
 
 
@@ -95,9 +105,8 @@ class Seat:
     resume_hash: str
     since: float  # wall-clock time the seat was taken (shown to the doctor for a patient)
     address: str = ""
-    expiry: asyncio.TimerHandle | None = None
-    # Trickled candidates since this side's last description.
-    candidates: int = 0
+    # Wall-clock time its connection dropped (0: connected or never lost).
+    lost_at: float = 0.0
 
     @property
     def connected(self) -> bool:
@@ -105,6 +114,8 @@ class Seat:
 
 
 AuditHook = Callable[..., Awaitable[Any]]
+# Work left for after a change: audit writes (awaited once the room is let go).
+Pending = list[Callable[[], Awaitable[Any]]]
 
 
 @dataclass
@@ -121,6 +132,9 @@ class Room:
     registry: RoomRegistry
     state: RoomState = RoomState.WAITING
     seats: dict[Role, Seat] = field(default_factory=dict)
+    # During a shared change: what to send once saved, and the resume-index edits to save.
+    _outbox: list[Callable[[], None]] | None = field(default=None, repr=False)
+    _resume: ResumeChanges | None = field(default=None, repr=False)
 
     # -- state machine
 
@@ -134,12 +148,95 @@ class Room:
         if self.state not in states:
             raise InvalidTransition(self.state, action)
 
+    # -- shared state
+
+    def snapshot(self) -> Snapshot | None:
+        """The room as saved for the other instances; None when there is nothing to keep."""
+        if self.state is RoomState.WAITING and not self.seats:
+            return None
+        seats = {
+            role: [s.subject, s.connection_id, s.resume_hash, s.since, s.address, s.lost_at]
+            for role, s in self.seats.items()
+        }
+        return {"state": self.state.value, "name": self.patient_name, "seats": seats}
+
+    def restore(self, snapshot: Snapshot | None) -> None:
+        """Take the saved state over this handle's (which may be stale)."""
+        if snapshot is None:
+            # Nothing saved: empty, unless this handle saw the end (ended is terminal).
+            if self.state is not RoomState.ENDED:
+                self.state = RoomState.WAITING
+                self.seats = {}
+            return
+        self.state = RoomState(snapshot["state"])
+        self.patient_name = snapshot["name"]
+        self.seats = {
+            role: Seat(role, s[0], s[1], s[2], s[3], s[4], s[5])
+            for role, s in snapshot["seats"].items()
+        }
+
+    @contextlib.asynccontextmanager
+    async def _change(self) -> AsyncIterator[None]:
+        """One change of the room. Shared: alone on it, re-read, saved, then sent."""
+        states = self.registry.states
+        if states is None:
+            yield
+            return
+        token, snapshot = await states.begin(self.id)
+        # No await from here to the end of the body: the change is synchronous. Its outbox
+        # and resume edits are its own (the next change may begin before this one resumes).
+        self.restore(snapshot)
+        outbox: list[Callable[[], None]] = []
+        resume = ResumeChanges()
+        self._outbox, self._resume = outbox, resume
+        try:
+            yield
+            self._outbox = self._resume = None
+            ttl = ENDED_TTL_SECONDS if self.state is RoomState.ENDED else ROOM_TTL_SECONDS
+            saved = (
+                {"state": "ended", "name": self.patient_name, "seats": {}}
+                if self.state is RoomState.ENDED
+                else self.snapshot()
+            )
+            await states.commit(self.id, token, saved, resume, ttl)
+        except BaseException:
+            if self._outbox is outbox:
+                self._outbox = self._resume = None
+            # This handle may now hold changes that were never saved: read again.
+            with contextlib.suppress(Exception):
+                await asyncio.shield(states.release(self.id, token))
+                self.restore(await states.read(self.id))
+            raise
+        for send in outbox:
+            send()
+        self.registry.forget_if_idle(self)
+
+    async def refresh(self) -> None:
+        """Shared: read the room as saved (before a relay); on one instance, nothing to do."""
+        states = self.registry.states
+        if states is not None:
+            self.restore(await states.read(self.id))
+
     # -- delivery
+
+    def _later(self, send: Callable[[], None]) -> None:
+        if self._outbox is None:
+            send()
+        else:
+            self._outbox.append(send)
+
+    def _publish(self, connection_id: str, payload: bytes, close_code: int | None) -> None:
+        bus = self.registry.bus
+
+        def send() -> None:
+            bus.publish(connection_id, payload, close_code)
+
+        self._later(send)
 
     def _send(self, role: Role, message: ServerBase, close_code: int | None = None) -> None:
         seat = self.seats.get(role)
         if seat is not None and seat.connection_id is not None:
-            self.registry.bus.publish(seat.connection_id, encode(message), close_code)
+            self._publish(seat.connection_id, encode(message), close_code)
 
     def send_raw(self, role: Role, payload: bytes) -> bool:
         seat = self.seats.get(role)
@@ -159,11 +256,20 @@ class Room:
 
     # -- joining, resuming, leaving
 
+    def _forget_resume(self, secret_hash: str) -> None:
+        if self._resume is not None:
+            self._resume.forget(secret_hash)
+        else:
+            self.registry.forget_resume(secret_hash)
+
     def _new_secret(self, seat: Seat) -> str:
         secret = secrets.token_urlsafe(32)
-        self.registry.forget_resume(seat.resume_hash)
-        seat.resume_hash = _hash_secret(secret)
-        self.registry.remember_resume(seat.resume_hash, self.id, seat.role)
+        self._forget_resume(seat.resume_hash)
+        seat.resume_hash = hash_secret(secret)
+        if self._resume is not None:
+            self._resume.remember(seat.resume_hash, seat.role)
+        else:
+            self.registry.remember_resume(seat.resume_hash, self.id, seat.role)
         return secret
 
     async def join(
@@ -175,10 +281,25 @@ class Room:
         welcome: Callable[[JoinResult], None],
     ) -> JoinResult:
         """Seat a fresh connection for ``role`` (a valid room token was redeemed for it)."""
+        pending: Pending = []
+        async with self._change():
+            result = self._join(connection_id, role, subject, address, welcome, pending)
+        for write in pending:
+            await write()
+        return result
+
+    def _join(
+        self,
+        connection_id: str,
+        role: Role,
+        subject: str,
+        address: str,
+        welcome: Callable[[JoinResult], None],
+        pending: Pending,
+    ) -> JoinResult:
         self.require(RoomState.WAITING, RoomState.IN_CALL, action="join")
         old = self.seats.get(role)
         replaced = old is not None
-        call_ended = False
         if old is not None:
             # Told before the release, which forgets whether the old connection was live.
             if old.connected and self.state is RoomState.IN_CALL:
@@ -186,11 +307,11 @@ class Room:
             self._release(old, close=True)
             if role == "patient" and self.state is RoomState.IN_CALL:
                 self._transition(RoomState.WAITING)
-                call_ended = True
+                pending.append(lambda: self.registry.audit_call_end(self, "replaced"))
         seat = Seat(role, subject, connection_id, "", time.time(), address)
         self.seats[role] = seat
         result = JoinResult(seat, self._new_secret(seat), self.state)
-        welcome(result)
+        self._later(lambda: welcome(result))
         if role == "patient":
             self._send("patient", Waiting())
             self._send("doctor", self._lobby())
@@ -199,65 +320,66 @@ class Room:
             if self.state is RoomState.IN_CALL and self.connected("patient"):
                 self._send("doctor", PeerJoined(role="patient"))
                 self._send("patient", PeerJoined(role="doctor"))
-        # Audits last: the state above changed without an await in between.
-        if call_ended:
-            await self.registry.audit_call_end(self, "replaced")
-        await self.registry.audit(
-            self, "signaling.join", seat, replaced=replaced, state=result.state.value
+        state = result.state.value
+        pending.append(
+            lambda: self.registry.audit(
+                self, "signaling.join", seat, replaced=replaced, state=state
+            )
         )
         if role == "patient":
-            await self.registry.audit(self, "signaling.waiting", seat)
+            pending.append(lambda: self.registry.audit(self, "signaling.waiting", seat))
         return result
 
     async def resume(
-        self, connection_id: str, role: Role, welcome: Callable[[JoinResult], None]
+        self,
+        connection_id: str,
+        role: Role,
+        welcome: Callable[[JoinResult], None],
+        secret_hash: str | None = None,
     ) -> JoinResult:
         """Give a seat back to a new connection that proved it held it (resume secret)."""
-        self.require(RoomState.WAITING, RoomState.IN_CALL, action="resume")
-        seat = self.seats.get(role)
-        if seat is None:
-            raise AppError("token_invalid", "This place can no longer be resumed.")
-        if seat.expiry is not None:
-            seat.expiry.cancel()
-            seat.expiry = None
-        was_connected = seat.connected
-        if seat.connection_id is not None:
-            # A half-open socket the server had not noticed yet: the new one wins.
-            self._close_connection(seat.connection_id, "replaced")
-        seat.connection_id = connection_id
-        seat.candidates = 0
-        result = JoinResult(seat, self._new_secret(seat), self.state)
-        welcome(result)
-        if self.state is RoomState.IN_CALL:
-            if self.connected(other(role)):
-                if was_connected:
-                    self._send(other(role), PeerLeft(role=role, reason="disconnected"))
-                self._send(other(role), PeerJoined(role=role, resumed=True))
-                self._send(role, PeerJoined(role=other(role)))
-        elif role == "patient":
-            self._send("patient", Waiting())
-        else:
-            self._send("doctor", self._lobby())
+        async with self._change():
+            self.require(RoomState.WAITING, RoomState.IN_CALL, action="resume")
+            seat = self.seats.get(role)
+            if seat is None or (secret_hash is not None and seat.resume_hash != secret_hash):
+                raise AppError("token_invalid", "This place can no longer be resumed.")
+            self.registry.cancel_expiry(self.id, role)
+            was_connected = seat.connected
+            if seat.connection_id is not None:
+                # A half-open socket the server had not noticed yet: the new one wins.
+                self._close_connection(seat.connection_id, "replaced")
+            seat.connection_id = connection_id
+            seat.lost_at = 0.0
+            result = JoinResult(seat, self._new_secret(seat), self.state)
+            self._later(lambda: welcome(result))
+            if self.state is RoomState.IN_CALL:
+                if self.connected(other(role)):
+                    if was_connected:
+                        self._send(other(role), PeerLeft(role=role, reason="disconnected"))
+                    self._send(other(role), PeerJoined(role=role, resumed=True))
+                    self._send(role, PeerJoined(role=other(role)))
+            elif role == "patient":
+                self._send("patient", Waiting())
+            else:
+                self._send("doctor", self._lobby())
         await self.registry.audit(self, "signaling.resume", seat, state=self.state.value)
         return result
 
     def _close_connection(self, connection_id: str, code: str) -> None:
         error = AppError(code)
         payload = encode(ErrorMessage(code=error.code, message=error.message))
-        self.registry.bus.publish(connection_id, payload, error.close_code or CLOSE_NORMAL)
+        self._publish(connection_id, payload, error.close_code or CLOSE_NORMAL)
 
     def _release(self, seat: Seat, *, close: bool) -> None:
         """Free a seat; with ``close``, the connection still holding it is closed (replaced)."""
-        if seat.expiry is not None:
-            seat.expiry.cancel()
-            seat.expiry = None
+        self.registry.cancel_expiry(self.id, seat.role)
         if close and seat.connection_id is not None:
             self._close_connection(seat.connection_id, "replaced")
-        self.registry.forget_resume(seat.resume_hash)
+        self._forget_resume(seat.resume_hash)
         if self.seats.get(seat.role) is seat:
             del self.seats[seat.role]
 
-    async def _leave(self, seat: Seat, reason: LeaveReason) -> None:
+    def _leave(self, seat: Seat, reason: LeaveReason, pending: Pending) -> None:
         role = seat.role
         self._release(seat, close=False)
         if role == "patient":
@@ -269,7 +391,7 @@ class Room:
             self._send("doctor", self._lobby())
             self.registry.discard_if_empty(self)
             if call_ended:
-                await self.registry.audit_call_end(self, reason)
+                pending.append(lambda: self.registry.audit_call_end(self, reason))
             return
         if self.state is RoomState.IN_CALL and reason != "disconnected":
             self._send("patient", PeerLeft(role="doctor", reason=reason))
@@ -277,74 +399,86 @@ class Room:
 
     async def hang_up(self, connection_id: str, role: Role) -> None:
         """The participant leaves for good (its connection is then closed normally)."""
-        seat = self.seats.get(role)
-        if seat is None or seat.connection_id != connection_id:
-            return
-        self.registry.bus.publish(connection_id, b"", CLOSE_NORMAL)
-        seat.connection_id = None
-        await self._leave(seat, "left")
+        pending: Pending = []
+        async with self._change():
+            seat = self.seats.get(role)
+            if seat is None or seat.connection_id != connection_id:
+                return
+            self._publish(connection_id, b"", CLOSE_NORMAL)
+            seat.connection_id = None
+            self._leave(seat, "left", pending)
+        for write in pending:
+            await write()
 
     async def connection_lost(self, connection_id: str, role: Role) -> None:
         """The socket dropped without a hang-up: keep the seat for the resume grace period."""
-        seat = self.seats.get(role)
-        if seat is None or seat.connection_id != connection_id:
-            return  # replaced, released or ended already
-        seat.connection_id = None
-        if self.state is RoomState.IN_CALL:
-            self._send(other(role), PeerLeft(role=role, reason="disconnected"))
-        loop = asyncio.get_running_loop()
-        seat.expiry = loop.call_later(
-            self.registry.resume_grace, self.registry.spawn_expiry, self, seat
-        )
+        async with self._change():
+            seat = self.seats.get(role)
+            if seat is None or seat.connection_id != connection_id:
+                return  # replaced, released or ended already
+            seat.connection_id = None
+            seat.lost_at = time.time()
+            if self.state is RoomState.IN_CALL:
+                self._send(other(role), PeerLeft(role=role, reason="disconnected"))
+            self.registry.arm_expiry(self, role, seat.resume_hash, self.registry.resume_grace)
         await self.registry.audit(self, "signaling.disconnected", seat)
 
-    async def expire(self, seat: Seat) -> None:
-        seat.expiry = None
-        if self.seats.get(seat.role) is not seat or seat.connected:
-            return
-        log.info("room %s: %s did not come back", self.id, seat.role)
-        await self._leave(seat, "disconnected")
+    async def expire(self, role: Role, resume_hash: str) -> None:
+        """The grace period of a dropped seat is over: free it unless it came back."""
+        pending: Pending = []
+        async with self._change():
+            seat = self.seats.get(role)
+            if seat is None or seat.connected or seat.resume_hash != resume_hash:
+                return
+            log.info("room %s: %s did not come back", self.id, role)
+            self._leave(seat, "disconnected", pending)
+        for write in pending:
+            await write()
 
     # -- the doctor's decisions
 
     async def admit(self, role: Role) -> None:
         if role != "doctor":
             raise AppError("forbidden", "Only the doctor admits.")
-        self.require(RoomState.WAITING, action="admit")
-        if not self.connected("patient"):
-            raise AppError("peer_absent", "Nobody is in the waiting room.")
-        self._transition(RoomState.IN_CALL)
-        patient = self.seats["patient"]
-        self._send("patient", Admitted())
-        self._send("doctor", Lobby())
-        self._send("patient", PeerJoined(role="doctor"))
-        self._send("doctor", PeerJoined(role="patient"))
+        async with self._change():
+            self.require(RoomState.WAITING, action="admit")
+            if not self.connected("patient"):
+                raise AppError("peer_absent", "Nobody is in the waiting room.")
+            self._transition(RoomState.IN_CALL)
+            patient = self.seats["patient"]
+            doctor = self.seats["doctor"]
+            self._send("patient", Admitted())
+            self._send("doctor", Lobby())
+            self._send("patient", PeerJoined(role="doctor"))
+            self._send("doctor", PeerJoined(role="patient"))
         await self.registry.audit(self, "signaling.admitted", patient)
-        await self.registry.audit(self, "call.started", self.seats["doctor"])
+        await self.registry.audit(self, "call.started", doctor)
 
     async def deny(self, role: Role) -> None:
         if role != "doctor":
             raise AppError("forbidden", "Only the doctor denies.")
-        self.require(RoomState.WAITING, action="deny")
-        patient = self.seats.get("patient")
-        if patient is None:
-            raise AppError("peer_absent", "Nobody is in the waiting room.")
-        if patient.connection_id is not None:
-            self._send("patient", Denied(), close_code=AppError("denied").close_code)
-        self._release(patient, close=False)
-        self._send("doctor", self._lobby())
+        async with self._change():
+            self.require(RoomState.WAITING, action="deny")
+            patient = self.seats.get("patient")
+            if patient is None:
+                raise AppError("peer_absent", "Nobody is in the waiting room.")
+            if patient.connection_id is not None:
+                self._send("patient", Denied(), close_code=AppError("denied").close_code)
+            self._release(patient, close=False)
+            self._send("doctor", self._lobby())
         await self.registry.audit(self, "signaling.denied", patient, outcome="denied")
 
     async def end(self, reason: EndReason, by: Seat | None) -> None:
         """The consultation is over: tell everyone, close every connection, forget the room."""
-        was_in_call = self.state is RoomState.IN_CALL
-        self._transition(RoomState.ENDED)
-        close_code = AppError("consultation_ended").close_code
-        for role in ("doctor", "patient"):
-            self._send(role, Ended(reason=reason), close_code=close_code)
-        for seat in list(self.seats.values()):
-            self._release(seat, close=False)
-        self.registry.discard(self)
+        async with self._change():
+            was_in_call = self.state is RoomState.IN_CALL
+            self._transition(RoomState.ENDED)
+            close_code = AppError("consultation_ended").close_code
+            for role in ("doctor", "patient"):
+                self._send(role, Ended(reason=reason), close_code=close_code)
+            for seat in list(self.seats.values()):
+                self._release(seat, close=False)
+            self.registry.discard(self)
 
         async def record() -> None:
             if was_in_call:
@@ -369,14 +503,26 @@ class Room:
 
 
 class RoomRegistry:
-    """Every room this process hosts, the resume-secret index and the audit hooks."""
+    """The rooms this process has a handle on, the resume-secret index and the audit hooks.
 
-    def __init__(self, bus: Bus, resume_grace: float, audit_hook: AuditHook) -> None:
+    With ``states`` (several instances), ``rooms`` holds handles on the rooms that have a
+    participant here; the truth is in ``states`` and every change re-reads it.
+    """
+
+    def __init__(
+        self,
+        bus: Bus,
+        resume_grace: float,
+        audit_hook: AuditHook,
+        states: RoomStates | None = None,
+    ) -> None:
         self.bus = bus
         self.resume_grace = resume_grace
+        self.states = states
         self._audit_hook = audit_hook
         self.rooms: dict[str, Room] = {}
         self._resume_index: dict[str, tuple[str, Role]] = {}
+        self._expiries: dict[tuple[str, Role], asyncio.TimerHandle] = {}
         self._tasks: set[asyncio.Task[None]] = set()
 
     def get_or_create(self, room_id: str, patient_name: str) -> Room:
@@ -394,21 +540,64 @@ class RoomRegistry:
         if not room.seats and room.state is RoomState.WAITING:
             self.discard(room)
 
+    def forget_if_idle(self, room: Room) -> None:
+        """Shared: drop the handle of a room nobody here takes part in any more."""
+        states = self.states
+        if states is None or room.state is RoomState.ENDED:
+            return
+        if not any(
+            s.connection_id is not None and states.is_local(s.connection_id)
+            for s in room.seats.values()
+        ) and not any((room.id, role) in self._expiries for role in room.seats):
+            self.discard(room)
+
     def remember_resume(self, secret_hash: str, room_id: str, role: Role) -> None:
         self._resume_index[secret_hash] = (room_id, role)
 
     def forget_resume(self, secret_hash: str) -> None:
         self._resume_index.pop(secret_hash, None)
 
-    def find_resume(self, secret: str) -> tuple[Room, Role] | None:
-        entry = self._resume_index.get(_hash_secret(secret))
+    async def find_resume(self, secret: str) -> tuple[Room, Role, str] | None:
+        """The room and role a resume secret gives back, and the secret's hash."""
+        secret_hash = hash_secret(secret)
+        if self.states is not None:
+            found = await self.states.find_resume(secret_hash)
+            if found is None:
+                return None
+            room = self.get_or_create(found[0], "")
+            return room, found[1], secret_hash
+        entry = self._resume_index.get(secret_hash)
         if entry is None:
             return None
-        room = self.rooms.get(entry[0])
-        return None if room is None else (room, entry[1])
+        local = self.rooms.get(entry[0])
+        return None if local is None else (local, entry[1], secret_hash)
 
-    def spawn_expiry(self, room: Room, seat: Seat) -> None:
-        task = asyncio.get_running_loop().create_task(room.expire(seat))
+    def arm_expiry(self, room: Room, role: Role, resume_hash: str, delay: float) -> None:
+        self.cancel_expiry(room.id, role)
+        loop = asyncio.get_running_loop()
+        self._expiries[(room.id, role)] = loop.call_later(
+            max(delay, 0.0), self._spawn_expiry, room, role, resume_hash
+        )
+
+    def cancel_expiry(self, room_id: str, role: Role) -> None:
+        handle = self._expiries.pop((room_id, role), None)
+        if handle is not None:
+            handle.cancel()
+
+    def _spawn_expiry(self, room: Room, role: Role, resume_hash: str) -> None:
+        self._expiries.pop((room.id, role), None)
+        self.spawn(room.expire(role, resume_hash))
+
+    def spawn(self, work: Awaitable[None]) -> None:
+        """Run ``work`` in the background, kept until it ends (cancelled at close)."""
+
+        async def run() -> None:
+            try:
+                await work
+            except Exception:
+                log.exception("room background work failed")
+
+        task = asyncio.get_running_loop().create_task(run())
         self._tasks.add(task)
         task.add_done_callback(self._tasks.discard)
 
@@ -420,10 +609,9 @@ class RoomRegistry:
         await self._audit_hook(room, "call.ended", seat, reason=reason)
 
     async def close(self) -> None:
-        for room in list(self.rooms.values()):
-            for seat in room.seats.values():
-                if seat.expiry is not None:
-                    seat.expiry.cancel()
+        for handle in self._expiries.values():
+            handle.cancel()
+        self._expiries.clear()
         self.rooms.clear()
         self._resume_index.clear()
         for task in list(self._tasks):

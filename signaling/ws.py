@@ -8,7 +8,6 @@ from __future__ import annotations
 
 import asyncio
 import logging
-import secrets
 import weakref
 from collections import deque
 from collections.abc import AsyncIterator, Awaitable, Callable
@@ -17,7 +16,9 @@ from typing import Any
 
 from aiohttp import WSCloseCode, WSMsgType, web
 
-from signaling.bus import LocalBus
+from config import Settings
+from signaling.bus import Bus, LocalBus
+from signaling.bus_redis import RedisBus
 from signaling.consent import ConsentState
 from signaling.errors import AppError
 from signaling.http_api import client_address
@@ -55,6 +56,8 @@ from signaling.protocol import (
     message_type,
 )
 from signaling.recording_session import RecordingChange, RecordingSession
+from signaling.room_state_redis import RedisRoomStates
+from signaling.room_watch import RoomWatch
 from signaling.rooms import JoinResult, Room, RoomRegistry, RoomState, Seat
 from signaling.sdp import MAX_TRICKLE_CANDIDATES, validate_candidate, validate_sdp
 from signaling.store.base import StoreUnavailable
@@ -92,12 +95,14 @@ class Signaling:
     """What the signaling endpoint shares between connections of one application."""
 
     services: Services
-    bus: LocalBus
+    bus: Bus
     rooms: RoomRegistry
     sockets: weakref.WeakSet[web.WebSocketResponse] = field(default_factory=weakref.WeakSet)
     per_address: dict[str, int] = field(default_factory=dict)
     # One recording session per room that ever asked to record.
     recordings: dict[str, RecordingSession] = field(default_factory=dict)
+    # Shared rooms: connection losses to save once Redis answers again (room, id, role).
+    lost_later: list[tuple[Room, str, Role]] = field(default_factory=list)
 
     async def recording_for(self, room: Room) -> RecordingSession:
         session = self.recordings.get(room.id)
@@ -166,6 +171,7 @@ class Connection:
         "_writer",
         "address",
         "bucket",
+        "candidates",
         "closing",
         "hung_up",
         "id",
@@ -180,7 +186,7 @@ class Connection:
 
     def __init__(self, signaling: Signaling, ws: web.WebSocketResponse, address: str) -> None:
         settings = signaling.services.settings.signaling
-        self.id = secrets.token_hex(8)
+        self.id = signaling.bus.new_connection_id()
         self.signaling = signaling
         self.services = signaling.services
         self.ws = ws
@@ -195,6 +201,8 @@ class Connection:
         self.hung_up = False
         self._writer: asyncio.Task[None] | None = None
         self._consultation_end = 0.0
+        # Trickled candidates since this connection's last description.
+        self.candidates = 0
 
     # -- writing
 
@@ -257,7 +265,11 @@ class Connection:
                     # A participant who can no longer withdraw is no longer recorded.
                     await self.signaling.stop_recording(self.room.id, "participant_left")
                 if self.room is not None and not self.hung_up:
-                    await self.room.connection_lost(self.id, self.role)
+                    try:
+                        await self.room.connection_lost(self.id, self.role)
+                    except StoreUnavailable:
+                        # Shared rooms while Redis is away: saved once it is back.
+                        self.signaling.lost_later.append((self.room, self.id, self.role))
                 await self._finish_writer()
             finally:
                 # Cancelled itself (server shutdown): never leave the writer behind.
@@ -438,11 +450,11 @@ class Connection:
     async def _resume(self, message: Resume) -> None:
         if message.v not in SUPPORTED_VERSIONS:
             raise AppError("unsupported_version", details={"supported": [PROTOCOL_VERSION]})
-        found = self.signaling.rooms.find_resume(message.resume)
+        found = await self.signaling.rooms.find_resume(message.resume)
         if found is None:
             await self._audit_refusal("resume_invalid")
             raise AppError("token_invalid", "This place can no longer be resumed.")
-        room, role = found
+        room, role, secret_hash = found
         try:
             _, self._consultation_end = await self._open_consultation(room.id)
         except AppError as error:
@@ -450,7 +462,7 @@ class Connection:
             raise
         self.role = role
         self.room = room
-        await room.resume(self.id, role, self._welcome(room, True))
+        await room.resume(self.id, role, self._welcome(room, True), secret_hash)
 
     async def _on_second_join(self, message: Join | Resume) -> None:
         raise AppError("already_joined")
@@ -462,46 +474,47 @@ class Connection:
             raise AppError("not_joined")
         return self.room
 
-    def _seat(self) -> Seat:
-        seat = self._joined().seats.get(self.role)
+    async def _seat(self) -> Seat:
+        room = self._joined()
+        await room.refresh()  # shared rooms: as saved, not as this handle last saw them
+        seat = room.seats.get(self.role)
         if seat is None or seat.connection_id != self.id:
             raise AppError("not_joined")
         return seat
 
     async def _on_admit(self, message: Admit) -> None:
-        self._seat()
+        await self._seat()
         await self._joined().admit(self.role)
 
     async def _on_deny(self, message: Deny) -> None:
-        self._seat()
+        await self._seat()
         await self._joined().deny(self.role)
 
     async def _on_offer(self, message: Offer) -> None:
-        seat = self._seat()
+        await self._seat()
         room = self._joined()
         peer = room.relay_target(self.role)
-        candidates = validate_sdp(message.sdp)
-        seat.candidates = candidates
+        self.candidates = validate_sdp(message.sdp)
         room.send_raw(peer, encode(RelayedOffer(sdp=message.sdp, ice_restart=message.ice_restart)))
 
     async def _on_answer(self, message: Answer) -> None:
-        seat = self._seat()
+        await self._seat()
         room = self._joined()
         peer = room.relay_target(self.role)
-        seat.candidates = validate_sdp(message.sdp)
+        self.candidates = validate_sdp(message.sdp)
         room.send_raw(peer, encode(RelayedAnswer(sdp=message.sdp)))
 
     async def _on_candidate(self, message: Candidate) -> None:
-        seat = self._seat()
+        await self._seat()
         room = self._joined()
         peer = room.relay_target(self.role)
         validate_candidate(message.candidate)
-        if seat.candidates >= MAX_TRICKLE_CANDIDATES:
+        if self.candidates >= MAX_TRICKLE_CANDIDATES:
             raise AppError(
                 "too_many_candidates",
                 f"More than {MAX_TRICKLE_CANDIDATES} candidates for one description.",
             )
-        seat.candidates += 1
+        self.candidates += 1
         relayed = RelayedCandidate(
             candidate=message.candidate,
             sdp_mid=message.sdp_mid,
@@ -510,12 +523,12 @@ class Connection:
         room.send_raw(peer, encode(relayed))
 
     async def _on_end_of_candidates(self, message: EndOfCandidates) -> None:
-        self._seat()
+        await self._seat()
         room = self._joined()
         room.send_raw(room.relay_target(self.role), encode(RelayedEndOfCandidates()))
 
     async def _on_hang_up(self, message: HangUp) -> None:
-        seat = self._seat()
+        seat = await self._seat()
         room = self._joined()
         if message.end and self.role == "doctor":
             consultation = await self.services.store.get_consultation(room.id)
@@ -535,7 +548,7 @@ class Connection:
     # -- recording consent: the role is the connection's, never taken from a message
 
     async def _recording(self) -> tuple[Seat, RecordingSession]:
-        seat = self._seat()
+        seat = await self._seat()
         room = self._joined()
         room.require(RoomState.IN_CALL, action="record")
         return seat, await self.signaling.recording_for(room)
@@ -549,7 +562,7 @@ class Connection:
         await session.answer(self.role, seat.subject, message.granted)
 
     async def _on_recording_withdraw(self, message: RecordingWithdraw) -> None:
-        seat = self._seat()
+        seat = await self._seat()
         room = self._joined()
         # Withdrawing is always possible, whatever the room's state.
         session = await self.signaling.recording_for(room)
@@ -612,10 +625,27 @@ async def websocket_handler(request: web.Request) -> web.StreamResponse:
         signaling.release_address(address)
 
 
+def bus_kind(settings: Settings) -> str:
+    """ "local" (one instance) or "redis" (several): by default, what the store is."""
+    chosen = settings.signaling.bus
+    if chosen:
+        return chosen
+    return "redis" if settings.storage.backend == "redis" else "local"
+
+
 def setup_signaling(app: web.Application) -> None:
     """Add ``/ws`` and the signaling state to ``app`` (called once by create_app)."""
     services = app[SERVICES]
-    bus = LocalBus()
+    settings = services.settings
+    redis_bus: RedisBus | None = None
+    states: RedisRoomStates | None = None
+    bus: Bus
+    if bus_kind(settings) == "redis":
+        # Several instances: messages over Redis pub/sub, rooms' state in Redis.
+        bus = redis_bus = RedisBus(settings.storage.redis_url)
+        states = RedisRoomStates(redis_bus)
+    else:
+        bus = LocalBus()
 
     async def audit(room: Room, action: str, seat: Seat, **details: Any) -> None:
         outcome = details.pop("outcome", "success")
@@ -630,8 +660,8 @@ def setup_signaling(app: web.Application) -> None:
             **details,
         )
 
-    registry = RoomRegistry(bus, services.settings.signaling.resume_grace_seconds, audit)
-    app[SIGNALING] = Signaling(services, bus, registry)
+    registry = RoomRegistry(bus, settings.signaling.resume_grace_seconds, audit, states)
+    signaling = app[SIGNALING] = Signaling(services, bus, registry)
     app.router.add_get("/ws", websocket_handler)
     protocol_js = services.web_root / "protocol.js"
 
@@ -649,8 +679,17 @@ def setup_signaling(app: web.Application) -> None:
         )
 
     async def rooms_ctx(app: web.Application) -> AsyncIterator[None]:
+        watch: RoomWatch | None = None
+        if redis_bus is not None and states is not None:
+            await redis_bus.start()
+            watch = RoomWatch(signaling.lost_later, registry, redis_bus, states)
+            watch.start()
         yield
+        if watch is not None:
+            await watch.close()
         await registry.close()
+        if redis_bus is not None:
+            await redis_bus.close()
 
     app.on_shutdown.append(close_sockets)
     app.cleanup_ctx.append(rooms_ctx)

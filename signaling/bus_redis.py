@@ -1,0 +1,202 @@
+"""The Bus for several instances: Redis pub/sub, one channel per instance.
+
+Routing needs no lookup: a connection id is ``<instance id>.<random>``, so the instance (and
+its channel ``tc:bus:<instance>``) is read from the id itself. The directory is therefore one
+key per *instance*, ``tc:instance:<instance>``, with a TTL refreshed by a heartbeat: it says
+whether the connections of that instance can still be alive (a SIGKILLed instance's key
+expires after ``ttl`` seconds). A connection living in this process is delivered to in
+process, without Redis.
+
+Outgoing frames go through one sender task, in order, pipelined when they pile up; a frame
+is ``connection id \\n close code (or nothing) \\n payload``. While Redis is away, frames for
+other instances are dropped (counted), the subscriber reconnects, and peers already in a
+call keep their media: it never passes through here.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+import secrets
+from collections import deque
+
+import redis.asyncio as aioredis
+from redis.asyncio.retry import Retry
+from redis.backoff import NoBackoff
+from redis.exceptions import RedisError
+
+from signaling.bus import Inbox
+
+log = logging.getLogger("teleconsult.bus")
+
+RECONNECT_SECONDS = 0.5
+
+
+class RedisBus:
+    def __init__(self, url: str, prefix: str = "tc:", beat: float = 1.0) -> None:
+        self.url = url
+        self.p = prefix
+        self.instance = secrets.token_hex(6)
+        self.beat = beat
+        # An instance silent for this long is taken for dead.
+        self.ttl = 3 * beat
+        self._inboxes: dict[str, Inbox] = {}
+        self._outgoing: deque[tuple[str, bytes]] = deque()
+        self._wake = asyncio.Event()
+        self._redis: aioredis.Redis | None = None
+        self._tasks: list[asyncio.Task[None]] = []
+        self.dropped = 0  # frames lost because Redis did not answer
+        # Loop time since which the heartbeat succeeds without a gap (None: failing now).
+        self.healthy_since: float | None = None
+
+    # -- the Bus protocol
+
+    def new_connection_id(self) -> str:
+        return f"{self.instance}.{secrets.token_hex(8)}"
+
+    @staticmethod
+    def instance_of(connection_id: str) -> str:
+        return connection_id.partition(".")[0]
+
+    def is_local(self, connection_id: str) -> bool:
+        return self.instance_of(connection_id) == self.instance
+
+    def attach(self, connection_id: str, inbox: Inbox) -> None:
+        self._inboxes[connection_id] = inbox
+
+    def detach(self, connection_id: str) -> None:
+        self._inboxes.pop(connection_id, None)
+
+    def publish(self, connection_id: str, payload: bytes, close_code: int | None = None) -> bool:
+        inbox = self._inboxes.get(connection_id)
+        if inbox is not None:
+            inbox(payload, close_code)
+            return True
+        instance = self.instance_of(connection_id)
+        if not instance or instance == self.instance:
+            return False  # one of ours, gone
+        code = b"" if close_code is None else str(close_code).encode()
+        self._outgoing.append((self._channel(instance), b"%s\n%s\n%s" % (
+            connection_id.encode(), code, payload)))  # fmt: skip
+        self._wake.set()
+        return True
+
+    def __len__(self) -> int:
+        return len(self._inboxes)
+
+    # -- liveness
+
+    def _channel(self, instance: str) -> str:
+        return f"{self.p}bus:{instance}"
+
+    def _instance_key(self, instance: str) -> str:
+        return f"{self.p}instance:{instance}"
+
+    @property
+    def redis(self) -> aioredis.Redis:
+        if self._redis is None:
+            raise RuntimeError("the bus is not started")
+        return self._redis
+
+    async def alive(self, connection_ids: list[str]) -> list[bool]:
+        """For each connection id: does its instance still beat? (Ours always does.)"""
+        instances = [self.instance_of(c) for c in connection_ids]
+        remote = sorted({i for i in instances if i != self.instance})
+        found: dict[str, bool] = {self.instance: True}
+        if remote:
+            values = await self.redis.mget([self._instance_key(i) for i in remote])
+            found.update({i: v is not None for i, v in zip(remote, values, strict=True)})
+        return [found[i] for i in instances]
+
+    def steady_for(self, seconds: float) -> bool:
+        """True when Redis has answered every heartbeat for at least ``seconds`` (after an
+        outage, other instances need a beat to show they are alive again)."""
+        since = self.healthy_since
+        return since is not None and asyncio.get_running_loop().time() - since >= seconds
+
+    # -- lifecycle
+
+    async def start(self) -> None:
+        self._redis = aioredis.from_url(
+            self.url,
+            socket_timeout=2,
+            socket_connect_timeout=2,
+            retry=Retry(NoBackoff(), 0),
+        )
+        loop = asyncio.get_running_loop()
+        with contextlib.suppress(RedisError, OSError):
+            await self._beat_once()
+        self._tasks = [
+            loop.create_task(self._send_loop()),
+            loop.create_task(self._receive_loop()),
+            loop.create_task(self._beat_loop()),
+        ]
+
+    async def close(self) -> None:
+        for task in self._tasks:
+            task.cancel()
+        for task in self._tasks:
+            with contextlib.suppress(asyncio.CancelledError):
+                await task
+        if self._redis is not None:
+            with contextlib.suppress(RedisError, OSError):
+                await self._redis.delete(self._instance_key(self.instance))
+            await self._redis.aclose()
+            self._redis = None
+
+    async def _beat_once(self) -> None:
+        await self.redis.set(self._instance_key(self.instance), b"1", px=int(self.ttl * 1000))
+        if self.healthy_since is None:
+            self.healthy_since = asyncio.get_running_loop().time()
+
+    async def _beat_loop(self) -> None:
+        while True:
+            try:
+                await self._beat_once()
+            except (RedisError, OSError):
+                self.healthy_since = None
+            await asyncio.sleep(self.beat)
+
+    async def _send_loop(self) -> None:
+        outgoing = self._outgoing
+        while True:
+            await self._wake.wait()
+            self._wake.clear()
+            while outgoing:
+                batch = [outgoing.popleft() for _ in range(min(len(outgoing), 256))]
+                try:
+                    if len(batch) == 1:
+                        await self.redis.publish(*batch[0])
+                    else:
+                        pipe = self.redis.pipeline(transaction=False)
+                        for channel, frame in batch:
+                            pipe.publish(channel, frame)
+                        await pipe.execute()
+                except (RedisError, OSError) as exc:
+                    self.dropped += len(batch)
+                    log.warning("bus: %d message(s) not sent: %s", len(batch), type(exc).__name__)
+
+    async def _receive_loop(self) -> None:
+        channel = self._channel(self.instance)
+        while True:
+            pubsub = self.redis.pubsub()
+            try:
+                await pubsub.subscribe(channel)
+                while True:
+                    message = await pubsub.get_message(ignore_subscribe_messages=True, timeout=5)
+                    if message is not None and message["type"] == "message":
+                        self._deliver(message["data"])
+            except (RedisError, OSError) as exc:
+                log.warning("bus: subscription lost (%s), reconnecting", type(exc).__name__)
+            finally:
+                with contextlib.suppress(RedisError, OSError):
+                    await pubsub.aclose()  # type: ignore[no-untyped-call]
+            await asyncio.sleep(RECONNECT_SECONDS)
+
+    def _deliver(self, frame: bytes) -> None:
+        connection_id, _, rest = frame.partition(b"\n")
+        code, _, payload = rest.partition(b"\n")
+        inbox = self._inboxes.get(connection_id.decode())
+        if inbox is not None:
+            inbox(payload, int(code) if code else None)

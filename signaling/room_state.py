@@ -1,0 +1,66 @@
+"""Where the rooms' state lives when several instances share it (the RoomStates seam).
+
+A single instance keeps its rooms in process memory (``RoomRegistry(states=None)``): nothing
+here is used. With several instances every change of a room is one *transaction*: ``begin``
+takes the room alone for this instance (a lease every other instance waits for) and reads the
+last saved snapshot; the room runs the same Python rules as on one instance; ``commit`` saves
+the new snapshot and the resume-secret index and lets the room go, in one atomic step that
+only succeeds while the lease is still held (a fenced write). Rooms never call Redis: they
+see this protocol, implemented by :mod:`signaling.room_state_redis`.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Any, Protocol
+
+from signaling.protocol import Role
+
+# A room snapshot as saved: plain JSON-able data (see Room.snapshot / Room.restore).
+Snapshot = dict[str, Any]
+
+
+@dataclass
+class ResumeChanges:
+    """Resume-index edits made by one change of a room, written with its snapshot."""
+
+    forgotten: list[str] = field(default_factory=list)
+    remembered: dict[str, Role] = field(default_factory=dict)
+
+    def forget(self, secret_hash: str) -> None:
+        if secret_hash:
+            self.remembered.pop(secret_hash, None)
+            self.forgotten.append(secret_hash)
+
+    def remember(self, secret_hash: str, role: Role) -> None:
+        self.remembered[secret_hash] = role
+
+
+class RoomStates(Protocol):
+    async def begin(self, room_id: str) -> tuple[str, Snapshot | None]:
+        """Take the room (waiting for another holder) and read it: (lease token, snapshot)."""
+
+    async def commit(
+        self,
+        room_id: str,
+        token: str,
+        snapshot: Snapshot | None,
+        resume: ResumeChanges,
+        ttl: float,
+    ) -> None:
+        """Save ``snapshot`` (None: the room is gone) and let the room go; raises
+        StoreUnavailable when the lease was lost meanwhile (nothing is written then)."""
+
+    async def release(self, room_id: str, token: str) -> None:
+        """Let the room go without saving (the change failed)."""
+
+    async def read(self, room_id: str) -> Snapshot | None:
+        """The last saved snapshot, without taking the room (relays, watchers)."""
+
+    async def find_resume(self, secret_hash: str) -> tuple[str, Role] | None: ...
+
+    def is_local(self, connection_id: str) -> bool:
+        """True when ``connection_id``'s socket lives in this process."""
+
+    async def alive(self, connection_ids: list[str]) -> list[bool]:
+        """For each connection id: is the instance holding it still alive?"""

@@ -1,0 +1,151 @@
+"""RoomStates in Redis: a lease per room, a JSON snapshot, the resume index, fenced commits.
+
+Keys (prefix ``tc:``): ``room:<id>`` the snapshot, ``roomlock:<id>`` the lease (a random token,
+``PX`` a few seconds so a dead holder frees it), ``resume:<sha256 of secret>`` → room id and
+role. Taking a room and reading it is one script; saving and letting go is another, which
+writes nothing unless the lease is still this transaction's: two joins racing on two
+instances are serialised, the second one sees the first one's seat.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import secrets
+from typing import cast
+
+from redis.exceptions import RedisError
+
+from signaling.bus_redis import RedisBus
+from signaling.protocol import Role
+from signaling.room_state import ResumeChanges, Snapshot
+from signaling.store.base import StoreUnavailable
+
+LEASE_MS = 5000
+# How long a change waits for a room another change holds before answering 'unavailable'.
+WAIT_SECONDS = 3.0
+
+_TAKE = """
+if redis.call('SET', KEYS[1], ARGV[1], 'NX', 'PX', ARGV[2]) then
+  return {1, redis.call('GET', KEYS[2]) or ''}
+end
+return {0, ''}
+"""
+
+# ARGV: token, snapshot ('' = delete), ttl ms, forgotten count, forgotten keys...,
+# then resume key / value pairs.
+_COMMIT = """
+if redis.call('GET', KEYS[1]) ~= ARGV[1] then return 0 end
+if ARGV[2] == '' then
+  redis.call('DEL', KEYS[2])
+else
+  redis.call('SET', KEYS[2], ARGV[2], 'PX', ARGV[3])
+end
+local n = tonumber(ARGV[4])
+for i = 5, 4 + n do redis.call('DEL', ARGV[i]) end
+for i = 5 + n, #ARGV, 2 do redis.call('SET', ARGV[i], ARGV[i + 1], 'PX', ARGV[3]) end
+redis.call('DEL', KEYS[1])
+return 1
+"""
+
+_RELEASE = """
+if redis.call('GET', KEYS[1]) == ARGV[1] then return redis.call('DEL', KEYS[1]) end
+return 0
+"""
+
+
+class RedisRoomStates:
+    def __init__(self, bus: RedisBus) -> None:
+        self.bus = bus
+        self.p = bus.p
+
+    def _keys(self, room_id: str) -> list[str]:
+        return [f"{self.p}roomlock:{room_id}", f"{self.p}room:{room_id}"]
+
+    def _resume_key(self, secret_hash: str) -> str:
+        return f"{self.p}resume:{secret_hash}"
+
+    async def begin(self, room_id: str) -> tuple[str, Snapshot | None]:
+        token = secrets.token_hex(8)
+        loop = asyncio.get_running_loop()
+        deadline = loop.time() + WAIT_SECONDS
+        pause = 0.002
+        while True:
+            try:
+                taken, raw = await self.bus.redis.eval(
+                    _TAKE, 2, *self._keys(room_id), token, LEASE_MS
+                )
+            except (RedisError, OSError) as exc:
+                raise StoreUnavailable(str(exc)) from exc
+            if taken:
+                return token, (json.loads(raw) if raw else None)
+            if loop.time() > deadline:
+                raise StoreUnavailable(f"room {room_id} stays held by another change")
+            await asyncio.sleep(pause)
+            pause = min(pause * 2, 0.05)
+
+    async def commit(
+        self,
+        room_id: str,
+        token: str,
+        snapshot: Snapshot | None,
+        resume: ResumeChanges,
+        ttl: float,
+    ) -> None:
+        args: list[str | int] = [
+            token,
+            "" if snapshot is None else json.dumps(snapshot, separators=(",", ":")),
+            int(ttl * 1000),
+            len(resume.forgotten),
+            *(self._resume_key(h) for h in resume.forgotten),
+        ]
+        for secret_hash, role in resume.remembered.items():
+            args += [self._resume_key(secret_hash), f"{room_id} {role}"]
+        try:
+            done = await self.bus.redis.eval(_COMMIT, 2, *self._keys(room_id), *args)
+        except (RedisError, OSError) as exc:
+            raise StoreUnavailable(str(exc)) from exc
+        if not done:
+            raise StoreUnavailable(f"room {room_id}: the lease ran out before the save")
+
+    async def release(self, room_id: str, token: str) -> None:
+        try:
+            await self.bus.redis.eval(_RELEASE, 1, self._keys(room_id)[0], token)
+        except (RedisError, OSError) as exc:
+            raise StoreUnavailable(str(exc)) from exc
+
+    async def read(self, room_id: str) -> Snapshot | None:
+        try:
+            raw = await self.bus.redis.get(self._keys(room_id)[1])
+        except (RedisError, OSError) as exc:
+            raise StoreUnavailable(str(exc)) from exc
+        return None if raw is None else cast(Snapshot, json.loads(raw))
+
+    async def read_many(self, room_ids: list[str]) -> list[Snapshot | None]:
+        if not room_ids:
+            return []
+        try:
+            raws = await self.bus.redis.mget([self._keys(r)[1] for r in room_ids])
+        except (RedisError, OSError) as exc:
+            raise StoreUnavailable(str(exc)) from exc
+        return [None if raw is None else cast(Snapshot, json.loads(raw)) for raw in raws]
+
+    async def find_resume(self, secret_hash: str) -> tuple[str, Role] | None:
+        try:
+            raw = await self.bus.redis.get(self._resume_key(secret_hash))
+        except (RedisError, OSError) as exc:
+            raise StoreUnavailable(str(exc)) from exc
+        if raw is None:
+            return None
+        text = raw.decode() if isinstance(raw, bytes) else str(raw)
+        room_id, _, role = text.partition(" ")
+        return room_id, cast(Role, role)
+
+    def is_local(self, connection_id: str) -> bool:
+        return self.bus.is_local(connection_id)
+
+    async def alive(self, connection_ids: list[str]) -> list[bool]:
+        try:
+            return await self.bus.alive(connection_ids)
+        except (RedisError, OSError) as exc:
+            raise StoreUnavailable(str(exc)) from exc
