@@ -79,7 +79,9 @@ def serve_echo(port: int) -> None:
     web.run_app(app, host=ORIGIN_HOST, port=port, print=None, access_log=None)
 
 
-def serve_signaling(port: int, data_dir: str) -> None:
+def serve_signaling(port: int, data_dir: str, worker_loopback: str = "include") -> None:
+    """The app on ``port``; ``worker_loopback`` is its recording peer's candidate setting
+    (``"only"`` when the benchmark records: loopback is the only allowed target)."""
     raise_fd_limit()
     from config import Settings, StorageSettings
     from signaling.app import create_app
@@ -97,6 +99,7 @@ def serve_signaling(port: int, data_dir: str) -> None:
             connections_per_address=100_000,
             send_queue_size=4096,
         ),
+        recording=replace(settings.recording, worker_loopback=worker_loopback),
     ).validate()
     app = create_app(settings)
 

@@ -6,6 +6,7 @@ import { api, setCsrf } from "./api.js";
 import { $, confirmDialog } from "./ui.js";
 import { startCall } from "./call-session.js";
 import { renderWaiting, announceArrival, clearArrival, knock } from "./waiting-list.js";
+import { attachRecording } from "./recording-room.js";
 
 const consultationId = decodeURIComponent(location.pathname.split("/").filter(Boolean).pop() || "");
 let stream = null;
@@ -125,6 +126,7 @@ async function start() {
       renderState();
     },
   });
+  attachRecording(session, $("#main"));
 }
 
 start();

@@ -16,6 +16,7 @@
 //   onEncrypted   (cipher | null) => void: the SRTP cipher once DTLS is connected
 // Returns {leave(): void}.
 import { RoomSession } from "./call-session.js";
+import { attachRecording } from "./recording-room.js";
 
 export async function enterWaitingRoom({ consultation, getRoomToken, media, remoteVideo, onState, onEncrypted }) {
   void consultation;
@@ -30,6 +31,7 @@ export async function enterWaitingRoom({ consultation, getRoomToken, media, remo
   if (remoteVideo && media.speakerId && typeof remoteVideo.setSinkId === "function") {
     remoteVideo.setSinkId(media.speakerId).catch(() => {});
   }
+  if (remoteVideo) attachRecording(session, remoteVideo.closest(".call-stage"));
   await session.start();
   return {
     leave() {

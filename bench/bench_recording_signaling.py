@@ -1,0 +1,310 @@
+"""Signaling while recordings run: ``.venv/bin/python bench/bench_recording_signaling.py``.
+
+Measures, in one run, the relay latency of signaling messages (a candidate sent by one
+participant until the other receives it, one in flight at a time, spread over ``--rooms``
+rooms in a call) with no recording running, then while ``--recordings`` recordings run, then
+with none again (the two quiet phases make the baseline, so a drift of the shared machine
+hits both sides). Prints p50/p99 of each and the p99 ratio (goal <= 1.2x).
+
+The recordings go through the whole production path: in a process of their own (so their
+CPU is not the measuring client's), each recording room's doctor and patient join, the doctor
+asks, both consent over the WebSocket, each sends a send-only aiortc offer (640x480@30 VP8 at
+~1 Mbit/s plus Opus, pre-encoded once by bench_recording.py and replayed, so the senders cost
+little) in ``recording_offer`` and media flows to the server's recording workers. At the end
+each recording file is decrypted and its video frames counted against those sent, so the
+loaded phase is known to have recorded in real time.
+
+How many simultaneous recordings the machine sustains is section 3 of bench_recording.py.
+Everything listens on and talks to 127.0.0.1 only.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import multiprocessing
+import os
+import sys
+import tempfile
+import time
+from multiprocessing.synchronize import Event
+from pathlib import Path
+from typing import Any
+
+BENCH = Path(__file__).resolve().parent
+sys.path.insert(0, str(BENCH.parent))
+sys.path.insert(0, str(BENCH))
+
+import aiohttp  # noqa: E402
+import msgspec  # noqa: E402
+from bench_recording import (  # noqa: E402
+    Sender,
+    cpu_seconds,
+    encode_audio,
+    encode_video,
+    video_packet_counts,
+)
+from bench_signaling import (  # noqa: E402
+    CANDIDATE,
+    ORIGIN_HOST,
+    Signaling,
+    free_port,
+    pct,
+    raise_fd_limit,
+    sdp_of_size,
+    serve_signaling,
+    wait_listening,
+)
+
+from media.encrypted_recording import RecordingReader  # noqa: E402
+from media.keyring import load_keyring  # noqa: E402
+from signaling.recordings import recording_context  # noqa: E402
+
+Socket = aiohttp.ClientWebSocketResponse
+
+
+async def expect(ws: Socket, kind: str, within: float = 60) -> dict[str, Any]:
+    """The next message of type ``kind`` (others skipped); an error message fails the run."""
+    while True:
+        msg = await ws.receive(timeout=within)
+        if msg.type is not aiohttp.WSMsgType.TEXT:
+            raise RuntimeError(f"socket closed ({ws.close_code}) waiting for {kind}")
+        message: dict[str, Any] = msgspec.json.decode(msg.data)
+        if message["type"] == "error":
+            raise RuntimeError(f"waiting for {kind}: {message}")
+        if message["type"] == kind:
+            return message
+
+
+async def send(ws: Socket, message: dict[str, Any]) -> None:
+    await ws.send_str(msgspec.json.encode(message).decode())
+
+
+# -- the recordings (a child process) ----------------------------------------------------------
+
+
+async def record_rooms(port: int, count: int, ready: Event, stop: Event) -> dict[str, Any]:
+    import aioice.ice
+
+    # aioice leaves 127.0.0.1 out of its host candidates: loopback only, as in the tests.
+    aioice.ice.get_host_addresses = lambda use_ipv4, use_ipv6: ["127.0.0.1"]
+    video = [data for data, _ in encode_video()]
+    audio = encode_audio()
+    async with aiohttp.ClientSession() as session:
+        sig = Signaling(f"ws://{ORIGIN_HOST}:{port}", session)
+        rooms = [await sig.room_in_call(tokens) for tokens in await sig.tokens(count)]
+        senders: list[Sender] = []
+        for doctor, patient, _ in rooms:
+            await send(doctor, {"type": "recording_request"})
+            for ws in (doctor, patient):
+                await expect(ws, "recording_state")  # asked
+                await send(ws, {"type": "recording_consent", "granted": True})
+            for ws in (doctor, patient):
+                state = await expect(ws, "recording_state")
+                while state["state"] != "recording":
+                    state = await expect(ws, "recording_state")
+            for ws in (doctor, patient):
+                sender = Sender(video, audio)
+                await send(ws, {"type": "recording_offer", "sdp": await sender.offer()})
+                await sender.answer((await expect(ws, "recording_answer"))["sdp"])
+                senders.append(sender)
+        deadline = time.monotonic() + 30
+        while any(s.pc.connectionState != "connected" for s in senders):
+            if time.monotonic() > deadline:
+                raise RuntimeError("the recording peers did not connect")
+            await asyncio.sleep(0.05)
+        ready.set()
+        while not stop.is_set():  # noqa: ASYNC110 - a process-shared event, no asyncio one
+            await asyncio.sleep(0.1)
+        on_time = min(min(s.video.on_time for s in senders), 1.0)
+        sent = [s.video.sent for s in senders]
+        for doctor, patient, _ in rooms:
+            await send(doctor, {"type": "recording_withdraw"})
+            for ws in (doctor, patient):
+                await expect(ws, "recording_state")  # idle
+        await asyncio.gather(*(s.pc.close() for s in senders))
+        for doctor, patient, _ in rooms:
+            await doctor.close()
+            await patient.close()
+    return {"sent": sent, "on_time": on_time}
+
+
+def recordings_child(port: int, count: int, ready: Event, stop: Event, results: Any) -> None:
+    try:
+        results.put(asyncio.run(record_rooms(port, count, ready, stop)))
+    except BaseException as exc:  # reported to the parent, which is waiting on ready
+        results.put({"error": repr(exc)})
+        ready.set()
+        raise
+
+
+# -- measuring -----------------------------------------------------------------------------------
+
+
+def negotiation_messages() -> dict[str, list[str]]:
+    """What each side sends in a negotiation: a ~5 KB description, then eight candidates
+    (a new description also resets the server's per-description candidate limit)."""
+    candidate = msgspec.json.encode(
+        {"type": "candidate", "candidate": CANDIDATE, "sdp_mid": "0", "sdp_mline_index": 0}
+    ).decode()
+    offer = msgspec.json.encode({"type": "offer", "sdp": sdp_of_size("offer", 5000)}).decode()
+    answer = msgspec.json.encode({"type": "answer", "sdp": sdp_of_size("answer", 4500)}).decode()
+    return {"doctor": [offer, *[candidate] * 8], "patient": [answer, *[candidate] * 8]}
+
+
+async def relay_latencies(pairs: list[tuple[Socket, Socket]], seconds: float) -> list[float]:
+    """Seconds from send to arrival of a relayed offer, answer or candidate, one in flight at
+    a time, both directions, round robin over the rooms; a short pause between samples keeps
+    the measuring client light."""
+    messages = negotiation_messages()
+    samples: list[float] = []
+    deadline = time.monotonic() + seconds
+    index = 0
+    while time.monotonic() < deadline:
+        doctor, patient = pairs[index % len(pairs)]
+        turn = index // len(pairs)  # how many times this room was used
+        if turn % 2 == 0:
+            sender, receiver, sent = doctor, patient, messages["doctor"]
+        else:
+            sender, receiver, sent = patient, doctor, messages["patient"]
+        started = time.perf_counter()
+        await sender.send_str(sent[(turn // 2) % len(sent)])
+        msg = await receiver.receive(timeout=10)
+        samples.append(time.perf_counter() - started)
+        if msg.type is not aiohttp.WSMsgType.TEXT:
+            raise RuntimeError("a measuring socket closed")
+        index += 1
+        await asyncio.sleep(0.002)
+    return samples
+
+
+def describe(name: str, samples: list[float], cpu: float) -> str:
+    return (
+        f"  {name:<22} p50 {pct(samples, 0.5) * 1000:6.2f} ms  p99 {pct(samples, 0.99) * 1000:6.2f}"
+        f" ms  ({len(samples)} samples; signaling process {cpu:.2f} CPU-s/s)"
+    )
+
+
+def server_cpu(pid: int) -> tuple[float, float]:
+    return cpu_seconds(pid), time.monotonic()
+
+
+def cpu_rate(before: tuple[float, float], pid: int) -> float:
+    cpu, wall = server_cpu(pid)
+    return (cpu - before[0]) / max(wall - before[1], 1e-6)
+
+
+def recorded_frames(data_dir: Path) -> list[int]:
+    """Video frames in each recording file (decrypted in memory)."""
+    keyring = load_keyring(data_dir / "keys" / "recording-master.key", create=False)
+    counts: list[int] = []
+    for path in sorted((data_dir / "recordings").glob("*.tcrec")):
+        context = recording_context(path.stem)
+        with RecordingReader.open(path, keyring, context=context) as reader:
+            counts.extend(video_packet_counts(b"".join(reader)))
+    return counts
+
+
+async def run(args: argparse.Namespace) -> None:
+    raise_fd_limit()
+    load = os.getloadavg()
+    print(
+        f"{os.cpu_count()} CPUs, load average {load[0]:.1f} before the run "
+        "(a shared machine: other work skews both phases alike, not the ratio's meaning)"
+    )
+    context = multiprocessing.get_context("spawn")
+    port = free_port()
+    with tempfile.TemporaryDirectory(prefix="bench-recording-signaling-") as tmp:
+        data_dir = Path(tmp) / "data"
+        data_dir.mkdir(mode=0o700)
+        server = context.Process(
+            target=serve_signaling, args=(port, str(data_dir), "only"), daemon=True
+        )
+        server.start()
+        assert server.pid is not None
+        recorder: multiprocessing.process.BaseProcess | None = None
+        try:
+            await wait_listening(port)
+            async with aiohttp.ClientSession(connector=aiohttp.TCPConnector(limit=0)) as session:
+                sig = Signaling(f"ws://{ORIGIN_HOST}:{port}", session)
+                pairs = [
+                    (doctor, patient)
+                    for doctor, patient, _ in [
+                        await sig.room_in_call(tokens) for tokens in await sig.tokens(args.rooms)
+                    ]
+                ]
+                print(
+                    f"relay latency over {len(pairs)} rooms in a call, {args.seconds:.0f} s per "
+                    f"phase; {args.recordings} recordings of two 640x480@30 participants"
+                )
+                await relay_latencies(pairs, 1.0)  # warm-up
+
+                before = server_cpu(server.pid)
+                quiet = await relay_latencies(pairs, args.seconds)
+                quiet_cpu = cpu_rate(before, server.pid)
+                print(describe("no recording", quiet, quiet_cpu))
+
+                ready, stop, results = context.Event(), context.Event(), context.Queue()
+                recorder = context.Process(
+                    target=recordings_child,
+                    args=(port, args.recordings, ready, stop, results),
+                    daemon=True,
+                )
+                recorder.start()
+                started = time.monotonic()
+                while not ready.is_set():
+                    if time.monotonic() - started > 180 or not recorder.is_alive():
+                        raise RuntimeError("the recordings did not start")
+                    await asyncio.sleep(0.1)
+                await asyncio.sleep(1.0)  # the workers settle (first keyframes, muxers open)
+                before = server_cpu(server.pid)
+                loaded = await relay_latencies(pairs, args.seconds)
+                loaded_cpu = cpu_rate(before, server.pid)
+                print(describe(f"{args.recordings} recordings running", loaded, loaded_cpu))
+                stop.set()
+                outcome = await asyncio.to_thread(results.get, True, 120)
+                await asyncio.to_thread(recorder.join, 30)
+                if "error" in outcome:
+                    raise RuntimeError(f"recordings failed: {outcome['error']}")
+
+                before = server_cpu(server.pid)
+                quiet_again = await relay_latencies(pairs, args.seconds)
+                print(describe("no recording (again)", quiet_again, cpu_rate(before, server.pid)))
+                for doctor, patient in pairs:
+                    await doctor.close()
+                    await patient.close()
+
+            baseline = quiet + quiet_again
+            ratio = pct(loaded, 0.99) / pct(baseline, 0.99)
+            print(
+                f"  p99 with {args.recordings} recordings / without: "
+                f"{pct(loaded, 0.99) * 1000:.2f} / {pct(baseline, 0.99) * 1000:.2f} ms"
+                f" -> {ratio:.2f}x (goal <= 1.2x); p50 ratio "
+                f"{pct(loaded, 0.5) / pct(baseline, 0.5):.2f}x"
+            )
+            recorded = recorded_frames(data_dir)
+            sent = outcome["sent"]
+            worst = min(r / max(1, s) for r, s in zip(sorted(recorded), sorted(sent), strict=False))
+            print(
+                f"  recordings: {len(recorded) // 2} files, video frames per participant "
+                f"{sorted(recorded)} of {sorted(sent)} sent (worst {worst:.0%}); senders on time "
+                f"{outcome['on_time']:.0%}"
+            )
+        finally:
+            if recorder is not None and recorder.is_alive():
+                recorder.terminate()
+                recorder.join(5)
+            server.terminate()
+            server.join(10)
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n", 1)[0])
+    parser.add_argument("--rooms", type=int, default=20, help="rooms whose relay is measured")
+    parser.add_argument("--recordings", type=int, default=4)
+    parser.add_argument("--seconds", type=float, default=15.0, help="length of each phase")
+    asyncio.run(run(parser.parse_args()))
+
+
+if __name__ == "__main__":
+    main()

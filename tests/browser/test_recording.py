@@ -1,0 +1,217 @@
+"""Recording through the real pages: in a call between two Chromium pages, the doctor clicks
+Record, both consent in the prompt, both see the indicator while each page sends its camera
+and microphone to the server's recording peer over a second, send-only connection; one of
+them stops it from the page; the doctor downloads the recording (decrypted by the server
+while it streams) and PyAV finds both participants' audio and video in it. A refusal
+records nothing and both are told."""
+
+from __future__ import annotations
+
+import dataclasses
+import io
+import time
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import av
+import pytest
+from playwright.sync_api import Locator, Page, expect
+
+from config import SecuritySettings
+
+from .conftest import Contexts, LiveServer, assert_no_page_errors, snap
+from .test_call import assert_remote_video_plays, doctor_with_consultation, patient_to_waiting_room
+
+pytestmark = pytest.mark.browser
+
+# The page's send-only connection to the recording peer is connected (TRACK_PEERS of
+# test_call keeps every RTCPeerConnection the page makes in window.__peers).
+RECORDING_PEER_CONNECTED = """() => window.__peers.some((pc) => {
+  const transceivers = pc.getTransceivers();
+  return pc.connectionState === "connected" && transceivers.length > 0 &&
+    transceivers.every((t) => t.direction === "sendonly");
+})"""
+# The call's own connection (send and receive) is still there and connected.
+CALL_PEER_CONNECTED = """() => window.__peers.some((pc) =>
+  pc.connectionState === "connected" &&
+  pc.getTransceivers().some((t) => t.direction === "sendrecv"))"""
+
+
+@pytest.fixture
+def live_server(tmp_path: Path) -> Iterator[LiveServer]:
+    """The app with recording on; its recording peer offers loopback candidates only (the
+    browsers are on this machine and nothing else may be a target of traffic)."""
+    data_dir = tmp_path / "data"
+    data_dir.mkdir(mode=0o700)
+    server = LiveServer(data_dir, SecuritySettings())
+    recording = dataclasses.replace(
+        server.settings.recording, enabled=True, worker_loopback="only", retention_days=30
+    )
+    server.settings = dataclasses.replace(server.settings, recording=recording)
+    server.start()
+    yield server
+    server.stop()
+
+
+def in_call(live_server: LiveServer, contexts: Contexts) -> tuple[Page, Page]:
+    doctor, url, code = doctor_with_consultation(live_server, contexts)
+    doctor.get_by_role("link", name="Démarrer la consultation avec Alice Dupont").click()
+    expect(doctor.locator("#call-status")).to_have_attribute("data-state", "waiting")
+    # Before the patient is in the call there is nothing to record.
+    expect(doctor.get_by_role("button", name="Enregistrer", exact=True)).to_be_hidden()
+    patient = patient_to_waiting_room(contexts, url, code)
+    doctor.locator("#lobby").get_by_role("button", name="Faire entrer").click()
+    assert_remote_video_plays(patient, "#patient-remote")
+    assert_remote_video_plays(doctor, "#remote-video")
+    return doctor, patient
+
+
+def consent_prompt(page: Page) -> Locator:
+    return page.get_by_role("dialog", name="Enregistrer la consultation ?")
+
+
+def indicator(page: Page) -> Locator:
+    return page.locator(".recording-indicator")
+
+
+def recordings(page: Page) -> list[dict[str, Any]]:
+    """GET /api/recordings with the doctor's session (the page's cookies)."""
+    response = page.request.get("/api/recordings")
+    assert response.status == 200, response.text()
+    return list(response.json()["recordings"])
+
+
+def media_seconds(packets: list[av.Packet[Any]]) -> float:
+    stamps = [p.pts * p.time_base for p in packets if p.pts is not None and p.time_base]
+    return float(max(stamps) - min(stamps)) if stamps else 0.0
+
+
+def test_both_consent_in_the_pages_and_the_recording_holds_both_participants(
+    live_server: LiveServer, contexts: Contexts
+) -> None:
+    doctor, patient = in_call(live_server, contexts)
+    doctor.get_by_role("button", name="Enregistrer", exact=True).click()
+
+    # Both are asked, in a modal prompt saying what, who, how long, encrypted, stoppable.
+    for page in (doctor, patient):
+        prompt = consent_prompt(page)
+        expect(prompt).to_be_visible()
+        expect(prompt).to_contain_text("le son et l'image de vous deux")
+        expect(prompt).to_contain_text("le médecin et les administrateurs du cabinet")
+        expect(prompt).to_contain_text("30 jours")
+        expect(prompt).to_contain_text("chiffré")
+        expect(prompt).to_contain_text("à tout moment")
+    expect(consent_prompt(patient)).to_contain_text("Votre médecin souhaite enregistrer")
+    snap(patient, "recording-consent-patient")
+    snap(doctor, "recording-consent-doctor")
+    # One consent starts nothing.
+    patient.get_by_role("button", name="J'accepte").click()
+    expect(consent_prompt(patient)).to_be_hidden()
+    expect(patient.locator(".recording-status")).to_contain_text("En attente de la réponse")
+    doctor.wait_for_timeout(500)
+    expect(indicator(patient)).to_be_hidden()
+    assert recordings(doctor) == []
+
+    # The doctor answers with the keyboard alone: the prompt holds the focus.
+    expect(doctor.locator("dialog.recording-consent h2")).to_be_focused()
+    doctor.keyboard.press("Tab")
+    expect(doctor.get_by_role("button", name="Je refuse")).to_be_focused()
+    doctor.keyboard.press("Tab")
+    accept = doctor.get_by_role("button", name="J'accepte")
+    expect(accept).to_be_focused()
+    doctor.keyboard.press("Enter")
+
+    for page in (doctor, patient):
+        expect(indicator(page)).to_be_visible()
+        expect(indicator(page)).to_have_text("Enregistrement en cours")
+        expect(page.get_by_role("button", name="Arrêter l'enregistrement")).to_be_visible()
+        expect(page.locator(".recording-status")).to_have_text("L'enregistrement a commencé.")
+    expect(doctor.get_by_role("button", name="Enregistrer", exact=True)).to_be_hidden()
+    # Each page sends to the recording peer over its own send-only connection; the call's
+    # connection is untouched.
+    for page in (doctor, patient):
+        page.wait_for_function(RECORDING_PEER_CONNECTED, timeout=20_000)
+    connected_at = time.monotonic()
+    for page in (doctor, patient):
+        assert page.evaluate(CALL_PEER_CONNECTED)
+    snap(doctor, "recording-on-doctor")
+    snap(patient, "recording-on-patient")
+    doctor.wait_for_timeout(5000 - (time.monotonic() - connected_at) * 1000)
+
+    # The patient stops it: both see it stop within a second or two.
+    patient.get_by_role("button", name="Arrêter l'enregistrement").click()
+    stopped_at = time.monotonic()
+    for page in (patient, doctor):
+        expect(indicator(page)).to_be_hidden(timeout=2000)
+        expect(page.locator(".recording-status")).to_have_text("L'enregistrement est arrêté.")
+        expect(page.get_by_role("button", name="Arrêter l'enregistrement")).to_be_hidden()
+    expect(doctor.get_by_role("button", name="Enregistrer", exact=True)).to_be_visible()
+    for page in (doctor, patient):
+        page.wait_for_function(f"() => !({RECORDING_PEER_CONNECTED})()")
+        assert page.evaluate(CALL_PEER_CONNECTED)  # the call goes on
+    recorded_for = stopped_at - connected_at
+
+    # The doctor lists and downloads it; the server decrypts it while it streams.
+    listed = recordings(doctor)
+    assert len(listed) == 1 and listed[0]["status"] == "complete", listed
+    assert listed[0]["stop_reason"] == "consent_withdrawn"
+    download = doctor.request.get(f"/api/recordings/{listed[0]['id']}/download")
+    assert download.status == 200
+    assert download.headers["content-type"] == "video/webm"
+    with av.open(io.BytesIO(download.body()), mode="r") as container:
+        kinds = sorted(s.type for s in container.streams)
+        assert kinds == ["audio", "audio", "video", "video"]  # both participants
+        packets: dict[int, list[av.Packet[Any]]] = {s.index: [] for s in container.streams}
+        for packet in container.demux():
+            if packet.size:
+                packets[packet.stream.index].append(packet)
+    with av.open(io.BytesIO(download.body()), mode="r") as container:
+        for stream in container.streams:
+            # Every stream's frames decode, and they cover the time media flowed.
+            decoded = len(list(container.decode(stream)))
+            container.seek(0)
+            assert decoded > (20 if stream.type == "video" else 100), (stream, decoded)
+            seconds = media_seconds(packets[stream.index])
+            assert recorded_for * 0.8 - 0.5 <= seconds <= recorded_for + 1.5, (
+                stream.type,
+                seconds,
+                recorded_for,
+            )
+    assert_no_page_errors(doctor)
+    assert_no_page_errors(patient)
+
+
+def test_the_patient_refuses_and_nothing_is_recorded(
+    live_server: LiveServer, contexts: Contexts
+) -> None:
+    doctor, patient = in_call(live_server, contexts)
+    doctor.get_by_role("button", name="Enregistrer", exact=True).click()
+    expect(consent_prompt(doctor)).to_be_visible()
+    expect(consent_prompt(patient)).to_be_visible()
+    patient.get_by_role("button", name="Je refuse").click()
+    # The doctor's prompt goes away unanswered: there is nothing left to consent to.
+    expect(consent_prompt(doctor)).to_be_hidden()
+    expect(doctor.locator(".recording-status")).to_have_text(
+        "Le patient a refusé l'enregistrement. Rien n'est enregistré."
+    )
+    expect(patient.locator(".recording-status")).to_have_text(
+        "Vous avez refusé l'enregistrement. Rien n'est enregistré."
+    )
+    for page in (doctor, patient):
+        expect(indicator(page)).to_be_hidden()
+    # The doctor may ask again later; nothing was recorded.
+    expect(doctor.get_by_role("button", name="Enregistrer", exact=True)).to_be_visible()
+    assert recordings(doctor) == []
+    snap(doctor, "recording-refused-doctor")
+    # Escape in the prompt is a refusal too (never a silent yes).
+    doctor.get_by_role("button", name="Enregistrer", exact=True).click()
+    expect(consent_prompt(patient)).to_be_visible()
+    patient.keyboard.press("Escape")
+    expect(doctor.locator(".recording-status")).to_have_text(
+        "Le patient a refusé l'enregistrement. Rien n'est enregistré."
+    )
+    expect(consent_prompt(doctor)).to_be_hidden()
+    assert recordings(doctor) == []
+    assert_no_page_errors(doctor)
+    assert_no_page_errors(patient)
