@@ -46,7 +46,20 @@ function renderLobby() {
   });
 }
 
+// The dashboard's "let in" opens this page as /call/<id>#admit: the doctor already decided,
+// so the patient waiting when this page joins is let in (only then: one who comes later, or
+// after a reload, waits for the doctor's click again).
+let admitOnArrival = location.hash === "#admit";
+if (admitOnArrival) history.replaceState(null, "", location.pathname);
+
 function onLobby(next) {
+  const admitNow = admitOnArrival && next && session;
+  admitOnArrival = false;
+  if (admitNow) {
+    waiting = next;
+    session.admit();
+    return;
+  }
   const arrived = next && (!waiting || waiting.since !== next.since);
   waiting = next;
   renderLobby();

@@ -1,4 +1,5 @@
-// The doctor's dashboard: today's and upcoming consultations, create, new link, cancel.
+// The doctor's dashboard: today's and upcoming consultations, create, new link, cancel, and
+// the live waiting room (dashboard-waiting.js).
 import { t } from "./i18n.js";
 import { api, setCsrf } from "./api.js";
 import {
@@ -14,6 +15,7 @@ import {
   copyText,
   confirmDialog,
 } from "./ui.js";
+import { watchWaitingRoom, stopWatching, renderWaitingRoom, waitingIds } from "./dashboard-waiting.js";
 
 let user = null;
 let consultations = [];
@@ -28,6 +30,8 @@ export function startDashboard(me) {
   }
   resetCreateForm();
   loadList();
+  if (isAdmin()) stopWatching();
+  else watchWaitingRoom({ onChange: () => renderList(), onSignedOut: signedOut });
 }
 
 function isAdmin() {
@@ -109,12 +113,13 @@ function statusBadge(c, now) {
 
 function renderItem(c, now) {
   const start = new Date(c.scheduled_start);
+  const waiting = !isOver(c, now) && waitingIds().has(c.id);
   const when = sameLocalDay(start, now)
     ? `${formatTime(c.scheduled_start)} – ${formatTime(c.scheduled_end)}`
     : formatDateTime(c.scheduled_start, { weekday: "short", day: "numeric", month: "short", hour: "2-digit", minute: "2-digit" });
   const item = el(
     "li",
-    { class: "consult-item", dataset: { id: c.id } },
+    { class: waiting ? "consult-item consult-waiting" : "consult-item", dataset: { id: c.id, waiting: waiting ? "true" : "false" } },
     el(
       "div",
       { class: "consult-main" },
@@ -122,6 +127,7 @@ function renderItem(c, now) {
       el("span", { class: "consult-patient" }, c.patient_name),
       el("span", { class: "consult-meta muted small" }, t("dash.duration", { count: c.duration_minutes, minutes: c.duration_minutes })),
       statusBadge(c, now),
+      waiting ? el("span", { class: "badge badge-waiting" }, t("dash.badge_waiting")) : null,
     ),
   );
   if (c.note) item.append(el("p", { class: "consult-note muted small" }, c.note));
@@ -268,6 +274,7 @@ function wire() {
     if (!user) return;
     renderHeader();
     renderList();
+    if (!isAdmin()) renderWaitingRoom();
   });
   // Keep the badges ("now", "past") honest while the page stays open, without asking the
   // server: a timer's requests would keep the session alive past its idle timeout.

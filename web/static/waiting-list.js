@@ -1,13 +1,13 @@
-// INTEGRATION POINT (WebSocket work): the doctor's live waiting room.
+// The waiting room, as a list with "let in" / "decline" buttons, and the ways a doctor is told
+// that someone arrived: a generated knock, a title badge and a system notification.
 //
-// The dashboard shows a "Salle d'attente / Waiting room" panel (#waiting-panel). Nothing in it
-// is simulated: until a WebSocket client calls the functions below, it only says where
-// patients will appear. The client is expected to:
-//   1. import { renderWaiting, announceArrival } from "/static/waiting-list.js";
-//   2. call renderWaiting(patients, { onAdmit, onDeny }) on every change of the room state;
-//      patients = [{ consultationId, patientName, scheduledStart (ISO), waitingSince (ISO) }];
-//   3. call announceArrival(patient) when a patient knocks (knock sound + notification are the
-//      WebSocket work's; this only updates the page title so a background tab shows it).
+// Used by the doctor's call page (call.js: one room, fed by its WebSocket's lobby messages) and
+// by the dashboard (dashboard-waiting.js: every room of the doctor, from GET /api/waiting).
+//   renderWaiting(patients, { onAdmit, onDeny }) on every change;
+//     patients = [{ consultationId, patientName, scheduledStart (ISO), waitingSince (ISO) }];
+//   announceArrival(patient) / clearArrival(): the call page's title badge;
+//   showWaitingCount(n): the dashboard's "(n) …" title badge;
+//   notifyArrival(): a system notification, once the doctor allowed them (never asked on load).
 import { t } from "./i18n.js";
 import { el, formatTime } from "./ui.js";
 
@@ -23,20 +23,22 @@ export function renderWaiting(patients, { onAdmit, onDeny } = {}) {
   }
   const list = el("ul", { class: "waiting-list" });
   for (const patient of patients) {
-    const admit = el("button", { class: "btn btn-primary btn-small", type: "button" }, t("dash.admit"));
-    const deny = el("button", { class: "btn btn-ghost btn-small", type: "button" }, t("dash.deny"));
+    const name = patient.patientName;
+    const admit = el("button", { class: "btn btn-primary btn-small", type: "button", "aria-label": t("dash.admit_for", { name }) }, t("dash.admit"));
+    const deny = el("button", { class: "btn btn-ghost btn-small", type: "button", "aria-label": t("dash.deny_for", { name }) }, t("dash.deny"));
     if (onAdmit) admit.addEventListener("click", () => onAdmit(patient));
     if (onDeny) deny.addEventListener("click", () => onDeny(patient));
     list.append(
       el(
         "li",
-        { class: "waiting-item" },
+        { class: "waiting-item", dataset: { consultation: patient.consultationId || "" } },
         el("span", { class: "pulse-dot", "aria-hidden": "true" }),
         el(
           "span",
           { class: "waiting-who" },
           el("strong", {}, patient.patientName),
           el("span", { class: "muted small" }, t("dash.waiting_since", { time: formatTime(patient.waitingSince) })),
+          patient.scheduledStart ? el("span", { class: "muted small" }, t("dash.waiting_appointment", { time: formatTime(patient.scheduledStart) })) : null,
         ),
         el("span", { class: "actions" }, admit, deny),
       ),
@@ -88,4 +90,47 @@ export function announceArrival(patient) {
     { once: true },
   );
   return patient;
+}
+
+/** The dashboard's title badge: "(2) Téléconsultation — …" while two patients wait. */
+export function showWaitingCount(count) {
+  const base = document.title.replace(/^\(\d+\) /, "");
+  document.title = count > 0 ? `(${count}) ${base}` : base;
+}
+
+/** Whether this browser can show notifications and what the doctor decided about them:
+ * "unsupported", "default" (not asked yet), "granted" or "denied". */
+export function notificationPermission() {
+  return "Notification" in window ? Notification.permission : "unsupported";
+}
+
+/** Ask for notifications. Browsers only allow it from a click: call it from one. */
+export async function askNotificationPermission() {
+  if (!("Notification" in window)) return "unsupported";
+  try {
+    return await Notification.requestPermission();
+  } catch {
+    return Notification.permission;
+  }
+}
+
+/** A system notification that a patient arrived; it names nobody, because it may show on a
+ * screen others can see (lock screen, shared screen): the page itself says who. Clicking it
+ * brings the dashboard forward. */
+export function notifyArrival() {
+  if (notificationPermission() !== "granted") return null;
+  try {
+    const notification = new Notification(t("dash.notify_title"), {
+      body: t("dash.notify_body"),
+      tag: "teleconsult-waiting",
+      icon: "/static/logo.svg",
+    });
+    notification.addEventListener("click", () => {
+      window.focus();
+      notification.close();
+    });
+    return notification;
+  } catch {
+    return null; // e.g. Android Chrome allows notifications from service workers only
+  }
 }
