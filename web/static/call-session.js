@@ -43,8 +43,9 @@ export class RoomSession {
   async start() {
     this.onState("connecting");
     try {
-      const welcome = await this.client.join(await this.getRoomToken());
-      this._welcomed(welcome);
+      const [token, policy] = await Promise.all([this.getRoomToken(), iceTransportPolicy()]);
+      this.iceTransportPolicy = policy;
+      this._welcomed(await this.client.join(token));
     } catch (error) {
       this._failed(error);
     }
@@ -193,7 +194,7 @@ export class RoomSession {
 
   _newPeer() {
     this._closePeer();
-    const pc = new RTCPeerConnection({ iceServers: this.client.iceServers });
+    const pc = new RTCPeerConnection({ iceServers: this.client.iceServers, iceTransportPolicy: this.iceTransportPolicy || "all" });
     this.pc = pc;
     if (this.localStream) {
       for (const track of this.localStream.getTracks()) pc.addTrack(track, this.localStream);
@@ -261,6 +262,14 @@ export class RoomSession {
     check();
     this.statsTimer = setInterval(check, 2000);
   }
+}
+
+/** "relay" when the service sends media through its TURN server only (turn.relay_only), so
+ * neither side learns the other's address; "all" otherwise. Fails rather than guess. */
+async function iceTransportPolicy() {
+  const response = await fetch("/api/ice-policy", { credentials: "same-origin", headers: { Accept: "application/json" } });
+  if (!response.ok) throw Object.assign(new Error("ICE policy unavailable"), { code: "unavailable" });
+  return (await response.json()).ice_transport_policy;
 }
 
 /** The SRTP cipher of a connected DTLS transport, or null while there is none. */
