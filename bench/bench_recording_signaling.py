@@ -117,11 +117,11 @@ async def record_rooms(port: int, count: int, ready: Event, stop: Event) -> dict
         while not stop.is_set():  # noqa: ASYNC110 - a process-shared event, no asyncio one
             await asyncio.sleep(0.1)
         on_time = min(min(s.video.on_time for s in senders), 1.0)
-        sent = [s.video.sent for s in senders]
         for doctor, patient, _ in rooms:
             await send(doctor, {"type": "recording_withdraw"})
             for ws in (doctor, patient):
                 await expect(ws, "recording_state")  # idle
+        sent = [s.video.sent for s in senders]  # after the stop: nothing more is recorded
         await asyncio.gather(*(s.pc.close() for s in senders))
         for doctor, patient, _ in rooms:
             await doctor.close()
