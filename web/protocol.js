@@ -9,7 +9,8 @@
 //
 // Every server message is dispatched as a CustomEvent named after its type ("welcome",
 // "lobby", "waiting", "admitted", "denied", "peer_joined", "peer_left", "offer", "answer",
-// "candidate", "end_of_candidates", "ended", "pong", "error") with the message as `detail`;
+// "candidate", "end_of_candidates", "ended", "pong", "error", "recording_state",
+// "recording_answer") with the message as `detail`;
 // "message" is dispatched for every message, "closed" once when the socket closes.
 // Unknown server message types are dispatched too and otherwise ignored (forward compatible).
 
