@@ -7,8 +7,13 @@
 // state is carried over. Candidates trickle both ways; every signaling step runs in order
 // on one promise chain so a candidate is never added before its description.
 import { SignalingClient, CloseCode } from "/protocol.js";
+import { fingerprintOf } from "./call-code.js";
 
 const OVER_CODES = new Set([CloseCode.CONSULTATION_OVER]);
+// ICE "disconnected" often heals by itself within a few seconds (a Wi-Fi hiccup): the doctor
+// waits this long before restarting ICE, then this long again before starting afresh.
+const ICE_RESTART_DELAY_MS = 2000;
+const ICE_RESTART_GIVE_UP_MS = 8000;
 
 export class RoomSession {
   /**
@@ -22,8 +27,10 @@ export class RoomSession {
    *   "left" | "error"
    * @param {(waiting: {name: string, since: number} | null) => void} [options.onLobby] doctor
    * @param {(cipher: string | null) => void} [options.onEncrypted]
+   * @param {(pc: RTCPeerConnection | null) => void} [options.onPeer] each fresh connection,
+   *   before its offer or answer (call-features.js adds its data channel), then null once closed
    */
-  constructor({ role, getRoomToken, localStream, remoteVideo, onState, onLobby, onEncrypted }) {
+  constructor({ role, getRoomToken, localStream, remoteVideo, onState, onLobby, onEncrypted, onPeer }) {
     this.role = role;
     this.getRoomToken = getRoomToken;
     this.localStream = localStream;
@@ -31,6 +38,8 @@ export class RoomSession {
     this.onState = onState;
     this.onLobby = onLobby || (() => {});
     this.onEncrypted = onEncrypted || (() => {});
+    this.onPeer = onPeer || (() => {});
+    this.iceRestartTimer = null;
     this.client = new SignalingClient();
     this.pc = null;
     this.chain = Promise.resolve();
@@ -129,7 +138,7 @@ export class RoomSession {
       if (!this.finished) this.onState(this.role === "doctor" ? "waiting" : "admitted");
     });
     on("offer", (m) => this._queue(() => this._offer(m)));
-    on("answer", (m) => this._queue(() => this.pc && this.pc.setRemoteDescription({ type: "answer", sdp: m.sdp })));
+    on("answer", (m) => this._queue(() => this._answer(m)));
     on("candidate", (m) =>
       this._queue(async () => {
         if (!this.pc || !this.pc.remoteDescription) return;
@@ -199,6 +208,7 @@ export class RoomSession {
     if (this.localStream) {
       for (const track of this.localStream.getTracks()) pc.addTrack(track, this.localStream);
     }
+    this.onPeer(pc);
     pc.addEventListener("icecandidate", (e) => {
       if (this.pc === pc) this._safe(() => this.client.candidate(e.candidate));
     });
@@ -212,25 +222,60 @@ export class RoomSession {
       if (pc.connectionState === "connected") {
         this.onState("in_call");
         this._watchEncryption(pc);
-      } else if (pc.connectionState === "failed" && this.role === "doctor" && !this.finished) {
-        // The network path broke while both are still in the room: ICE restart.
-        this.onState("reconnecting");
-        this._queue(async () => {
-          if (this.pc !== pc || this.client.socket === null) return;
-          await pc.setLocalDescription(await pc.createOffer({ iceRestart: true }));
-          this.client.offer(pc.localDescription, true);
-        });
+      } else {
+        this._watchPath(pc);
       }
     });
+    pc.addEventListener("iceconnectionstatechange", () => this._watchPath(pc));
     return pc;
+  }
+
+  /** "reconnecting…" while the media path is broken, "in_call" once it is back. */
+  _watchPath(pc) {
+    if (this.pc !== pc || this.finished) return;
+    const ice = pc.iceConnectionState;
+    const failed = ice === "failed" || pc.connectionState === "failed";
+    if (failed || ice === "disconnected") {
+      // The network path broke while both are still in the room.
+      this.onState("reconnecting");
+      if (this.role === "doctor") this._restartIceLater(pc, failed ? 0 : ICE_RESTART_DELAY_MS);
+    } else if ((ice === "connected" || ice === "completed") && pc.connectionState === "connected") {
+      this.onState("in_call");
+    }
+  }
+
+  /**
+   * The doctor (the offerer) restarts ICE on the same connection; if that did not bring it
+   * back (the other side lost its connection object, say), a fresh connection and offer.
+   */
+  _restartIceLater(pc, delay, attempt = 1) {
+    if (this.iceRestartTimer) return;
+    this.iceRestartTimer = setTimeout(() => {
+      this.iceRestartTimer = null;
+      if (this.pc !== pc || this.finished || this.client.socket === null) return;
+      if (pc.connectionState === "connected") return; // back by itself, or the restart did it
+      if (attempt > 1) {
+        this._queue(() => this._peerJoined());
+        return;
+      }
+      this._queue(async () => {
+        if (this.pc !== pc) return;
+        await pc.setLocalDescription(await pc.createOffer({ iceRestart: true }));
+        this.client.offer(pc.localDescription, true);
+      });
+      this._restartIceLater(pc, ICE_RESTART_GIVE_UP_MS, attempt + 1);
+    }, delay);
   }
 
   _closePeer() {
     clearInterval(this.statsTimer);
     this.statsTimer = null;
+    clearTimeout(this.iceRestartTimer);
+    this.iceRestartTimer = null;
     if (this.pc) {
       this.pc.close();
       this.pc = null;
+      this.onPeer(null);
     }
     if (this.remoteVideo) this.remoteVideo.srcObject = null;
     this.onEncrypted(null);
@@ -244,9 +289,30 @@ export class RoomSession {
     this.client.offer(pc.localDescription);
   }
 
+  async _answer(message) {
+    const pc = this.pc;
+    if (!pc) return;
+    const before = pc.remoteDescription ? fingerprintOf(pc.remoteDescription.sdp) : null;
+    let fresh = false;
+    try {
+      await pc.setRemoteDescription({ type: "answer", sdp: message.sdp });
+      fresh = before !== null && fingerprintOf(message.sdp) !== before;
+    } catch (error) {
+      if (before === null) throw error;
+      fresh = true;
+    }
+    // An answer to an ICE restart from another certificate: the other side lost its connection
+    // and answered from a new one, whose DTLS session and data channel cannot continue ours.
+    if (fresh && this.pc === pc) await this._peerJoined();
+  }
+
   async _offer(message) {
     // The patient is the polite peer: it never offers by itself, so an offer is answered.
-    const pc = this.pc && this.pc.signalingState === "stable" ? this.pc : this._newPeer();
+    // An ICE restart keeps the connection (and its certificates); any other offer after one
+    // was answered is a fresh start by the doctor, so it gets a fresh connection too.
+    const current = this.pc && this.pc.signalingState === "stable" ? this.pc : null;
+    const reusable = current && (message.ice_restart || !current.remoteDescription);
+    const pc = reusable ? current : this._newPeer();
     await pc.setRemoteDescription({ type: "offer", sdp: message.sdp });
     await pc.setLocalDescription(await pc.createAnswer());
     this.client.answer(pc.localDescription);
@@ -288,7 +354,7 @@ export async function encryptionOf(pc) {
  * through onLobby, and runs the call once the patient is admitted.
  * Returns the RoomSession ({admit(), deny(), hangUp(end)}).
  */
-export async function startCall({ role = "doctor", getRoomToken, localStream, remoteVideo, onState, onLobby, onEncrypted }) {
-  const session = new RoomSession({ role, getRoomToken, localStream, remoteVideo, onState, onLobby, onEncrypted });
+export async function startCall({ role = "doctor", getRoomToken, localStream, remoteVideo, onState, onLobby, onEncrypted, onPeer }) {
+  const session = new RoomSession({ role, getRoomToken, localStream, remoteVideo, onState, onLobby, onEncrypted, onPeer });
   return session.start();
 }

@@ -5,6 +5,7 @@ import { initI18n, t } from "./i18n.js";
 import { api, setCsrf } from "./api.js";
 import { $, confirmDialog } from "./ui.js";
 import { startCall } from "./call-session.js";
+import { attachCallFeatures } from "./call-features.js";
 import { renderWaiting, announceArrival, clearArrival, knock } from "./waiting-list.js";
 import { attachRecording } from "./recording-room.js";
 
@@ -16,6 +17,7 @@ let patientName = "";
 let scheduledStart = null;
 let waiting = null; // {name, since} from the lobby message
 let cipher = null;
+let features = null; // code, chat, quality, devices, screen share (call-features.js)
 
 function renderState() {
   $("#call-status").dataset.state = state;
@@ -118,8 +120,19 @@ async function start() {
     button.disabled = true;
     // The doctor's hang up ends the consultation for both.
     if (session) await session.hangUp(true);
+    features.stop();
     if (stream) for (const track of stream.getTracks()) track.stop();
     location.assign("/");
+  });
+  features = attachCallFeatures({
+    role: "doctor",
+    getStream: () => stream,
+    selfVideo: $("#self-video"),
+    remoteVideo: $("#remote-video"),
+    peerLabel: () => patientName || t("call.chat_peer_patient"),
+    encryption: $("#call-encryption"),
+    controls: $("#main .call-controls"),
+    hangUp: $("#hang-up"),
   });
   session = await startCall({
     consultationId,
@@ -134,6 +147,7 @@ async function start() {
       if (next === "ended") renderLobby();
     },
     onLobby,
+    onPeer: (pc) => features.onPeer(pc),
     onEncrypted: (next) => {
       cipher = next;
       renderState();

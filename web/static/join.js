@@ -5,6 +5,7 @@ import { api, setCsrf, ApiError } from "./api.js";
 import { $, $$, el, showOnly, focusHeading, showError, setBusy, formatDateTime, formatTime } from "./ui.js";
 import { DeviceCheck, renderLevel, speakerSelectionSupported } from "./devices.js";
 import { enterWaitingRoom } from "./patient-room.js";
+import { attachCallFeatures } from "./call-features.js";
 
 const SECTIONS = ["checking", "problem", "code-step", "devices-step", "waiting-step", "call-step"];
 const PROBLEMS = new Set([
@@ -24,6 +25,7 @@ let connectionState = "connecting";
 let session = null; // what enterWaitingRoom() returned
 let callState = "admitted";
 let cipher = null;
+let features = null; // code, chat, quality, devices in the call (call-features.js)
 
 function show(section) {
   current = section;
@@ -343,6 +345,16 @@ async function enterWaiting() {
   setInterval(renderWaitingSince, 30000);
   connectionState = "connecting";
   renderConnectionState();
+  features ??= attachCallFeatures({
+    role: "patient",
+    getStream: () => check.stream,
+    selfVideo: $("#patient-self"),
+    remoteVideo: $("#patient-remote"),
+    peerLabel: () => consultation.doctor_name || t("call.chat_peer_doctor"),
+    encryption: $("#patient-encryption"),
+    controls: $("#call-step .call-controls"),
+    hangUp: $("#patient-hang-up"),
+  });
   try {
     session = await enterWaitingRoom({
       consultation,
@@ -355,6 +367,7 @@ async function enterWaiting() {
       },
       remoteVideo: $("#patient-remote"),
       onState: onRoomState,
+      onPeer: (pc) => features.onPeer(pc),
       onEncrypted: (next) => {
         cipher = next;
         if (current === "call-step") renderCallState();

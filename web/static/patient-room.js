@@ -14,11 +14,12 @@
 //                   "connecting" | "waiting" | "admitted" | "in_call" | "denied" | "ended" |
 //                   "reconnecting" | "error" (details.code: an error code)
 //   onEncrypted   (cipher | null) => void: the SRTP cipher once DTLS is connected
+//   onPeer        (RTCPeerConnection | null) => void: each fresh connection (call-features.js)
 // Returns {leave(): void}.
 import { RoomSession } from "./call-session.js";
 import { attachRecording } from "./recording-room.js";
 
-export async function enterWaitingRoom({ consultation, getRoomToken, media, remoteVideo, onState, onEncrypted }) {
+export async function enterWaitingRoom({ consultation, getRoomToken, media, remoteVideo, onState, onEncrypted, onPeer }) {
   void consultation;
   const session = new RoomSession({
     role: "patient",
@@ -27,6 +28,7 @@ export async function enterWaitingRoom({ consultation, getRoomToken, media, remo
     remoteVideo: remoteVideo || null,
     onState,
     onEncrypted,
+    onPeer,
   });
   if (remoteVideo && media.speakerId && typeof remoteVideo.setSinkId === "function") {
     remoteVideo.setSinkId(media.speakerId).catch(() => {});
