@@ -19,6 +19,10 @@ class Bus(Protocol):
     def new_connection_id(self) -> str:
         """A fresh id for a connection whose socket lives in this process."""
 
+    async def wait_ready(self, within: float) -> bool:
+        """True once messages published to this process's connections reach them (waiting
+        at most ``within`` seconds)."""
+
     def attach(self, connection_id: str, inbox: Inbox) -> None:
         """Route messages published to ``connection_id`` to ``inbox`` (which must not block)."""
 
@@ -39,6 +43,9 @@ class LocalBus:
 
     def new_connection_id(self) -> str:
         return secrets.token_hex(8)
+
+    async def wait_ready(self, within: float) -> bool:
+        return True
 
     def attach(self, connection_id: str, inbox: Inbox) -> None:
         self._inboxes[connection_id] = inbox

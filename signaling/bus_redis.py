@@ -30,7 +30,7 @@ from signaling.bus import Inbox
 
 log = logging.getLogger("teleconsult.bus")
 
-RECONNECT_SECONDS = 0.5
+RECONNECT_SECONDS = 0.2
 
 
 class RedisBus:
@@ -49,6 +49,9 @@ class RedisBus:
         self.dropped = 0  # frames lost because Redis did not answer
         # Loop time since which the heartbeat succeeds without a gap (None: failing now).
         self.healthy_since: float | None = None
+        # Whether our channel is subscribed: until it is, messages for us are lost.
+        self.subscribed = False
+        self._subscribed = asyncio.Event()
 
     # -- the Bus protocol
 
@@ -58,6 +61,16 @@ class RedisBus:
     @staticmethod
     def instance_of(connection_id: str) -> str:
         return connection_id.partition(".")[0]
+
+    def ready(self) -> bool:
+        return self.subscribed
+
+    async def wait_ready(self, within: float) -> bool:
+        """Wait (a little) for the subscription, e.g. just after Redis came back."""
+        if not self.subscribed:
+            with contextlib.suppress(TimeoutError):
+                await asyncio.wait_for(self._subscribed.wait(), within)
+        return self.subscribed
 
     def is_local(self, connection_id: str) -> bool:
         return self.instance_of(connection_id) == self.instance
@@ -122,7 +135,11 @@ class RedisBus:
             self.url,
             socket_timeout=2,
             socket_connect_timeout=2,
-            retry=Retry(NoBackoff(), 0),
+            # A silent connection (the subscriber's too) is found within a few seconds.
+            health_check_interval=5,
+            # One retry on a fresh connection: after an outage the pooled ones are all dead,
+            # and a command must not fail for that once Redis is back.
+            retry=Retry(NoBackoff(), 1),
         )
         loop = asyncio.get_running_loop()
         with contextlib.suppress(RedisError, OSError):
@@ -183,13 +200,18 @@ class RedisBus:
             pubsub = self.redis.pubsub()
             try:
                 await pubsub.subscribe(channel)
+                self.subscribed = True
+                self._subscribed.set()
                 while True:
                     message = await pubsub.get_message(ignore_subscribe_messages=True, timeout=5)
                     if message is not None and message["type"] == "message":
                         self._deliver(message["data"])
             except (RedisError, OSError) as exc:
-                log.warning("bus: subscription lost (%s), reconnecting", type(exc).__name__)
+                if self.subscribed:
+                    log.warning("bus: subscription lost (%s), reconnecting", type(exc).__name__)
             finally:
+                self.subscribed = False
+                self._subscribed.clear()
                 with contextlib.suppress(RedisError, OSError):
                     await pubsub.aclose()  # type: ignore[no-untyped-call]
             await asyncio.sleep(RECONNECT_SECONDS)

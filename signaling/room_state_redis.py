@@ -4,7 +4,8 @@ Keys (prefix ``tc:``): ``room:<id>`` the snapshot, ``roomlock:<id>`` the lease (
 ``PX`` a few seconds so a dead holder frees it), ``resume:<sha256 of secret>`` → room id and
 role. Taking a room and reading it is one script; saving and letting go is another, which
 writes nothing unless the lease is still this transaction's: two joins racing on two
-instances are serialised, the second one sees the first one's seat.
+instances are serialised, the second one sees the first one's seat. Taking is idempotent for
+one token, so a command retried after a lost reply does not wait for its own lease.
 """
 
 from __future__ import annotations
@@ -26,7 +27,8 @@ LEASE_MS = 5000
 WAIT_SECONDS = 3.0
 
 _TAKE = """
-if redis.call('SET', KEYS[1], ARGV[1], 'NX', 'PX', ARGV[2]) then
+if redis.call('SET', KEYS[1], ARGV[1], 'NX', 'PX', ARGV[2])
+   or redis.call('GET', KEYS[1]) == ARGV[1] then
   return {1, redis.call('GET', KEYS[2]) or ''}
 end
 return {0, ''}

@@ -68,6 +68,8 @@ log = logging.getLogger("teleconsult.ws")
 # Close code for an error during the join phase whose kind has no close code of its own.
 CLOSE_PROTOCOL_ERROR = 4400
 CLOSE_TIMEOUT = 2.0
+# How long a join waits for the bus to be subscribed again (Redis just came back).
+BUS_WAIT_SECONDS = 2.0
 
 
 class TokenBucket:
@@ -317,6 +319,10 @@ class Connection:
             return False
         try:
             message = decode_client(frame)
+            if not await self.signaling.bus.wait_ready(BUS_WAIT_SECONDS):
+                # Several instances: until our channel is subscribed again (after a Redis
+                # outage) the other participant could not reach this connection.
+                raise StoreUnavailable("the bus is not subscribed")
             if isinstance(message, Join):
                 await self._join(message)
             elif isinstance(message, Resume):

@@ -1,0 +1,199 @@
+"""Two real signaling instances (``run.py serve`` processes) sharing one real Redis.
+
+Both run on loopback ports with the same data directory (so the same secret key) and the same
+public origin, as two instances behind one reverse proxy would. The doctor account is made
+with the command line; people sign in and book through the HTTP API with the real clock.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import dataclasses
+import os
+import re
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import aiohttp
+import pyotp
+
+from tests.conftest import Staff
+from tests.rtc import Booking, SignalClient
+from tests.servers import RedisServer, free_port, wait_for_port
+
+ROOT = Path(__file__).resolve().parent.parent
+PASSWORD = "a long enough password for dr.cluster"
+DOCTOR = "dr.cluster"
+
+
+@dataclasses.dataclass
+class Instance:
+    name: str
+    port: int
+    log: Path
+    proc: subprocess.Popen[bytes] | None = None
+
+    @property
+    def base(self) -> str:
+        return f"http://localhost:{self.port}"
+
+    def session(self) -> aiohttp.ClientSession:
+        """A browser, in effect: its own cookie jar, speaking to this instance only."""
+        return aiohttp.ClientSession(base_url=self.base, cookie_jar=aiohttp.CookieJar())
+
+    def kill(self) -> None:
+        """SIGKILL: no shutdown, no goodbye to Redis or to the sockets."""
+        assert self.proc is not None
+        self.proc.send_signal(signal.SIGKILL)
+        self.proc.wait()
+
+    def stop(self) -> None:
+        if self.proc is not None and self.proc.poll() is None:
+            self.proc.terminate()
+            try:
+                self.proc.wait(timeout=10)
+            except subprocess.TimeoutExpired:
+                self.proc.kill()
+                self.proc.wait()
+
+    def output(self) -> str:
+        return self.log.read_text(errors="replace")
+
+
+@dataclasses.dataclass
+class Cluster:
+    redis: RedisServer
+    instances: list[Instance]
+    data_dir: Path
+    origin: str
+    env: dict[str, str]
+    doctor_otpauth: str = ""
+
+    @property
+    def a(self) -> Instance:
+        return self.instances[0]
+
+    @property
+    def b(self) -> Instance:
+        return self.instances[1]
+
+    def start(self, instance: Instance) -> None:
+        common = ["--data-dir", str(self.data_dir)]
+        with instance.log.open("ab") as out:
+            instance.proc = subprocess.Popen(
+                [sys.executable, "run.py", "serve", "--port", str(instance.port), *common],
+                cwd=ROOT,
+                env=self.env,
+                stdout=out,
+                stderr=subprocess.STDOUT,
+            )
+
+    def add_doctor(self) -> None:
+        added = subprocess.run(
+            [sys.executable, "run.py", "add-user", "--username", DOCTOR, "--role", "doctor",
+             "--display-name", "Dr Cluster", "--data-dir", str(self.data_dir)],
+            cwd=ROOT, env=self.env, input=PASSWORD + "\n", capture_output=True, text=True,
+            timeout=60,
+        )  # fmt: skip
+        assert added.returncode == 0, added.stdout + added.stderr
+        uri = re.search(r"otpauth://\S+", added.stdout)
+        assert uri, added.stdout
+        self.doctor_otpauth = uri.group(0)
+
+    def stop(self) -> None:
+        for instance in self.instances:
+            instance.stop()
+
+    async def sign_in(self, instance: Instance) -> Staff:
+        totp = pyotp.parse_uri(self.doctor_otpauth)
+        assert isinstance(totp, pyotp.TOTP)
+        http = instance.session()
+        resp = await http.post("/api/auth/login", json={"username": DOCTOR, "password": PASSWORD})
+        assert resp.status == 200, await resp.text()
+        resp = await http.post("/api/auth/totp", json={"code": totp.now()})
+        assert resp.status == 200, await resp.text()
+        body = await resp.json()
+        return Staff(http, body["user"], body["csrf_token"], totp, PASSWORD)
+
+    async def book(self, doctor: Staff, patient_on: Instance) -> Booking:
+        """A consultation booked by ``doctor``; its patient redeems the invite on
+        ``patient_on`` (whatever instance the doctor used)."""
+        start = time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime())
+        resp = await doctor.post(
+            "/api/consultations",
+            json={"patient_name": "Alice Patient", "scheduled_start": start,
+                  "duration_minutes": 30},
+        )  # fmt: skip
+        assert resp.status == 201, await resp.text()
+        created = await resp.json()
+        invite = created["invite_url"].rsplit("/join/", 1)[1]
+        patient = patient_on.session()
+        resp = await patient.post(
+            "/api/invites/redeem", json={"invite": invite, "access_code": created["access_code"]}
+        )
+        assert resp.status == 200, await resp.text()
+        redeemed = await resp.json()
+        return Booking(
+            created["consultation"]["id"],
+            doctor,
+            patient,
+            redeemed["csrf_token"],
+            redeemed["room_token"],
+        )
+
+    async def connect(self, instance: Instance, http: aiohttp.ClientSession) -> SignalClient:
+        ws = await http.ws_connect(f"{instance.base}/ws", origin=self.origin, autoping=True)
+        return SignalClient(ws)
+
+
+def start_cluster(tmp: Path, redis: RedisServer, count: int = 2) -> Cluster:
+    """``count`` instances on one Redis, the first one's origin shared by all (the proxy's)."""
+    ports = [free_port() for _ in range(count)]
+    origin = f"http://localhost:{ports[0]}"
+    env = {
+        **os.environ,
+        "PYTHONUNBUFFERED": "1",
+        "TELECONSULT_SERVER_PUBLIC_URL": origin,
+        "TELECONSULT_STORAGE_BACKEND": "redis",
+        "TELECONSULT_STORAGE_REDIS_URL": redis.url,
+        # A dropped seat is kept long enough for the tests' reconnections.
+        "TELECONSULT_SIGNALING_RESUME_GRACE_SECONDS": "30",
+    }
+    data_dir = tmp / "data"
+    data_dir.mkdir(mode=0o700, exist_ok=True)
+    instances = [
+        Instance(name, port, tmp / f"instance-{name}.log")
+        for name, port in zip("ABCDEFGH", ports, strict=False)
+    ]
+    cluster = Cluster(redis, instances, data_dir, origin, env)
+    # The user (and the secret key, in the shared data directory) before any instance runs.
+    cluster.add_doctor()
+    try:
+        for instance in instances:
+            cluster.start(instance)
+        for instance in instances:
+            assert instance.proc is not None
+            wait_for_port(instance.port, instance.proc, limit=60)
+    except BaseException:
+        cluster.stop()
+        raise
+    return cluster
+
+
+async def wait_until_ready(instance: Instance, within: float) -> float:
+    """Poll /readyz until it answers 200; the seconds it took."""
+    started = time.monotonic()
+    async with aiohttp.ClientSession() as http:
+        while True:
+            try:
+                async with http.get(f"{instance.base}/readyz") as resp:
+                    if resp.status == 200:
+                        return time.monotonic() - started
+            except aiohttp.ClientError:
+                pass
+            if time.monotonic() - started > within:
+                raise AssertionError(f"{instance.name} not ready after {within} s")
+            await asyncio.sleep(0.1)

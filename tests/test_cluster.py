@@ -1,0 +1,396 @@
+"""Two signaling processes sharing one Redis act as one service for live rooms.
+
+A doctor on instance A and a patient on instance B meet, are admitted and exchange media;
+two patient connections racing on A and B leave exactly one seat holder; SIGKILLing the
+patient's instance leaves the media flowing and the patient resumes on A within 5 s; Redis
+stopped for 15 s leaves the call's media flowing, answers new joins 'unavailable' and
+everything works again within 10 s of its return, nothing stored lost.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import hashlib
+import json
+import time
+from collections.abc import AsyncIterator, Iterator
+from pathlib import Path
+
+import aiohttp
+import pytest
+import redis
+
+from signaling.protocol import (
+    Admitted,
+    ErrorMessage,
+    Lobby,
+    PeerJoined,
+    PeerLeft,
+    RelayedAnswer,
+    RelayedCandidate,
+    RelayedOffer,
+    ServerMessage,
+    Waiting,
+    Welcome,
+)
+from tests.cluster import Cluster, Instance, start_cluster, wait_until_ready
+from tests.conftest import Staff
+from tests.rtc import Booking, Closed, Peer, SignalClient, loopback_only, peers, rtc_config
+from tests.servers import RedisServer
+
+CANDIDATE = "candidate:1 1 udp 2122260223 127.0.0.1 50000 typ host"
+
+
+@pytest.fixture
+def own_redis(tmp_path: Path) -> Iterator[RedisServer]:
+    server = RedisServer(tmp_path / "redis").start()
+    yield server
+    server.stop()
+
+
+@pytest.fixture
+def cluster(tmp_path: Path, own_redis: RedisServer) -> Iterator[Cluster]:
+    started = start_cluster(tmp_path, own_redis)
+    yield started
+    started.stop()
+
+
+@pytest.fixture
+async def doctor(cluster: Cluster) -> AsyncIterator[Staff]:
+    staff = await cluster.sign_in(cluster.a)
+    yield staff
+    await staff.client.close()
+
+
+async def join_on(
+    cluster: Cluster, instance: Instance, http: aiohttp.ClientSession, token: str
+) -> tuple[SignalClient, Welcome]:
+    signal = await cluster.connect(instance, http)
+    await signal.send({"type": "join", "v": 1, "token": token})
+    return signal, await signal.expect(Welcome)
+
+
+async def resume_on(
+    cluster: Cluster, instance: Instance, http: aiohttp.ClientSession, secret: str
+) -> tuple[SignalClient, Welcome]:
+    signal = await cluster.connect(instance, http)
+    await signal.send({"type": "resume", "v": 1, "resume": secret})
+    return signal, await signal.expect(Welcome)
+
+
+async def call_across(
+    cluster: Cluster, booking: Booking
+) -> tuple[SignalClient, Welcome, SignalClient, Welcome]:
+    """Doctor joins on A, patient on B and waits, the doctor admits: both in the call."""
+    doctor_ws, doctor_welcome = await join_on(
+        cluster, cluster.a, booking.doctor.client, await booking.doctor_token()
+    )
+    assert (doctor_welcome.role, doctor_welcome.state) == ("doctor", "waiting")
+    assert (await doctor_ws.expect(Lobby)).waiting is None
+    patient_ws, patient_welcome = await join_on(
+        cluster, cluster.b, booking.patient, await booking.patient_token()
+    )
+    assert patient_welcome.role == "patient"
+    await patient_ws.expect(Waiting)
+    lobby = await doctor_ws.expect(Lobby)
+    assert lobby.waiting is not None and lobby.waiting.name == "Alice Patient"
+    await doctor_ws.send({"type": "admit"})
+    await patient_ws.expect(Admitted)
+    assert (await patient_ws.expect(PeerJoined)).role == "doctor"
+    assert (await doctor_ws.expect(Lobby)).waiting is None
+    assert (await doctor_ws.expect(PeerJoined)).role == "patient"
+    return doctor_ws, doctor_welcome, patient_ws, patient_welcome
+
+
+async def connect_media(
+    doctor_ws: SignalClient, patient_ws: SignalClient, doctor_peer: Peer, patient_peer: Peer
+) -> None:
+    """Offer from the doctor, answer from the patient, both relayed across the instances."""
+    await doctor_ws.send({"type": "offer", "sdp": await doctor_peer.offer()})
+    offer = await patient_ws.expect(RelayedOffer)
+    await patient_ws.send({"type": "answer", "sdp": await patient_peer.answer(offer.sdp)})
+    await doctor_peer.accept((await doctor_ws.expect(RelayedAnswer)).sdp)
+    await doctor_peer.wait_connected()
+    await patient_peer.wait_connected()
+    await doctor_peer.wait_frames()
+    await patient_peer.wait_frames()
+
+
+async def frames_keep_coming(peer: Peer, seconds: float) -> None:
+    """Both audio and video frames arrive during the next ``seconds``."""
+    before = dict(peer.frames)
+    await asyncio.sleep(seconds)
+    for kind in ("audio", "video"):
+        assert peer.frames[kind] > before[kind] + 5, (kind, before, peer.frames)
+
+
+async def relayed(sender: SignalClient, receiver: SignalClient) -> None:
+    """A trickled candidate sent by ``sender`` reaches ``receiver``."""
+    await sender.send({"type": "candidate", "candidate": CANDIDATE, "sdp_mid": "0"})
+    got = await receiver.expect(RelayedCandidate)
+    assert got.candidate == CANDIDATE
+
+
+def room_snapshot(cluster: Cluster, room_id: str) -> dict[str, object]:
+    client = redis.Redis.from_url(cluster.redis.url)
+    try:
+        raw = client.get(f"tc:room:{room_id}")
+    finally:
+        client.close()
+    assert raw is not None
+    snapshot: dict[str, object] = json.loads(raw)
+    return snapshot
+
+
+def durable_keys(url: str) -> dict[str, str]:
+    """Every key without a TTL (the durable records) and its type."""
+    client = redis.Redis.from_url(url, decode_responses=True)
+    try:
+        return {
+            key: str(client.type(key))
+            for key in client.scan_iter(count=1000)
+            if client.ttl(key) == -1
+        }
+    finally:
+        client.close()
+
+
+async def test_a_doctor_on_one_instance_and_a_patient_on_the_other_talk(
+    cluster: Cluster, doctor: Staff, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    loopback_only(monkeypatch)
+    booking = await cluster.book(doctor, patient_on=cluster.b)
+    doctor_ws, _, patient_ws, _ = await call_across(cluster, booking)
+    async with peers(rtc_config([]), rtc_config([])) as (doctor_peer, patient_peer):
+        await connect_media(doctor_ws, patient_ws, doctor_peer, patient_peer)
+        for peer in (doctor_peer, patient_peer):
+            assert peer.srtp_profile().startswith("SRTP_")
+        # Trickle both ways across the instances.
+        await relayed(doctor_ws, patient_ws)
+        await relayed(patient_ws, doctor_ws)
+        # The patient leaves for good: the doctor on the other instance hears it.
+        await patient_ws.send({"type": "hang_up"})
+        left = await doctor_ws.expect(PeerLeft)
+        assert (left.role, left.reason) == ("patient", "left")
+        assert (await doctor_ws.expect(Lobby)).waiting is None
+    await doctor_ws.close()
+    await booking.patient.close()
+
+
+async def _race_once(cluster: Cluster, booking: Booking, doctor_ws: SignalClient) -> None:
+    tokens = [await booking.patient_token(), await booking.patient_token()]
+    sockets = [
+        await cluster.connect(cluster.a, booking.patient),
+        await cluster.connect(cluster.b, booking.patient),
+    ]
+    # Both joins leave at once, one to each instance.
+    await asyncio.gather(
+        *(
+            ws.send({"type": "join", "v": 1, "token": token})
+            for ws, token in zip(sockets, tokens, strict=True)
+        )
+    )
+    welcomes = [await ws.expect(Welcome) for ws in sockets]
+    # Exactly one is closed as replaced (4000); the other keeps the seat.
+    outcomes: list[int | None] = []
+    for ws in sockets:
+        try:
+            while True:
+                message = await ws.recv(within=2.0)
+                assert isinstance(message, Waiting | ErrorMessage), message
+        except TimeoutError:
+            outcomes.append(None)  # still open, nothing more to say: the seat holder
+        except Closed as closed:
+            outcomes.append(closed.code)
+    assert sorted(outcomes, key=str) == [4000, None], outcomes
+    holder = outcomes.index(None)
+    loser = 1 - holder
+    # Both instances agree: the saved seat is the holder's, the loser's secret is void on both.
+    snapshot = room_snapshot(cluster, booking.consultation_id)
+    seats = snapshot["seats"]
+    assert isinstance(seats, dict)
+    expected = hashlib.sha256(welcomes[holder].resume.encode()).hexdigest()
+    assert seats["patient"][2] == expected
+    for instance in cluster.instances:
+        ws = await cluster.connect(instance, booking.patient)
+        await ws.send({"type": "resume", "v": 1, "resume": welcomes[loser].resume})
+        await ws.expect_error("token_invalid")
+        await ws.close()
+    # The doctor saw a patient waiting, and admitting reaches the holder, wherever it is.
+    lobby = await doctor_ws.expect(Lobby)
+    while True:
+        try:
+            lobby = await doctor_ws.expect(Lobby, within=0.5)
+        except TimeoutError:
+            break
+    assert lobby.waiting is not None
+    await doctor_ws.send({"type": "admit"})
+    await sockets[holder].expect(Admitted)
+    assert (await sockets[holder].expect(PeerJoined)).role == "doctor"
+    assert (await doctor_ws.expect(Lobby)).waiting is None
+    assert (await doctor_ws.expect(PeerJoined)).role == "patient"
+    await sockets[holder].send({"type": "hang_up"})
+    assert (await doctor_ws.expect(PeerLeft)).reason == "left"
+    assert (await doctor_ws.expect(Lobby)).waiting is None
+
+
+async def test_two_patient_joins_racing_on_two_instances_leave_one_seat_holder(
+    cluster: Cluster, doctor: Staff
+) -> None:
+    booking = await cluster.book(doctor, patient_on=cluster.a)
+    doctor_ws, _ = await join_on(
+        cluster, cluster.a, booking.doctor.client, await booking.doctor_token()
+    )
+    assert (await doctor_ws.expect(Lobby)).waiting is None
+    for _ in range(3):
+        await _race_once(cluster, booking, doctor_ws)
+    await doctor_ws.close()
+    await booking.patient.close()
+
+
+async def test_sigkill_of_the_patients_instance_keeps_media_and_the_patient_resumes_on_the_other(
+    cluster: Cluster, doctor: Staff, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    loopback_only(monkeypatch)
+    booking = await cluster.book(doctor, patient_on=cluster.b)
+    doctor_ws, _, patient_ws, patient_welcome = await call_across(cluster, booking)
+    async with peers(rtc_config([]), rtc_config([])) as (doctor_peer, patient_peer):
+        await connect_media(doctor_ws, patient_ws, doctor_peer, patient_peer)
+        killed_at = time.monotonic()
+        cluster.b.kill()
+        # The patient's socket is gone with its instance.
+        with pytest.raises(Closed):
+            while True:
+                await patient_ws.recv(within=5.0)
+        # It reconnects to the surviving instance and resumes its place in the call.
+        resumed_ws, welcome = await resume_on(
+            cluster, cluster.a, booking.patient, patient_welcome.resume
+        )
+        resumed_after = time.monotonic() - killed_at
+        assert welcome.resumed and welcome.state == "in_call"
+        assert resumed_after < 5.0, resumed_after
+        assert (await resumed_ws.expect(PeerJoined)).role == "doctor"
+        # The doctor is told the patient came back (perhaps after hearing it dropped).
+        seen: list[ServerMessage] = []
+        while not (seen and isinstance(seen[-1], PeerJoined)):
+            seen.append(await doctor_ws.recv())
+        assert all(isinstance(m, PeerLeft) and m.reason == "disconnected" for m in seen[:-1])
+        assert isinstance(seen[-1], PeerJoined) and seen[-1].resumed
+        # Media never went through the instances: it kept flowing all along.
+        await frames_keep_coming(patient_peer, 1.0)
+        await frames_keep_coming(doctor_peer, 1.0)
+        await relayed(doctor_ws, resumed_ws)
+        await relayed(resumed_ws, doctor_ws)
+    await doctor_ws.close()
+    await resumed_ws.close()
+    await booking.patient.close()
+
+
+async def test_sigkill_of_a_lone_peers_instance_is_noticed_by_the_other_instance(
+    cluster: Cluster, doctor: Staff
+) -> None:
+    """Nobody resumes: the instance whose heartbeat stopped is taken for gone, and the doctor
+    on the other instance is told the patient dropped, within the heartbeat TTL."""
+    booking = await cluster.book(doctor, patient_on=cluster.b)
+    doctor_ws, _, _, _ = await call_across(cluster, booking)
+    cluster.b.kill()
+    left = await doctor_ws.expect(PeerLeft, within=10.0)
+    assert (left.role, left.reason) == ("patient", "disconnected")
+    snapshot = room_snapshot(cluster, booking.consultation_id)
+    seats = snapshot["seats"]
+    assert isinstance(seats, dict) and seats["patient"][1] is None  # kept for a resume
+    await doctor_ws.close()
+    await booking.patient.close()
+
+
+async def test_redis_stopped_for_15_s_keeps_the_call_and_nothing_stored_is_lost(
+    cluster: Cluster, doctor: Staff, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    loopback_only(monkeypatch)
+    booking = await cluster.book(doctor, patient_on=cluster.b)
+    later = await cluster.book(doctor, patient_on=cluster.a)
+    doctor_ws, _, patient_ws, _ = await call_across(cluster, booking)
+    async with peers(rtc_config([]), rtc_config([])) as (doctor_peer, patient_peer):
+        await connect_media(doctor_ws, patient_ws, doctor_peer, patient_peer)
+        token_before = await later.doctor_token()
+        stored = durable_keys(cluster.redis.url)
+        port = cluster.redis.port
+        cluster.redis.stop()
+        stopped_at = time.monotonic()
+        during = {"audio": patient_peer.frames["audio"], "video": patient_peer.frames["video"]}
+        async with aiohttp.ClientSession() as http:
+            for instance in cluster.instances:
+                async with http.get(f"{instance.base}/healthz") as resp:
+                    assert resp.status == 200
+                async with http.get(f"{instance.base}/readyz") as resp:
+                    assert resp.status == 503
+                    assert (await resp.json())["error"]["code"] == "unavailable"
+        # A new join is refused clearly, on either instance.
+        for instance in cluster.instances:
+            ws = await cluster.connect(instance, later.doctor.client)
+            await ws.send({"type": "join", "v": 1, "token": token_before})
+            error = await ws.expect_error("unavailable")
+            assert error.message
+            assert await ws.closed_with() == 1013
+        await asyncio.sleep(max(0.0, 15.0 - (time.monotonic() - stopped_at)))
+        # The call's media never needed Redis.
+        for kind in ("audio", "video"):
+            assert patient_peer.frames[kind] > during[kind] + 100, (kind, during)
+        await frames_keep_coming(doctor_peer, 0.5)
+        cluster.redis.port = port
+        cluster.redis.start()
+        back_at = time.monotonic()
+        # Within 10 s: ready, a new join works across the instances, the old call signals.
+        for instance in cluster.instances:
+            await wait_until_ready(instance, within=10.0)
+        late_doctor_ws = await _join_when_back(cluster, later, back_at)
+        late_patient_ws, _ = await join_on(
+            cluster, cluster.a, later.patient, await later.patient_token()
+        )
+        await late_patient_ws.expect(Waiting)
+        assert (await late_doctor_ws.expect(Lobby)).waiting is not None
+        await _relayed_when_back(doctor_ws, patient_ws, back_at)
+        assert time.monotonic() - back_at < 10.0
+        await frames_keep_coming(patient_peer, 0.5)
+    # Nothing stored before the outage is missing or changed in kind.
+    after = durable_keys(cluster.redis.url)
+    missing = {k: v for k, v in stored.items() if after.get(k) != v}
+    assert not missing, missing
+    for ws in (doctor_ws, patient_ws, late_doctor_ws, late_patient_ws):
+        await ws.close()
+    await booking.patient.close()
+    await later.patient.close()
+
+
+async def _join_when_back(cluster: Cluster, booking: Booking, back_at: float) -> SignalClient:
+    """The doctor of ``booking`` joins on B as soon as the service takes joins again."""
+    while True:
+        resp = await booking.doctor.post(
+            "/api/room-tokens", json={"consultation_id": booking.consultation_id}
+        )
+        if resp.status == 200:
+            token = (await resp.json())["room_token"]
+            ws = await cluster.connect(cluster.b, booking.doctor.client)
+            await ws.send({"type": "join", "v": 1, "token": token})
+            message = await ws.recv()
+            if isinstance(message, Welcome):
+                assert (await ws.expect(Lobby)).waiting is None
+                return ws
+            await ws.close()
+        assert time.monotonic() - back_at < 10.0, "joins still refused 10 s after Redis returned"
+        await asyncio.sleep(0.2)
+
+
+async def _relayed_when_back(
+    doctor_ws: SignalClient, patient_ws: SignalClient, back_at: float
+) -> None:
+    """The established call signals across the instances again (the bus resubscribed)."""
+    while True:
+        await doctor_ws.send({"type": "candidate", "candidate": CANDIDATE, "sdp_mid": "0"})
+        try:
+            got = await patient_ws.expect(RelayedCandidate, within=0.5)
+        except TimeoutError:
+            assert time.monotonic() - back_at < 10.0, "no relay 10 s after Redis returned"
+            continue
+        assert got.candidate == CANDIDATE
+        return
