@@ -9,6 +9,8 @@ from __future__ import annotations
 
 import dataclasses
 import io
+import os
+import signal
 import time
 from collections.abc import Iterator
 from pathlib import Path
@@ -19,6 +21,7 @@ import pytest
 from playwright.sync_api import Locator, Page, expect
 
 from config import SecuritySettings
+from signaling.ws import SIGNALING
 
 from .conftest import Contexts, LiveServer, assert_no_page_errors, snap
 from .test_call import assert_remote_video_plays, doctor_with_consultation, patient_to_waiting_room
@@ -215,5 +218,39 @@ def test_the_patient_refuses_and_nothing_is_recorded(
     )
     expect(consent_prompt(doctor)).to_be_hidden()
     assert recordings(doctor) == []
+    assert_no_page_errors(doctor)
+    assert_no_page_errors(patient)
+
+
+def test_a_recorder_failure_is_told_to_both_and_the_indicator_goes_off(
+    live_server: LiveServer, contexts: Contexts
+) -> None:
+    doctor, patient = in_call(live_server, contexts)
+    doctor.get_by_role("button", name="Enregistrer", exact=True).click()
+    for page in (patient, doctor):
+        consent_prompt(page).get_by_role("button", name="J'accepte").click()
+    for page in (doctor, patient):
+        expect(indicator(page)).to_be_visible()
+        page.wait_for_function(RECORDING_PEER_CONNECTED, timeout=20_000)
+    # The recording worker dies (as on a crash or an out-of-memory kill).
+    sessions = list(live_server.app[SIGNALING].recordings.values())  # type: ignore[index]
+    workers = [s.worker for s in sessions if s.worker is not None]
+    assert len(workers) == 1
+    os.kill(workers[0].pid, signal.SIGKILL)
+    for page in (doctor, patient):
+        expect(indicator(page)).to_be_hidden(timeout=10_000)
+        alert = page.get_by_role("alert")
+        expect(alert).to_have_text(
+            "L'enregistrement s'est arrêté : l'enregistreur du serveur a rencontré une erreur."
+        )
+        expect(page.get_by_role("button", name="Arrêter l'enregistrement")).to_be_hidden()
+        assert page.evaluate(CALL_PEER_CONNECTED)  # the call goes on
+    snap(patient, "recording-failed-patient")
+    listed = recordings(doctor)
+    assert [r["stop_reason"] for r in listed] == ["recorder_exited"]
+    # A new request clears the error.
+    doctor.get_by_role("button", name="Enregistrer", exact=True).click()
+    expect(consent_prompt(patient)).to_be_visible()
+    expect(patient.locator(".recording-alert")).to_be_hidden()
     assert_no_page_errors(doctor)
     assert_no_page_errors(patient)

@@ -35,8 +35,8 @@ export class RecordingView {
     // Polite announcements (asked, started, stopped, refused) and errors said at once.
     this.status = el("p", { class: "recording-status", role: "status", "aria-live": "polite" });
     this.alert = el("p", { class: "recording-alert", role: "alert", hidden: true });
-    // One corner for both (bottom left: the top holds the call's own badges on phones).
-    view.append(el("div", { class: "recording-notices" }, this.indicator, this.status), this.alert);
+    // One corner for all three (bottom left: the top holds the call's own badges).
+    view.append(el("div", { class: "recording-notices" }, this.alert, this.indicator, this.status));
     this.statusTimer = null;
 
     this.recordButton = el(
