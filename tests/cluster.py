@@ -16,13 +16,15 @@ import subprocess
 import sys
 import time
 from pathlib import Path
+from typing import cast
 
 import aiohttp
 import pyotp
 
-from tests.conftest import Staff
-from tests.rtc import Booking, SignalClient
-from tests.servers import RedisServer, free_port, wait_for_port
+from signaling.clock import Clock, ManualClock
+from tests.conftest import Accounts, Staff
+from tests.rtc import Booking, SignalClient, book
+from tests.servers import RedisServer, free_port, stop_process, wait_for_port
 
 ROOT = Path(__file__).resolve().parent.parent
 PASSWORD = "a long enough password for dr.cluster"
@@ -51,16 +53,21 @@ class Instance:
         self.proc.wait()
 
     def stop(self) -> None:
-        if self.proc is not None and self.proc.poll() is None:
-            self.proc.terminate()
-            try:
-                self.proc.wait(timeout=10)
-            except subprocess.TimeoutExpired:
-                self.proc.kill()
-                self.proc.wait()
+        if self.proc is not None:
+            stop_process(self.proc)
 
     def output(self) -> str:
         return self.log.read_text(errors="replace")
+
+
+@dataclasses.dataclass
+class _PatientBrowser:
+    """What tests.rtc.book needs of Accounts: a new patient session, here on ``instance``."""
+
+    instance: Instance
+
+    def new_session(self) -> aiohttp.ClientSession:
+        return self.instance.session()
 
 
 @dataclasses.dataclass
@@ -119,29 +126,10 @@ class Cluster:
         return Staff(http, body["user"], body["csrf_token"], totp, PASSWORD)
 
     async def book(self, doctor: Staff, patient_on: Instance) -> Booking:
-        """A consultation booked by ``doctor``; its patient redeems the invite on
+        """tests.rtc.book with the real clock; the patient redeems the invite on
         ``patient_on`` (whatever instance the doctor used)."""
-        start = time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime())
-        resp = await doctor.post(
-            "/api/consultations",
-            json={"patient_name": "Alice Patient", "scheduled_start": start,
-                  "duration_minutes": 30},
-        )  # fmt: skip
-        assert resp.status == 201, await resp.text()
-        created = await resp.json()
-        invite = created["invite_url"].rsplit("/join/", 1)[1]
-        patient = patient_on.session()
-        resp = await patient.post(
-            "/api/invites/redeem", json={"invite": invite, "access_code": created["access_code"]}
-        )
-        assert resp.status == 200, await resp.text()
-        redeemed = await resp.json()
-        return Booking(
-            created["consultation"]["id"],
-            doctor,
-            patient,
-            redeemed["csrf_token"],
-            redeemed["room_token"],
+        return await book(
+            cast(Accounts, _PatientBrowser(patient_on)), doctor, cast(ManualClock, Clock())
         )
 
     async def connect(self, instance: Instance, http: aiohttp.ClientSession) -> SignalClient:

@@ -65,16 +65,21 @@ async def doctor(cluster: Cluster) -> AsyncIterator[Staff]:
 async def join_on(
     cluster: Cluster, instance: Instance, http: aiohttp.ClientSession, token: str
 ) -> tuple[SignalClient, Welcome]:
-    signal = await cluster.connect(instance, http)
-    await signal.send({"type": "join", "v": 1, "token": token})
-    return signal, await signal.expect(Welcome)
+    return await first_on(cluster, instance, http, {"type": "join", "v": 1, "token": token})
 
 
 async def resume_on(
     cluster: Cluster, instance: Instance, http: aiohttp.ClientSession, secret: str
 ) -> tuple[SignalClient, Welcome]:
+    return await first_on(cluster, instance, http, {"type": "resume", "v": 1, "resume": secret})
+
+
+async def first_on(
+    cluster: Cluster, instance: Instance, http: aiohttp.ClientSession, first: dict[str, object]
+) -> tuple[SignalClient, Welcome]:
+    """A socket on ``instance`` whose first message (join or resume) was welcomed."""
     signal = await cluster.connect(instance, http)
-    await signal.send({"type": "resume", "v": 1, "resume": secret})
+    await signal.send(first)
     return signal, await signal.expect(Welcome)
 
 
