@@ -62,7 +62,7 @@ def in_call(live_server: LiveServer, contexts: Contexts) -> tuple[Page, Page]:
     doctor.get_by_role("link", name="Démarrer la consultation avec Alice Dupont").click()
     expect(doctor.locator("#call-status")).to_have_attribute("data-state", "waiting")
     # Before the patient is in the call there is nothing to record.
-    expect(doctor.get_by_role("button", name="Enregistrer", exact=True)).to_be_hidden()
+    expect(record_button(doctor)).to_be_hidden()
     patient = patient_to_waiting_room(contexts, url, code)
     doctor.locator("#lobby").get_by_role("button", name="Faire entrer").click()
     assert_remote_video_plays(patient, "#patient-remote")
@@ -72,6 +72,10 @@ def in_call(live_server: LiveServer, contexts: Contexts) -> tuple[Page, Page]:
 
 def consent_prompt(page: Page) -> Locator:
     return page.get_by_role("dialog", name="Enregistrer la consultation ?")
+
+
+def record_button(page: Page) -> Locator:
+    return page.get_by_role("button", name="Enregistrer", exact=True)
 
 
 def indicator(page: Page) -> Locator:
@@ -94,7 +98,7 @@ def test_both_consent_in_the_pages_and_the_recording_holds_both_participants(
     live_server: LiveServer, contexts: Contexts
 ) -> None:
     doctor, patient = in_call(live_server, contexts)
-    doctor.get_by_role("button", name="Enregistrer", exact=True).click()
+    record_button(doctor).click()
 
     # Both are asked, in a modal prompt saying what, who, how long, encrypted, stoppable.
     for page in (doctor, patient):
@@ -130,7 +134,7 @@ def test_both_consent_in_the_pages_and_the_recording_holds_both_participants(
         expect(indicator(page)).to_have_text("Enregistrement en cours")
         expect(page.get_by_role("button", name="Arrêter l'enregistrement")).to_be_visible()
         expect(page.locator(".recording-status")).to_have_text("L'enregistrement a commencé.")
-    expect(doctor.get_by_role("button", name="Enregistrer", exact=True)).to_be_hidden()
+    expect(record_button(doctor)).to_be_hidden()
     # Each page sends to the recording peer over its own send-only connection; the call's
     # connection is untouched.
     for page in (doctor, patient):
@@ -151,7 +155,7 @@ def test_both_consent_in_the_pages_and_the_recording_holds_both_participants(
         expect(indicator(page)).to_be_hidden(timeout=5000)
         expect(page.locator(".recording-status")).to_have_text("L'enregistrement est arrêté.")
         expect(page.get_by_role("button", name="Arrêter l'enregistrement")).to_be_hidden()
-    expect(doctor.get_by_role("button", name="Enregistrer", exact=True)).to_be_visible()
+    expect(record_button(doctor)).to_be_visible()
     for page in (doctor, patient):
         page.wait_for_function(f"() => !({RECORDING_PEER_CONNECTED})()")
         assert page.evaluate(CALL_PEER_CONNECTED)  # the call goes on
@@ -191,7 +195,7 @@ def test_the_patient_refuses_and_nothing_is_recorded(
     live_server: LiveServer, contexts: Contexts
 ) -> None:
     doctor, patient = in_call(live_server, contexts)
-    doctor.get_by_role("button", name="Enregistrer", exact=True).click()
+    record_button(doctor).click()
     expect(consent_prompt(doctor)).to_be_visible()
     expect(consent_prompt(patient)).to_be_visible()
     patient.get_by_role("button", name="Je refuse").click()
@@ -206,11 +210,11 @@ def test_the_patient_refuses_and_nothing_is_recorded(
     for page in (doctor, patient):
         expect(indicator(page)).to_be_hidden()
     # The doctor may ask again later; nothing was recorded.
-    expect(doctor.get_by_role("button", name="Enregistrer", exact=True)).to_be_visible()
+    expect(record_button(doctor)).to_be_visible()
     assert recordings(doctor) == []
     snap(doctor, "recording-refused-doctor")
     # Escape in the prompt is a refusal too (never a silent yes).
-    doctor.get_by_role("button", name="Enregistrer", exact=True).click()
+    record_button(doctor).click()
     expect(consent_prompt(patient)).to_be_visible()
     patient.keyboard.press("Escape")
     expect(doctor.locator(".recording-status")).to_have_text(
@@ -226,7 +230,7 @@ def test_a_recorder_failure_is_told_to_both_and_the_indicator_goes_off(
     live_server: LiveServer, contexts: Contexts
 ) -> None:
     doctor, patient = in_call(live_server, contexts)
-    doctor.get_by_role("button", name="Enregistrer", exact=True).click()
+    record_button(doctor).click()
     for page in (patient, doctor):
         consent_prompt(page).get_by_role("button", name="J'accepte").click()
     for page in (doctor, patient):
@@ -249,7 +253,7 @@ def test_a_recorder_failure_is_told_to_both_and_the_indicator_goes_off(
     listed = recordings(doctor)
     assert [r["stop_reason"] for r in listed] == ["recorder_exited"]
     # A new request clears the error.
-    doctor.get_by_role("button", name="Enregistrer", exact=True).click()
+    record_button(doctor).click()
     expect(consent_prompt(patient)).to_be_visible()
     expect(patient.locator(".recording-alert")).to_be_hidden()
     assert_no_page_errors(doctor)
