@@ -128,6 +128,32 @@ def test_both_sides_show_the_same_security_code_from_both_fingerprints(
         expect(figures).to_contain_text(re.compile(r"Aller-retour \d+ ms · pertes \d+\.\d %"))
         expect(figures).to_contain_text(re.compile(r"\d+ img/s"))
     snap(patient, "call-features-patient-quality")
+
+    # The grading thresholds, on the page's own module.
+    grades = doctor.evaluate(
+        """async () => {
+          const { grade } = await import("/static/call-quality.js");
+          const base = { rttMs: 20, lossPercent: 0, fps: 30, outgoingKbps: 2000 };
+          return [
+            grade(base),
+            grade({ ...base, rttMs: 400 }),
+            grade({ ...base, lossPercent: 3 }),
+            grade({ ...base, fps: 10 }),
+            grade({ ...base, outgoingKbps: 100 }),
+            grade({ ...base, rttMs: 900 }),
+            grade({ ...base, lossPercent: 12 }),
+            grade({ ...base, fps: 2 }),
+            grade({ ...base, rttMs: null, fps: null, outgoingKbps: null }),
+          ];
+        }"""
+    )
+    assert grades == ["good"] + ["fair"] * 4 + ["poor"] * 3 + ["good"]
+
+    # In English too, once the doctor switches.
+    doctor.get_by_role("button", name="EN", exact=True).click()
+    expect(doctor.locator("#call-quality-label")).to_have_text("Connection: good")
+    expect(doctor.locator("#call-code summary")).to_contain_text("Security code")
+    expect(doctor.get_by_role("button", name="Devices")).to_be_visible()
     assert_no_page_errors(doctor)
     assert_no_page_errors(patient)
 
@@ -194,7 +220,7 @@ def test_chat_and_a_file_cross_over_the_data_channel_not_the_server(
         ],
     )
     expect(patient.locator("#chat-status")).to_have_text(
-        "scanner.zip est trop gros : 10.0 Mo au plus."
+        "scanner.zip est trop gros : 10 Mo au plus."
     )
 
     # It all went over SCTP inside the DTLS connection: the data channel carried the bytes...

@@ -39,7 +39,8 @@ export function safeFileName(name) {
 function formatSize(bytes) {
   if (bytes < 1024) return t("call.file_size_bytes", { count: bytes });
   if (bytes < 1024 * 1024) return t("call.file_size_kib", { size: Math.ceil(bytes / 1024) });
-  return t("call.file_size_mib", { size: (bytes / (1024 * 1024)).toFixed(1) });
+  const mebibytes = new Intl.NumberFormat(currentLang(), { maximumFractionDigits: 1 }).format(bytes / (1024 * 1024));
+  return t("call.file_size_mib", { size: mebibytes });
 }
 
 function formatClock(date) {
@@ -229,7 +230,7 @@ export class CallChat {
     const when = el("time", { datetime: now.toISOString() }, formatClock(now));
     const item = el("li", { class: `chat-msg chat-from-${from}` }, el("p", { class: "chat-meta" }, who, " ", when), ...content);
     this.ui.log.append(item);
-    item.scrollIntoView({ block: "nearest" });
+    this.ui.log.scrollTop = this.ui.log.scrollHeight; // the newest stays in view
     return item;
   }
 
