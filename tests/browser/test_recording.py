@@ -40,16 +40,36 @@ CALL_PEER_CONNECTED = """() => window.__peers.some((pc) =>
   pc.connectionState === "connected" &&
   pc.getTransceivers().some((t) => t.direction === "sendrecv"))"""
 
+# What the devices panel does on a camera change: a fresh track in the page's stream, the
+# old one stopped.
+SWAP_CAMERA = """() => {
+  const stream = document.querySelector("#patient-self").srcObject;
+  const old = stream.getVideoTracks()[0];
+  const fresh = old.clone();
+  stream.removeTrack(old);
+  stream.addTrack(fresh);
+  old.stop();
+  window.__freshCamera = fresh;
+}"""
+RECORDING_SENDS_CURRENT_CAMERA = """() => window.__peers.some((pc) =>
+  pc.connectionState === "connected" &&
+  pc.getTransceivers().every((t) => t.direction === "sendonly") &&
+  pc.getSenders().some((s) => s.track === window.__freshCamera))"""
+
 
 @pytest.fixture
-def live_server(tmp_path: Path) -> Iterator[LiveServer]:
-    """The app with recording on; its recording peer offers loopback candidates only (the
-    browsers are on this machine and nothing else may be a target of traffic)."""
+def live_server(tmp_path: Path, request: pytest.FixtureRequest) -> Iterator[LiveServer]:
+    """The app with recording on (unless parametrized with False); its recording peer offers
+    loopback candidates only (the browsers are on this machine and nothing else may be a
+    target of traffic)."""
     data_dir = tmp_path / "data"
     data_dir.mkdir(mode=0o700)
     server = LiveServer(data_dir, SecuritySettings())
     recording = dataclasses.replace(
-        server.settings.recording, enabled=True, worker_loopback="only", retention_days=30
+        server.settings.recording,
+        enabled=getattr(request, "param", True),
+        worker_loopback="only",
+        retention_days=30,
     )
     server.settings = dataclasses.replace(server.settings, recording=recording)
     server.start()
@@ -142,6 +162,10 @@ def test_both_consent_in_the_pages_and_the_recording_holds_both_participants(
     connected_at = time.monotonic()
     for page in (doctor, patient):
         assert page.evaluate(CALL_PEER_CONNECTED)
+    # The patient switches camera mid-way (the stream's track is swapped, as the devices
+    # panel does): the recording follows the new track.
+    patient.evaluate(SWAP_CAMERA)
+    patient.wait_for_function(RECORDING_SENDS_CURRENT_CAMERA, timeout=5000)
     snap(doctor, "recording-on-doctor")
     snap(patient, "recording-on-patient")
     doctor.wait_for_timeout(5000 - (time.monotonic() - connected_at) * 1000)
@@ -256,5 +280,17 @@ def test_a_recorder_failure_is_told_to_both_and_the_indicator_goes_off(
     record_button(doctor).click()
     expect(consent_prompt(patient)).to_be_visible()
     expect(patient.locator(".recording-alert")).to_be_hidden()
+    assert_no_page_errors(doctor)
+    assert_no_page_errors(patient)
+
+
+@pytest.mark.parametrize("live_server", [False], indirect=True)
+def test_no_record_button_when_the_service_does_not_record(
+    live_server: LiveServer, contexts: Contexts
+) -> None:
+    doctor, patient = in_call(live_server, contexts)
+    # In a call (the button would be there by now: see the tests above), yet nothing offered.
+    expect(doctor.locator(".recording-record")).to_be_hidden()
+    expect(patient.locator(".recording-record")).to_be_hidden()
     assert_no_page_errors(doctor)
     assert_no_page_errors(patient)

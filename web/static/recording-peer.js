@@ -6,6 +6,7 @@
 // Gathering host candidates takes milliseconds; a STUN or TURN server that does not answer
 // must not hold the recording back for long: send what was gathered by then.
 const GATHERING_LIMIT_MS = 5000;
+const TRACK_CHECK_MS = 1000;
 
 export class RecordingPeer {
   /**
@@ -16,6 +17,7 @@ export class RecordingPeer {
    */
   constructor({ stream, iceServers, onConnectionState }) {
     this.pc = new RTCPeerConnection({ iceServers });
+    this.stream = stream;
     for (const track of stream.getTracks()) {
       // Send-only: the recording peer never sends media back.
       this.pc.addTransceiver(track, { direction: "sendonly", streams: [stream] });
@@ -23,6 +25,9 @@ export class RecordingPeer {
     if (onConnectionState) {
       this.pc.addEventListener("connectionstatechange", () => onConnectionState(this.pc.connectionState));
     }
+    // A device switch during the call swaps the stream's tracks (call-devices.js) without any
+    // event a page can hear (addtrack/removetrack are for changes the browser makes): follow it.
+    this.trackTimer = setInterval(() => this._followStream(), TRACK_CHECK_MS);
   }
 
   /** The complete local offer (every candidate in it), ready for recording_offer. */
@@ -39,8 +44,18 @@ export class RecordingPeer {
   }
 
   close() {
+    clearInterval(this.trackTimer);
     // Closing stops the senders only: the tracks stay live for the call.
     this.pc.close();
+  }
+
+  _followStream() {
+    if (this.pc.signalingState === "closed") return;
+    for (const sender of this.pc.getSenders()) {
+      if (!sender.track) continue;
+      const current = this.stream.getTracks().find((track) => track.kind === sender.track.kind);
+      if (current && current !== sender.track) sender.replaceTrack(current).catch(() => {});
+    }
   }
 }
 
