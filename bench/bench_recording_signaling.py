@@ -1,10 +1,10 @@
 """Signaling while recordings run: ``.venv/bin/python bench/bench_recording_signaling.py``.
 
-Measures, in one run, the relay latency of signaling messages (a candidate sent by one
-participant until the other receives it, one in flight at a time, spread over ``--rooms``
-rooms in a call) with no recording running, then while ``--recordings`` recordings run, then
-with none again (the two quiet phases make the baseline, so a drift of the shared machine
-hits both sides). Prints p50/p99 of each and the p99 ratio (goal <= 1.2x).
+Measures, in one run, the relay latency of signaling messages (an offer, answer or candidate
+sent by one participant until the other receives it, one in flight at a time, spread over
+``--rooms`` rooms in a call) in alternating phases: none recording, then ``--recordings``
+recordings running, ``--rounds`` times (alternating, so a drift of the shared machine hits
+both sides alike). Prints p50/p99 of each phase and of all, and the p99 ratio (goal <= 1.2x).
 
 The recordings go through the whole production path: in a process of their own (so their
 CPU is not the measuring client's), each recording room's doctor and patient join, the doctor
@@ -27,7 +27,6 @@ import os
 import sys
 import tempfile
 import time
-from multiprocessing.synchronize import Event
 from pathlib import Path
 from typing import Any
 
@@ -83,7 +82,30 @@ async def send(ws: Socket, message: dict[str, Any]) -> None:
 # -- the recordings (a child process) ----------------------------------------------------------
 
 
-async def record_rooms(port: int, count: int, ready: Event, stop: Event) -> dict[str, Any]:
+async def start_recording(
+    room: tuple[Socket, Socket], video: list[bytes], audio: list[bytes]
+) -> list[Sender]:
+    """The doctor asks, both consent, each sends its send-only offer: two connected senders."""
+    doctor, patient = room
+    await send(doctor, {"type": "recording_request"})
+    for ws in (doctor, patient):
+        await expect(ws, "recording_state")  # asked
+        await send(ws, {"type": "recording_consent", "granted": True})
+    for ws in (doctor, patient):
+        while (await expect(ws, "recording_state"))["state"] != "recording":
+            pass
+    senders = []
+    for ws in (doctor, patient):
+        sender = Sender(video, audio)
+        await send(ws, {"type": "recording_offer", "sdp": await sender.offer()})
+        await sender.answer((await expect(ws, "recording_answer"))["sdp"])
+        senders.append(sender)
+    return senders
+
+
+async def record_rooms(port: int, count: int, commands: Any, replies: Any) -> None:
+    """Serve the parent's commands: "start" (all recordings, answered "ready" once every
+    sender is connected), "stop" (answered with the frames sent), "quit"."""
     import aioice.ice
 
     # aioice leaves 127.0.0.1 out of its host candidates: loopback only, as in the tests.
@@ -92,49 +114,38 @@ async def record_rooms(port: int, count: int, ready: Event, stop: Event) -> dict
     audio = encode_audio()
     async with aiohttp.ClientSession() as session:
         sig = Signaling(f"ws://{ORIGIN_HOST}:{port}", session)
-        rooms = [await sig.room_in_call(tokens) for tokens in await sig.tokens(count)]
-        senders: list[Sender] = []
-        for doctor, patient, _ in rooms:
-            await send(doctor, {"type": "recording_request"})
-            for ws in (doctor, patient):
-                await expect(ws, "recording_state")  # asked
-                await send(ws, {"type": "recording_consent", "granted": True})
-            for ws in (doctor, patient):
-                state = await expect(ws, "recording_state")
-                while state["state"] != "recording":
-                    state = await expect(ws, "recording_state")
-            for ws in (doctor, patient):
-                sender = Sender(video, audio)
-                await send(ws, {"type": "recording_offer", "sdp": await sender.offer()})
-                await sender.answer((await expect(ws, "recording_answer"))["sdp"])
-                senders.append(sender)
-        deadline = time.monotonic() + 30
-        while any(s.pc.connectionState != "connected" for s in senders):
-            if time.monotonic() > deadline:
-                raise RuntimeError("the recording peers did not connect")
-            await asyncio.sleep(0.05)
-        ready.set()
-        while not stop.is_set():  # noqa: ASYNC110 - a process-shared event, no asyncio one
-            await asyncio.sleep(0.1)
-        on_time = min(min(s.video.on_time for s in senders), 1.0)
-        for doctor, patient, _ in rooms:
-            await send(doctor, {"type": "recording_withdraw"})
-            for ws in (doctor, patient):
-                await expect(ws, "recording_state")  # idle
-        sent = [s.video.sent for s in senders]  # after the stop: nothing more is recorded
-        await asyncio.gather(*(s.pc.close() for s in senders))
-        for doctor, patient, _ in rooms:
+        rooms = [(d, p) for d, p, _ in [await sig.room_in_call(t) for t in await sig.tokens(count)]]
+        replies.put("joined")
+        while (command := await asyncio.to_thread(commands.get)) == "start":
+            senders = [s for room in rooms for s in await start_recording(room, video, audio)]
+            deadline = time.monotonic() + 30
+            while any(s.pc.connectionState != "connected" for s in senders):
+                if time.monotonic() > deadline:
+                    raise RuntimeError("the recording peers did not connect")
+                await asyncio.sleep(0.05)
+            replies.put("ready")
+            if await asyncio.to_thread(commands.get) != "stop":
+                raise RuntimeError("expected stop")
+            on_time = min(min(s.video.on_time for s in senders), 1.0)
+            for doctor, patient in rooms:
+                await send(doctor, {"type": "recording_withdraw"})
+                for ws in (doctor, patient):
+                    await expect(ws, "recording_state")  # idle
+            sent = [s.video.sent for s in senders]  # after the stop: nothing more is recorded
+            await asyncio.gather(*(s.pc.close() for s in senders))
+            replies.put({"sent": sent, "on_time": on_time})
+        if command != "quit":
+            raise RuntimeError(f"unknown command {command!r}")
+        for doctor, patient in rooms:
             await doctor.close()
             await patient.close()
-    return {"sent": sent, "on_time": on_time}
 
 
-def recordings_child(port: int, count: int, ready: Event, stop: Event, results: Any) -> None:
+def recordings_child(port: int, count: int, commands: Any, replies: Any) -> None:
     try:
-        results.put(asyncio.run(record_rooms(port, count, ready, stop)))
-    except BaseException as exc:  # reported to the parent, which is waiting on ready
-        results.put({"error": repr(exc)})
-        ready.set()
+        asyncio.run(record_rooms(port, count, commands, replies))
+    except BaseException as exc:  # reported to the parent, which waits for a reply
+        replies.put({"error": repr(exc)})
         raise
 
 
@@ -205,12 +216,20 @@ def recorded_frames(data_dir: Path) -> list[int]:
     return counts
 
 
+async def reply(replies: Any, within: float) -> Any:
+    """The recording child's next reply; its failure fails the run."""
+    answer = await asyncio.to_thread(replies.get, True, within)
+    if isinstance(answer, dict) and "error" in answer:
+        raise RuntimeError(f"recordings failed: {answer['error']}")
+    return answer
+
+
 async def run(args: argparse.Namespace) -> None:
     raise_fd_limit()
     load = os.getloadavg()
     print(
-        f"{os.cpu_count()} CPUs, load average {load[0]:.1f} before the run "
-        "(a shared machine: other work skews both phases alike, not the ratio's meaning)"
+        f"{os.cpu_count()} CPUs, load average {load[0]:.1f} before the run (a shared machine:"
+        " quiet and loaded phases alternate so that other work hits both alike)"
     )
     context = multiprocessing.get_context("spawn")
     port = free_port()
@@ -222,9 +241,14 @@ async def run(args: argparse.Namespace) -> None:
         )
         server.start()
         assert server.pid is not None
-        recorder: multiprocessing.process.BaseProcess | None = None
+        commands, replies = context.Queue(), context.Queue()
+        child = context.Process(
+            target=recordings_child, args=(port, args.recordings, commands, replies), daemon=True
+        )
         try:
             await wait_listening(port)
+            child.start()
+            await reply(replies, 120)  # joined (and media pre-encoded)
             async with aiohttp.ClientSession(connector=aiohttp.TCPConnector(limit=0)) as session:
                 sig = Signaling(f"ws://{ORIGIN_HOST}:{port}", session)
                 pairs = [
@@ -234,66 +258,59 @@ async def run(args: argparse.Namespace) -> None:
                     ]
                 ]
                 print(
-                    f"relay latency over {len(pairs)} rooms in a call, {args.seconds:.0f} s per "
-                    f"phase; {args.recordings} recordings of two 640x480@30 participants"
+                    f"relay latency over {len(pairs)} rooms in a call; {args.rounds} rounds of"
+                    f" {args.seconds:.0f} s without, then with, {args.recordings} recordings of"
+                    " two 640x480@30 participants"
                 )
                 await relay_latencies(pairs, 1.0)  # warm-up
-
-                before = server_cpu(server.pid)
-                quiet = await relay_latencies(pairs, args.seconds)
-                quiet_cpu = cpu_rate(before, server.pid)
-                print(describe("no recording", quiet, quiet_cpu))
-
-                ready, stop, results = context.Event(), context.Event(), context.Queue()
-                recorder = context.Process(
-                    target=recordings_child,
-                    args=(port, args.recordings, ready, stop, results),
-                    daemon=True,
-                )
-                recorder.start()
-                started = time.monotonic()
-                while not ready.is_set():
-                    if time.monotonic() - started > 180 or not recorder.is_alive():
-                        raise RuntimeError("the recordings did not start")
-                    await asyncio.sleep(0.1)
-                await asyncio.sleep(1.0)  # the workers settle (first keyframes, muxers open)
-                before = server_cpu(server.pid)
-                loaded = await relay_latencies(pairs, args.seconds)
-                loaded_cpu = cpu_rate(before, server.pid)
-                print(describe(f"{args.recordings} recordings running", loaded, loaded_cpu))
-                stop.set()
-                outcome = await asyncio.to_thread(results.get, True, 120)
-                await asyncio.to_thread(recorder.join, 30)
-                if "error" in outcome:
-                    raise RuntimeError(f"recordings failed: {outcome['error']}")
-
-                before = server_cpu(server.pid)
-                quiet_again = await relay_latencies(pairs, args.seconds)
-                print(describe("no recording (again)", quiet_again, cpu_rate(before, server.pid)))
+                quiet: list[float] = []
+                loaded: list[float] = []
+                sent: list[int] = []
+                on_time = 1.0
+                for round_number in range(1, args.rounds + 1):
+                    before = server_cpu(server.pid)
+                    samples = await relay_latencies(pairs, args.seconds)
+                    print(
+                        describe(
+                            f"{round_number}. no recording", samples, cpu_rate(before, server.pid)
+                        )
+                    )
+                    quiet += samples
+                    commands.put("start")
+                    await reply(replies, 120)  # ready
+                    await asyncio.sleep(1.0)  # the workers settle (first keyframes, muxers open)
+                    before = server_cpu(server.pid)
+                    samples = await relay_latencies(pairs, args.seconds)
+                    label = f"{round_number}. {args.recordings} recordings"
+                    print(describe(label, samples, cpu_rate(before, server.pid)))
+                    loaded += samples
+                    commands.put("stop")
+                    outcome = await reply(replies, 60)
+                    sent += outcome["sent"]
+                    on_time = min(on_time, outcome["on_time"])
+                commands.put("quit")
+                await asyncio.to_thread(child.join, 30)
                 for doctor, patient in pairs:
                     await doctor.close()
                     await patient.close()
 
-            baseline = quiet + quiet_again
-            ratio = pct(loaded, 0.99) / pct(baseline, 0.99)
+            ratio = pct(loaded, 0.99) / pct(quiet, 0.99)
             print(
-                f"  p99 with {args.recordings} recordings / without: "
-                f"{pct(loaded, 0.99) * 1000:.2f} / {pct(baseline, 0.99) * 1000:.2f} ms"
-                f" -> {ratio:.2f}x (goal <= 1.2x); p50 ratio "
-                f"{pct(loaded, 0.5) / pct(baseline, 0.5):.2f}x"
+                f"  all rounds: p99 with {args.recordings} recordings / without: "
+                f"{pct(loaded, 0.99) * 1000:.2f} / {pct(quiet, 0.99) * 1000:.2f} ms"
+                f" -> {ratio:.2f}x (goal <= 1.2x); p50 {pct(loaded, 0.5) * 1000:.2f} / "
+                f"{pct(quiet, 0.5) * 1000:.2f} ms -> {pct(loaded, 0.5) / pct(quiet, 0.5):.2f}x"
             )
             recorded = recorded_frames(data_dir)
-            sent = outcome["sent"]
-            worst = min(r / max(1, s) for r, s in zip(sorted(recorded), sorted(sent), strict=False))
             print(
-                f"  recordings: {len(recorded) // 2} files, video frames per participant "
-                f"{sorted(recorded)} of {sorted(sent)} sent (worst {worst:.0%}); senders on time "
-                f"{outcome['on_time']:.0%}"
+                f"  recordings: {len(recorded) // 2} files, {sum(recorded)} video frames recorded"
+                f" of {sum(sent)} sent ({sum(recorded) / max(1, sum(sent)):.1%}); senders on time "
+                f"{on_time:.0%}"
             )
         finally:
-            if recorder is not None and recorder.is_alive():
-                recorder.terminate()
-                recorder.join(5)
+            if child.is_alive():
+                child.terminate()
+                child.join(5)
             server.terminate()
             server.join(10)
 
@@ -302,7 +319,8 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n", 1)[0])
     parser.add_argument("--rooms", type=int, default=20, help="rooms whose relay is measured")
     parser.add_argument("--recordings", type=int, default=4)
-    parser.add_argument("--seconds", type=float, default=15.0, help="length of each phase")
+    parser.add_argument("--seconds", type=float, default=8.0, help="length of each phase")
+    parser.add_argument("--rounds", type=int, default=3, help="quiet + loaded phase pairs")
     asyncio.run(run(parser.parse_args()))
 
 
