@@ -20,6 +20,7 @@ import contextlib
 import logging
 import secrets
 from collections import deque
+from collections.abc import Callable
 
 import redis.asyncio as aioredis
 from redis.asyncio.retry import Retry
@@ -52,6 +53,8 @@ class RedisBus:
         # Whether our channel is subscribed: until it is, messages for us are lost.
         self.subscribed = False
         self._subscribed = asyncio.Event()
+        # Told when another instance changed a shared room (None: any, messages were missed).
+        self.on_room_changed: Callable[[str | None], None] = lambda room_id: None
 
     # -- the Bus protocol
 
@@ -94,6 +97,11 @@ class RedisBus:
             connection_id.encode(), code, payload)))  # fmt: skip
         self._wake.set()
         return True
+
+    def notify_room(self, instance: str, room_id: str) -> None:
+        """A room changed: queued with the messages, so ``instance`` hears it before them."""
+        self._outgoing.append((self._channel(instance), b"\nR\n" + room_id.encode()))
+        self._wake.set()
 
     def __len__(self) -> int:
         return len(self._inboxes)
@@ -202,6 +210,7 @@ class RedisBus:
                 await pubsub.subscribe(channel)
                 self.subscribed = True
                 self._subscribed.set()
+                self.on_room_changed(None)  # whatever was said while unsubscribed is lost
                 while True:
                     message = await pubsub.get_message(ignore_subscribe_messages=True, timeout=5)
                     if message is not None and message["type"] == "message":
@@ -219,6 +228,9 @@ class RedisBus:
     def _deliver(self, frame: bytes) -> None:
         connection_id, _, rest = frame.partition(b"\n")
         code, _, payload = rest.partition(b"\n")
+        if not connection_id:
+            self.on_room_changed(payload.decode())
+            return
         inbox = self._inboxes.get(connection_id.decode())
         if inbox is not None:
             inbox(payload, int(code) if code else None)

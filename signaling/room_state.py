@@ -11,6 +11,7 @@ see this protocol, implemented by :mod:`signaling.room_state_redis`.
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 from typing import Any, Protocol
 
@@ -58,6 +59,10 @@ class RoomStates(Protocol):
         """The last saved snapshot, without taking the room (relays, watchers)."""
 
     async def find_resume(self, secret_hash: str) -> tuple[str, Role] | None: ...
+
+    def changed(self, room_id: str, connection_ids: Sequence[str | None]) -> None:
+        """Tell the instances holding these connections that the room changed (in order
+        with the messages published after)."""
 
     def is_local(self, connection_id: str) -> bool:
         """True when ``connection_id``'s socket lives in this process."""

@@ -13,6 +13,7 @@ from __future__ import annotations
 import asyncio
 import json
 import secrets
+from collections.abc import Sequence
 from typing import cast
 
 from redis.exceptions import RedisError
@@ -142,6 +143,12 @@ class RedisRoomStates:
         text = raw.decode() if isinstance(raw, bytes) else str(raw)
         room_id, _, role = text.partition(" ")
         return room_id, cast(Role, role)
+
+    def changed(self, room_id: str, connection_ids: Sequence[str | None]) -> None:
+        instances = {self.bus.instance_of(c) for c in connection_ids if c is not None}
+        instances.discard(self.bus.instance)
+        for instance in instances:
+            self.bus.notify_room(instance, room_id)
 
     def is_local(self, connection_id: str) -> bool:
         return self.bus.is_local(connection_id)

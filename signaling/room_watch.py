@@ -68,9 +68,10 @@ class RoomWatch:
         if not self.bus.steady_for(self.bus.ttl + self.bus.beat):
             return
         rooms = list(self.registry.rooms.values())
+        seen = [room.changes for room in rooms]
         snapshots = await self.states.read_many([room.id for room in rooms])
-        for room, snapshot in zip(rooms, snapshots, strict=True):
-            room.restore(snapshot)
+        for room, snapshot, at in zip(rooms, snapshots, seen, strict=True):
+            room.accept(snapshot, at)
             await self._check(room)
             self.registry.forget_if_idle(room)
 

@@ -132,6 +132,11 @@ class Room:
     registry: RoomRegistry
     state: RoomState = RoomState.WAITING
     seats: dict[Role, Seat] = field(default_factory=dict)
+    # Shared: bumped whenever the saved room may differ from this handle (a change by another
+    # instance was announced, or a change here began); the handle is fresh while
+    # ``_fresh_at == changes``, so relays need no read.
+    changes: int = field(default=0, repr=False)
+    _fresh_at: int = field(default=-1, repr=False)
     # During a shared change: what to send once saved, and the resume-index edits to save.
     _outbox: list[Callable[[], None]] | None = field(default=None, repr=False)
     _resume: ResumeChanges | None = field(default=None, repr=False)
@@ -185,7 +190,9 @@ class Room:
         token, snapshot = await states.begin(self.id)
         # No await from here to the end of the body: the change is synchronous. Its outbox
         # and resume edits are its own (the next change may begin before this one resumes).
+        self.changes += 1  # a read in flight is older than this: it must not be restored
         self.restore(snapshot)
+        before = [s.connection_id for s in self.seats.values() if s.connection_id]
         outbox: list[Callable[[], None]] = []
         resume = ResumeChanges()
         self._outbox, self._resume = outbox, resume
@@ -198,24 +205,40 @@ class Room:
                 if self.state is RoomState.ENDED
                 else self.snapshot()
             )
+            after = [s.connection_id for s in self.seats.values() if s.connection_id]
             await states.commit(self.id, token, saved, resume, ttl)
         except BaseException:
             if self._outbox is outbox:
                 self._outbox = self._resume = None
-            # This handle may now hold changes that were never saved: read again.
+            # This handle may now hold changes that were never saved: read again next time.
+            self.changes += 1
             with contextlib.suppress(Exception):
                 await asyncio.shield(states.release(self.id, token))
-                self.restore(await states.read(self.id))
             raise
+        self.changes += 1
+        self._fresh_at = self.changes
+        # The other instances with a participant here hear of it before any of its messages.
+        states.changed(self.id, before + after)
         for send in outbox:
             send()
         self.registry.forget_if_idle(self)
 
     async def refresh(self) -> None:
-        """Shared: read the room as saved (before a relay); on one instance, nothing to do."""
+        """Shared: read the room as saved unless this handle is known fresh (before a
+        relay); on one instance, nothing to do."""
         states = self.registry.states
-        if states is not None:
-            self.restore(await states.read(self.id))
+        for _ in range(3):
+            if states is None or self._fresh_at == self.changes:
+                return
+            at = self.changes
+            self.accept(await states.read(self.id), at)
+
+    def accept(self, snapshot: Snapshot | None, at: int) -> None:
+        """Take a snapshot read when ``changes`` was ``at``, unless the room changed since
+        (then it is older than what this handle knows, or about to be re-read)."""
+        if self.changes == at:
+            self.restore(snapshot)
+            self._fresh_at = at
 
     # -- delivery
 
@@ -550,6 +573,14 @@ class RoomRegistry:
             for s in room.seats.values()
         ) and not any((room.id, role) in self._expiries for role in room.seats):
             self.discard(room)
+
+    def room_changed(self, room_id: str | None) -> None:
+        """Shared: another instance changed ``room_id`` (None: perhaps any room, e.g. after
+        the bus missed messages): the handle must read it again before relying on it."""
+        rooms = self.rooms.values() if room_id is None else [self.rooms.get(room_id)]
+        for room in rooms:
+            if room is not None:
+                room.changes += 1
 
     def remember_resume(self, secret_hash: str, room_id: str, role: Role) -> None:
         self._resume_index[secret_hash] = (room_id, role)

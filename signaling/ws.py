@@ -667,6 +667,8 @@ def setup_signaling(app: web.Application) -> None:
         )
 
     registry = RoomRegistry(bus, settings.signaling.resume_grace_seconds, audit, states)
+    if redis_bus is not None:
+        redis_bus.on_room_changed = registry.room_changed
     signaling = app[SIGNALING] = Signaling(services, bus, registry)
     app.router.add_get("/ws", websocket_handler)
     protocol_js = services.web_root / "protocol.js"
