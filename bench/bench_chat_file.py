@@ -24,7 +24,7 @@ import sys
 import tempfile
 from pathlib import Path
 
-from playwright.sync_api import Page, expect, sync_playwright
+from playwright.sync_api import FilePayload, Page, expect, sync_playwright
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
@@ -93,11 +93,9 @@ def chat_transfer_ms(doctor: Page, patient: Page, payload: bytes, number: int) -
     patient.set_input_files(
         "#chat-file",
         files=[
-            {
-                "name": f"bench-{number}.bin",
-                "mimeType": "application/octet-stream",
-                "buffer": payload,
-            }
+            FilePayload(
+                name=f"bench-{number}.bin", mimeType="application/octet-stream", buffer=payload
+            )
         ],
     )
     doctor.wait_for_function("() => window.__receivedAt !== null", timeout=120_000)

@@ -11,7 +11,7 @@ import re
 from pathlib import Path
 
 import pytest
-from playwright.sync_api import Page, expect
+from playwright.sync_api import FilePayload, Page, ViewportSize, expect
 
 from .conftest import PHONE, Contexts, LiveServer, assert_no_page_errors, snap
 from .test_call import (
@@ -162,7 +162,8 @@ def test_chat_and_a_file_cross_over_the_data_channel_not_the_server(
     live_server: LiveServer, contexts: Contexts, tmp_path: Path
 ) -> None:
     doctor, patient = start_call(live_server, contexts, init_script=RECORD_SIGNALING)
-    patient.set_viewport_size(PHONE)
+    phone: ViewportSize = {"width": PHONE["width"], "height": PHONE["height"]}
+    patient.set_viewport_size(phone)
 
     # The doctor writes; the patient (phone, panel closed) gets an unread badge.
     doctor.get_by_role("button", name="Messages").click()
@@ -194,7 +195,9 @@ def test_chat_and_a_file_cross_over_the_data_channel_not_the_server(
     payload = os.urandom(300 * 1024 + 123)
     patient.set_input_files(
         "#chat-file",
-        files=[{"name": "resultats-analyse.pdf", "mimeType": "application/pdf", "buffer": payload}],
+        files=[
+            FilePayload(name="resultats-analyse.pdf", mimeType="application/pdf", buffer=payload)
+        ],
     )
     expect(patient.locator("#chat-log")).to_contain_text("Fichier envoyé.")
     link = doctor.get_by_role("link", name="Enregistrer resultats-analyse.pdf")
@@ -212,11 +215,11 @@ def test_chat_and_a_file_cross_over_the_data_channel_not_the_server(
     patient.set_input_files(
         "#chat-file",
         files=[
-            {
-                "name": "scanner.zip",
-                "mimeType": "application/zip",
-                "buffer": b"\0" * (10 * 1024 * 1024 + 1),
-            }
+            FilePayload(
+                name="scanner.zip",
+                mimeType="application/zip",
+                buffer=b"\0" * (10 * 1024 * 1024 + 1),
+            )
         ],
     )
     expect(patient.locator("#chat-status")).to_have_text(
