@@ -125,7 +125,7 @@ def test_both_sides_show_the_same_security_code_from_both_fingerprints(
         expect(figures).to_be_hidden()
         page.locator("#call-quality-button").focus()
         expect(figures).to_be_visible()
-        expect(figures).to_contain_text(re.compile(r"Aller-retour \d+ ms · pertes \d+\.\d %"))
+        expect(figures).to_contain_text(re.compile(r"Aller-retour \d+ ms · pertes \d+,\d %"))
         expect(figures).to_contain_text(re.compile(r"\d+ img/s"))
     snap(patient, "call-features-patient-quality")
 

@@ -2,7 +2,7 @@
 // bitrate of the selected candidate pair, packet loss and frames per second of what arrives.
 // Rendered as good / fair / poor on a button whose tooltip (hover, keyboard focus, or a tap
 // that pins it open on touch screens) gives the figures; the button is described by them.
-import { t } from "./i18n.js";
+import { t, currentLang } from "./i18n.js";
 
 const INTERVAL_MS = 2000;
 
@@ -93,11 +93,14 @@ export class CallQuality {
     container.dataset.quality = quality;
     label.textContent = t(`call.quality_${quality}`);
     const dash = t("call.quality_unknown");
+    const whole = new Intl.NumberFormat(currentLang(), { maximumFractionDigits: 0 });
+    const tenth = new Intl.NumberFormat(currentLang(), { minimumFractionDigits: 1, maximumFractionDigits: 1 });
+    const number = (value) => (value === null ? dash : whole.format(value));
     figures.textContent = t("call.quality_figures", {
-      rtt: rttMs === null ? dash : Math.round(rttMs),
-      loss: lossPercent.toFixed(1),
-      fps: fps === null ? dash : Math.round(fps),
-      bitrate: outgoingKbps === null ? dash : Math.round(outgoingKbps),
+      rtt: number(rttMs),
+      loss: tenth.format(lossPercent),
+      fps: number(fps),
+      bitrate: number(outgoingKbps),
     });
   }
 }
