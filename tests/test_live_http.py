@@ -16,6 +16,8 @@ from signaling.protocol import Admitted, Waiting
 from tests.conftest import Accounts, Staff
 from tests.rtc import book, join
 
+pytestmark = pytest.mark.both_stores
+
 
 async def waiting_of(staff: Staff) -> list[dict[str, Any]]:
     resp = await staff.client.get("/api/waiting")
