@@ -22,6 +22,7 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import contextlib
 import multiprocessing
 import os
 import sys
@@ -41,6 +42,7 @@ from bench_recording import (  # noqa: E402
     cpu_seconds,
     encode_audio,
     encode_video,
+    machine_busy,
     video_packet_counts,
 )
 from bench_signaling import (  # noqa: E402
@@ -189,20 +191,58 @@ async def relay_latencies(pairs: list[tuple[Socket, Socket]], seconds: float) ->
     return samples
 
 
-def describe(name: str, samples: list[float], cpu: float) -> str:
+def children_of(pid: int) -> list[int]:
+    """The direct children of a process (the server's recording workers)."""
+    found: list[int] = []
+    for task in Path(f"/proc/{pid}/task").iterdir():
+        with contextlib.suppress(OSError):
+            found += [int(child) for child in (task / "children").read_text().split()]
+    return found
+
+
+def cpu_or_zero(pid: int) -> float:
+    try:
+        return cpu_seconds(pid)
+    except OSError:  # gone meanwhile
+        return 0.0
+
+
+class CpuMeter:
+    """CPU-s per second over one phase: signaling process, its recording workers, the media
+    senders (standing in for the browsers, which would be on other machines), the machine."""
+
+    def __init__(self, server: int, senders: int) -> None:
+        self.server, self.senders = server, senders
+        self.workers = children_of(server)
+        self.start = self._read()
+
+    def _read(self) -> tuple[float, ...]:
+        busy, total = machine_busy()
+        return (
+            time.monotonic(),
+            cpu_or_zero(self.server),
+            sum(cpu_or_zero(pid) for pid in self.workers),
+            cpu_or_zero(self.senders),
+            busy,
+            total,
+        )
+
+    def summary(self) -> str:
+        end = self._read()
+        wall = max(end[0] - self.start[0], 1e-6)
+        server, workers, senders = ((end[i] - self.start[i]) / wall for i in (1, 2, 3))
+        machine = (end[4] - self.start[4]) / max(1, end[5] - self.start[5])
+        text = f"signaling {server:.2f}"
+        if self.workers:
+            text += f", {len(self.workers)} workers {workers:.2f}, senders {senders:.2f}"
+        return f"CPU-s/s: {text}; machine {machine:.0%} busy"
+
+
+def describe(name: str, samples: list[float], meter: CpuMeter) -> str:
     return (
-        f"  {name:<22} p50 {pct(samples, 0.5) * 1000:6.2f} ms  p99 {pct(samples, 0.99) * 1000:6.2f}"
-        f" ms  ({len(samples)} samples; signaling process {cpu:.2f} CPU-s/s)"
+        f"  {name:<16} p50 {pct(samples, 0.5) * 1000:5.2f} ms  p99 {pct(samples, 0.99) * 1000:5.2f}"
+        f" ms  ({len(samples)} samples; {meter.summary()})"
     )
-
-
-def server_cpu(pid: int) -> tuple[float, float]:
-    return cpu_seconds(pid), time.monotonic()
-
-
-def cpu_rate(before: tuple[float, float], pid: int) -> float:
-    cpu, wall = server_cpu(pid)
-    return (cpu - before[0]) / max(wall - before[1], 1e-6)
 
 
 def recorded_frames(data_dir: Path) -> list[int]:
@@ -248,6 +288,8 @@ async def run(args: argparse.Namespace) -> None:
         try:
             await wait_listening(port)
             child.start()
+            assert child.pid is not None
+            sender_pid = child.pid
             await reply(replies, 120)  # joined (and media pre-encoded)
             async with aiohttp.ClientSession(connector=aiohttp.TCPConnector(limit=0)) as session:
                 sig = Signaling(f"ws://{ORIGIN_HOST}:{port}", session)
@@ -268,21 +310,20 @@ async def run(args: argparse.Namespace) -> None:
                 sent: list[int] = []
                 on_time = 1.0
                 for round_number in range(1, args.rounds + 1):
-                    before = server_cpu(server.pid)
+                    meter = CpuMeter(server.pid, sender_pid)
                     samples = await relay_latencies(pairs, args.seconds)
-                    print(
-                        describe(
-                            f"{round_number}. no recording", samples, cpu_rate(before, server.pid)
-                        )
-                    )
+                    print(describe(f"{round_number}. none", samples, meter))
                     quiet += samples
                     commands.put("start")
                     await reply(replies, 120)  # ready
                     await asyncio.sleep(1.0)  # the workers settle (first keyframes, muxers open)
-                    before = server_cpu(server.pid)
+                    if args.nice_workers:
+                        # What-if only: the service runs its workers at the normal priority.
+                        for pid in children_of(server.pid):
+                            os.setpriority(os.PRIO_PROCESS, pid, args.nice_workers)
+                    meter = CpuMeter(server.pid, sender_pid)
                     samples = await relay_latencies(pairs, args.seconds)
-                    label = f"{round_number}. {args.recordings} recordings"
-                    print(describe(label, samples, cpu_rate(before, server.pid)))
+                    print(describe(f"{round_number}. {args.recordings} recording", samples, meter))
                     loaded += samples
                     commands.put("stop")
                     outcome = await reply(replies, 60)
@@ -321,6 +362,12 @@ def main() -> None:
     parser.add_argument("--recordings", type=int, default=4)
     parser.add_argument("--seconds", type=float, default=8.0, help="length of each phase")
     parser.add_argument("--rounds", type=int, default=3, help="quiet + loaded phase pairs")
+    parser.add_argument(
+        "--nice-workers",
+        type=int,
+        default=0,
+        help="what-if: renice the recording workers by this much during the loaded phases",
+    )
     asyncio.run(run(parser.parse_args()))
 
 
