@@ -183,7 +183,7 @@ export class CallChat {
 
   _fileStarts({ id, name, size, type }) {
     this._abortIncoming();
-    const valid = typeof id === "string" && typeof name === "string" && Number.isSafeInteger(size);
+    const valid = typeof id === "string" && id.length <= 64 && typeof name === "string" && Number.isSafeInteger(size);
     if (!valid || size < 0 || size > MAX_FILE_BYTES) {
       this._status("call.file_refused");
       return;
