@@ -13,7 +13,7 @@ from pathlib import Path
 import pytest
 from playwright.sync_api import FilePayload, Page, ViewportSize, expect
 
-from .conftest import PHONE, Contexts, LiveServer, assert_no_page_errors, snap
+from .conftest import DESKTOP, PHONE, Contexts, LiveServer, assert_no_page_errors, snap
 from .test_call import (
     assert_encrypted,
     assert_remote_video_plays,
@@ -250,6 +250,7 @@ def test_chat_and_a_file_cross_over_the_data_channel_not_the_server(
             assert secret not in frames
 
     snap(doctor, "call-features-doctor-chat")
+    patient.set_viewport_size({"width": DESKTOP["width"], "height": DESKTOP["height"]})
     snap(patient, "call-features-patient-chat")
     assert_no_page_errors(doctor)
     assert_no_page_errors(patient)
