@@ -55,6 +55,8 @@ class RedisBus:
         self._subscribed = asyncio.Event()
         # Told when another instance changed a shared room (None: any, messages were missed).
         self.on_room_changed: Callable[[str | None], None] = lambda room_id: None
+        # Given the work another instance hands over (a recording message).
+        self.on_forward: Callable[[bytes], None] = lambda frame: None
 
     # -- the Bus protocol
 
@@ -101,6 +103,11 @@ class RedisBus:
     def notify_room(self, instance: str, room_id: str) -> None:
         """A room changed: queued with the messages, so ``instance`` hears it before them."""
         self._outgoing.append((self._channel(instance), b"\nR\n" + room_id.encode()))
+        self._wake.set()
+
+    def forward(self, instance: str, frame: bytes) -> None:
+        """Hand ``frame`` to ``instance``'s on_forward (in order with the messages)."""
+        self._outgoing.append((self._channel(instance), b"\nF\n" + frame))
         self._wake.set()
 
     def __len__(self) -> int:
@@ -229,7 +236,10 @@ class RedisBus:
         connection_id, _, rest = frame.partition(b"\n")
         code, _, payload = rest.partition(b"\n")
         if not connection_id:
-            self.on_room_changed(payload.decode())
+            if code == b"F":
+                self.on_forward(payload)
+            else:
+                self.on_room_changed(payload.decode())
             return
         inbox = self._inboxes.get(connection_id.decode())
         if inbox is not None:

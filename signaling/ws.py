@@ -12,8 +12,9 @@ import weakref
 from collections import deque
 from collections.abc import AsyncIterator, Awaitable, Callable
 from dataclasses import dataclass, field
-from typing import Any
+from typing import Any, cast
 
+import msgspec
 from aiohttp import WSCloseCode, WSMsgType, web
 
 from config import Settings
@@ -105,6 +106,7 @@ class Signaling:
     recordings: dict[str, RecordingSession] = field(default_factory=dict)
     # Shared rooms: connection losses to save once Redis answers again (room, id, role).
     lost_later: list[tuple[Room, str, Role]] = field(default_factory=list)
+    _forwarding: asyncio.Lock = field(default_factory=asyncio.Lock)
 
     async def recording_for(self, room: Room) -> RecordingSession:
         session = self.recordings.get(room.id)
@@ -137,6 +139,83 @@ class Signaling:
             self.recordings[room.id] = session
         return session
 
+    async def recording_message(
+        self,
+        room: Room,
+        role: Role,
+        subject: str,
+        message: RecordingMessage,
+        reply: Callable[[bytes, int | None], None],
+    ) -> None:
+        """One participant's recording message, handled where the room's recording runs."""
+        if isinstance(message, RecordingWithdraw):
+            # Withdrawing is always possible, whatever the room's state.
+            await (await self.recording_for(room)).withdraw(role, subject)
+            return
+        room.require(RoomState.IN_CALL, action="record")
+        session = await self.recording_for(room)
+        if isinstance(message, RecordingRequest):
+            await session.request(role, subject)
+        elif isinstance(message, RecordingConsent):
+            await session.answer(role, subject, message.granted)
+        else:
+            validate_sdp(message.sdp)
+            reply(encode(RecordingAnswer(sdp=await session.offer(role, message.sdp))), None)
+
+    def recording_home(self, room: Room) -> str | None:
+        """Several instances: the instance of the doctor's socket when it is not this one
+        (a room's recording runs in one process: the doctor's); None: here."""
+        bus = self.bus
+        doctor = room.seats.get("doctor")
+        if not isinstance(bus, RedisBus) or doctor is None or doctor.connection_id is None:
+            return None
+        return None if bus.is_local(doctor.connection_id) else bus.instance_of(doctor.connection_id)
+
+    def forward_recording(
+        self,
+        home: str,
+        room: Room,
+        connection_id: str,
+        role: Role,
+        message: RecordingMessage | None,
+    ) -> None:
+        """Hand a recording message (None: the participant left) to the recording's home."""
+        assert isinstance(self.bus, RedisBus)
+        forwarded = ForwardedRecording(
+            room.id, connection_id, role, None if message is None else msgspec.json.encode(message)
+        )
+        self.bus.forward(home, msgspec.json.encode(forwarded))
+
+    def forwarded(self, frame: bytes) -> None:
+        """A recording message another instance handed over (bus callback: must not block)."""
+        self.rooms.spawn(self._forwarded(msgspec.json.decode(frame, type=ForwardedRecording)))
+
+    async def _forwarded(self, job: ForwardedRecording) -> None:
+        # One at a time, in arrival order: a consent must not overtake the request before it.
+        async with self._forwarding:
+            room = self.rooms.get_or_create(job.room, "")
+            if job.message is None:
+                await self.stop_recording(room.id, "participant_left")
+                return
+            message = cast(RecordingMessage, decode_client(job.message))
+
+            def reply(payload: bytes, close_code: int | None) -> None:
+                self.bus.publish(job.connection, payload, close_code)
+
+            try:
+                await room.refresh()
+                seat = room.seats.get(job.role)
+                if seat is None or seat.connection_id != job.connection:
+                    raise AppError("not_joined")
+                await self.recording_message(room, job.role, seat.subject, message, reply)
+            except AppError as error:
+                ref = message_type(message)
+                payload = encode(ErrorMessage(code=error.code, message=error.message, ref=ref))
+                reply(payload, error.close_code)
+            except StoreUnavailable:
+                away = AppError("unavailable")
+                reply(encode(ErrorMessage(code=away.code, message=away.message)), None)
+
     async def stop_recording(self, room_id: str, reason: str) -> None:
         session = self.recordings.get(room_id)
         if session is not None and session.state is not ConsentState.IDLE:
@@ -155,6 +234,18 @@ class Signaling:
             self.per_address.pop(address, None)
         else:
             self.per_address[address] = count
+
+
+RecordingMessage = RecordingRequest | RecordingConsent | RecordingWithdraw | RecordingOffer
+
+
+class ForwardedRecording(msgspec.Struct):
+    """A participant's recording message sent to the instance its room records on."""
+
+    room: str
+    connection: str
+    role: Role
+    message: bytes | None  # the client message as JSON; None: the participant left
 
 
 SIGNALING = web.AppKey("signaling", Signaling)
@@ -265,7 +356,11 @@ class Connection:
             try:
                 if self.room is not None:
                     # A participant who can no longer withdraw is no longer recorded.
-                    await self.signaling.stop_recording(self.room.id, "participant_left")
+                    home = self.signaling.recording_home(self.room)
+                    if home is None:
+                        await self.signaling.stop_recording(self.room.id, "participant_left")
+                    else:
+                        self.signaling.forward_recording(home, self.room, self.id, self.role, None)
                 if self.room is not None and not self.hung_up:
                     try:
                         await self.room.connection_lost(self.id, self.role)
@@ -553,32 +648,15 @@ class Connection:
 
     # -- recording consent: the role is the connection's, never taken from a message
 
-    async def _recording(self) -> tuple[Seat, RecordingSession]:
+    async def _on_recording(self, message: RecordingMessage) -> None:
         seat = await self._seat()
         room = self._joined()
-        room.require(RoomState.IN_CALL, action="record")
-        return seat, await self.signaling.recording_for(room)
-
-    async def _on_recording_request(self, message: RecordingRequest) -> None:
-        seat, session = await self._recording()
-        await session.request(self.role, seat.subject)
-
-    async def _on_recording_consent(self, message: RecordingConsent) -> None:
-        seat, session = await self._recording()
-        await session.answer(self.role, seat.subject, message.granted)
-
-    async def _on_recording_withdraw(self, message: RecordingWithdraw) -> None:
-        seat = await self._seat()
-        room = self._joined()
-        # Withdrawing is always possible, whatever the room's state.
-        session = await self.signaling.recording_for(room)
-        await session.withdraw(self.role, seat.subject)
-
-    async def _on_recording_offer(self, message: RecordingOffer) -> None:
-        _, session = await self._recording()
-        validate_sdp(message.sdp)
-        answer = await session.offer(self.role, message.sdp)
-        self.deliver(encode(RecordingAnswer(sdp=answer)), None)
+        home = self.signaling.recording_home(room)
+        if home is not None:
+            # Several instances: the recording runs where the doctor's socket is.
+            self.signaling.forward_recording(home, room, self.id, self.role, message)
+            return
+        await self.signaling.recording_message(room, self.role, seat.subject, message, self.deliver)
 
 
 # Messages relayed to the other participant: their handling time feeds the relay histogram.
@@ -596,10 +674,10 @@ _HANDLERS: dict[type[Any], Callable[[Connection, Any], Awaitable[None]]] = {
     Ping: Connection._on_ping,
     Join: Connection._on_second_join,
     Resume: Connection._on_second_join,
-    RecordingRequest: Connection._on_recording_request,
-    RecordingConsent: Connection._on_recording_consent,
-    RecordingWithdraw: Connection._on_recording_withdraw,
-    RecordingOffer: Connection._on_recording_offer,
+    RecordingRequest: Connection._on_recording,
+    RecordingConsent: Connection._on_recording,
+    RecordingWithdraw: Connection._on_recording,
+    RecordingOffer: Connection._on_recording,
 }
 
 
@@ -667,9 +745,10 @@ def setup_signaling(app: web.Application) -> None:
         )
 
     registry = RoomRegistry(bus, settings.signaling.resume_grace_seconds, audit, states)
+    signaling = app[SIGNALING] = Signaling(services, bus, registry)
     if redis_bus is not None:
         redis_bus.on_room_changed = registry.room_changed
-    signaling = app[SIGNALING] = Signaling(services, bus, registry)
+        redis_bus.on_forward = signaling.forwarded
     app.router.add_get("/ws", websocket_handler)
     protocol_js = services.web_root / "protocol.js"
 

@@ -149,6 +149,8 @@ def start_cluster(tmp: Path, redis: RedisServer, count: int = 2) -> Cluster:
         "TELECONSULT_STORAGE_REDIS_URL": redis.url,
         # A dropped seat is kept long enough for the tests' reconnections.
         "TELECONSULT_SIGNALING_RESUME_GRACE_SECONDS": "30",
+        # The recording worker's only candidates: loopback (tests talk to nothing else).
+        "TELECONSULT_RECORDING_WORKER_LOOPBACK": "only",
     }
     data_dir = tmp / "data"
     data_dir.mkdir(mode=0o700, exist_ok=True)

@@ -38,6 +38,7 @@ from tests.cluster import Cluster, Instance, start_cluster, wait_until_ready
 from tests.conftest import Staff
 from tests.rtc import Booking, Closed, Peer, SignalClient, loopback_only, peers, rtc_config
 from tests.servers import RedisServer
+from tests.test_signaling_recording import record_then_patient_withdraws
 
 CANDIDATE = "candidate:1 1 udp 2122260223 127.0.0.1 50000 typ host"
 
@@ -198,6 +199,25 @@ async def close_code_sent(signal: SignalClient, within: float) -> int | None:
             return signal.ws.close_code
         message = SERVER_DECODER.decode(msg.data)
         assert isinstance(message, Waiting | ErrorMessage), message
+
+
+async def test_recording_across_instances_runs_on_the_doctors_and_hears_the_patient(
+    cluster: Cluster, doctor: Staff, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The recording runs on A (the doctor's instance); the patient's consent, send-only offer
+    and withdrawal, sent to B, are handed over to A, and A's answers come back."""
+    loopback_only(monkeypatch)
+    booking = await cluster.book(doctor, patient_on=cluster.b)
+    doctor_ws, _, patient_ws, _ = await call_across(cluster, booking)
+    recording_id = await record_then_patient_withdraws(doctor_ws, patient_ws, seconds=2)
+    resp = await doctor.client.get("/api/recordings")
+    assert resp.status == 200, await resp.text()
+    listed = {r["id"]: r for r in (await resp.json())["recordings"]}
+    recording = listed[recording_id]
+    assert recording["status"] == "complete" and recording["size_bytes"] > 0, recording
+    await doctor_ws.close()
+    await patient_ws.close()
+    await booking.patient.close()
 
 
 async def _race_once(cluster: Cluster, booking: Booking, doctor_ws: SignalClient) -> None:

@@ -55,6 +55,29 @@ async def send_to_recorder(signal: SignalClient) -> RTCPeerConnection:
     return pc
 
 
+async def record_then_patient_withdraws(
+    doctor_ws: SignalClient, patient_ws: SignalClient, seconds: float
+) -> str:
+    """The doctor asks, both consent, both send media to the recorder for ``seconds``, then
+    the patient withdraws and the recording stops; answers the recording id."""
+    await doctor_ws.send({"type": "recording_request"})
+    asked = await both_see("asked", doctor_ws, patient_ws)
+    await patient_ws.send({"type": "recording_consent", "granted": True})
+    assert await silent(doctor_ws) and await silent(patient_ws)  # one consent: nothing yet
+    await doctor_ws.send({"type": "recording_consent", "granted": True})
+    await both_see("recording", doctor_ws, patient_ws)
+    pcs = [await send_to_recorder(doctor_ws), await send_to_recorder(patient_ws)]
+    try:
+        await asyncio.sleep(seconds)
+        await patient_ws.send({"type": "recording_withdraw"})
+        stopped = await both_see("idle", doctor_ws, patient_ws)
+        assert stopped[0].reason == "consent_withdrawn"
+    finally:
+        for pc in pcs:
+            await pc.close()
+    return asked[0].recording_id
+
+
 async def test_both_consent_then_a_withdrawal_stops_the_recording(
     client: TestClient[Any, Any],
     app: web.Application,
@@ -64,22 +87,7 @@ async def test_both_consent_then_a_withdrawal_stops_the_recording(
 ) -> None:
     booking = await book(accounts, doctor, clock)
     doctor_ws, _, patient_ws, _ = await enter_call(client, booking)
-    await doctor_ws.send({"type": "recording_request"})
-    asked = await both_see("asked", doctor_ws, patient_ws)
-    rid = asked[0].recording_id
-    await patient_ws.send({"type": "recording_consent", "granted": True})
-    assert await silent(doctor_ws) and await silent(patient_ws)  # one consent: nothing yet
-    await doctor_ws.send({"type": "recording_consent", "granted": True})
-    await both_see("recording", doctor_ws, patient_ws)
-    pcs = [await send_to_recorder(doctor_ws), await send_to_recorder(patient_ws)]
-    try:
-        await asyncio.sleep(3)
-        await patient_ws.send({"type": "recording_withdraw"})
-        stopped = await both_see("idle", doctor_ws, patient_ws)
-        assert stopped[0].reason == "consent_withdrawn"
-    finally:
-        for pc in pcs:
-            await pc.close()
+    rid = await record_then_patient_withdraws(doctor_ws, patient_ws, seconds=3)
     services = app[SERVICES]
     recording = await services.store.get_recording(rid)
     assert recording is not None and recording.status == "complete"
