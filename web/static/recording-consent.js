@@ -36,7 +36,8 @@ export class RecordingView {
     this.status = el("p", { class: "recording-status", role: "status", "aria-live": "polite" });
     this.alert = el("p", { class: "recording-alert", role: "alert", hidden: true });
     // One corner for all three (bottom left: the top holds the call's own badges).
-    view.append(el("div", { class: "recording-notices" }, this.alert, this.indicator, this.status));
+    this.notices = el("div", { class: "recording-notices" }, this.alert, this.indicator, this.status);
+    view.append(this.notices);
     this.statusTimer = null;
 
     this.recordButton = el(
@@ -60,7 +61,17 @@ export class RecordingView {
 
     this.dialog = this._buildDialog();
     document.body.append(this.dialog);
-    document.addEventListener("langchange", () => this._renderRetention());
+    this.onLangChange = () => this._renderRetention();
+    document.addEventListener("langchange", this.onLangChange);
+  }
+
+  /** Take everything this view added off the page. */
+  remove() {
+    clearTimeout(this.statusTimer);
+    this.closePrompt();
+    document.removeEventListener("langchange", this.onLangChange);
+    document.body.classList.remove("is-recording");
+    for (const node of [this.notices, this.recordButton, this.stopButton, this.dialog]) node.remove();
   }
 
   /** Doctor: the Record button, shown while a recording may be asked for. */

@@ -55,8 +55,17 @@ export class RoomRecording {
     return (this.client.welcome && this.client.welcome.recording_retention_days) || 0;
   }
 
+  /** Stop following this session and take the view off the page. */
+  detach() {
+    this.listening.abort();
+    this._closePeer();
+    this.view.remove();
+  }
+
   _wire() {
-    const on = (type, handler) => this.client.addEventListener(type, (e) => handler(e.detail));
+    this.listening = new AbortController();
+    const { signal } = this.listening;
+    const on = (type, handler) => this.client.addEventListener(type, (e) => handler(e.detail), { signal });
     on("welcome", () => {
       // A new connection: whatever ran on the old one was stopped by the server.
       this.peerPresent = false;
@@ -226,7 +235,14 @@ export class RoomRecording {
   }
 }
 
-/** Follow recording on a RoomSession's connection, inside the call's stage. */
+const attached = new WeakMap(); // stage -> RoomRecording
+
+/** Follow recording on a RoomSession's connection, inside the call's stage (one per stage:
+ * a new session on the same page replaces the previous one's controls). */
 export function attachRecording(session, stage) {
-  return new RoomRecording(session, stage);
+  const previous = attached.get(stage);
+  if (previous) previous.detach();
+  const recording = new RoomRecording(session, stage);
+  attached.set(stage, recording);
+  return recording;
 }
