@@ -48,9 +48,11 @@ class RoomStates(Protocol):
         snapshot: Snapshot | None,
         resume: ResumeChanges,
         ttl: float,
+        waiting_since: float | None,
     ) -> None:
         """Save ``snapshot`` (None: the room is gone) and let the room go; raises
-        StoreUnavailable when the lease was lost meanwhile (nothing is written then)."""
+        StoreUnavailable when the lease was lost meanwhile (nothing is written then).
+        ``waiting_since``: when its patient began waiting (None: nobody waits)."""
 
     async def release(self, room_id: str, token: str) -> None:
         """Let the room go without saving (the change failed)."""
@@ -59,6 +61,9 @@ class RoomStates(Protocol):
         """The last saved snapshot, without taking the room (relays, watchers)."""
 
     async def find_resume(self, secret_hash: str) -> tuple[str, Role] | None: ...
+
+    async def waiting(self) -> dict[str, float]:
+        """Room id → since when its patient waits, over every instance."""
 
     def changed(self, room_id: str, connection_ids: Sequence[str | None]) -> None:
         """Tell the instances holding these connections that the room changed (in order

@@ -35,8 +35,8 @@ end
 return {0, ''}
 """
 
-# ARGV: token, snapshot ('' = delete), ttl ms, forgotten count, forgotten keys...,
-# then resume key / value pairs.
+# KEYS: lease, room, waiting index. ARGV: token, snapshot ('' = delete), ttl ms, waiting
+# since ('' = nobody waits), forgotten count, forgotten keys..., then resume key / value pairs.
 _COMMIT = """
 if redis.call('GET', KEYS[1]) ~= ARGV[1] then return 0 end
 if ARGV[2] == '' then
@@ -44,9 +44,14 @@ if ARGV[2] == '' then
 else
   redis.call('SET', KEYS[2], ARGV[2], 'PX', ARGV[3])
 end
-local n = tonumber(ARGV[4])
-for i = 5, 4 + n do redis.call('DEL', ARGV[i]) end
-for i = 5 + n, #ARGV, 2 do redis.call('SET', ARGV[i], ARGV[i + 1], 'PX', ARGV[3]) end
+if ARGV[4] == '' then
+  redis.call('HDEL', KEYS[3], KEYS[2])
+else
+  redis.call('HSET', KEYS[3], KEYS[2], ARGV[4])
+end
+local n = tonumber(ARGV[5])
+for i = 6, 5 + n do redis.call('DEL', ARGV[i]) end
+for i = 6 + n, #ARGV, 2 do redis.call('SET', ARGV[i], ARGV[i + 1], 'PX', ARGV[3]) end
 redis.call('DEL', KEYS[1])
 return 1
 """
@@ -94,18 +99,22 @@ class RedisRoomStates:
         snapshot: Snapshot | None,
         resume: ResumeChanges,
         ttl: float,
+        waiting_since: float | None,
     ) -> None:
         args: list[str | int] = [
             token,
             "" if snapshot is None else json.dumps(snapshot, separators=(",", ":")),
             int(ttl * 1000),
+            "" if waiting_since is None else repr(waiting_since),
             len(resume.forgotten),
             *(self._resume_key(h) for h in resume.forgotten),
         ]
         for secret_hash, role in resume.remembered.items():
             args += [self._resume_key(secret_hash), f"{room_id} {role}"]
         try:
-            done = await self.bus.redis.eval(_COMMIT, 2, *self._keys(room_id), *args)
+            done = await self.bus.redis.eval(
+                _COMMIT, 3, *self._keys(room_id), self._waiting_key, *args
+            )
         except (RedisError, OSError) as exc:
             raise StoreUnavailable(str(exc)) from exc
         if not done:
@@ -133,6 +142,28 @@ class RedisRoomStates:
             raise StoreUnavailable(str(exc)) from exc
         return [None if raw is None else cast(Snapshot, json.loads(raw)) for raw in raws]
 
+    @property
+    def _waiting_key(self) -> str:
+        return f"{self.p}waiting"
+
+    async def waiting(self) -> dict[str, float]:
+        """The waiting index, without rooms whose key expired (dropped from it here)."""
+        redis = self.bus.redis
+        try:
+            index = {
+                _text(k): float(v) for k, v in (await redis.hgetall(self._waiting_key)).items()
+            }
+            pipe = redis.pipeline(transaction=False)
+            for key in index:
+                pipe.exists(key)
+            gone = [k for k, up in zip(index, await pipe.execute(), strict=True) if not up]
+            if gone:
+                await redis.hdel(self._waiting_key, *gone)
+        except (RedisError, OSError) as exc:
+            raise StoreUnavailable(str(exc)) from exc
+        prefix = f"{self.p}room:"
+        return {k.removeprefix(prefix): v for k, v in index.items() if k not in gone}
+
     async def find_resume(self, secret_hash: str) -> tuple[str, Role] | None:
         try:
             raw = await self.bus.redis.get(self._resume_key(secret_hash))
@@ -140,8 +171,7 @@ class RedisRoomStates:
             raise StoreUnavailable(str(exc)) from exc
         if raw is None:
             return None
-        text = raw.decode() if isinstance(raw, bytes) else str(raw)
-        room_id, _, role = text.partition(" ")
+        room_id, _, role = _text(raw).partition(" ")
         return room_id, cast(Role, role)
 
     def changed(self, room_id: str, connection_ids: Sequence[str | None]) -> None:
@@ -158,3 +188,7 @@ class RedisRoomStates:
             return await self.bus.alive(connection_ids)
         except (RedisError, OSError) as exc:
             raise StoreUnavailable(str(exc)) from exc
+
+
+def _text(value: bytes | str) -> str:
+    return value.decode() if isinstance(value, bytes) else str(value)

@@ -206,7 +206,7 @@ class Room:
                 else self.snapshot()
             )
             after = [s.connection_id for s in self.seats.values() if s.connection_id]
-            await states.commit(self.id, token, saved, resume, ttl)
+            await states.commit(self.id, token, saved, resume, ttl, self.waiting_since())
         except BaseException:
             if self._outbox is outbox:
                 self._outbox = self._resume = None
@@ -276,6 +276,13 @@ class Room:
     def connected(self, role: Role) -> bool:
         seat = self.seats.get(role)
         return seat is not None and seat.connected
+
+    def waiting_since(self) -> float | None:
+        """When its patient began waiting, if one waits now (connected, not admitted)."""
+        patient = self.seats.get("patient")
+        if self.state is RoomState.WAITING and patient is not None and patient.connected:
+            return patient.since
+        return None
 
     # -- joining, resuming, leaving
 
@@ -581,6 +588,14 @@ class RoomRegistry:
         for room in rooms:
             if room is not None:
                 room.changes += 1
+
+    async def waiting(self) -> dict[str, float]:
+        """Room id → since when its patient waits (connected, not admitted): this process's
+        rooms on one instance, every instance's with shared state."""
+        if self.states is not None:
+            return await self.states.waiting()
+        found = ((room.id, room.waiting_since()) for room in list(self.rooms.values()))
+        return {room_id: since for room_id, since in found if since is not None}
 
     def remember_resume(self, secret_hash: str, room_id: str, role: Role) -> None:
         self._resume_index[secret_hash] = (room_id, role)

@@ -19,7 +19,11 @@ from pathlib import Path
 import aiohttp
 import pytest
 import redis
+from aiohttp.test_utils import TestClient, TestServer
 
+from config import Settings, StorageSettings
+from signaling.app import create_app
+from signaling.keys import SERVICES
 from signaling.protocol import (
     SERVER_DECODER,
     Admitted,
@@ -34,9 +38,19 @@ from signaling.protocol import (
     Waiting,
     Welcome,
 )
+from signaling.ws import SIGNALING
 from tests.cluster import Cluster, Instance, start_cluster, wait_until_ready
 from tests.conftest import Staff
-from tests.rtc import Booking, Closed, Peer, SignalClient, loopback_only, peers, rtc_config
+from tests.rtc import (
+    Booking,
+    Closed,
+    Peer,
+    SignalClient,
+    join,
+    loopback_only,
+    peers,
+    rtc_config,
+)
 from tests.servers import RedisServer
 from tests.test_signaling_recording import record_then_patient_withdraws
 
@@ -218,6 +232,45 @@ async def test_recording_across_instances_runs_on_the_doctors_and_hears_the_pati
     await doctor_ws.close()
     await patient_ws.close()
     await booking.patient.close()
+
+
+async def test_a_patient_waiting_on_one_instance_is_listed_by_every_instance(
+    tmp_path: Path, own_redis: RedisServer
+) -> None:
+    """Two apps in this process on one Redis: the waiting index (the dashboard's source) is
+    the same from both, and empties when the patient leaves."""
+    data_dir = tmp_path / "data"
+    data_dir.mkdir(mode=0o700)
+    storage = StorageSettings(data_dir=str(data_dir), backend="redis", redis_url=own_redis.url)
+    settings = Settings(storage=storage).validate()
+    apps = [create_app(settings), create_app(settings)]
+    clients = [TestClient(TestServer(app)) for app in apps]
+    for client in clients:
+        await client.start_server()
+    try:
+        services = apps[0][SERVICES]
+        await services.accounts.create_user("dr.waiting", "a long enough password", "doctor", "W")
+        doctor = await services.store.get_user_by_username("dr.waiting")
+        assert doctor is not None
+        issued = await services.consultations.create(
+            doctor, "Alice Patient", services.clock.now(), 30, ""
+        )
+        room = issued.consultation.id
+        patient, _ = await join(
+            clients[1], services.room_tokens.issue(room, "patient", f"patient:{room}")
+        )
+        await patient.expect(Waiting)
+        for app in apps:
+            assert await app[SIGNALING].rooms.waiting() == {
+                room: pytest.approx(time.time(), abs=30)
+            }
+        await patient.send({"type": "hang_up"})
+        await patient.closed_with()
+        for app in apps:
+            assert await app[SIGNALING].rooms.waiting() == {}
+    finally:
+        for client in clients:
+            await client.close()
 
 
 async def _race_once(cluster: Cluster, booking: Booking, doctor_ws: SignalClient) -> None:
