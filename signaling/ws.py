@@ -123,6 +123,7 @@ class Signaling:
                         reason=change.reason,
                     )
                 )
+                await room.refresh()  # shared rooms: the sockets as they are now
                 room.send_raw("doctor", message)
                 room.send_raw("patient", message)
 
