@@ -67,9 +67,6 @@ class RedisBus:
     def instance_of(connection_id: str) -> str:
         return connection_id.partition(".")[0]
 
-    def ready(self) -> bool:
-        return self.subscribed
-
     async def wait_ready(self, within: float) -> bool:
         """Wait (a little) for the subscription, e.g. just after Redis came back."""
         if not self.subscribed:

@@ -589,6 +589,21 @@ class RoomRegistry:
             if room is not None:
                 room.changes += 1
 
+    async def end_room(self, room_id: str, reason: EndReason) -> None:
+        """End a room whoever holds it (a cancelled consultation): with shared state, the
+        participants on every instance are told and let go; no room, nothing to do."""
+        room = self.rooms.get(room_id)
+        if room is None and self.states is not None:
+            room = self.get_or_create(room_id, "")
+        if room is None:
+            return
+        try:
+            await room.end(reason, None)
+        except InvalidTransition:
+            pass  # ended already
+        finally:
+            self.discard(room)
+
     async def waiting(self) -> dict[str, float]:
         """Room id → since when its patient waits (connected, not admitted): this process's
         rooms on one instance, every instance's with shared state."""

@@ -27,6 +27,7 @@ from signaling.keys import SERVICES
 from signaling.protocol import (
     SERVER_DECODER,
     Admitted,
+    Ended,
     ErrorMessage,
     Lobby,
     PeerJoined,
@@ -234,11 +235,12 @@ async def test_recording_across_instances_runs_on_the_doctors_and_hears_the_pati
     await booking.patient.close()
 
 
-async def test_a_patient_waiting_on_one_instance_is_listed_by_every_instance(
+async def test_a_waiting_patient_is_seen_and_let_go_from_every_instance(
     tmp_path: Path, own_redis: RedisServer
 ) -> None:
     """Two apps in this process on one Redis: the waiting index (the dashboard's source) is
-    the same from both, and empties when the patient leaves."""
+    the same from both; ending the room from the other one (a cancelled consultation)
+    reaches the patient and empties it."""
     data_dir = tmp_path / "data"
     data_dir.mkdir(mode=0o700)
     storage = StorageSettings(data_dir=str(data_dir), backend="redis", redis_url=own_redis.url)
@@ -264,8 +266,10 @@ async def test_a_patient_waiting_on_one_instance_is_listed_by_every_instance(
             assert await app[SIGNALING].rooms.waiting() == {
                 room: pytest.approx(time.time(), abs=30)
             }
-        await patient.send({"type": "hang_up"})
-        await patient.closed_with()
+        # The consultation is cancelled through the instance that holds nobody of the room.
+        await apps[0][SIGNALING].rooms.end_room(room, "cancelled")
+        assert (await patient.expect(Ended)).reason == "cancelled"
+        assert await patient.closed_with() is not None
         for app in apps:
             assert await app[SIGNALING].rooms.waiting() == {}
     finally:
