@@ -32,6 +32,9 @@ from signaling.bus import Inbox
 log = logging.getLogger("teleconsult.bus")
 
 RECONNECT_SECONDS = 0.2
+# Frames waiting for Redis beyond this are dropped, oldest first (an outage must not grow the
+# process without bound; they would be stale by the time Redis is back anyway).
+MAX_PENDING = 10_000
 
 
 class RedisBus:
@@ -43,7 +46,7 @@ class RedisBus:
         # An instance silent for this long is taken for dead.
         self.ttl = 3 * beat
         self._inboxes: dict[str, Inbox] = {}
-        self._outgoing: deque[tuple[str, bytes]] = deque()
+        self._outgoing: deque[tuple[str, bytes]] = deque(maxlen=MAX_PENDING)
         self._wake = asyncio.Event()
         self._redis: aioredis.Redis | None = None
         self._tasks: list[asyncio.Task[None]] = []
