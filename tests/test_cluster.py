@@ -70,6 +70,10 @@ def cluster(tmp_path: Path, own_redis: RedisServer) -> Iterator[Cluster]:
     started = start_cluster(tmp_path, own_redis)
     yield started
     started.stop()
+    # The instances' own logs hold no patient name and no TOTP secret either.
+    for instance in started.instances:
+        output = instance.output()
+        assert "Alice Patient" not in output and "otpauth" not in output, instance.name
 
 
 @pytest.fixture
