@@ -6,8 +6,9 @@ Prints, in one run (servers in their own processes, clients here, loopback only)
 
 * relay latency, one message in flight, samples interleaved: doctor on A and patient on B
   (cross-instance, through Redis pub/sub) against both on A (same instance, same Redis
-  deployment) — goal: cross p99 <= 1.5x single p99; and, for reference, against the default
-  single process (SQLite store, in-process bus);
+  deployment) — goal: cross p99 <= 1.5x single p99; for reference, the default single
+  process (SQLite store, in-process bus), and one bare redis-py PUBLISH-to-subscriber hop
+  (the floor of what crossing instances adds);
 * rooms and sockets held: ``--rooms`` rooms in call (2 sockets each) held by one instance,
   then the same number of rooms spread over two instances; for each layout the relay p99
   while ``--busy`` pairs keep relaying negotiation-sized messages (the fixed load), and the
@@ -60,7 +61,9 @@ def serve_instance(port: int, data_dir: str, redis_url: str) -> None:
     """bench_signaling's server with the Redis store (so the Redis bus and shared rooms)."""
     import config
 
-    config.StorageSettings = functools.partial(  # type: ignore[misc]
+    # serve_signaling builds its settings from config.StorageSettings(data_dir=...): in this
+    # child process only, that constructor now also says "Redis".
+    config.StorageSettings = functools.partial(  # type: ignore[assignment,misc]
         config.StorageSettings, backend="redis", redis_url=redis_url
     )
     serve_signaling(port, data_dir)
@@ -119,6 +122,27 @@ async def p99_under_load(pairs: list[Pair], busy: int, samples: int, seconds: fl
     return pct(measured, 0.99) * 1000
 
 
+async def pubsub_hop(redis_url: str, samples: int) -> list[float]:
+    """The floor of a cross-instance relay: one PUBLISH reaching a redis-py subscriber."""
+    import redis.asyncio as aioredis
+
+    publisher, subscriber = aioredis.from_url(redis_url), aioredis.from_url(redis_url)
+    channel = subscriber.pubsub()
+    await channel.subscribe("bench:hop")
+    await channel.get_message(timeout=1)  # the subscription confirmation
+    seconds = []
+    for _ in range(samples):
+        started = time.perf_counter()
+        await publisher.publish("bench:hop", b"x" * 200)
+        while await channel.get_message(ignore_subscribe_messages=True, timeout=5) is None:
+            pass
+        seconds.append(time.perf_counter() - started)
+    await channel.aclose()  # type: ignore[no-untyped-call]
+    await publisher.aclose()
+    await subscriber.aclose()
+    return seconds
+
+
 def start_redis(directory: Path) -> tuple[subprocess.Popen[bytes], str]:
     binary = shutil.which("redis-server")
     if binary is None:
@@ -155,7 +179,7 @@ async def main(args: argparse.Namespace) -> None:
             proc.start()
             procs.append(proc)
             await wait_listening(port)
-        await run(args, session, ports, [p.pid for p in procs])
+        await run(args, session, ports, [p.pid for p in procs], redis_url)
     finally:
         await session.close()
         for proc in procs:
@@ -167,7 +191,11 @@ async def main(args: argparse.Namespace) -> None:
 
 
 async def run(
-    args: argparse.Namespace, session: aiohttp.ClientSession, ports: list[int], pids: list[int]
+    args: argparse.Namespace,
+    session: aiohttp.ClientSession,
+    ports: list[int],
+    pids: list[int],
+    redis_url: str,
 ) -> None:
     a, b, local = (Signaling(f"ws://{ORIGIN_HOST}:{port}", session) for port in ports)
     across = Across(a, b)
@@ -193,6 +221,11 @@ async def run(
     print(
         f"  reference, one process with SQLite and the in-process bus: p50 {l50:.2f} ms"
         f" p99 {l99:.2f} ms -> cross-instance p99 ratio {c99 / l99:.2f}"
+    )
+    hop = await pubsub_hop(redis_url, args.samples)
+    print(
+        f"  the Redis pub/sub hop alone (redis-py, this machine): p50"
+        f" {pct(hop, 0.5) * 1000:.2f} ms p99 {pct(hop, 0.99) * 1000:.2f} ms"
     )
     print(
         f"join (token to admitted): across median {statistics.median(cross_join) * 1000:.1f} ms"
