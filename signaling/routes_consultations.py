@@ -44,9 +44,8 @@ async def end_open_room(app: web.Application, consultation_id: str) -> None:
     if signaling is None:
         return
     await signaling.stop_recording(consultation_id, "cancelled")
-    room = signaling.rooms.rooms.get(consultation_id)
-    if room is not None:
-        await room.end("cancelled", None)
+    # end_room reaches the room whichever instance holds its participants (shared state).
+    await signaling.rooms.end_room(consultation_id, "cancelled")
 
 
 _STAFF_ERRORS = ("not_authenticated", "csrf_failed")

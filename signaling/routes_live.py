@@ -2,7 +2,8 @@
 
 * ``GET /api/waiting``: which of the doctor's patients are in a waiting room right now. The
   dashboard polls it (one socket per open consultation lives on the call page, never on the
-  dashboard). It reads presence from this process's room registry, like ``/metrics`` does.
+  dashboard). It reads presence from the room registry: this process's rooms on one instance,
+  every instance's waiting index when rooms are shared through Redis.
   Its authentication leaves the session's idle timer alone: a dashboard left open must not
   keep a session alive past ``security.session_idle_minutes``.
 * ``GET /api/ice-policy``: whether the pages must send media through the TURN relay only
@@ -19,7 +20,6 @@ from aiohttp import web
 from signaling.errors import AppError
 from signaling.http_api import USER_KEY, ApiRegistry, json_response
 from signaling.keys import SERVICES
-from signaling.rooms import RoomRegistry, RoomState
 from signaling.views import iso
 from signaling.ws import SIGNALING
 
@@ -41,17 +41,6 @@ class IcePolicy(msgspec.Struct):
     ice_transport_policy: Literal["all", "relay"]
 
 
-def waiting_rooms(registry: RoomRegistry) -> dict[str, float]:
-    """Room id → since when its patient waits, for every room with a connected patient that
-    is not admitted (a patient whose connection dropped is not shown: it may never return)."""
-    waiting: dict[str, float] = {}
-    for room in list(registry.rooms.values()):
-        seat = room.seats.get("patient")
-        if room.state is RoomState.WAITING and seat is not None and seat.connected:
-            waiting[room.id] = seat.since
-    return waiting
-
-
 @routes.route(
     "GET",
     "/api/waiting",
@@ -67,7 +56,8 @@ async def list_waiting(request: web.Request) -> web.Response:
     if doctor.role != "doctor":
         raise AppError("forbidden", "Only doctors have waiting rooms.")
     signaling = request.app.get(SIGNALING)
-    rooms = {} if signaling is None else waiting_rooms(signaling.rooms)
+    # Every instance's waiting patients when rooms are shared through Redis.
+    rooms = {} if signaling is None else await signaling.rooms.waiting()
     found: list[WaitingPatientView] = []
     for room_id, since in rooms.items():
         consultation = await services.store.get_consultation(room_id)

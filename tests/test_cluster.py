@@ -203,6 +203,30 @@ async def test_a_doctor_on_one_instance_and_a_patient_on_the_other_talk(
     await booking.patient.close()
 
 
+async def test_the_dashboard_sees_and_cancels_a_patient_waiting_on_the_other_instance(
+    cluster: Cluster, doctor: Staff
+) -> None:
+    """The doctor's dashboard on A lists a patient waiting on B (GET /api/waiting), and
+    cancelling the consultation over HTTP on A ends the patient's room on B."""
+    booking = await cluster.book(doctor, patient_on=cluster.b)
+    patient_ws, _ = await join_on(
+        cluster, cluster.b, booking.patient, await booking.patient_token()
+    )
+    await patient_ws.expect(Waiting)
+    resp = await doctor.client.get("/api/waiting")
+    assert resp.status == 200, await resp.text()
+    waiting = (await resp.json())["waiting"]
+    assert [(w["consultation_id"], w["patient_name"]) for w in waiting] == [
+        (booking.consultation_id, "Alice Patient")
+    ]
+    resp = await doctor.post(f"/api/consultations/{booking.consultation_id}/cancel")
+    assert resp.status == 200, await resp.text()
+    assert (await patient_ws.expect(Ended)).reason == "cancelled"
+    resp = await doctor.client.get("/api/waiting")
+    assert (await resp.json())["waiting"] == []
+    await booking.patient.close()
+
+
 async def close_code_sent(signal: SignalClient, within: float) -> int | None:
     """The close code in the server's close frame (None: still open after ``within`` s of
     silence). Read from the frame: aiohttp's own close_code says 1006 whenever its answering
