@@ -154,12 +154,18 @@ class RedeemResponse(msgspec.Struct):
     csrf_token: str
 
 
+AuditOutcome = Literal["success", "failure", "locked", "refused", "denied"]
+
+
 class AuditQuery(msgspec.Struct, forbid_unknown_fields=True):
     actor: Annotated[str, Meta(max_length=64)] | None = None
     consultation: Annotated[str, Meta(max_length=64)] | None = None
     action: Annotated[str, Meta(max_length=64)] | None = None
+    outcome: AuditOutcome | None = None
     since: Annotated[str, Meta(max_length=40, description="ISO 8601 date-time")] | None = None
     until: Annotated[str, Meta(max_length=40, description="ISO 8601 date-time")] | None = None
+    newest_first: Annotated[bool, Meta(description="newest entries first (pages)")] = False
+    offset: Annotated[int, Meta(ge=0, le=1_000_000, description="entries to skip")] = 0
     limit: Annotated[int, Meta(ge=1, le=10000)] = 1000
 
 
@@ -183,7 +189,26 @@ class AuditEntryView(msgspec.Struct):
 
 class AuditList(msgspec.Struct):
     entries: list[AuditEntryView]
+    # Hash and sequence number of the last entry of the whole trail (an anchor to keep).
     head: str
+    head_seq: int = 0
+    # More entries match beyond this page (offset + limit).
+    more: bool = False
+    # Every action the service records (the filter's choices).
+    actions: list[str] = []
+
+
+class AuditVerification(msgspec.Struct):
+    """The chain walked from its purge checkpoint (``audit verify`` over HTTP)."""
+
+    intact: bool
+    entries: int
+    head_seq: int
+    head: str
+    # Where the kept trail starts after retention purges (0: from the first entry).
+    checkpoint_seq: int
+    broken_at: int | None = None
+    reason: str = ""
 
 
 class ConsultationExport(msgspec.Struct):

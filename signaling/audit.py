@@ -13,6 +13,56 @@ from signaling.store.base import AuditCheckpoint, AuditFields, Store
 
 log = logging.getLogger("teleconsult.audit")
 
+# Every action the service records, for the audit page's filter and for the test that each
+# one is written exactly once (tests/test_audit_actions.py checks the code writes no other).
+AUDITED_ACTIONS: tuple[str, ...] = (
+    "login.success",
+    "login.password",
+    "login.totp",
+    "account.locked",
+    "address.locked",
+    "mfa.enrolled",
+    "mfa.reset",
+    "session.end",
+    "user.created",
+    "user.disabled",
+    "user.enabled",
+    "consultation.created",
+    "consultation.cancelled",
+    "consultation.ended",
+    "consultation.exported",
+    "consultation.erased",
+    "invite.created",
+    "invite.code",
+    "invite.used",
+    "invite.locked",
+    "token.issued",
+    "signaling.token_refused",
+    "signaling.join",
+    "signaling.waiting",
+    "signaling.admitted",
+    "signaling.denied",
+    "signaling.resume",
+    "signaling.disconnected",
+    "call.started",
+    "call.ended",
+    "recording.requested",
+    "consent.given",
+    "consent.declined",
+    "consent.withdrawn",
+    "recording.started",
+    "recording.stopped",
+    "recording.listed",
+    "recording.downloaded",
+    "recording.exported",
+    "recording.deleted",
+    "recording.purged",
+    "retention.purged",
+    "audit.exported",
+    "audit.incident_report",
+    "audit.purged",
+)
+
 
 class AuditTrail:
     def __init__(self, store: Store, clock: Clock) -> None:

@@ -14,6 +14,7 @@ from signaling.keys import SERVICES
 PAGES = {
     "/": "index.html",
     "/admin": "admin.html",
+    "/audit": "audit.html",
     "/call/{consultation_id}": "call.html",
     "/join/{token}": "join.html",
     "/setup/{token}": "setup.html",

@@ -83,13 +83,13 @@ class RecordingLibrary:
         await self.store.update_recording(deleted)
         return deleted
 
-    async def purge_expired(self) -> int:
+    async def purge_expired(self) -> list[Recording]:
+        """Crypto-shred recordings past their retention; answers those purged (for the audit)."""
         limit = self.clock.now() - self.settings.recording.retention_days * DAY
-        purged = 0
+        purged: list[Recording] = []
         for recording in await self.store.list_recordings():
             if recording.status != "deleted" and recording.started_at < limit:
                 if recording.status == "recording":
                     continue  # still being written: the next sweep takes it
-                await self.delete(recording, "retention")
-                purged += 1
+                purged.append(await self.delete(recording, "retention"))
         return purged

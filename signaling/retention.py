@@ -100,7 +100,18 @@ class RetentionSweeper:
                 c.id, now - kept.consent_receipt_days * DAY
             )
         sessions = await self.store.purge_sessions(now)
-        recordings = await RecordingLibrary(self.store, self.clock, self.settings).purge_expired()
+        purged = await RecordingLibrary(self.store, self.clock, self.settings).purge_expired()
+        for recording in purged:
+            # One entry per recording, so its trail (and a breach report) shows when it went.
+            await self.audit.record(
+                "recording.purged",
+                actor="system",
+                actor_role="system",
+                target=recording.id,
+                consultation=recording.consultation_id,
+                recording_days=self.settings.recording.retention_days,
+            )
+        recordings = len(purged)
         if erased or sessions or recordings or receipts:
             await self.audit.record(
                 "retention.purged",
@@ -115,13 +126,15 @@ class RetentionSweeper:
                 consent_receipt_days=kept.consent_receipt_days,
             )
         # Last, so the entries above are not purged before anyone could read them.
-        purge = await self.audit.purge_before(now - kept.audit_days * DAY, kept.audit_days)
+        audit_purge = await self.audit.purge_before(now - kept.audit_days * DAY, kept.audit_days)
         return SweepReport(
             consultations_erased=erased,
             sessions_purged=sessions,
             recordings_purged=recordings,
             consent_receipts_purged=receipts,
-            audit_entries_purged=int(json.loads(purge.details)["removed"]) if purge else 0,
+            audit_entries_purged=int(json.loads(audit_purge.details)["removed"])
+            if audit_purge
+            else 0,
         )
 
 

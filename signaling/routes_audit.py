@@ -14,9 +14,11 @@ from signaling.api_types import (
     AuditExportQuery,
     AuditList,
     AuditQuery,
+    AuditVerification,
     IncidentQuery,
     IncidentReport,
 )
+from signaling.audit import AUDITED_ACTIONS, verify_chain
 from signaling.http_api import USER_KEY, ApiRegistry, client_address, json_response
 from signaling.keys import SERVICES
 from signaling.models import AuditEntry
@@ -56,32 +58,44 @@ def _view(e: AuditEntry) -> AuditEntryView:
     )
 
 
-async def _entries(request: web.Request, query: AuditQuery) -> list[AuditEntry]:
+async def _own_targets(request: web.Request) -> frozenset[str] | None:
+    """What a doctor may see the trail of: own consultations and their recordings."""
     services = request.app[SERVICES]
     user = request[USER_KEY]
+    if user.role == "admin":
+        return None
+    consultations = [c.id for c in await services.store.list_consultations(user.id)]
+    recordings = [r.id for r in await services.store.list_recordings(doctor_id=user.id)]
+    return frozenset(consultations + recordings)
+
+
+async def _entries(request: web.Request, query: AuditQuery, extra: int = 0) -> list[AuditEntry]:
+    """The entries ``query`` selects that the caller may see (``extra`` more, to page)."""
     since = parse_iso(query.since, "since") if query.since else None
     until = parse_iso(query.until, "until") if query.until else None
-    found = await services.store.list_audit(
+    return await request.app[SERVICES].store.list_audit(
         AuditFilter(
             actor=query.actor,
             target=query.consultation,
             action=query.action,
+            outcome=query.outcome,
             since=since,
             until=until,
-            limit=query.limit if user.role == "admin" else 100_000,
+            # Enforced in the store query itself, so pages and limits count only these.
+            targets=await _own_targets(request),
+            newest_first=query.newest_first,
+            offset=query.offset,
+            limit=query.limit + extra,
         )
     )
-    if user.role == "admin":
-        return found
-    # A doctor sees what happened to own consultations, whoever did it.
-    own = {c.id for c in await services.store.list_consultations(user.id)}
-    return [e for e in found if e.target in own][: query.limit]
 
 
 @routes.route(
     "GET",
     "/api/audit",
-    summary="Audit entries, filtered (admins: all; doctors: entries about their own consultations)",
+    summary="Audit entries, filtered by actor, consultation, action, outcome and period, a page "
+    "at a time (offset, limit, newest_first); admins see all, doctors the entries about their "
+    "own consultations and recordings. Also gives the chain head and the known actions",
     auth="staff",
     query=AuditQuery,
     response=AuditList,
@@ -89,10 +103,42 @@ async def _entries(request: web.Request, query: AuditQuery) -> list[AuditEntry]:
     tag="audit",
 )
 async def list_audit(request: web.Request, query: AuditQuery) -> web.Response:
-    entries = await _entries(request, query)
+    entries = await _entries(request, query, extra=1)
     last = await request.app[SERVICES].store.audit_head()
-    head = last.hash if last else ""
-    return json_response(AuditList(entries=[_view(e) for e in entries], head=head))
+    return json_response(
+        AuditList(
+            entries=[_view(e) for e in entries[: query.limit]],
+            head=last.hash if last else "",
+            head_seq=last.seq if last else 0,
+            more=len(entries) > query.limit,
+            actions=list(AUDITED_ACTIONS),
+        )
+    )
+
+
+@routes.route(
+    "GET",
+    "/api/audit/verify",
+    summary="Walk the whole hash chain from its retention checkpoint, as `run.py audit verify` "
+    "does: intact, or the first entry modified, removed, inserted or reordered; admins only",
+    auth="admin",
+    response=AuditVerification,
+    errors=_ERRORS,
+    tag="audit",
+)
+async def verify_audit(request: web.Request) -> web.Response:
+    report = await verify_chain(request.app[SERVICES].store)
+    return json_response(
+        AuditVerification(
+            intact=report.broken is None,
+            entries=len(report.entries),
+            head_seq=report.head_seq,
+            head=report.head_hash,
+            checkpoint_seq=report.checkpoint.seq if report.checkpoint else 0,
+            broken_at=report.broken[0] if report.broken else None,
+            reason=report.broken[1] if report.broken else "",
+        )
+    )
 
 
 @routes.route(

@@ -29,9 +29,27 @@ class AuditFilter:
     actor: str | None = None
     target: str | None = None
     action: str | None = None
+    outcome: str | None = None
     since: float | None = None
     until: float | None = None
+    # Only entries whose target is one of these (a doctor's own consultations and
+    # recordings); None: any target.
+    targets: frozenset[str] | None = None
+    newest_first: bool = False
+    offset: int = 0
     limit: int = 1000
+
+    def matches(self, e: AuditEntry) -> bool:
+        """The same test as a backend's query, for backends that filter in Python."""
+        return (
+            (self.actor is None or e.actor == self.actor)
+            and (self.target is None or e.target == self.target)
+            and (self.action is None or e.action == self.action)
+            and (self.outcome is None or e.outcome == self.outcome)
+            and (self.since is None or e.at >= self.since)
+            and (self.until is None or e.at < self.until)
+            and (self.targets is None or e.target in self.targets)
+        )
 
 
 @dataclass(frozen=True)

@@ -9,6 +9,7 @@ server with ``appendonly no`` unless told otherwise.
 
 from __future__ import annotations
 
+import itertools
 import json
 import logging
 from typing import Any, cast
@@ -582,16 +583,8 @@ class RedisStore:
         return [AuditEntry(**json.loads(item)) for item in raw]
 
     async def list_audit(self, query: AuditFilter) -> list[AuditEntry]:
-        matches: list[AuditEntry] = []
-        for e in await self.all_audit():
-            if (
-                (query.actor is None or e.actor == query.actor)
-                and (query.target is None or e.target == query.target)
-                and (query.action is None or e.action == query.action)
-                and (query.since is None or e.at >= query.since)
-                and (query.until is None or e.at < query.until)
-            ):
-                matches.append(e)
-                if len(matches) >= query.limit:
-                    break
-        return matches
+        entries = await self.all_audit()
+        if query.newest_first:
+            entries.reverse()
+        matches = (e for e in entries if query.matches(e))
+        return list(itertools.islice(matches, query.offset, query.offset + query.limit))

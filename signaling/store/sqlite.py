@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import asyncio
 import dataclasses
+import json
 import sqlite3
 from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
@@ -657,6 +658,7 @@ class SqliteStore:
             ("actor", query.actor),
             ("target", query.target),
             ("action", query.action),
+            ("outcome", query.outcome),
         ):
             if value is not None:
                 clauses.append(f"{column}=?")
@@ -667,11 +669,17 @@ class SqliteStore:
         if query.until is not None:
             clauses.append("at<?")
             params.append(query.until)
+        if query.targets is not None:
+            # One JSON parameter, however many ids (no limit on bound variables to meet).
+            clauses.append("target IN (SELECT value FROM json_each(?))")
+            params.append(json.dumps(sorted(query.targets)))
         where = f"WHERE {' AND '.join(clauses)}" if clauses else ""
-        params.append(query.limit)
+        order = "DESC" if query.newest_first else "ASC"
+        params += [query.limit, query.offset]
         rows = await self._run(
             lambda db: db.execute(
-                f"SELECT {_AUDIT_COLUMNS} FROM audit {where} ORDER BY seq LIMIT ?", params
+                f"SELECT {_AUDIT_COLUMNS} FROM audit {where} ORDER BY seq {order} LIMIT ? OFFSET ?",
+                params,
             ).fetchall()
         )
         return [_audit(r) for r in rows]

@@ -1,6 +1,7 @@
 // Administration: list accounts, create one, disable/enable, reset two-factor authentication.
 import { initI18n, t } from "./i18n.js";
-import { api, setCsrf } from "./api.js";
+import { api } from "./api.js";
+import { signedInStaff } from "./staff-session.js";
 import { $, el, showOnly, focusHeading, showError, setBusy, confirmDialog, formatDateTime } from "./ui.js";
 
 let me = null;
@@ -156,29 +157,13 @@ function wire() {
     $("#new-password").value = generatePassword();
     $("#new-password").focus();
   });
-  $("#signout").addEventListener("click", async () => {
-    try {
-      await api("/api/auth/logout", { method: "POST" });
-    } finally {
-      location.assign("/");
-    }
-  });
   document.addEventListener("langchange", () => users.length && render());
 }
 
 async function start() {
   initI18n();
-  try {
-    const answer = await api("/api/me");
-    me = answer.user;
-    setCsrf(answer.csrf_token);
-  } catch {
-    location.assign("/");
-    return;
-  }
-  $("#who").textContent = me.display_name || me.username;
-  $("#who").hidden = false;
-  $("#signout").hidden = false;
+  me = await signedInStaff();
+  if (!me) return;
   if (me.role !== "admin") {
     showOnly(["loading", "denied", "admin"], "denied");
     focusHeading($("#denied"));
