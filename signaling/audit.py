@@ -83,7 +83,7 @@ class AuditTrail:
         # Details hold identifiers and reasons only: never a secret, never health data.
         fields = AuditFields(
             at=self._clock.now(),
-            actor=actor,
+            actor=_actor_id(actor),
             actor_role=actor_role,
             action=action,
             target=target,
@@ -122,6 +122,18 @@ class AuditTrail:
         if entry is not None:
             log.info("audit %s %s actor=system details=%s", entry.seq, PURGE_ACTION, entry.details)
         return entry
+
+
+def _actor_id(actor: str) -> str:
+    """One spelling per actor, whoever records: a room seat's subject ("user:<id>",
+    "patient:<consultation>") becomes the user id or "patient", as the HTTP routes write it,
+    so that filtering the trail by actor finds every entry."""
+    kind, sep, rest = actor.partition(":")
+    if sep and kind == "user" and rest:
+        return rest
+    if sep and kind == "patient":
+        return "patient"
+    return actor
 
 
 async def verify_trail(store: Store) -> tuple[int, str, tuple[int, str] | None]:

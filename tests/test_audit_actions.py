@@ -1,0 +1,362 @@
+"""Each audited action lands in the trail exactly once, with the right actor, role and
+outcome, on both backends: every action is driven through the HTTP API, the WebSocket or the
+command line, and each step's new entries are compared with what that step must write."""
+
+from __future__ import annotations
+
+import asyncio
+import dataclasses
+import os
+import re
+import subprocess
+import sys
+from collections import Counter
+from pathlib import Path
+from typing import Any
+
+import pytest
+from aiohttp import web
+from aiohttp.test_utils import TestClient
+
+from config import Settings
+from signaling.audit import AUDITED_ACTIONS
+from signaling.clock import ManualClock
+from signaling.keys import SERVICES
+from signaling.models import AuditEntry
+from signaling.protocol import Denied, PeerLeft, Waiting
+from signaling.retention import DAY, RetentionSweeper
+from tests.conftest import PASSWORD, Accounts, Staff
+from tests.rtc import book, connect, enter_call, join, loopback_only
+from tests.test_recordings_api import make_recording
+from tests.test_signaling_recording import record_then_patient_withdraws
+
+pytestmark = [pytest.mark.both_stores, pytest.mark.slow]
+ROOT = Path(__file__).resolve().parent.parent
+# (action, actor, role, outcome); actor "@name" stands for that user's id.
+Expected = tuple[str, str, str, str]
+
+
+@pytest.fixture(autouse=True)
+def _loopback(monkeypatch: pytest.MonkeyPatch) -> None:
+    loopback_only(monkeypatch)
+
+
+@pytest.fixture
+def settings(settings: Settings) -> Settings:
+    # Small thresholds, so that locks come within a few attempts.
+    security = dataclasses.replace(
+        settings.security, lockout_threshold=3, address_failure_threshold=6
+    )
+    recording = dataclasses.replace(settings.recording, worker_loopback="only")
+    return dataclasses.replace(settings, security=security, recording=recording)
+
+
+class Trail:
+    """Reads the entries each step adds and checks them against what the step must write."""
+
+    def __init__(self, app: web.Application) -> None:
+        self.store = app[SERVICES].store
+        self.ids: dict[str, str] = {"patient": "patient", "system": "system", "cli": "cli"}
+        self.seen = 0
+        self.covered: Counter[str] = Counter()
+
+    def actor(self, name: str) -> str:
+        return self.ids.get(name.removeprefix("@"), name) if name.startswith("@") else name
+
+    async def new_entries(self) -> list[AuditEntry]:
+        entries = [e for e in await self.store.all_audit() if e.seq > self.seen]
+        if entries:
+            self.seen = entries[-1].seq
+        return entries
+
+    async def step(self, *expected: Expected, settle: float = 0.0) -> list[AuditEntry]:
+        """The entries written since the last step must be exactly ``expected`` (any order).
+
+        WebSocket actions are recorded just after the sockets are told: wait for them.
+        """
+        want = Counter((a, self.actor(who), role, outcome) for a, who, role, outcome in expected)
+        got: list[AuditEntry] = []
+        have: Counter[tuple[str, str, str, str]] = Counter()
+        for _ in range(500):  # up to 10 s
+            got += await self.new_entries()
+            have = Counter((e.action, e.actor, e.actor_role, e.outcome) for e in got)
+            if not want - have:
+                break
+            await asyncio.sleep(0.02)
+        if settle:
+            await asyncio.sleep(settle)  # nothing more may come (e.g. no second entry)
+            got += await self.new_entries()
+            have = Counter((e.action, e.actor, e.actor_role, e.outcome) for e in got)
+        assert have == want, f"written {sorted(have.items())}\nexpected {sorted(want.items())}"
+        for e in got:
+            assert e.address in ("127.0.0.1", ""), e  # the source address, when one exists
+            self.covered[e.action] += 1
+        return got
+
+
+async def sign_in_steps(
+    trail: Trail, accounts: Accounts, username: str, role: str, first: bool
+) -> Staff:
+    staff = await accounts.sign_in(username)
+    trail.ids[username] = staff.user["id"]
+    me = f"@{username}"
+    extra: list[Expected] = [("mfa.enrolled", me, role, "success")] if first else []
+    await trail.step(
+        ("login.password", me, role, "success"), *extra, ("login.success", me, role, "success")
+    )
+    return staff
+
+
+async def test_each_audited_action_is_written_exactly_once(
+    app: web.Application,
+    client: TestClient[Any, Any],
+    accounts: Accounts,
+    clock: ManualClock,
+    settings: Settings,
+) -> None:
+    trail = Trail(app)
+    services = app[SERVICES]
+    await accounts.create("boss", role="admin")
+    admin = await sign_in_steps(trail, accounts, "boss", "admin", first=True)
+
+    # -- accounts
+    resp = await admin.post(
+        "/api/users",
+        json={"username": "dr.house", "password": PASSWORD, "role": "doctor", "display_name": ""},
+    )
+    assert resp.status == 201, await resp.text()
+    doctor_id = (await resp.json())["id"]
+    trail.ids["dr.house"] = doctor_id
+    await trail.step(("user.created", "@boss", "admin", "success"))
+    doctor = await sign_in_steps(trail, accounts, "dr.house", "doctor", first=True)
+
+    resp = await accounts.new_session().post(
+        "/api/auth/login", json={"username": "dr.house", "password": "wrong password!"}
+    )
+    assert resp.status == 401
+    await trail.step(("login.password", "@dr.house", "doctor", "failure"))
+    session = accounts.new_session()
+    resp = await session.post(
+        "/api/auth/login", json={"username": "dr.house", "password": PASSWORD}
+    )
+    assert resp.status == 200
+    await trail.step(("login.password", "@dr.house", "doctor", "success"))
+    resp = await session.post("/api/auth/totp", json={"code": "000000"})
+    assert resp.status == 401
+    await trail.step(("login.totp", "@dr.house", "doctor", "failure"))
+    # A third failure for this account locks it.
+    resp = await accounts.new_session().post(
+        "/api/auth/login", json={"username": "dr.house", "password": "wrong again!!"}
+    )
+    assert resp.status == 401
+    await trail.step(
+        ("login.password", "@dr.house", "doctor", "failure"),
+        ("account.locked", "", "unknown", "locked"),
+    )
+
+    resp = await admin.post(f"/api/users/{doctor_id}/reset-mfa")
+    assert resp.status == 200, await resp.text()
+    await trail.step(("mfa.reset", "@boss", "admin", "success"))
+    resp = await admin.post(f"/api/users/{doctor_id}/disable")
+    assert resp.status == 200
+    await trail.step(("user.disabled", "@boss", "admin", "success"))
+    resp = await admin.post(f"/api/users/{doctor_id}/enable")
+    assert resp.status == 200
+    await trail.step(("user.enabled", "@boss", "admin", "success"))
+    clock.advance(settings.security.lockout_minutes * 60 + 1)  # the account lock is over
+    doctor = await sign_in_steps(trail, accounts, "dr.house", "doctor", first=True)
+
+    # -- consultations and invites
+    booking = await book(accounts, doctor, clock)
+    cid = booking.consultation_id
+    await trail.step(
+        ("consultation.created", "@dr.house", "doctor", "success"),
+        ("invite.created", "@dr.house", "doctor", "success"),
+        ("invite.used", "patient", "patient", "success"),
+        ("token.issued", "patient", "patient", "success"),
+    )
+
+    # -- the room: join, waiting, admission, call, a drop and its resume, the end
+    doctor_ws, _, patient_ws, patient_welcome = await enter_call(client, booking)
+    await trail.step(
+        ("token.issued", "@dr.house", "doctor", "success"),
+        ("signaling.join", "@dr.house", "doctor", "success"),
+        ("signaling.join", "patient", "patient", "success"),
+        ("signaling.waiting", "patient", "patient", "success"),
+        ("signaling.admitted", "patient", "patient", "success"),
+        ("call.started", "@dr.house", "doctor", "success"),
+    )
+    refused = await connect(client)
+    await refused.send({"type": "join", "v": 1, "token": "not-a-token"})
+    await refused.expect_error("token_invalid")
+    await trail.step(("signaling.token_refused", "unknown", "unknown", "refused"))
+
+    # -- recording: request, both consents, start, withdrawal, stop
+    rid = await record_then_patient_withdraws(doctor_ws, patient_ws, seconds=1)
+    await trail.step(
+        ("recording.requested", "@dr.house", "doctor", "success"),
+        ("consent.given", "patient", "patient", "success"),
+        ("consent.given", "@dr.house", "doctor", "success"),
+        # The service starts and stops it, on the consents it holds.
+        ("recording.started", "system", "system", "success"),
+        ("consent.withdrawn", "patient", "patient", "success"),
+        ("recording.stopped", "system", "system", "success"),
+    )
+    await doctor_ws.send({"type": "recording_request"})
+    await patient_ws.send({"type": "recording_consent", "granted": False})
+    await trail.step(
+        ("recording.requested", "@dr.house", "doctor", "success"),
+        ("consent.declined", "patient", "patient", "success"),
+    )
+
+    patient_ws.drop()
+    while not isinstance(await doctor_ws.recv(), PeerLeft):  # past the recording states
+        pass
+    await trail.step(("signaling.disconnected", "patient", "patient", "success"))
+    back = await connect(client)
+    await back.send({"type": "resume", "v": 1, "resume": patient_welcome.resume})
+    await trail.step(("signaling.resume", "patient", "patient", "success"))
+    await doctor_ws.send({"type": "hang_up", "end": True})
+    await trail.step(
+        ("call.ended", "@dr.house", "doctor", "success"),
+        ("consultation.ended", "@dr.house", "doctor", "success"),
+        settle=0.3,
+    )
+    await back.close()
+    await doctor_ws.close()
+
+    # -- recordings: listed, downloaded, exported (command line), deleted
+    resp = await doctor.client.get("/api/recordings", params={"consultation": cid})
+    assert resp.status == 200
+    await trail.step(("recording.listed", "@dr.house", "doctor", "success"))
+    resp = await doctor.client.get(f"/api/recordings/{rid}/download")
+    assert resp.status == 200
+    await resp.read()
+    await trail.step(("recording.downloaded", "@dr.house", "doctor", "success"))
+    out = Path(settings.storage.data_dir).parent / "export.webm"
+    env = dict(os.environ)
+    env["TELECONSULT_STORAGE_BACKEND"] = settings.storage.backend
+    env["TELECONSULT_STORAGE_REDIS_URL"] = settings.storage.redis_url
+    command = [sys.executable, "run.py", "recording", "export", rid, "--out", str(out)]
+    command += ["--data-dir", settings.storage.data_dir]
+    done = await asyncio.to_thread(
+        subprocess.run, command, cwd=ROOT, env=env, capture_output=True, text=True, timeout=120
+    )
+    assert done.returncode == 0, done.stderr
+    await trail.step(("recording.exported", "cli", "admin", "success"))
+    resp = await doctor.post(f"/api/recordings/{rid}/delete")
+    assert resp.status == 200, await resp.text()
+    await trail.step(("recording.deleted", "@dr.house", "doctor", "success"))
+
+    # -- a second consultation: denied patient, wrong codes, a lock, a new link, cancelled
+    other = await book(accounts, doctor, clock, patient_name="Bob Patient")
+    await trail.step(
+        ("consultation.created", "@dr.house", "doctor", "success"),
+        ("invite.created", "@dr.house", "doctor", "success"),
+        ("invite.used", "patient", "patient", "success"),
+        ("token.issued", "patient", "patient", "success"),
+    )
+    doctor_ws, _ = await join(client, await other.doctor_token())
+    patient_ws, _ = await join(client, await other.patient_token())
+    await patient_ws.expect(Waiting)
+    await doctor_ws.send({"type": "deny"})
+    await patient_ws.expect(Denied)
+    await trail.step(
+        ("token.issued", "@dr.house", "doctor", "success"),
+        ("signaling.join", "@dr.house", "doctor", "success"),
+        ("signaling.join", "patient", "patient", "success"),  # with the token of the redeem
+        ("signaling.waiting", "patient", "patient", "success"),
+        ("signaling.denied", "patient", "patient", "denied"),
+    )
+    await doctor_ws.close()
+    await patient_ws.close()
+    # The declined patient was shown out by the room; the doctor leaves it.
+    await trail.step(("signaling.disconnected", "@dr.house", "doctor", "success"), settle=0.3)
+
+    resp = await doctor.post(f"/api/consultations/{other.consultation_id}/invite")
+    assert resp.status == 200, await resp.text()
+    invite = (await resp.json())["invite_url"].rsplit("/join/", 1)[1]
+    await trail.step(("invite.created", "@dr.house", "doctor", "success"))
+    patient = accounts.new_session()
+    attempts = services.settings.security.invite_max_code_attempts
+    for n in range(1, attempts + 1):
+        resp = await patient.post(
+            "/api/invites/redeem", json={"invite": invite, "access_code": "000000"}
+        )
+        assert resp.status in (401, 403, 423), await resp.text()
+        locked: list[Expected] = [("invite.locked", "patient", "patient", "locked")]
+        await trail.step(
+            ("invite.code", "patient", "patient", "failure"), *(locked if n == attempts else [])
+        )
+    resp = await doctor.post(f"/api/consultations/{other.consultation_id}/cancel")
+    assert resp.status == 200, await resp.text()
+    await trail.step(("consultation.cancelled", "@dr.house", "doctor", "success"))
+
+    # -- a patient's rights, breach response, audit export
+    resp = await admin.client.get(f"/api/consultations/{cid}/export")
+    assert resp.status == 200
+    await trail.step(("consultation.exported", "@boss", "admin", "success"))
+    resp = await admin.post(f"/api/consultations/{cid}/erase")
+    assert resp.status == 200
+    await trail.step(("consultation.erased", "@boss", "admin", "success"))
+    resp = await admin.client.get("/api/audit/incident", params={"subject": cid})
+    assert resp.status == 200
+    await trail.step(("audit.incident_report", "@boss", "admin", "success"))
+    resp = await admin.client.get("/api/audit/export", params={"format": "csv"})
+    assert resp.status == 200
+    await trail.step(("audit.exported", "@boss", "admin", "success"))
+
+    # -- sign-out, then failures from one address until it is locked
+    resp = await doctor.post("/api/auth/logout")
+    assert resp.status in (200, 204)
+    await trail.step(("session.end", "@dr.house", "doctor", "success"))
+    failures = int(await services.store.get_count("fail:addr:127.0.0.1", clock.now()))
+    threshold = settings.security.address_failure_threshold
+    for n in range(failures + 1, threshold + 1):
+        resp = await accounts.new_session().post(
+            "/api/auth/login", json={"username": f"nobody{n}", "password": "not this one"}
+        )
+        assert resp.status == 401
+        last: list[Expected] = [("address.locked", "", "unknown", "locked")]
+        await trail.step(
+            ("login.password", "", "unknown", "failure"), *(last if n == threshold else [])
+        )
+
+    # -- retention: a recording purged, then a year later the old audit entries
+    await make_recording(app, cid, doctor_id, recording_id="rec-old")
+    clock.advance(31 * DAY)
+    sweeper = RetentionSweeper(services.store, clock, services.settings, services.audit)
+    await sweeper.sweep()
+    await trail.step(
+        ("recording.purged", "system", "system", "success"),
+        ("retention.purged", "system", "system", "success"),
+    )
+    clock.advance(366 * DAY)
+    await sweeper.sweep()
+    # Everything above is now over a year old: gone, behind one purge entry (the sweep's
+    # own report of erased details and purged receipts comes just before it).
+    kept = await services.store.all_audit()
+    assert [(e.action, e.actor, e.outcome) for e in kept] == [
+        ("retention.purged", "system", "success"),
+        ("audit.purged", "system", "success"),
+    ]
+    trail.covered["audit.purged"] += 1
+
+    # Every action the service declares was driven here; none written that is not declared.
+    assert set(trail.covered) == set(AUDITED_ACTIONS), sorted(
+        set(AUDITED_ACTIONS) ^ set(trail.covered)
+    )
+
+
+def test_the_code_records_only_declared_actions() -> None:
+    """Every action name the code writes is in AUDITED_ACTIONS, and each one is written."""
+    call = re.compile(
+        r"(?:\.record|registry\.audit|_audit_hook|audit_action =)\(?\s*(?:self,\s*|room,\s*)?"
+        r'("[a-z_]+\.[a-z_]+"(?:\s+if\s+\w+\s+else\s+"[a-z_]+\.[a-z_]+")?)'
+    )
+    written: set[str] = set()
+    for path in [*sorted((ROOT / "signaling").rglob("*.py")), ROOT / "run.py"]:
+        for match in call.finditer(path.read_text()):
+            written.update(re.findall(r'"([a-z_.]+)"', match.group(1)))
+    written.add("audit.purged")  # named by a constant: audit_chain.PURGE_ACTION
+    assert written == set(AUDITED_ACTIONS), sorted(written ^ set(AUDITED_ACTIONS))
