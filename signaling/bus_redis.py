@@ -50,6 +50,7 @@ class RedisBus:
         self._wake = asyncio.Event()
         self._redis: aioredis.Redis | None = None
         self._tasks: list[asyncio.Task[None]] = []
+        self._closing = False
         self.dropped = 0  # frames lost because Redis did not answer
         # Loop time since which the heartbeat succeeds without a gap (None: failing now).
         self.healthy_since: float | None = None
@@ -166,11 +167,15 @@ class RedisBus:
         ]
 
     async def close(self) -> None:
+        # redis-py can swallow a cancellation that lands mid-command (seen when an app closes
+        # right after start, its subscribe still in flight): the loops would then go on for
+        # ever. So the loops also stop on a flag, and a task is cancelled again until done.
+        self._closing = True
+        self._wake.set()
         for task in self._tasks:
-            task.cancel()
-        for task in self._tasks:
-            with contextlib.suppress(asyncio.CancelledError):
-                await task
+            while not task.done():
+                task.cancel()
+                await asyncio.wait({task}, timeout=1)
         if self._redis is not None:
             with contextlib.suppress(RedisError, OSError):
                 await self._redis.delete(self._instance_key(self.instance))
@@ -183,7 +188,7 @@ class RedisBus:
             self.healthy_since = asyncio.get_running_loop().time()
 
     async def _beat_loop(self) -> None:
-        while True:
+        while not self._closing:
             try:
                 await self._beat_once()
             except (RedisError, OSError):
@@ -192,7 +197,7 @@ class RedisBus:
 
     async def _send_loop(self) -> None:
         outgoing = self._outgoing
-        while True:
+        while not self._closing:
             await self._wake.wait()
             self._wake.clear()
             while outgoing:
@@ -211,14 +216,14 @@ class RedisBus:
 
     async def _receive_loop(self) -> None:
         channel = self._channel(self.instance)
-        while True:
+        while not self._closing:
             pubsub = self.redis.pubsub()
             try:
                 await pubsub.subscribe(channel)
                 self.subscribed = True
                 self._subscribed.set()
                 self.on_room_changed(None)  # whatever was said while unsubscribed is lost
-                while True:
+                while not self._closing:
                     message = await pubsub.get_message(ignore_subscribe_messages=True, timeout=5)
                     if message is not None and message["type"] == "message":
                         self._deliver(message["data"])
@@ -230,7 +235,8 @@ class RedisBus:
                 self._subscribed.clear()
                 with contextlib.suppress(RedisError, OSError):
                     await pubsub.aclose()  # type: ignore[no-untyped-call]
-            await asyncio.sleep(RECONNECT_SECONDS)
+            if not self._closing:
+                await asyncio.sleep(RECONNECT_SECONDS)
 
     def _deliver(self, frame: bytes) -> None:
         connection_id, _, rest = frame.partition(b"\n")

@@ -5,10 +5,12 @@ from __future__ import annotations
 from aiohttp import web
 
 from signaling.api_types import Health
+from signaling.bus_redis import RedisBus
 from signaling.errors import AppError
 from signaling.http_api import ApiRegistry, json_response
 from signaling.keys import SERVICES
 from signaling.store.base import StoreUnavailable
+from signaling.ws import SIGNALING
 
 routes = ApiRegistry()
 
@@ -23,7 +25,7 @@ async def healthz(request: web.Request) -> web.Response:
 @routes.route(
     "GET",
     "/readyz",
-    summary="Readiness: the store answers",
+    summary="Readiness: the store answers, and the Redis bus (several instances) is subscribed",
     response=Health,
     errors=("unavailable",),
     tag="health",
@@ -33,4 +35,13 @@ async def readyz(request: web.Request) -> web.Response:
         await request.app[SERVICES].store.ping()
     except StoreUnavailable:
         raise AppError("unavailable", "The store does not answer.") from None
+    # With several instances, a socket taken before our bus channel is subscribed again
+    # could not hear its peer: take this instance out of the proxy's rotation until then.
+    signaling = request.app.get(SIGNALING)
+    if (
+        signaling is not None
+        and isinstance(signaling.bus, RedisBus)
+        and not signaling.bus.subscribed
+    ):
+        raise AppError("unavailable", "The message bus is not subscribed yet.")
     return json_response(Health(status="ready"))
