@@ -48,12 +48,12 @@ function option(value, text, selected) {
 // The select's choices; keeps the current choice across a language change.
 function fillSelects(chosen) {
   $("#f-consultation").replaceChildren(
-    option("", t("audit.any"), chosen.consultation || ""),
+    option("", t("audit.any_feminine"), chosen.consultation || ""),
     ...[...consultations.values()].map((c) => option(c.id, consultationName(c), chosen.consultation)),
   );
   const sorted = [...actions].sort((a, b) => label("audit.action.", a).localeCompare(label("audit.action.", b)));
   $("#f-action").replaceChildren(
-    option("", t("audit.any"), chosen.action || ""),
+    option("", t("audit.any_feminine"), chosen.action || ""),
     ...sorted.map((a) => option(a, label("audit.action.", a), chosen.action)),
   );
   const actors = [...users.keys()];
