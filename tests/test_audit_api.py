@@ -110,7 +110,7 @@ async def test_verify_reports_an_intact_chain_then_the_first_broken_entry(
     if isinstance(store, RedisStore):
         import json
 
-        entry = json.loads(await store.r.lindex("tc:audit", 1))
+        entry = json.loads(str(await store.r.lindex("tc:audit", 1)))
         entry["actor"] = "someone-else"
         await store.r.lset("tc:audit", 1, json.dumps(entry))
     else:

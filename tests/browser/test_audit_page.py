@@ -53,7 +53,10 @@ def create_consultation(page: Page, patient: str) -> str:
 
 
 def shown_rows(page: Page) -> list[dict[str, str]]:
-    return page.eval_on_selector_all("#audit-body tr", "rows => rows.map(r => ({...r.dataset}))")
+    rows: list[dict[str, str]] = page.eval_on_selector_all(
+        "#audit-body tr", "rows => rows.map(r => ({...r.dataset}))"
+    )
+    return rows
 
 
 def download(page: Page, selector: str) -> str:
