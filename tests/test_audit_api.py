@@ -119,3 +119,24 @@ async def test_verify_reports_an_intact_chain_then_the_first_broken_entry(
     report = await (await admin.client.get("/api/audit/verify")).json()
     assert report["intact"] is False
     assert report["broken_at"] == 2 and "modified" in report["reason"]
+
+
+async def test_the_period_filter_keeps_entries_from_since_up_to_until(
+    app: web.Application, admin: Staff, clock: ManualClock
+) -> None:
+    from signaling.views import iso
+
+    start = clock.now()
+    step = 600  # ten minutes apart: the admin's session stays alive
+    for n in range(3):
+        await app[SERVICES].audit.record("recording.listed", actor=f"u{n}", actor_role="doctor")
+        clock.advance(step)
+    since, until = iso(start + step), iso(start + 2 * step)
+    body = await page(admin, action="recording.listed", since=since, until=until)
+    assert [e["actor"] for e in body["entries"]] == ["u1"]
+    resp = await admin.client.get(
+        "/api/audit/export",
+        params={"action": "recording.listed", "since": since, "until": until, "format": "csv"},
+    )
+    lines = (await resp.text()).splitlines()
+    assert len(lines) == 2 and ",u1," in lines[1]
