@@ -174,10 +174,15 @@ class RecordingSession:
         """Stop now (withdrawal, end of call, error): within a second, whatever the worker."""
         recording, worker = self.recording, self.worker
         self.recording = None
+        pending = self.book.state is ConsentState.ASKED
         if self.book.state is not ConsentState.IDLE:
             self.book.state = ConsentState.IDLE
             self.book.granted.clear()
         if recording is None or worker is None:
+            if pending:
+                # A request still awaiting answers is gone too: say so, or the side that
+                # stayed keeps a prompt (or a "waiting for the other" note) for nothing.
+                await self.on_change(RecordingChange("idle", self.book.recording_id, reason))
             return
         size, complete = 0, False
         try:

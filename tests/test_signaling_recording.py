@@ -163,3 +163,30 @@ async def test_the_welcome_says_whether_recording_is_offered_and_for_how_long(
     doctor_ws, doctor_welcome = await join(client_off, await booking.doctor_token())
     assert doctor_welcome.recording_available is False
     await doctor_ws.close()
+
+
+@pytest.mark.parametrize("who_drops", ["patient", "doctor"])
+async def test_a_pending_request_ends_for_the_other_side_when_a_participant_drops(
+    client: TestClient[Any, Any],
+    app: web.Application,
+    accounts: Accounts,
+    doctor: Staff,
+    clock: ManualClock,
+    who_drops: str,
+) -> None:
+    # The doctor asked and granted; the patient's prompt is still open when one of them loses
+    # the connection. The one who stays is told the request is over (not left waiting), and
+    # nothing is recorded.
+    booking = await book(accounts, doctor, clock)
+    doctor_ws, _, patient_ws, _ = await enter_call(client, booking)
+    await doctor_ws.send({"type": "recording_request"})
+    asked = await both_see("asked", doctor_ws, patient_ws)
+    await doctor_ws.send({"type": "recording_consent", "granted": True})
+    assert await silent(doctor_ws) and await silent(patient_ws)
+    dropped, stayed = (patient_ws, doctor_ws) if who_drops == "patient" else (doctor_ws, patient_ws)
+    dropped.drop()
+    ended = await stayed.expect(RecordingState)
+    assert (ended.state, ended.reason) == ("idle", "participant_left")
+    assert ended.recording_id == asked[0].recording_id
+    assert await app[SERVICES].store.list_recordings() == []
+    await stayed.close()
