@@ -30,6 +30,7 @@ from signaling.errors import AppError
 from signaling.models import Consultation, Recording
 from signaling.recordings import RecordingLibrary, recording_context
 from signaling.store.base import Store
+from signaling.turn import credential_expiry, ice_servers
 
 log = logging.getLogger("teleconsult.recording")
 
@@ -56,7 +57,7 @@ class RecordingSession:
         audit: AuditTrail,
         on_change: ChangeHook,
         loopback: str = "off",
-        ice_servers: list[IceServerConfig] | None = None,
+        turn_secret: bytes | None = None,
     ) -> None:
         self.consultation = consultation
         self.store = store
@@ -65,7 +66,7 @@ class RecordingSession:
         self.audit = audit
         self.on_change = on_change
         self.loopback = loopback
-        self.ice_servers = ice_servers or []
+        self.turn_secret = turn_secret
         self.book = ConsentBook(consultation.id, store, clock)
         self.library = RecordingLibrary(store, clock, settings)
         self.worker: RecorderProcess | None = None
@@ -125,7 +126,7 @@ class RecordingSession:
                 self.library.path_of(recording),
                 self.settings.recording_key_path,
                 key_id=keyring.current.key_id_hex,
-                ice_servers=self.ice_servers,
+                ice_servers=self.worker_ice_servers(),
                 context=recording_context(recording_id).decode(),
             )
         except RecorderServiceError as exc:
@@ -145,6 +146,23 @@ class RecordingSession:
             recording=recording_id,
         )
         await self.on_change(RecordingChange("recording", recording_id))
+
+    def worker_ice_servers(self) -> list[IceServerConfig]:
+        """The recording peer's STUN/TURN servers: the participants' own, with TURN REST
+        credentials of its own that last as long as theirs (until the consultation's end +
+        grace). A browser restricted to relay (turn.relay_only) offers relay candidates only;
+        with a relay candidate of its own the recording peer is reachable through the same
+        TURN server even when its host addresses are not (a server behind NAT)."""
+        settings = self.settings
+        expires = credential_expiry(
+            self.clock.now(),
+            self.consultation.scheduled_end,
+            settings.security.invite_grace_minutes * 60,
+            settings.turn.max_credential_hours,
+        )
+        subject = f"recorder.{self.consultation.id}"
+        servers, _ = ice_servers(settings.turn, self.turn_secret, subject, expires)
+        return [IceServerConfig(s.urls, s.username, s.credential) for s in servers]
 
     async def offer(self, role: str, sdp: str) -> str:
         """A consenting participant's send-only offer; answers the recorder's SDP."""

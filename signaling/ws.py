@@ -136,6 +136,7 @@ class Signaling:
                 s.audit,
                 announce,
                 loopback=s.settings.recording.worker_loopback,
+                turn_secret=s.turn_secret,
             )
             self.recordings[room.id] = session
         return session

@@ -6,6 +6,7 @@ from __future__ import annotations
 import asyncio
 import dataclasses
 import io
+from pathlib import Path
 from typing import Any
 
 import av
@@ -15,16 +16,28 @@ from aiohttp.test_utils import TestClient
 from aiortc import RTCConfiguration, RTCPeerConnection, RTCSessionDescription
 from aiortc.mediastreams import AudioStreamTrack, VideoStreamTrack
 
-from config import Settings
+from config import Settings, TurnSettings
 from signaling.app import create_app
 from signaling.clock import ManualClock
 from signaling.keys import SERVICES
 from signaling.protocol import RecordingAnswer, RecordingState
 from signaling.recordings import RecordingLibrary
+from tests import test_turn
 from tests.conftest import Accounts, Staff
-from tests.rtc import SignalClient, book, enter_call, join, loopback_only, silent
+from tests.rtc import (
+    Coturn,
+    SignalClient,
+    book,
+    enter_call,
+    join,
+    loopback_only,
+    rtc_config,
+    silent,
+)
 
 pytestmark = pytest.mark.slow
+
+coturn = test_turn.coturn  # the real coturn of the aiortc TURN tests, same secret
 
 
 @pytest.fixture(autouse=True)
@@ -44,8 +57,10 @@ async def both_see(state: str, *clients: SignalClient) -> list[RecordingState]:
     return seen
 
 
-async def send_to_recorder(signal: SignalClient) -> RTCPeerConnection:
-    pc = RTCPeerConnection(RTCConfiguration(iceServers=[]))
+async def send_to_recorder(
+    signal: SignalClient, config: RTCConfiguration | None = None
+) -> RTCPeerConnection:
+    pc = RTCPeerConnection(config or RTCConfiguration(iceServers=[]))
     pc.addTransceiver(VideoStreamTrack(), direction="sendonly")
     pc.addTransceiver(AudioStreamTrack(), direction="sendonly")
     await pc.setLocalDescription(await pc.createOffer())  # aiortc: complete, not trickled
@@ -94,7 +109,7 @@ async def test_both_consent_then_a_withdrawal_stops_the_recording(
     data = b"".join(
         RecordingLibrary(services.store, services.clock, services.settings).plaintext(recording)
     )
-    with av.open(io.BytesIO(data)) as container:
+    with av.open(io.BytesIO(data), mode="r") as container:
         assert sorted(s.type for s in container.streams) == ["audio", "audio", "video", "video"]
         assert sum(1 for _ in container.decode(video=0)) > 10
     receipts = await services.store.list_consent_receipts(booking.consultation_id)
@@ -190,3 +205,63 @@ async def test_a_pending_request_ends_for_the_other_side_when_a_participant_drop
     assert ended.recording_id == asked[0].recording_id
     assert await app[SERVICES].store.list_recordings() == []
     await stayed.close()
+
+
+def candidate_types(sdp: str) -> set[str]:
+    return {line.split(" typ ")[1].split()[0] for line in sdp.splitlines() if " typ " in line}
+
+
+async def test_relay_only_participants_record_through_turn_and_the_recorder_has_a_relay_too(
+    aiohttp_client: Any,
+    settings: Settings,
+    accounts: Accounts,
+    doctor: Staff,
+    clock: ManualClock,
+    coturn: Coturn,
+    tmp_path: Path,
+) -> None:
+    # Both participants send to the recorder through a real coturn only (what turn.relay_only
+    # makes the pages do), with the welcome's credentials. The recording peer gets TURN REST
+    # credentials of its own: its answer offers a relay candidate (coturn refuses an
+    # allocation with bad credentials), so it stays reachable when its host address is not.
+    secret_file = tmp_path / "turn.key"
+    secret_file.write_text(test_turn.SECRET_TEXT + "\n")
+    secret_file.chmod(0o600)
+    turn = TurnSettings(turn_urls=(coturn.url,), secret_file=str(secret_file), relay_only=True)
+    client = await aiohttp_client(create_app(settings.replace(turn=turn).validate(), clock=clock))
+    booking = await book(accounts, doctor, clock)
+    doctor_ws, doctor_welcome, patient_ws, patient_welcome = await enter_call(client, booking)
+    await doctor_ws.send({"type": "recording_request"})
+    asked = await both_see("asked", doctor_ws, patient_ws)
+    await patient_ws.send({"type": "recording_consent", "granted": True})
+    await doctor_ws.send({"type": "recording_consent", "granted": True})
+    await both_see("recording", doctor_ws, patient_ws)
+    pcs = [
+        await send_to_recorder(ws, rtc_config(welcome.ice_servers, relay_only=True))
+        for ws, welcome in ((doctor_ws, doctor_welcome), (patient_ws, patient_welcome))
+    ]
+    try:
+        for pc in pcs:
+            assert candidate_types(pc.localDescription.sdp) == {"relay"}
+            assert "relay" in candidate_types(pc.remoteDescription.sdp)
+        await asyncio.sleep(2)
+        assert all(pc.connectionState == "connected" for pc in pcs)
+        await doctor_ws.send({"type": "recording_withdraw"})
+        await both_see("idle", doctor_ws, patient_ws)
+    finally:
+        for pc in pcs:
+            await pc.close()
+    services = client.server.app[SERVICES]
+    recording = await services.store.get_recording(asked[0].recording_id)
+    assert recording is not None and recording.status == "complete"
+    data = b"".join(
+        RecordingLibrary(services.store, services.clock, services.settings).plaintext(recording)
+    )
+    with av.open(io.BytesIO(data), mode="r") as container:
+        assert sorted(s.type for s in container.streams) == ["audio", "audio", "video", "video"]
+        decoded = {stream.index: 0 for stream in container.streams.video}
+        for packet in container.demux(*container.streams.video):
+            decoded[packet.stream.index] += len(packet.decode())
+        assert min(decoded.values()) > 10, decoded  # both participants' video
+    await doctor_ws.close()
+    await patient_ws.close()
