@@ -20,13 +20,18 @@ import av
 import pytest
 from playwright.sync_api import Locator, Page, expect
 
-from config import SecuritySettings
+from config import SecuritySettings, TurnSettings
 from signaling.ws import SIGNALING
+from tests import test_turn
+from tests.rtc import Coturn
 
 from .conftest import SCREENSHOTS, Contexts, LiveServer, assert_no_page_errors, snap
 from .test_call import assert_remote_video_plays, doctor_with_consultation, patient_to_waiting_room
+from .test_call_relay import SELECTED_PAIR
 
 pytestmark = pytest.mark.browser
+
+coturn = test_turn.coturn  # the real coturn of the aiortc TURN tests, same secret
 
 # The page's send-only connection to the recording peer is connected (TRACK_PEERS of
 # test_call keeps every RTCPeerConnection the page makes in window.__peers).
@@ -55,6 +60,15 @@ RECORDING_SENDS_CURRENT_CAMERA = """() => window.__peers.some((pc) =>
   pc.connectionState === "connected" &&
   pc.getTransceivers().every((t) => t.direction === "sendonly") &&
   pc.getSenders().some((s) => s.track === window.__freshCamera))"""
+# The recording connection's selected candidate pair, its policy and what it offered: the
+# call's probe (test_call_relay) pointed at the send-only connection instead.
+CALL_PEER = '(p) => p.connectionState === "connected"'
+assert CALL_PEER in SELECTED_PAIR
+RECORDING_PAIR = SELECTED_PAIR.replace(
+    CALL_PEER,
+    f"{CALL_PEER} && p.getTransceivers().length > 0 &&"
+    ' p.getTransceivers().every((t) => t.direction === "sendonly")',
+)
 
 
 @pytest.fixture
@@ -65,13 +79,23 @@ def live_server(tmp_path: Path, request: pytest.FixtureRequest) -> Iterator[Live
     data_dir = tmp_path / "data"
     data_dir.mkdir(mode=0o700)
     server = LiveServer(data_dir, SecuritySettings())
+    param = getattr(request, "param", True)
     recording = dataclasses.replace(
         server.settings.recording,
-        enabled=getattr(request, "param", True),
+        enabled=param is not False,
         worker_loopback="only",
         retention_days=30,
     )
     server.settings = dataclasses.replace(server.settings, recording=recording)
+    if param == "relay_only":
+        # turn.relay_only with the real coturn of the TURN tests (its secret).
+        coturn: Coturn = request.getfixturevalue("coturn")
+        secret_file = tmp_path / "turn.key"
+        fd = os.open(secret_file, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
+        os.write(fd, test_turn.SECRET_TEXT.encode() + b"\n")
+        os.close(fd)
+        turn = TurnSettings(turn_urls=(coturn.url,), secret_file=str(secret_file), relay_only=True)
+        server.settings = server.settings.replace(turn=turn).validate()
     server.start()
     yield server
     server.stop()
@@ -107,6 +131,16 @@ def recordings(page: Page) -> list[dict[str, Any]]:
     response = page.request.get("/api/recordings")
     assert response.status == 200, response.text()
     return list(response.json()["recordings"])
+
+
+def both_record(doctor: Page, patient: Page) -> None:
+    """The doctor asks, both accept in the prompt, both pages send to the recording peer."""
+    record_button(doctor).click()
+    for page in (patient, doctor):
+        consent_prompt(page).get_by_role("button", name="J'accepte").click()
+    for page in (doctor, patient):
+        expect(indicator(page)).to_be_visible()
+        page.wait_for_function(RECORDING_PEER_CONNECTED, timeout=20_000)
 
 
 def media_seconds(packets: list[av.Packet[Any]]) -> float:
@@ -257,12 +291,7 @@ def test_a_recorder_failure_is_told_to_both_and_the_indicator_goes_off(
     live_server: LiveServer, contexts: Contexts
 ) -> None:
     doctor, patient = in_call(live_server, contexts)
-    record_button(doctor).click()
-    for page in (patient, doctor):
-        consent_prompt(page).get_by_role("button", name="J'accepte").click()
-    for page in (doctor, patient):
-        expect(indicator(page)).to_be_visible()
-        page.wait_for_function(RECORDING_PEER_CONNECTED, timeout=20_000)
+    both_record(doctor, patient)
     # The recording worker dies (as on a crash or an out-of-memory kill).
     sessions = list(live_server.app[SIGNALING].recordings.values())  # type: ignore[index]
     workers = [s.worker for s in sessions if s.worker is not None]
@@ -295,5 +324,38 @@ def test_no_record_button_when_the_service_does_not_record(
     # In a call (the button would be there by now: see the tests above), yet nothing offered.
     expect(doctor.locator(".recording-record")).to_be_hidden()
     expect(patient.locator(".recording-record")).to_be_hidden()
+    assert_no_page_errors(doctor)
+    assert_no_page_errors(patient)
+
+
+def recording_pair(page: Page) -> dict[str, Any]:
+    """RECORDING_PAIR once the connected recording connection has selected its pair."""
+    deadline = time.monotonic() + 10
+    while (pair := page.evaluate(RECORDING_PAIR)) is None and time.monotonic() < deadline:
+        page.wait_for_timeout(200)
+    assert isinstance(pair, dict), "the recording connection selected no candidate pair"
+    return pair
+
+
+@pytest.mark.parametrize("live_server", ["relay_only"], indirect=True)
+def test_under_relay_only_the_recording_connection_goes_through_turn_too(
+    live_server: LiveServer, contexts: Contexts, coturn: Coturn
+) -> None:
+    # turn.relay_only keeps each side's address from the other; the recording connection
+    # must not hand the recording peer a host address either.
+    doctor, patient = in_call(live_server, contexts)
+    both_record(doctor, patient)
+    for page in (doctor, patient):
+        pair = recording_pair(page)
+        assert pair["policy"] == "relay", pair
+        assert pair["local"] == "relay", pair
+        assert pair["turnUrl"] == coturn.url, pair
+        assert pair["offered"] and all(" typ relay" in c for c in pair["offered"]), pair
+    doctor.wait_for_timeout(2000)
+    doctor.get_by_role("button", name="Arrêter l'enregistrement").click()
+    for page in (doctor, patient):
+        expect(indicator(page)).to_be_hidden(timeout=5000)
+    listed = recordings(doctor)
+    assert [r["status"] for r in listed] == ["complete"], listed
     assert_no_page_errors(doctor)
     assert_no_page_errors(patient)

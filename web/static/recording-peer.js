@@ -13,10 +13,12 @@ export class RecordingPeer {
    * @param {object} options
    * @param {MediaStream} options.stream the camera and microphone the call sends
    * @param {RTCIceServer[]} options.iceServers the same servers as the call (welcome)
+   * @param {RTCIceTransportPolicy} [options.iceTransportPolicy] the call's policy: "relay"
+   *   under turn.relay_only, so no host address of this side reaches the recording peer either
    * @param {(state: RTCPeerConnectionState) => void} [options.onConnectionState]
    */
-  constructor({ stream, iceServers, onConnectionState }) {
-    this.pc = new RTCPeerConnection({ iceServers });
+  constructor({ stream, iceServers, iceTransportPolicy = "all", onConnectionState }) {
+    this.pc = new RTCPeerConnection({ iceServers, iceTransportPolicy });
     this.stream = stream;
     for (const track of stream.getTracks()) {
       // Send-only: the recording peer never sends media back.

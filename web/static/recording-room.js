@@ -146,6 +146,7 @@ export class RoomRecording {
     const peer = new RecordingPeer({
       stream,
       iceServers: this.client.iceServers,
+      iceTransportPolicy: this.session.iceTransportPolicy || "all",
       onConnectionState: (state) => {
         if (state === "failed" && this.peer === peer) {
           this.view.fail("recording.failed_connection");
