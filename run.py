@@ -49,7 +49,7 @@ def _serve(args: argparse.Namespace) -> int:
     from signaling.middleware import RedactingAccessLogger
 
     settings = _settings(args)
-    app = create_app(settings)
+    app = create_app(settings, record_settings=True)
     ssl_context = None
     if settings.server.tls:
         ssl_context = ssl.create_default_context(ssl.Purpose.CLIENT_AUTH)

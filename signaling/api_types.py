@@ -81,6 +81,10 @@ class CreateUserRequest(msgspec.Struct, forbid_unknown_fields=True):
     display_name: Annotated[str, Meta(max_length=120)] = ""
 
 
+class RoleChangeRequest(msgspec.Struct, forbid_unknown_fields=True):
+    role: Literal["admin", "doctor"]
+
+
 class UserList(msgspec.Struct):
     users: list[UserView]
 

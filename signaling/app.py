@@ -31,6 +31,7 @@ from signaling.routes_health import routes as health_routes
 from signaling.routes_live import routes as live_routes
 from signaling.routes_recordings import routes as recording_routes
 from signaling.routes_users import routes as user_routes
+from signaling.settings_audit import record_settings_change
 from signaling.store.base import Store
 from signaling.store.redis import RedisStore
 from signaling.store.sqlite import SqliteStore
@@ -82,7 +83,10 @@ def create_app(
     clock: Clock | None = None,
     store: Store | None = None,
     web_root: Path = WEB_ROOT,
+    record_settings: bool = False,
 ) -> web.Application:
+    """``record_settings``: at start, audit which settings changed since the last start
+    (``python run.py serve`` sets it; tests that count audit entries leave it off)."""
     clock = clock or Clock()
     store = store or make_store(settings)
     secret = load_secret(settings)
@@ -137,6 +141,14 @@ def create_app(
         await store.close()
 
     app.cleanup_ctx.append(open_store)
+    if record_settings:
+        digest_key = derive_key(secret, "settings-digests")
+
+        async def audit_settings(app: web.Application) -> AsyncIterator[None]:
+            await record_settings_change(store, audit, settings, digest_key)
+            yield
+
+        app.cleanup_ctx.append(audit_settings)
     setup_retention(app)  # after the store: cleanup contexts run in order
 
     registry = all_routes()

@@ -27,6 +27,7 @@ AUDITED_ACTIONS: tuple[str, ...] = (
     "user.created",
     "user.disabled",
     "user.enabled",
+    "user.role_changed",
     "consultation.created",
     "consultation.cancelled",
     "consultation.ended",
@@ -37,6 +38,7 @@ AUDITED_ACTIONS: tuple[str, ...] = (
     "invite.used",
     "invite.locked",
     "token.issued",
+    "token.refused",
     "signaling.token_refused",
     "signaling.join",
     "signaling.waiting",
@@ -61,6 +63,8 @@ AUDITED_ACTIONS: tuple[str, ...] = (
     "audit.exported",
     "audit.incident_report",
     "audit.purged",
+    "settings.initial",
+    "settings.changed",
 )
 
 

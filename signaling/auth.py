@@ -137,6 +137,15 @@ class Accounts:
             await self.store.delete_user_sessions(user.id)
         return user
 
+    async def change_role(self, user: User, role: Role) -> User:
+        """Give ``user`` another role and end its sessions: least privilege, the new role
+        applies from the next sign-in (a session never carries a role it was not opened with).
+        Raises ``last_admin`` when that would leave no enabled administrator."""
+        if not await self.store.set_user_role(user.id, role):
+            raise AppError("last_admin")
+        await self.store.delete_user_sessions(user.id)
+        return user.evolve(role=role)
+
     # -- lockouts
     def _lock_keys(self, username: str, address: str) -> tuple[str, str]:
         return f"lock:user:{username.casefold()}", f"lock:addr:{address}"

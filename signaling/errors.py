@@ -46,6 +46,7 @@ _KINDS = [
     ErrorKind("forbidden", 403, None, "You are not allowed to do this."),
     ErrorKind("weak_password", 400, None, "The password is too short."),
     ErrorKind("username_taken", 409, None, "This username is already taken."),
+    ErrorKind("last_admin", 409, None, "The service needs at least one active administrator."),
     ErrorKind("setup_done", 409, None, "The service is already set up."),
     ErrorKind("setup_link_invalid", 403, None, "This setup link is invalid or expired."),
     # -- consultations and invites

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import re
+
 from aiohttp import web
 
 from signaling.api_types import (
@@ -49,6 +51,7 @@ async def end_open_room(app: web.Application, consultation_id: str) -> None:
 
 
 _STAFF_ERRORS = ("not_authenticated", "csrf_failed")
+_ID_SHAPE = re.compile(r"[0-9a-f]{32}")  # uuid4().hex, as consultations are numbered
 
 
 def _view(services: Services, c: Consultation) -> ConsultationView:
@@ -303,6 +306,32 @@ async def redeem_invite(request: web.Request, body: RedeemRequest) -> web.Respon
     tag="consultations",
 )
 async def issue_room_token(request: web.Request, body: RoomTokenRequest) -> web.Response:
+    try:
+        return await _issue_room_token(request, body)
+    except AppError as refusal:
+        # As the WebSocket audits its refused tokens: who asked, for what, and why.
+        await _audit_token_refusal(request, body, refusal.code)
+        raise
+
+
+async def _audit_token_refusal(request: web.Request, body: RoomTokenRequest, reason: str) -> None:
+    session = request[SESSION_KEY]
+    user = request.get(USER_KEY)
+    # The id asked for is recorded only when it has the shape of an id: the field is free
+    # text, and the trail takes no text a client typed.
+    asked = body.consultation_id if _ID_SHAPE.fullmatch(body.consultation_id) else ""
+    await request.app[SERVICES].audit.record(
+        "token.refused",
+        actor=user.id if user is not None else "patient",
+        actor_role=user.role if user is not None else session.kind,
+        target=asked,
+        outcome="refused",
+        address=client_address(request),
+        reason=reason,
+    )
+
+
+async def _issue_room_token(request: web.Request, body: RoomTokenRequest) -> web.Response:
     services = request.app[SERVICES]
     session = request[SESSION_KEY]
     role: ParticipantRole

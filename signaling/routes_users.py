@@ -1,10 +1,13 @@
-"""Administration of accounts: list, create, disable/enable, reset MFA (admins only)."""
+"""Administration of accounts: list, create, disable/enable, change role, reset MFA (admins
+only)."""
 
 from __future__ import annotations
 
+from typing import Any
+
 from aiohttp import web
 
-from signaling.api_types import CreateUserRequest, UserList, UserView
+from signaling.api_types import CreateUserRequest, RoleChangeRequest, UserList, UserView
 from signaling.errors import AppError
 from signaling.http_api import USER_KEY, ApiRegistry, client_address, json_response
 from signaling.keys import SERVICES
@@ -13,6 +16,19 @@ from signaling.views import user_view
 
 routes = ApiRegistry()
 _ADMIN_ERRORS = ("not_authenticated", "forbidden", "csrf_failed")
+
+
+async def _audit(request: web.Request, action: str, target: User, **details: Any) -> None:
+    """Record an admin's action on an account: the admin, the account, the source address."""
+    admin = request[USER_KEY]
+    await request.app[SERVICES].audit.record(
+        action,
+        actor=admin.id,
+        actor_role=admin.role,
+        target=target.id,
+        address=client_address(request),
+        **details,
+    )
 
 
 async def _target(request: web.Request) -> User:
@@ -49,18 +65,10 @@ async def list_users(request: web.Request) -> web.Response:
 )
 async def create_user(request: web.Request, body: CreateUserRequest) -> web.Response:
     services = request.app[SERVICES]
-    admin = request[USER_KEY]
     user = await services.accounts.create_user(
         body.username, body.password, body.role, body.display_name
     )
-    await services.audit.record(
-        "user.created",
-        actor=admin.id,
-        actor_role=admin.role,
-        target=user.id,
-        address=client_address(request),
-        role=user.role,
-    )
+    await _audit(request, "user.created", user, role=user.role)
     return json_response(user_view(user), status=201)
 
 
@@ -71,13 +79,7 @@ async def _set_disabled(request: web.Request, disabled: bool) -> web.Response:
     if target.id == admin.id and disabled:
         raise AppError("forbidden", "You cannot disable your own account.")
     user = await services.accounts.set_disabled(target, disabled)
-    await services.audit.record(
-        "user.disabled" if disabled else "user.enabled",
-        actor=admin.id,
-        actor_role=admin.role,
-        target=user.id,
-        address=client_address(request),
-    )
+    await _audit(request, "user.disabled" if disabled else "user.enabled", user)
     return json_response(user_view(user))
 
 
@@ -118,13 +120,34 @@ async def enable_user(request: web.Request) -> web.Response:
 )
 async def reset_mfa(request: web.Request) -> web.Response:
     services = request.app[SERVICES]
-    admin = request[USER_KEY]
     user = await services.accounts.reset_mfa(await _target(request))
-    await services.audit.record(
-        "mfa.reset",
-        actor=admin.id,
-        actor_role=admin.role,
-        target=user.id,
-        address=client_address(request),
-    )
+    await _audit(request, "mfa.reset", user)
+    return json_response(user_view(user))
+
+
+@routes.route(
+    "POST",
+    "/api/users/{user_id}/role",
+    summary=(
+        "Change an account's role (doctor or admin); its sessions end, so the new role "
+        "applies from its next sign-in. The last enabled admin keeps the role; an admin "
+        "cannot change their own role."
+    ),
+    auth="admin",
+    body=RoleChangeRequest,
+    response=UserView,
+    errors=(*_ADMIN_ERRORS, "not_found", "invalid_body", "last_admin"),
+    tag="users",
+)
+async def change_role(request: web.Request, body: RoleChangeRequest) -> web.Response:
+    services = request.app[SERVICES]
+    admin = request[USER_KEY]
+    target = await _target(request)
+    if target.id == admin.id:
+        # Another admin does it: nobody locks themself out of administration by mistake.
+        raise AppError("forbidden", "You cannot change your own role.")
+    if target.role == body.role:
+        return json_response(user_view(target))  # nothing changes: nothing to record
+    user = await services.accounts.change_role(target, body.role)
+    await _audit(request, "user.role_changed", user, old_role=target.role, new_role=user.role)
     return json_response(user_view(user))

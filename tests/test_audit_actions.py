@@ -10,6 +10,7 @@ import os
 import re
 import subprocess
 import sys
+import uuid
 from collections import Counter
 from pathlib import Path
 from typing import Any
@@ -21,10 +22,12 @@ from aiohttp.test_utils import TestClient
 from config import Settings
 from signaling.audit import AUDITED_ACTIONS
 from signaling.clock import ManualClock
+from signaling.crypto import derive_key
 from signaling.keys import SERVICES
 from signaling.models import AuditEntry
 from signaling.protocol import Denied, PeerLeft, Waiting
 from signaling.retention import DAY, RetentionSweeper
+from signaling.settings_audit import record_settings_change
 from tests.conftest import PASSWORD, Accounts, Staff
 from tests.rtc import book, connect, enter_call, join, loopback_only
 from tests.test_recordings_api import make_recording
@@ -163,6 +166,10 @@ async def test_each_audited_action_is_written_exactly_once(
     resp = await admin.post(f"/api/users/{doctor_id}/enable")
     assert resp.status == 200
     await trail.step(("user.enabled", "@boss", "admin", "success"))
+    for role in ("admin", "doctor"):  # promoted, then back: its sessions end each time
+        resp = await admin.post(f"/api/users/{doctor_id}/role", json={"role": role})
+        assert resp.status == 200, await resp.text()
+        await trail.step(("user.role_changed", "@boss", "admin", "success"))
     clock.advance(settings.security.lockout_minutes * 60 + 1)  # the account lock is over
     doctor = await sign_in_steps(trail, accounts, "dr.house", "doctor", first=True)
 
@@ -175,6 +182,11 @@ async def test_each_audited_action_is_written_exactly_once(
         ("invite.used", "patient", "patient", "success"),
         ("token.issued", "patient", "patient", "success"),
     )
+
+    # A room token for a consultation that is not this doctor's is refused, and recorded.
+    resp = await doctor.post("/api/room-tokens", json={"consultation_id": uuid.uuid4().hex})
+    assert resp.status == 404
+    await trail.step(("token.refused", "@dr.house", "doctor", "refused"))
 
     # -- the room: join, waiting, admission, call, a drop and its resume, the end
     doctor_ws, _, patient_ws, patient_welcome = await enter_call(client, booking)
@@ -322,6 +334,16 @@ async def test_each_audited_action_is_written_exactly_once(
             ("login.password", "", "unknown", "failure"), *(last if n == threshold else [])
         )
 
+    # -- settings at start-up: the first start, the same settings again, one key changed
+    digest_key = derive_key(b"k" * 32, "settings-digests")
+    await record_settings_change(services.store, services.audit, settings, digest_key)
+    await trail.step(("settings.initial", "system", "system", "success"))
+    await record_settings_change(services.store, services.audit, settings, digest_key)
+    await trail.step(settle=0.1)  # nothing changed: nothing written
+    changed = settings.replace(security=dataclasses.replace(settings.security, lockout_minutes=99))
+    await record_settings_change(services.store, services.audit, changed, digest_key)
+    await trail.step(("settings.changed", "system", "system", "success"))
+
     # -- retention: a recording purged, then a year later the old audit entries
     await make_recording(app, cid, doctor_id, recording_id="rec-old")
     clock.advance(31 * DAY)
@@ -351,7 +373,8 @@ async def test_each_audited_action_is_written_exactly_once(
 def test_the_code_records_only_declared_actions() -> None:
     """Every action name the code writes is in AUDITED_ACTIONS, and each one is written."""
     call = re.compile(
-        r"(?:\.record|registry\.audit|_audit_hook|audit_action =)\(?\s*(?:self,\s*|room,\s*)?"
+        r"(?:\.record|registry\.audit|_audit_hook|_audit|audit_action =)\(?\s*"
+        r"(?:self,\s*|room,\s*|request,\s*)?"
         r'("[a-z_]+\.[a-z_]+"(?:\s+if\s+\w+\s+else\s+"[a-z_]+\.[a-z_]+")?)'
     )
     written: set[str] = set()

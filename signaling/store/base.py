@@ -11,6 +11,7 @@ from signaling.models import (
     ConsentReceipt,
     Consultation,
     Recording,
+    Role,
     Session,
     User,
 )
@@ -99,6 +100,10 @@ class Store(Protocol):
     async def list_users(self) -> list[User]: ...
     async def count_users(self) -> int: ...
     async def update_user(self, user: User) -> None: ...
+    async def set_user_role(self, user_id: str, role: Role) -> bool:
+        """Atomically set a user's role; False (nothing written) when the change would leave
+        no enabled admin: the check and the write are one operation, so two admins demoting
+        each other at once cannot both succeed."""
 
     async def advance_totp_step(self, user_id: str, step: int) -> bool:
         """Atomically raise totp_last_step to ``step``; False if it already is >= step."""

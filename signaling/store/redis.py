@@ -67,6 +67,23 @@ return removed
 # redis-py's mapping parameter is invariant in its key type: a plain dict of str needs this.
 Fields = dict[Any, Any]
 
+# Sets a user's role unless that leaves no enabled admin (KEYS[1]: the set of user ids;
+# ARGV: user id, role, user hash key prefix). One script: the check and the write are atomic.
+_SET_ROLE = """
+if ARGV[2] ~= 'admin' then
+  local others = 0
+  for _, id in ipairs(redis.call('SMEMBERS', KEYS[1])) do
+    if id ~= ARGV[1] then
+      local h = redis.call('HMGET', ARGV[3] .. id, 'role', 'disabled')
+      if h[1] == 'admin' and h[2] ~= '1' then others = others + 1 end
+    end
+  end
+  if others == 0 then return 0 end
+end
+redis.call('HSET', ARGV[3] .. ARGV[1], 'role', ARGV[2])
+return 1
+"""
+
 _ADVANCE_TOTP = """
 local current = tonumber(redis.call('HGET', KEYS[1], 'totp_last_step') or '-1')
 if current == nil or redis.call('EXISTS', KEYS[1]) == 0 then return -1 end
@@ -236,6 +253,12 @@ class RedisStore:
         fields = self._user_to_hash(user)
         del fields["totp_last_step"]  # only advance_totp_step moves it
         await self._call(self.r.hset(self._user_key(user.id), mapping=fields))
+
+    async def set_user_role(self, user_id: str, role: Role) -> bool:
+        result = await self._call(
+            self.r.eval(_SET_ROLE, 1, f"{self.p}users", user_id, role, f"{self.p}user:")
+        )
+        return int(result) == 1
 
     async def advance_totp_step(self, user_id: str, step: int) -> bool:
         result = await self._call(self.r.eval(_ADVANCE_TOTP, 1, self._user_key(user_id), str(step)))

@@ -21,6 +21,7 @@ from signaling.models import (
     ConsentReceipt,
     Consultation,
     Recording,
+    Role,
     Session,
     User,
 )
@@ -306,6 +307,20 @@ class SqliteStore:
         return int(
             await self._run(lambda db: db.execute("SELECT COUNT(*) FROM users").fetchone()[0])
         )
+
+    async def set_user_role(self, user_id: str, role: Role) -> bool:
+        def op(db: sqlite3.Connection) -> bool:
+            if role != "admin":
+                others = db.execute(
+                    "SELECT COUNT(*) FROM users WHERE role='admin' AND disabled=0 AND id<>?",
+                    (user_id,),
+                ).fetchone()[0]
+                if others == 0:
+                    return False
+            db.execute("UPDATE users SET role=? WHERE id=?", (role, user_id))
+            return True
+
+        return await self._run(op)
 
     async def update_user(self, user: User) -> None:
         # totp_last_step is only ever moved by advance_totp_step, so it stays monotonic.

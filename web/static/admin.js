@@ -1,4 +1,5 @@
-// Administration: list accounts, create one, disable/enable, reset two-factor authentication.
+// Administration: list accounts, create one, change a role, disable/enable, reset two-factor
+// authentication.
 import { initI18n, t } from "./i18n.js";
 import { api } from "./api.js";
 import { signedInStaff } from "./staff-session.js";
@@ -71,7 +72,7 @@ function render() {
         el("span", { class: "muted small" }, user.username),
         user.id === me.id ? el("span", { class: "muted small" }, ` · ${t("admin.you")}`) : null,
       ),
-      cell("admin.col_role", t(`role.${user.role}`)),
+      cell("admin.col_role", user.id === me.id ? t(`role.${user.role}`) : roleSelector(user, name)),
       cell(
         "admin.col_mfa",
         el("span", { class: `badge ${user.mfa_enrolled ? "badge-live" : "badge-warning"}` }, t(user.mfa_enrolled ? "admin.mfa_on" : "admin.mfa_pending")),
@@ -85,6 +86,40 @@ function render() {
     );
   });
   $("#users-body").replaceChildren(...rows);
+}
+
+// Own role is shown, not offered: the server refuses it, so nobody demotes themself by mistake.
+function roleSelector(user, name) {
+  const select = el(
+    "select",
+    { class: "role-select", "aria-label": t("admin.role_for", { name }) },
+    ...["doctor", "admin"].map((role) => el("option", { value: role }, t(`role.${role}`))),
+  );
+  select.value = user.role;
+  select.addEventListener("change", () => changeRole(user, select));
+  return select;
+}
+
+async function changeRole(user, select) {
+  const name = user.display_name || user.username;
+  const role = select.value;
+  const ok = await confirmDialog(
+    t("admin.role_title", { name, role: t(`role.${role}`) }),
+    t("admin.role_body"),
+    t("admin.role_change"),
+  );
+  if (!ok) {
+    select.value = user.role;
+    return;
+  }
+  try {
+    await api(`/api/users/${encodeURIComponent(user.id)}/role`, { method: "POST", body: { role } });
+    say("admin.role_done", { name, role: t(`role.${role}`) });
+    await load();
+  } catch (error) {
+    select.value = user.role;
+    fail(error);
+  }
 }
 
 async function setDisabled(user, disabled) {
