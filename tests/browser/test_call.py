@@ -137,7 +137,9 @@ def test_doctor_admits_patient_and_they_talk_over_encrypted_video(
 
     patient = patient_to_waiting_room(contexts, url, code)
     expect(patient.locator("#connection-state")).to_have_attribute("data-state", "waiting")
-    expect(patient.locator("#connection-state")).to_have_text("Votre médecin sait que vous êtes là.")
+    expect(patient.locator("#connection-state")).to_have_text(
+        "Votre médecin sait que vous êtes là."
+    )
 
     # The doctor sees who knocks, with a badge in the tab title.
     item = doctor.locator("#lobby .waiting-item")
