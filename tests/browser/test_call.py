@@ -170,9 +170,12 @@ def test_doctor_admits_patient_and_they_talk_over_encrypted_video(
     # Muting acts on the track the patient sends.
     patient.click("#patient-mic")
     expect(patient.locator("#patient-mic")).to_have_attribute("aria-pressed", "true")
-    assert patient.evaluate(
-        "() => document.querySelector('#patient-self').srcObject.getAudioTracks()[0].enabled"
-    ) is False
+    assert (
+        patient.evaluate(
+            "() => document.querySelector('#patient-self').srcObject.getAudioTracks()[0].enabled"
+        )
+        is False
+    )
 
     # The doctor ends the consultation: the patient is told, camera off.
     doctor.click("#hang-up")
@@ -221,9 +224,7 @@ def test_patient_resumes_the_call_after_a_network_drop(
     # The patient's connection drops without a hang_up (the page sees 1006, as after a
     # network loss; DevTools' offline mode leaves open WebSockets alone).
     patient.evaluate("() => window.__dropSignaling()")
-    expect(patient.locator("#patient-call-status")).to_have_attribute(
-        "data-state", "reconnecting"
-    )
+    expect(patient.locator("#patient-call-status")).to_have_attribute("data-state", "reconnecting")
     # resume keeps the admitted place: no second admission, the call comes back.
     expect(patient.locator("#patient-call-status")).to_have_attribute(
         "data-state", "in_call", timeout=20_000
