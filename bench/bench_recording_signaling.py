@@ -15,6 +15,14 @@ each recording file is decrypted and its video frames counted against those sent
 loaded phase is known to have recorded in real time.
 
 How many simultaneous recordings the machine sustains is section 3 of bench_recording.py.
+
+``--nice-workers N`` renices the recording workers (a what-if, not a setting): measured
+2026-11-25 on the shared 2-core machine, five runs each in alternation, the p99 ratio was
+1.14/1.20/0.91/0.97/1.63x at normal priority and 1.44/0.96/0.65/1.06/1.60x at nice 10 -
+the same within the machine's noise; on a quiet machine both gave ~1.6x p99 and ~1.5x p50.
+The 4 workers use ~0.3 CPU-s/s of 2 cores, so scheduling priority is not what slows
+signaling there (likely the kernel's packet work for the loopback media, which nice does
+not touch, an untested guess); the service therefore starts its workers at normal priority.
 Everything listens on and talks to 127.0.0.1 only.
 """
 

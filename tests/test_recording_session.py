@@ -11,6 +11,7 @@ import aioice.ice
 import av
 import pytest
 from aiortc import RTCSessionDescription
+from aiortc.mediastreams import VideoStreamTrack
 
 from config import Settings
 from signaling.audit import AuditTrail
@@ -19,7 +20,7 @@ from signaling.errors import AppError
 from signaling.models import Consultation
 from signaling.recording_session import RecordingChange, RecordingSession
 from signaling.store.sqlite import SqliteStore
-from tests.test_media_recorder import Participant, VideoStreamTrack
+from tests.test_media_recorder import Participant
 
 pytestmark = pytest.mark.slow
 
@@ -86,7 +87,7 @@ async def test_both_consent_record_then_a_withdrawal_stops_it(
     assert stored is not None and stored.status == "complete"
     assert stored.stop_reason == "consent_withdrawn" and stored.size_bytes > 0
     data = b"".join(rs.library.plaintext(stored))
-    with av.open(io.BytesIO(data)) as container:
+    with av.open(io.BytesIO(data), mode="r") as container:
         kinds = sorted(s.type for s in container.streams)
         assert kinds == ["audio", "audio", "video", "video"]
         frames = sum(1 for _ in container.decode(video=0))
