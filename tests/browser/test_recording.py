@@ -359,3 +359,24 @@ def test_under_relay_only_the_recording_connection_goes_through_turn_too(
     assert [r["status"] for r in listed] == ["complete"], listed
     assert_no_page_errors(doctor)
     assert_no_page_errors(patient)
+
+
+def test_a_pending_request_is_cancelled_for_the_doctor_when_the_patient_leaves(
+    live_server: LiveServer, contexts: Contexts
+) -> None:
+    doctor, patient = in_call(live_server, contexts)
+    record_button(doctor).click()
+    expect(consent_prompt(patient)).to_be_visible()
+    consent_prompt(doctor).get_by_role("button", name="J'accepte").click()
+    expect(doctor.locator(".recording-status")).to_contain_text("En attente de la réponse")
+    # The patient leaves with the prompt still open: the server ends the request and says so;
+    # the doctor is told nothing was recorded (not that a recording stopped).
+    patient.close()
+    expect(doctor.locator(".recording-status")).to_have_text(
+        "La demande d'enregistrement est annulée. Rien n'est enregistré."
+    )
+    expect(consent_prompt(doctor)).to_be_hidden()
+    expect(indicator(doctor)).to_be_hidden()
+    snap(doctor, "recording-request-cancelled-doctor")
+    assert recordings(doctor) == []
+    assert_no_page_errors(doctor)

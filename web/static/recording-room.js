@@ -118,8 +118,12 @@ export class RoomRecording {
         const who = reason.slice("declined_by_".length);
         if (who === this.role) this.view.say("recording.declined_by_you");
         else this.view.say(who === "doctor" ? "recording.declined_by_doctor" : "recording.declined_by_patient");
+      } else if (wasRecording) {
+        this.view.say(STOPPED[reason] || "recording.stopped");
       } else {
-        this.view.say(STOPPED[reason] || (wasRecording ? "recording.stopped" : "recording.request_cancelled"));
+        // A request that never started (a participant left or withdrew meanwhile): nothing
+        // was recorded, so never say a recording stopped.
+        this.view.say("recording.request_cancelled");
       }
     }
   }
