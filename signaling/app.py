@@ -29,6 +29,7 @@ from signaling.routes_auth import routes as auth_routes
 from signaling.routes_consultations import routes as consultation_routes
 from signaling.routes_health import routes as health_routes
 from signaling.routes_live import routes as live_routes
+from signaling.routes_live import setup_waiting_streams
 from signaling.routes_recordings import routes as recording_routes
 from signaling.routes_users import routes as user_routes
 from signaling.settings_audit import record_settings_change
@@ -162,6 +163,7 @@ def create_app(
     setup_pages(app, web_root)
     setup_signaling(app)
     setup_metrics(app)
+    setup_waiting_streams(app)
     return app
 
 

@@ -1,22 +1,82 @@
-"""GET /api/waiting (the dashboard's view of its waiting rooms) and GET /api/ice-policy."""
+"""GET /api/waiting and its event stream (the dashboard's view of its waiting rooms) and
+GET /api/ice-policy."""
 
 from __future__ import annotations
 
+import asyncio
 import base64
 import dataclasses
+import json
 from typing import Any
 
+import aiohttp
 import pytest
+from aiohttp import web
 from aiohttp.test_utils import TestClient
 
 from config import Settings, TurnSettings
 from signaling.app import create_app
 from signaling.clock import ManualClock
 from signaling.protocol import Admitted, Waiting
+from signaling.routes_live import MAX_STREAMS_PER_USER, STREAM_TIMING, StreamTiming
 from tests.conftest import Accounts, Staff
 from tests.rtc import book, join
 
 pytestmark = pytest.mark.both_stores
+# Generous: an event that never comes fails the test after this, it is no speed measure.
+EVENT_TIMEOUT = 10.0
+
+
+@pytest.fixture
+def app(settings: Settings, clock: ManualClock) -> web.Application:
+    # Streams look for changes and re-check the session often, so tests wait little.
+    app = create_app(settings, clock=clock)
+    app[STREAM_TIMING] = StreamTiming(poll_seconds=0.05, heartbeat_seconds=0.1)
+    return app
+
+
+class EventStream:
+    """The reading end of a text/event-stream response, one event (or comment) at a time."""
+
+    def __init__(self, response: aiohttp.ClientResponse) -> None:
+        self.response = response
+
+    async def next(self) -> tuple[str, str]:
+        """(event name, data) of the next event, or ("", comment text) for a comment;
+        ("eof", "") when the server closed the stream."""
+        event, data = "", []
+        while True:
+            line = await asyncio.wait_for(self.response.content.readline(), EVENT_TIMEOUT)
+            if not line:
+                return "eof", ""
+            text = line.decode().rstrip("\n")
+            if text.startswith(":"):
+                return "", text[1:].strip()
+            if text.startswith("event: "):
+                event = text[len("event: ") :]
+            elif text.startswith("data: "):
+                data.append(text[len("data: ") :])
+            elif text == "" and event:
+                return event, "\n".join(data)
+
+    async def next_event(self) -> tuple[str, str]:
+        """The next named event, skipping heartbeat comments."""
+        while True:
+            event, data = await self.next()
+            if event:
+                return event, data
+
+    async def next_waiting(self) -> list[dict[str, Any]]:
+        event, data = await self.next_event()
+        assert event == "waiting", (event, data)
+        return list(json.loads(data)["waiting"])
+
+
+async def open_stream(staff: Staff) -> EventStream:
+    resp = await staff.client.get("/api/waiting/events")
+    assert resp.status == 200, await resp.text()
+    assert resp.headers["Content-Type"].startswith("text/event-stream")
+    return EventStream(resp)
 
 
 async def waiting_of(staff: Staff) -> list[dict[str, Any]]:
@@ -93,6 +153,91 @@ async def test_polling_does_not_keep_an_idle_session_alive(
     assert (await doctor.client.get("/api/me")).status == 401
 
 
+async def test_stream_sends_an_arrival_and_the_admission(
+    client: TestClient[Any, Any], accounts: Accounts, doctor: Staff, clock: ManualClock
+) -> None:
+    booking = await book(accounts, doctor, clock, patient_name="Alice Patient")
+    stream = await open_stream(doctor)
+    assert await stream.next_waiting() == []  # the current list at connect
+    patient, _ = await join(client, await booking.patient_token())
+    await patient.expect(Waiting)
+    [entry] = await stream.next_waiting()
+    assert entry["consultation_id"] == booking.consultation_id
+    assert entry["patient_name"] == "Alice Patient"
+    assert [entry] == await waiting_of(doctor)  # the same JSON as GET /api/waiting
+    doctor_ws, _ = await join(client, await booking.doctor_token())
+    await doctor_ws.send({"type": "admit"})
+    await patient.expect(Admitted)
+    assert await stream.next_waiting() == []
+    stream.response.close()
+    await doctor_ws.close()
+    await patient.close()
+
+
+async def test_stream_refuses_non_doctors(client: TestClient[Any, Any], admin: Staff) -> None:
+    resp = await admin.client.get("/api/waiting/events")
+    assert resp.status == 403
+    assert (await resp.json())["error"]["code"] == "forbidden"
+    resp = await client.get("/api/waiting/events")
+    assert resp.status == 401
+    assert (await resp.json())["error"]["code"] == "not_authenticated"
+
+
+async def test_stream_ends_when_the_session_expires_and_does_not_extend_it(
+    client: TestClient[Any, Any], doctor: Staff, clock: ManualClock
+) -> None:
+    stream = await open_stream(doctor)
+    assert await stream.next_waiting() == []
+    # 29 minutes with the stream open, heartbeats (each re-checking the session) going on.
+    for _ in range(29):
+        clock.advance(60)
+        assert await stream.next() == ("", "heartbeat")
+    clock.advance(2 * 60)
+    assert await stream.next_event() == ("session_ended", "{}")
+    assert await stream.next() == ("eof", "")
+    stream.response.release()
+    # The stream did not keep the session: it is gone for every request.
+    assert (await doctor.client.get("/api/me")).status == 401
+
+
+async def test_stream_ends_at_sign_out(
+    client: TestClient[Any, Any], doctor: Staff, clock: ManualClock
+) -> None:
+    stream = await open_stream(doctor)
+    assert await stream.next_waiting() == []
+    assert (await doctor.post("/api/auth/logout")).status in (200, 204)
+    assert await stream.next_event() == ("session_ended", "{}")
+    assert await stream.next() == ("eof", "")
+    stream.response.release()
+
+
+async def test_streams_per_user_are_bounded(
+    client: TestClient[Any, Any], accounts: Accounts, doctor: Staff
+) -> None:
+    streams = [await open_stream(doctor) for _ in range(MAX_STREAMS_PER_USER)]
+    resp = await doctor.client.get("/api/waiting/events")
+    assert resp.status == 429
+    error = (await resp.json())["error"]
+    assert error["code"] == "too_many_connections"
+    assert str(MAX_STREAMS_PER_USER) in error["message"]
+    # Another doctor has a count of their own.
+    await accounts.create("dr.other")
+    other = await accounts.sign_in("dr.other")
+    streams.append(await open_stream(other))
+    # A closed stream frees its place (found at the next write, a heartbeat at the latest).
+    streams[0].response.close()
+    for _ in range(int(EVENT_TIMEOUT / 0.1)):
+        resp = await doctor.client.get("/api/waiting/events")
+        if resp.status == 200:
+            break
+        resp.release()
+        await asyncio.sleep(0.1)
+    assert resp.status == 200
+    resp.close()
+    for stream in streams:
+        stream.response.close()
+
+
 async def test_ice_policy_follows_the_relay_only_setting(
     aiohttp_client: Any, settings: Settings, clock: ManualClock, doctor: Staff
 ) -> None:
@@ -125,7 +270,13 @@ async def test_ice_policy_follows_the_relay_only_setting(
             await session.close()
 
 
-@pytest.mark.parametrize("path", ["/api/waiting", "/api/ice-policy"])
+@pytest.mark.parametrize("path", ["/api/waiting", "/api/waiting/events", "/api/ice-policy"])
 async def test_documented_in_openapi(client: TestClient[Any, Any], path: str) -> None:
     document = await (await client.get("/api/openapi.json")).json()
     assert "get" in document["paths"][path]
+
+
+async def test_stream_documented_as_event_stream(client: TestClient[Any, Any]) -> None:
+    document = await (await client.get("/api/openapi.json")).json()
+    ok = document["paths"]["/api/waiting/events"]["get"]["responses"]["200"]
+    assert "text/event-stream" in ok["content"]
