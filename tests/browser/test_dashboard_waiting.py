@@ -1,7 +1,8 @@
 """The doctor's dashboard shows the waiting room live: a patient arrives while the doctor is on
 the dashboard, the row and the waiting panel say so, the tab title gets a "(1)" badge, a knock
 plays and a system notification is shown; the doctor lets the patient in (or declines) from
-there."""
+there. The list arrives through an EventSource on /api/waiting/events (hidden tabs' timers are
+throttled, its messages are not), polling only when that stream keeps failing."""
 
 from __future__ import annotations
 
@@ -31,12 +32,25 @@ window.Notification = class extends NativeNotification {
 };
 """
 
+# Records every EventSource the page opens (the real one, observed).
+RECORD_EVENT_SOURCES = """
+window.__eventSources = [];
+const NativeEventSource = window.EventSource;
+window.EventSource = class extends NativeEventSource {
+  constructor(url, options) {
+    super(url, options);
+    window.__eventSources.push(this);
+  }
+};
+"""
+
 DASHBOARD_TITLE = "Téléconsultation — Espace soignant"
 
 
 def doctor_on_dashboard(live_server: LiveServer, contexts: Contexts) -> tuple[Page, str, str]:
     doctor, url, code = doctor_with_consultation(live_server, contexts)
     doctor.add_init_script(RECORD_NOTIFICATIONS)
+    doctor.add_init_script(RECORD_EVENT_SOURCES)
     # The fixture's camera/microphone grant leaves every other permission "denied"; a new
     # profile's "not asked yet" is what a doctor meets (the fake UI still answers camera asks).
     doctor.context.clear_permissions()
@@ -79,7 +93,7 @@ def test_patient_arrival_is_announced_on_the_dashboard_and_the_doctor_lets_them_
     assert "Alice" not in notification["body"]  # a notification may show on a shared screen
     assert doctor.evaluate("() => window.__tones") == 2  # the knock
     snap(doctor, "dashboard-waiting")
-    # Still waiting at the next polls: announced once, not again.
+    # Still waiting a few seconds later: announced once, not again.
     doctor.wait_for_timeout(3500)
     assert doctor.evaluate("() => window.__notifications.length") == 1
 
@@ -97,6 +111,43 @@ def test_patient_arrival_is_announced_on_the_dashboard_and_the_doctor_lets_them_
     expect(doctor.locator("#lobby")).to_be_hidden()
     assert_no_page_errors(doctor)
     assert_no_page_errors(patient)
+
+
+def test_arrival_comes_through_the_event_stream_without_polling(
+    live_server: LiveServer, contexts: Contexts
+) -> None:
+    doctor, url, code = doctor_on_dashboard(live_server, contexts)
+    # Polling made impossible from here on: whatever arrives now came through the stream.
+    polls: list[str] = []
+    doctor.on("request", lambda r: polls.append(r.url) if r.url.endswith("/api/waiting") else None)
+    doctor.route("**/api/waiting", lambda route: route.abort())
+    expect(doctor.locator("body")).to_have_attribute("data-waiting-feed", "stream")
+    sources = doctor.evaluate(
+        "() => window.__eventSources.map((s) => ({ url: s.url, state: s.readyState }))"
+    )
+    assert sources == [{"url": f"{live_server.url}/api/waiting/events", "state": 1}]  # OPEN
+
+    patient_to_waiting_room(contexts, url, code)
+    item = doctor.locator("#waiting-list .waiting-item")
+    expect(item).to_contain_text("Alice Dupont")
+    expect(doctor).to_have_title(f"(1) {DASHBOARD_TITLE}")
+    assert polls == []
+    expect(doctor.locator("#waiting-error")).to_be_hidden()
+    assert doctor.evaluate("() => window.__eventSources.length") == 1  # never reconnected
+    assert_no_page_errors(doctor)
+
+
+def test_dashboard_falls_back_to_polling_when_the_stream_is_refused(
+    live_server: LiveServer, contexts: Contexts
+) -> None:
+    doctor, url, code = doctor_with_consultation(live_server, contexts)
+    # A proxy that refuses the stream: the page retries a few times, then polls.
+    doctor.route("**/api/waiting/events", lambda route: route.fulfill(status=502, body=""))
+    doctor.reload()
+    expect(doctor.locator("body")).to_have_attribute("data-waiting-feed", "polling", timeout=30_000)
+    patient_to_waiting_room(contexts, url, code)
+    expect(doctor.locator("#waiting-list .waiting-item")).to_contain_text("Alice Dupont")
+    expect(doctor.locator("#waiting-error")).to_be_hidden()
 
 
 def test_doctor_declines_from_the_dashboard(live_server: LiveServer, contexts: Contexts) -> None:

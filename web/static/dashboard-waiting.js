@@ -2,11 +2,15 @@
 // (opens that consultation's call page, which admits them as soon as it has joined the room)
 // and "decline" (a short signaling connection that turns the patient away).
 //
-// Why polling: the WebSockets live on the call pages, one per open consultation, and a doctor
-// seat taken here would push a call page out of its room. GET /api/waiting reads the rooms'
-// presence and does not extend the session, so an unattended dashboard still signs out.
-// Browsers slow timers in background tabs (down to once a minute after a few minutes hidden):
-// a patient may then be announced a little later, never missed.
+// Why a server-sent event stream and no WebSocket: the WebSockets live on the call pages, one
+// per open consultation, and a doctor seat taken here would push a call page out of its room.
+// GET /api/waiting/events sends the list at connect and on each change, does not extend the
+// session (an unattended dashboard still signs out) and says "session_ended" when it is gone.
+// Why not timers: browsers slow the timers of hidden tabs (once a minute after five minutes
+// hidden in Chromium), and a doctor sharing a screen would hear of an arrival a minute late;
+// an EventSource's messages are not throttled. If the stream fails again and again (a proxy
+// that buffers it, too many tabs), the page falls back to polling GET /api/waiting: arrivals
+// may then be announced later when the tab is hidden, never missed.
 import { t } from "./i18n.js";
 import { api } from "./api.js";
 import { $, confirmDialog } from "./ui.js";
@@ -22,10 +26,17 @@ import { SignalingClient } from "/protocol.js";
 
 const POLL_MS = 3000;
 const DENY_TIMEOUT_MS = 5000;
+const STREAM_URL = "/api/waiting/events";
+// Consecutive stream failures (no event between them) before polling takes over for good.
+const MAX_STREAM_FAILURES = 4;
+const RECONNECT_BASE_MS = 1000;
+const RECONNECT_MAX_MS = 15000;
 
 let patients = [];
 let announced = new Set(); // consultation ids already announced (knock, notification)
 let timer = null;
+let source = null;
+let streamFailures = 0;
 let first = true;
 let listeners = { onChange: () => {}, onSignedOut: () => {} };
 
@@ -41,12 +52,58 @@ export function watchWaitingRoom({ onChange, onSignedOut }) {
   wireNotifications();
   stopWatching();
   first = true;
-  poll();
+  streamFailures = 0;
+  if (window.EventSource) openStream();
+  else poll();
 }
 
 export function stopWatching() {
   clearTimeout(timer);
   timer = null;
+  closeStream();
+}
+
+/** How the list arrives now, for people and tests: "stream" or "polling". */
+function showFeed(feed) {
+  document.body.dataset.waitingFeed = feed;
+}
+
+function openStream() {
+  timer = null;
+  closeStream();
+  source = new EventSource(STREAM_URL);
+  showFeed("stream");
+  source.addEventListener("waiting", (event) => {
+    streamFailures = 0;
+    $("#waiting-error").hidden = true;
+    update(JSON.parse(event.data).waiting);
+  });
+  source.addEventListener("session_ended", () => {
+    stopWatching();
+    listeners.onSignedOut();
+  });
+  source.addEventListener("error", onStreamError);
+}
+
+function closeStream() {
+  if (!source) return;
+  source.close();
+  source = null;
+}
+
+async function onStreamError() {
+  // EventSource retries by itself after a dropped connection but gives up on an HTTP error;
+  // retrying here with a growing delay covers both, and a poll tells a sign-out apart.
+  closeStream();
+  streamFailures += 1;
+  const signedIn = await pollOnce();
+  if (!signedIn) return;
+  if (streamFailures >= MAX_STREAM_FAILURES) {
+    poll(); // the stream keeps failing here: timers it is
+    return;
+  }
+  const delay = Math.min(RECONNECT_BASE_MS * 2 ** (streamFailures - 1), RECONNECT_MAX_MS);
+  timer = setTimeout(openStream, delay);
 }
 
 /** Re-render after a language change (texts, title badge). */
@@ -58,19 +115,26 @@ export function renderWaitingRoom() {
 
 async function poll() {
   timer = null;
+  showFeed("polling");
+  if (await pollOnce()) timer = setTimeout(poll, POLL_MS);
+}
+
+/** One read of GET /api/waiting; false once the session is gone (the page signs out). */
+async function pollOnce() {
   try {
     const answer = await api("/api/waiting");
     $("#waiting-error").hidden = true;
     update(answer.waiting);
   } catch (error) {
     if (error.code === "not_authenticated") {
+      stopWatching();
       listeners.onSignedOut();
-      return;
+      return false;
     }
     $("#waiting-error").textContent = t("dash.waiting_error");
     $("#waiting-error").hidden = false;
   }
-  timer = setTimeout(poll, POLL_MS);
+  return true;
 }
 
 function update(waiting) {
