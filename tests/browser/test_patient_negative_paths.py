@@ -151,16 +151,25 @@ def test_consultation_cancelled_while_the_patient_waits(
     row = doctor.locator("#list-today .consult-item", has_text="Alice Dupont")
     row.get_by_role("button", name="Annuler la consultation avec Alice Dupont").click()
     doctor.locator("#confirm-ok").click()
-    # The patient is told it is over; the camera is off and nothing shows.
-    expect(patient.locator("#connection-state")).to_have_attribute("data-state", "ended")
+    # The patient is told it was cancelled (not that it ended); camera off, nothing shows.
+    expect(patient.locator("#connection-state")).to_have_attribute("data-state", "cancelled")
+    expect(patient.locator("#waiting-title")).to_have_text("Consultation annulée")
     expect(patient.locator("#connection-state")).to_have_text(
-        "La consultation est terminée. Vous pouvez fermer cette page."
+        "Votre médecin a annulé cette consultation. Vous pouvez fermer cette page ; "
+        "contactez le cabinet pour un nouveau rendez-vous."
+    )
+    snap(patient, "patient-cancelled-while-waiting")
+    # The same in English once the patient switches language.
+    patient.get_by_role("button", name="EN", exact=True).click()
+    expect(patient.locator("#waiting-title")).to_have_text("Consultation cancelled")
+    expect(patient.locator("#connection-state")).to_contain_text(
+        "Your doctor cancelled this consultation."
     )
     expect(patient.locator("#rejoin")).to_be_hidden()
     expect(patient.locator("#call-step")).to_be_hidden()
     assert patient.evaluate(VIDEOS_SHOWING) == []
     assert patient.evaluate("() => window.__peers.length") == 0
-    # The link no longer opens anything.
+    # The link no longer opens anything (the language chosen stays).
     patient.goto(url)
-    expect(patient.locator("#problem-title")).to_have_text("Ce rendez-vous a été annulé")
+    expect(patient.locator("#problem-title")).to_have_text("This appointment was cancelled")
     assert_no_page_errors(patient)

@@ -257,10 +257,10 @@ function leaveRoom(state, canRejoin) {
   renderConnectionState();
   $("#leave").hidden = true;
   $("#rejoin").hidden = !canRejoin;
-  if (state === "ended" || state === "denied") {
+  if (state === "ended" || state === "denied" || state === "cancelled") {
     // Over: the page no longer looks like a waiting room.
     const title = $("#waiting-title");
-    title.dataset.i18n = `call.state_${state}`;
+    title.dataset.i18n = state === "cancelled" ? "waiting.title_cancelled" : `call.state_${state}`;
     title.textContent = t(title.dataset.i18n);
     for (const node of $$("#waiting-step .calm-pulse, #waiting-step .tips, #waiting-doctor, #waiting-since")) {
       node.hidden = true;
@@ -293,6 +293,11 @@ function onRoomState(state, details = {}) {
   if (PROBLEMS.has(details.code)) {
     leaveRoom("ended", false);
     return showProblem(details.code, false);
+  }
+  if (state === "ended" && details.reason === "cancelled") {
+    // Cancelled by the doctor while the patient waited: not a consultation that took place.
+    leaveRoom("cancelled", false);
+    return;
   }
   if (state === "ended" || state === "denied") {
     leaveRoom(state, false);
