@@ -85,6 +85,17 @@ class RoleChangeRequest(msgspec.Struct, forbid_unknown_fields=True):
     role: Literal["admin", "doctor"]
 
 
+class PasswordChangeRequest(msgspec.Struct, forbid_unknown_fields=True):
+    current_password: Password
+    new_password: Password
+    code: TotpCode
+
+
+class PasswordChanged(msgspec.Struct):
+    # How many other sessions of the account (other browsers, pending sign-ins) were ended.
+    sessions_ended: int
+
+
 class UserList(msgspec.Struct):
     users: list[UserView]
 

@@ -30,6 +30,7 @@ from signaling.routes_consultations import routes as consultation_routes
 from signaling.routes_health import routes as health_routes
 from signaling.routes_live import routes as live_routes
 from signaling.routes_live import setup_waiting_streams
+from signaling.routes_me import routes as me_routes
 from signaling.routes_recordings import routes as recording_routes
 from signaling.routes_users import routes as user_routes
 from signaling.settings_audit import record_settings_change
@@ -69,6 +70,7 @@ def all_routes() -> ApiRegistry:
         health_routes,
         auth_routes,
         user_routes,
+        me_routes,
         consultation_routes,
         audit_routes,
         recording_routes,

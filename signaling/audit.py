@@ -28,6 +28,7 @@ AUDITED_ACTIONS: tuple[str, ...] = (
     "user.disabled",
     "user.enabled",
     "user.role_changed",
+    "user.password_changed",
     "consultation.created",
     "consultation.cancelled",
     "consultation.ended",

@@ -5,6 +5,7 @@ from __future__ import annotations
 import logging
 import secrets
 import uuid
+from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 
 from cryptography.exceptions import InvalidTag
@@ -21,6 +22,8 @@ from signaling.passwords import hash_password, verify_password
 from signaling.store.base import DuplicateUsername, Store
 
 USERNAME_MAX = 64
+# Records a refused step (user, source address, reason) under the caller's audit action.
+RefusalRecorder = Callable[[User, str, str], Awaitable[None]]
 log = logging.getLogger("teleconsult.auth")
 
 
@@ -146,6 +149,57 @@ class Accounts:
         await self.store.delete_user_sessions(user.id)
         return user.evolve(role=role)
 
+    async def change_password(
+        self, user: User, session: Session, current: str, new: str, code: str, address: str
+    ) -> int:
+        """A signed-in user replaces their own password, proving it with the current password
+        and a fresh TOTP code (a stolen session cookie alone is not enough). Wrong answers
+        count toward the same lockouts as sign-in. The calling session is kept; every other
+        session of the account ends. Answers how many sessions ended."""
+        self.check_password_strength(new)
+        if new == current:
+            raise AppError("password_unchanged")
+        await self._check_locks(user.username, address)
+        refused = self._failure_audit("user.password_changed", on_own_account=True)
+        if not await verify_password(user.password_hash, current):
+            await self._count_failure(user.username, address, "password")
+            await refused(user, address, "wrong_password")
+            raise AppError("wrong_password")
+        await self._use_totp_code(user, code, address, refused)
+        changed = await self.store.set_user_password(
+            user.id, user.password_hash, await hash_password(new), session.id_hash
+        )
+        if changed is None:  # another change won the race: this current password is stale
+            await refused(user, address, "wrong_password")
+            raise AppError("wrong_password")
+        await self.store.delete_key(f"fail:user:{user.username.casefold()}")
+        await self._audit.record(
+            "user.password_changed",
+            actor=user.id,
+            actor_role=user.role,
+            target=user.id,
+            address=address,
+            sessions_ended=changed,
+        )
+        return changed
+
+    def _failure_audit(self, action: str, *, on_own_account: bool) -> RefusalRecorder:
+        """Records a refused step as a failure of ``action`` (its target is the account
+        itself when the action is about the account, as a password change is)."""
+
+        async def record(user: User, address: str, reason: str) -> None:
+            await self._audit.record(
+                action,
+                actor=user.id,
+                actor_role=user.role,
+                target=user.id if on_own_account else "",
+                address=address,
+                outcome="failure",
+                reason=reason,
+            )
+
+        return record
+
     # -- lockouts
     def _lock_keys(self, username: str, address: str) -> tuple[str, str]:
         return f"lock:user:{username.casefold()}", f"lock:addr:{address}"
@@ -260,32 +314,9 @@ class Accounts:
         """Step two: a correct, unused code turns the pending login into a session."""
         pending, user = await self.pending_user(pending_cookie)
         await self._check_locks(user.username, address)
-        secret = self.totp_secret(user)
-        if secret is None:
-            raise AppError("enrolment_required")
-        step = mfa.matching_step(secret, code.strip().replace(" ", ""), self.clock.now())
-        if step is None:
-            await self._count_failure(user.username, address, "totp")
-            await self._audit.record(
-                "login.totp",
-                actor=user.id,
-                actor_role=user.role,
-                address=address,
-                outcome="failure",
-                reason="wrong_code",
-            )
-            raise AppError("invalid_totp")
-        if not await self.store.advance_totp_step(user.id, step):
-            await self._count_failure(user.username, address, "totp")
-            await self._audit.record(
-                "login.totp",
-                actor=user.id,
-                actor_role=user.role,
-                address=address,
-                outcome="failure",
-                reason="reused_code",
-            )
-            raise AppError("totp_reused")
+        await self._use_totp_code(
+            user, code, address, self._failure_audit("login.totp", on_own_account=False)
+        )
         if not user.totp_confirmed:
             user = user.evolve(totp_confirmed=True)
             await self.store.update_user(user)
@@ -300,6 +331,25 @@ class Accounts:
             "login.success", actor=user.id, actor_role=user.role, address=address
         )
         return issued, user
+
+    async def _use_totp_code(
+        self, user: User, code: str, address: str, refused: RefusalRecorder
+    ) -> None:
+        """Accept ``code`` once: it must match and be newer than the last accepted one (the
+        monotonic ``totp_last_step``). A refusal counts toward the lockouts and is recorded
+        by ``refused`` with the reason."""
+        secret = self.totp_secret(user)
+        if secret is None:
+            raise AppError("enrolment_required")
+        step = mfa.matching_step(secret, code.strip().replace(" ", ""), self.clock.now())
+        if step is None:
+            await self._count_failure(user.username, address, "totp")
+            await refused(user, address, "wrong_code")
+            raise AppError("invalid_totp")
+        if not await self.store.advance_totp_step(user.id, step):
+            await self._count_failure(user.username, address, "totp")
+            await refused(user, address, "reused_code")
+            raise AppError("totp_reused")
 
     async def issue_patient_session(self, consultation_id: str, until: float) -> IssuedSession:
         return await self._issue(

@@ -45,6 +45,10 @@ _KINDS = [
     ErrorKind("csrf_failed", 403, None, "The request did not carry a valid CSRF token."),
     ErrorKind("forbidden", 403, None, "You are not allowed to do this."),
     ErrorKind("weak_password", 400, None, "The password is too short."),
+    ErrorKind("wrong_password", 403, None, "The current password is wrong."),
+    ErrorKind(
+        "password_unchanged", 400, None, "The new password must differ from the current one."
+    ),
     ErrorKind("username_taken", 409, None, "This username is already taken."),
     ErrorKind("last_admin", 409, None, "The service needs at least one active administrator."),
     ErrorKind("setup_done", 409, None, "The service is already set up."),

@@ -173,6 +173,26 @@ async def test_each_audited_action_is_written_exactly_once(
     clock.advance(settings.security.lockout_minutes * 60 + 1)  # the account lock is over
     doctor = await sign_in_steps(trail, accounts, "dr.house", "doctor", first=True)
 
+    # -- own password: a refused change, then a change and back (later steps sign in with it)
+    new_password = "another long passphrase"
+    resp = await doctor.post(
+        "/api/me/password",
+        json={
+            "current_password": "not the password",
+            "new_password": new_password,
+            "code": accounts.next_code(doctor.totp),
+        },
+    )
+    assert resp.status == 403, await resp.text()
+    await trail.step(("user.password_changed", "@dr.house", "doctor", "failure"))
+    for current, new in ((PASSWORD, new_password), (new_password, PASSWORD)):
+        body = {"current_password": current, "new_password": new}
+        resp = await doctor.post(
+            "/api/me/password", json={**body, "code": accounts.next_code(doctor.totp)}
+        )
+        assert resp.status == 200, await resp.text()
+        await trail.step(("user.password_changed", "@dr.house", "doctor", "success"))
+
     # -- consultations and invites
     booking = await book(accounts, doctor, clock)
     cid = booking.consultation_id

@@ -123,16 +123,20 @@ async def test_totp_step_only_moves_forward(store: Store) -> None:
     assert not await store.advance_totp_step("id-dr.a", 101)
 
 
-async def test_sessions(store: Store) -> None:
-    s = Session(
-        id_hash="h1",
+def staff_session(id_hash: str, user_id: str) -> Session:
+    return Session(
+        id_hash=id_hash,
         kind="staff",
         created_at=NOW,
         last_seen=NOW,
         expires_at=NOW + 10,
         csrf_token="c",
-        user_id="u1",
+        user_id=user_id,
     )
+
+
+async def test_sessions(store: Store) -> None:
+    s = staff_session("h1", "u1")
     await store.put_session(s)
     await store.put_session(s.evolve(id_hash="h2"))
     assert await store.get_session("h1") == s
@@ -140,6 +144,55 @@ async def test_sessions(store: Store) -> None:
     assert await store.get_session("h2") is None
     await store.put_session(s)
     assert await store.purge_sessions(NOW + 11) == 1
+
+
+async def test_set_user_role_keeps_at_least_one_enabled_admin(store: Store) -> None:
+    await store.create_user(user("boss", role="admin"))
+    await store.create_user(user("dr.a"))
+    assert await store.set_user_role("id-dr.a", "admin")
+    assert (await store.get_user("id-dr.a")).role == "admin"  # type: ignore[union-attr]
+    # Two admins: one may step down, but not the second one after it.
+    assert await store.set_user_role("id-boss", "doctor")
+    assert not await store.set_user_role("id-dr.a", "doctor")
+    assert (await store.get_user("id-dr.a")).role == "admin"  # type: ignore[union-attr]
+    # A disabled admin does not count as one the service can rely on.
+    assert await store.set_user_role("id-boss", "admin")
+    boss = await store.get_user("id-boss")
+    assert boss is not None
+    await store.update_user(boss.evolve(disabled=True))
+    assert not await store.set_user_role("id-dr.a", "doctor")
+    assert await store.set_user_role("id-dr.a", "admin")  # no change of role is always fine
+    await store.update_user(boss.evolve(disabled=False))
+    assert await store.set_user_role("id-dr.a", "doctor")
+    assert (await store.get_user("id-dr.a")).role == "doctor"  # type: ignore[union-attr]
+
+
+async def test_set_user_password_ends_the_other_sessions_only(store: Store) -> None:
+    await store.create_user(user())
+    await store.create_user(user("dr.b"))
+    base = staff_session("mine", "id-dr.a")
+    for session in (
+        base,
+        base.evolve(id_hash="laptop"),
+        base.evolve(id_hash="pending", kind="pending"),
+        base.evolve(id_hash="theirs", user_id="id-dr.b"),
+    ):
+        await store.put_session(session)
+    # A stale old hash (changed meanwhile) writes nothing and ends nothing.
+    assert await store.set_user_password("id-dr.a", "stale", "new-hash", "mine") is None
+    assert (await store.get_user("id-dr.a")).password_hash == "h"  # type: ignore[union-attr]
+    assert await store.get_session("laptop") is not None
+    assert await store.set_user_password("absent", "h", "new-hash", "mine") is None
+
+    assert await store.set_user_password("id-dr.a", "h", "new-hash", "mine") == 2
+    assert (await store.get_user("id-dr.a")).password_hash == "new-hash"  # type: ignore[union-attr]
+    assert await store.get_session("mine") == base
+    assert await store.get_session("laptop") is None
+    assert await store.get_session("pending") is None
+    assert await store.get_session("theirs") is not None
+    assert (await store.get_user("id-dr.b")).password_hash == "h"  # type: ignore[union-attr]
+    # The kept session is still indexed: ending the user's sessions later finds it.
+    assert await store.delete_user_sessions("id-dr.a") == 1
 
 
 async def test_consultations_and_atomic_code_failures(store: Store) -> None:

@@ -105,6 +105,14 @@ class Store(Protocol):
         no enabled admin: the check and the write are one operation, so two admins demoting
         each other at once cannot both succeed."""
 
+    async def set_user_password(
+        self, user_id: str, old_hash: str, new_hash: str, keep_session: str
+    ) -> int | None:
+        """Atomically replace the password hash and end every other session of the user
+        (all but the session whose id hash is ``keep_session``). Nothing is written and None
+        is answered when the stored hash is no longer ``old_hash`` (changed meanwhile);
+        otherwise answers how many sessions were ended."""
+
     async def advance_totp_step(self, user_id: str, step: int) -> bool:
         """Atomically raise totp_last_step to ``step``; False if it already is >= step."""
 

@@ -84,6 +84,22 @@ redis.call('HSET', ARGV[3] .. ARGV[1], 'role', ARGV[2])
 return 1
 """
 
+# Replaces a user's password hash if it still is ARGV[1], then ends the user's other sessions
+# (KEYS[1]: user hash, KEYS[2]: the user's session index; ARGV: old hash, new hash, session id
+# hash to keep, session key prefix). One script: no session opened meanwhile survives.
+_REPLACE_PASSWORD_HASH = """
+if redis.call('HGET', KEYS[1], 'password_hash') ~= ARGV[1] then return -1 end
+redis.call('HSET', KEYS[1], 'password_hash', ARGV[2])
+local ended = 0
+for _, id in ipairs(redis.call('SMEMBERS', KEYS[2])) do
+  if id ~= ARGV[3] then
+    ended = ended + redis.call('DEL', ARGV[4] .. id)
+    redis.call('SREM', KEYS[2], id)
+  end
+end
+return ended
+"""  # noqa: S105 (a Lua script, not a secret)
+
 _ADVANCE_TOTP = """
 local current = tonumber(redis.call('HGET', KEYS[1], 'totp_last_step') or '-1')
 if current == nil or redis.call('EXISTS', KEYS[1]) == 0 then return -1 end
@@ -259,6 +275,25 @@ class RedisStore:
             self.r.eval(_SET_ROLE, 1, f"{self.p}users", user_id, role, f"{self.p}user:")
         )
         return int(result) == 1
+
+    async def set_user_password(
+        self, user_id: str, old_hash: str, new_hash: str, keep_session: str
+    ) -> int | None:
+        result = int(
+            await self._call(
+                self.r.eval(
+                    _REPLACE_PASSWORD_HASH,
+                    2,
+                    self._user_key(user_id),
+                    f"{self.p}user_sessions:{user_id}",
+                    old_hash,
+                    new_hash,
+                    keep_session,
+                    f"{self.p}session:",
+                )
+            )
+        )
+        return None if result < 0 else result
 
     async def advance_totp_step(self, user_id: str, step: int) -> bool:
         result = await self._call(self.r.eval(_ADVANCE_TOTP, 1, self._user_key(user_id), str(step)))

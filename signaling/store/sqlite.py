@@ -322,6 +322,24 @@ class SqliteStore:
 
         return await self._run(op)
 
+    async def set_user_password(
+        self, user_id: str, old_hash: str, new_hash: str, keep_session: str
+    ) -> int | None:
+        def op(db: sqlite3.Connection) -> int | None:
+            cursor = db.execute(
+                "UPDATE users SET password_hash=? WHERE id=? AND password_hash=?",
+                (new_hash, user_id, old_hash),
+            )
+            if cursor.rowcount != 1:
+                return None
+            return int(
+                db.execute(
+                    "DELETE FROM sessions WHERE user_id=? AND id_hash<>?", (user_id, keep_session)
+                ).rowcount
+            )
+
+        return await self._run(op)
+
     async def update_user(self, user: User) -> None:
         # totp_last_step is only ever moved by advance_totp_step, so it stays monotonic.
         await self._run(
