@@ -13,6 +13,7 @@ from signaling.keys import SERVICES
 # token from location.pathname and sends it in a request body.
 PAGES = {
     "/": "index.html",
+    "/account": "account.html",
     "/admin": "admin.html",
     "/audit": "audit.html",
     "/call/{consultation_id}": "call.html",

@@ -44,6 +44,7 @@ function renderHeader() {
   $("#who").hidden = false;
   $("#signout").hidden = false;
   $("#admin-link").hidden = !isAdmin();
+  $("#account-link").hidden = false;
   $("#audit-link").hidden = false; // doctors: the trail of their own consultations
   $("#admin-note").hidden = !isAdmin();
   $("#create").hidden = isAdmin();

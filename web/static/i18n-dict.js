@@ -5,6 +5,7 @@
 import { CALL } from "./i18n-dict-call.js";
 import { RECORDING } from "./i18n-dict-recording.js";
 import { AUDIT } from "./i18n-dict-audit.js";
+import { ACCOUNT } from "./i18n-dict-account.js";
 const BASE = {
   fr: {
     "app.name": "Téléconsultation",
@@ -742,6 +743,6 @@ const BASE = {
 export const DICTIONARY = Object.fromEntries(
   Object.entries(BASE).map(([lang, texts]) => [
     lang,
-    { ...texts, ...CALL[lang], ...RECORDING[lang], ...AUDIT[lang] },
+    { ...texts, ...CALL[lang], ...RECORDING[lang], ...AUDIT[lang], ...ACCOUNT[lang] },
   ]),
 );

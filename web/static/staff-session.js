@@ -17,6 +17,8 @@ export async function signedInStaff() {
   $("#who").textContent = me.display_name || me.username;
   $("#who").hidden = false;
   $("#signout").hidden = false;
+  const accountLink = $("#account-link"); // the account page itself has none
+  if (accountLink) accountLink.hidden = false;
   $("#signout").addEventListener("click", async () => {
     try {
       await api("/api/auth/logout", { method: "POST" });
