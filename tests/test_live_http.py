@@ -60,11 +60,16 @@ class EventStream:
                 return event, "\n".join(data)
 
     async def next_event(self) -> tuple[str, str]:
-        """The next named event, skipping heartbeat comments."""
-        while True:
-            event, data = await self.next()
-            if event:
-                return event, data
+        """The next named event, skipping heartbeat comments (which never stop coming, so
+        the whole wait has its own limit)."""
+
+        async def skip_comments() -> tuple[str, str]:
+            while True:
+                event, data = await self.next()
+                if event:
+                    return event, data
+
+        return await asyncio.wait_for(skip_comments(), EVENT_TIMEOUT)
 
     async def next_waiting(self) -> list[dict[str, Any]]:
         event, data = await self.next_event()
@@ -280,3 +285,13 @@ async def test_stream_documented_as_event_stream(client: TestClient[Any, Any]) -
     document = await (await client.get("/api/openapi.json")).json()
     ok = document["paths"]["/api/waiting/events"]["get"]["responses"]["200"]
     assert "text/event-stream" in ok["content"]
+
+
+async def test_app_shutdown_ends_open_streams(
+    client: TestClient[Any, Any], app: web.Application, doctor: Staff
+) -> None:
+    stream = await open_stream(doctor)
+    assert await stream.next_waiting() == []
+    await app.shutdown()  # what the server runs first when it stops
+    assert await stream.next_event() == ("eof", "")
+    stream.response.release()
