@@ -6,7 +6,7 @@ import dataclasses
 import re
 from collections.abc import AsyncIterator, Awaitable, Callable, Iterator
 from pathlib import Path
-from typing import Any
+from typing import Any, Literal
 
 import aiohttp
 import pyotp
@@ -108,14 +108,11 @@ class Accounts:
         self.sessions.append(session)
         return session
 
-    async def create(self, username: str, role: str = "doctor", password: str = PASSWORD) -> None:
+    async def create(
+        self, username: str, role: Literal["admin", "doctor"] = "doctor", password: str = PASSWORD
+    ) -> None:
         services = self.app[SERVICES]
-        await services.accounts.create_user(
-            username,
-            password,
-            role,
-            username.title(),  # type: ignore[arg-type]
-        )
+        await services.accounts.create_user(username, password, role, username.title())
 
     async def enrol(self, session: aiohttp.ClientSession) -> pyotp.TOTP:
         resp = await session.post("/api/auth/enrol")

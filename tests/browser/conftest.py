@@ -13,7 +13,15 @@ from typing import Any, TypeVar
 import pyotp
 import pytest
 from aiohttp import web
-from playwright.sync_api import Browser, BrowserContext, Page, sync_playwright
+from playwright.sync_api import (
+    Browser,
+    BrowserContext,
+    ConsoleMessage,
+    Page,
+    ViewportSize,
+    sync_playwright,
+)
+from playwright.sync_api import Error as PlaywrightError
 
 from config import SecuritySettings, ServerSettings, Settings, StorageSettings
 from signaling.app import create_app
@@ -34,8 +42,8 @@ CHROMIUM_ARGS = [
     "--disable-component-update",
     "--disable-sync",
 ]
-DESKTOP = {"width": 1280, "height": 800}
-PHONE = {"width": 360, "height": 740}
+DESKTOP: ViewportSize = {"width": 1280, "height": 800}
+PHONE: ViewportSize = {"width": 360, "height": 740}
 SCREENSHOTS = Path(__file__).resolve().parents[2] / "test-artifacts" / "screenshots"
 PASSWORD = "correct horse battery staple"
 
@@ -137,16 +145,18 @@ class Contexts:
         self.opened.append(context)
         page = context.new_page()
         # Any script error or CSP violation fails the test that caused it.
-        page.errors = []  # type: ignore[attr-defined]
-        page.on("pageerror", lambda exc: page.errors.append(str(exc)))  # type: ignore[attr-defined]
-        page.on(
-            "console",
-            lambda msg: (
-                page.errors.append(msg.text)  # type: ignore[attr-defined]
-                if msg.type in ("error", "warning") and not _expected_console(msg.text)
-                else None
-            ),
-        )
+        errors: list[str] = []
+        page.errors = errors  # type: ignore[attr-defined]
+
+        def on_page_error(exc: PlaywrightError) -> None:
+            errors.append(str(exc))
+
+        def on_console(msg: ConsoleMessage) -> None:
+            if msg.type in ("error", "warning") and not _expected_console(msg.text):
+                errors.append(msg.text)
+
+        page.on("pageerror", on_page_error)
+        page.on("console", on_console)
         return page
 
     def close(self) -> None:
