@@ -29,6 +29,7 @@ from signaling.errors import AppError
 from signaling.http_api import SESSION_COOKIE, USER_KEY, ApiRegistry, json_response
 from signaling.keys import SERVICES
 from signaling.models import User
+from signaling.rooms import RoomRegistry
 from signaling.views import iso
 from signaling.ws import SIGNALING
 
@@ -97,8 +98,9 @@ async def list_waiting(request: web.Request) -> web.Response:
 class StreamTiming:
     """How often an open waiting stream looks for changes and proves it is alive."""
 
-    # The registry offers no change notification across instances (a Redis index), so each
-    # stream reads it; one read a second keeps an arrival's alert within a second.
+    # The registry offers no change notification across instances (a Redis index), so the
+    # streams read it (one read shared by all, see WaitingStreams.waiting); one read a second
+    # keeps an arrival's alert within a second or so.
     poll_seconds: float = 1.0
     # A comment line this often keeps proxies from closing an idle stream; the session is
     # re-checked at each one, so an expired session ends the stream within this delay.
@@ -116,6 +118,20 @@ class WaitingStreams:
 
     by_user: dict[str, set[web.StreamResponse]] = field(default_factory=dict)
     stopping: asyncio.Event = field(default_factory=asyncio.Event)
+    # One registry read (a Redis read with shared rooms) serves every open stream, instead
+    # of one read per stream per poll.
+    _reading: asyncio.Lock = field(default_factory=asyncio.Lock)
+    _waiting: dict[str, float] = field(default_factory=dict)
+    _read_at: float = float("-inf")
+
+    async def waiting(self, registry: RoomRegistry, max_age: float) -> dict[str, float]:
+        """Room id → since when its patient waits, read at most ``max_age`` seconds ago."""
+        async with self._reading:
+            now = asyncio.get_running_loop().time()
+            if now - self._read_at >= max_age:
+                self._waiting = await registry.waiting()
+                self._read_at = now
+            return self._waiting
 
     def count(self, user_id: str) -> int:
         return len(self.by_user.get(user_id, ()))
@@ -185,7 +201,7 @@ async def waiting_events(request: web.Request) -> web.StreamResponse:
     streams.add(doctor.id, response)
     try:
         await response.prepare(request)
-        await _stream(request, response, doctor, timing, streams.stopping)
+        await _stream(request, response, doctor, timing, streams)
         await response.write_eof()
     except ConnectionResetError:
         pass  # the page went away; nothing to tell it
@@ -199,7 +215,7 @@ async def _stream(
     response: web.StreamResponse,
     doctor: User,
     timing: StreamTiming,
-    stopping: asyncio.Event,
+    streams: WaitingStreams,
 ) -> None:
     signaling = request.app.get(SIGNALING)
     accounts = request.app[SERVICES].accounts
@@ -207,8 +223,14 @@ async def _stream(
     last_rooms: dict[str, float] | None = None
     last_sent = b""
     next_heartbeat = loop.time() + timing.heartbeat_seconds
+    stopping = streams.stopping
     while not stopping.is_set():
-        rooms = {} if signaling is None else await signaling.rooms.waiting()
+        # Half a poll of age at most: an arrival reaches the page within 1.5 polls.
+        rooms = (
+            {}
+            if signaling is None
+            else await streams.waiting(signaling.rooms, timing.poll_seconds / 2)
+        )
         if rooms != last_rooms:  # resolve consultations only when presence moved
             last_rooms = rooms
             payload = msgspec.json.encode(await _resolve(request, doctor, rooms))
