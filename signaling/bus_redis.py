@@ -165,6 +165,9 @@ class RedisBus:
             loop.create_task(self._receive_loop()),
             loop.create_task(self._beat_loop()),
         ]
+        # Serve only once our channel listens (when Redis answers): a socket taken before
+        # could not hear its peer, and /readyz would say not ready.
+        await self.wait_ready(2.0)
 
     async def close(self) -> None:
         # redis-py can swallow a cancellation that lands mid-command (seen when an app closes
