@@ -80,10 +80,32 @@ class Accounts:
     async def create_user(
         self, username: str, password: str, role: Role, display_name: str = ""
     ) -> User:
+        user = await self._new_user(username, password, role, display_name)
+        try:
+            await self.store.create_user(user)
+        except DuplicateUsername:
+            raise AppError("username_taken") from None
+        return user
+
+    async def create_first_admin(
+        self, username: str, password: str, display_name: str, nonce_name: str, nonce: str
+    ) -> User:
+        """The first administrator, through the one-time setup link whose nonce is stored
+        under ``nonce_name``: claiming the link and creating the account are one store
+        operation, so parallel requests with the same link make one account."""
+        user = await self._new_user(username, password, "admin", display_name)
+        claim = await self.store.create_first_user(user, nonce_name, nonce)
+        if claim == "setup_done":
+            raise AppError("setup_done")
+        if claim == "link_invalid":
+            raise AppError("setup_link_invalid")
+        return user
+
+    async def _new_user(self, username: str, password: str, role: Role, display_name: str) -> User:
         name = validate_username(username)
         self.check_password_strength(password)
         display = (display_name or name).strip()[:120]
-        user = User(
+        return User(
             id=uuid.uuid4().hex,
             username=name,
             display_name=display,
@@ -91,11 +113,6 @@ class Accounts:
             password_hash=await hash_password(password),
             created_at=self.clock.now(),
         )
-        try:
-            await self.store.create_user(user)
-        except DuplicateUsername:
-            raise AppError("username_taken") from None
-        return user
 
     def totp_secret(self, user: User) -> str | None:
         if user.totp_secret_enc is None:

@@ -54,13 +54,15 @@ async def setup_status(request: web.Request) -> web.Response:
 async def setup(request: web.Request, body: SetupRequest) -> web.Response:
     services = request.app[SERVICES]
     nonce = services.setup_tokens.read(body.setup_token)
+    # Cheap early answers that spare a password hash; the claim itself below is atomic.
     if await services.store.count_users() > 0:
         raise AppError("setup_done")
     if nonce != await services.store.get_meta(SETUP_NONCE):
         raise AppError("setup_link_invalid")
     accounts = services.accounts
-    user = await accounts.create_user(body.username, body.password, "admin", body.display_name)
-    await services.store.set_meta(SETUP_NONCE, "used")
+    user = await accounts.create_first_admin(
+        body.username, body.password, body.display_name, SETUP_NONCE, nonce
+    )
     address = client_address(request)
     await services.audit.record(
         "user.created",

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import logging
 from typing import Any
 
@@ -14,6 +15,7 @@ from config import Settings
 from signaling.app import all_routes, create_app
 from signaling.clock import ManualClock
 from signaling.errors import KINDS
+from signaling.keys import SERVICES
 from tests.conftest import PASSWORD, new_session, setup_link_token
 
 pytestmark = pytest.mark.both_stores
@@ -148,6 +150,39 @@ async def test_first_admin_is_created_through_the_setup_link(
     finally:
         await other.close()
     assert (await (await client.get("/api/setup")).json()) == {"needs_setup": False}
+
+
+async def test_parallel_setups_with_one_link_create_exactly_one_admin(
+    app: web.Application, client: TestClient[Any, Any]
+) -> None:
+    services = app[SERVICES]
+    token = await setup_link_token(app)
+    sessions = [new_session(client) for _ in range(8)]
+    try:
+        # Different usernames, so only the one-time link (not a duplicate name) can stop them;
+        # password hashing runs in a thread, so the requests really overlap.
+        responses = await asyncio.gather(
+            *(
+                s.post(
+                    "/api/setup",
+                    json={"setup_token": token, "username": f"admin{i}", "password": PASSWORD},
+                )
+                for i, s in enumerate(sessions)
+            )
+        )
+        statuses = sorted(r.status for r in responses)
+        codes = [
+            (await r.json()).get("error", {}).get("code") for r in responses if r.status != 201
+        ]
+    finally:
+        for s in sessions:
+            await s.close()
+    assert statuses == [201] + [409] * 7
+    assert codes == ["setup_done"] * 7
+    assert await services.store.count_users() == 1
+    created = [e for e in await services.store.all_audit() if e.action == "user.created"]
+    assert len(created) == 1
+    assert await services.store.get_meta("setup_nonce") == "used"
 
 
 async def test_setup_link_expires_after_thirty_minutes(

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 from collections.abc import AsyncIterator
 from pathlib import Path
 
@@ -11,6 +12,7 @@ from config import ConfigError
 from signaling.audit_chain import GENESIS, first_broken
 from signaling.models import Consultation, Session, User
 from signaling.store.base import (
+    SETUP_NONCE_USED,
     AuditFields,
     AuditFilter,
     DuplicateUsername,
@@ -121,6 +123,47 @@ async def test_totp_step_only_moves_forward(store: Store) -> None:
     assert u is not None
     await store.update_user(u.evolve(totp_last_step=0))  # update never rewinds it
     assert not await store.advance_totp_step("id-dr.a", 101)
+
+
+async def test_the_setup_link_creates_the_first_user_once(store: Store) -> None:
+    assert await store.create_first_user(user("boss", "admin"), "setup", "n1") == "link_invalid"
+    await store.set_meta("setup", "n1")
+    assert await store.create_first_user(user("boss", "admin"), "setup", "n0") == "link_invalid"
+    assert await store.count_users() == 0 and await store.get_meta("setup") == "n1"
+    assert await store.create_first_user(user("boss", "admin"), "setup", "n1") == "created"
+    found = await store.get_user_by_username("BOSS")
+    assert found == user("boss", "admin")
+    assert await store.get_meta("setup") == SETUP_NONCE_USED
+    assert await store.create_first_user(user("evil", "admin"), "setup", "n1") == "setup_done"
+    assert await store.create_first_user(user("evil", "admin"), "setup", "used") == "setup_done"
+    assert [u.username for u in await store.list_users()] == ["boss"]
+
+
+async def test_concurrent_setup_claims_create_exactly_one_user(store: Store) -> None:
+    # Two instances of the backend (two connections, or two processes' worth of them) race.
+    other: Store
+    if isinstance(store, SqliteStore):
+        other = SqliteStore(store.path)
+    else:
+        assert isinstance(store, RedisStore)
+        other = RedisStore(store.url)
+    await other.open()
+    try:
+        await store.set_meta("setup", "n1")
+        results = await asyncio.gather(
+            *(
+                (store if i % 2 else other).create_first_user(
+                    user(f"admin{i}", "admin"), "setup", "n1"
+                )
+                for i in range(8)
+            )
+        )
+    finally:
+        await other.close()
+    assert sorted(results) == ["created"] + ["setup_done"] * 7
+    assert await store.count_users() == 1
+    assert len(await store.list_users()) == 1
+    assert await store.get_meta("setup") == SETUP_NONCE_USED
 
 
 def staff_session(id_hash: str, user_id: str) -> Session:

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from collections.abc import Callable
 from dataclasses import dataclass
-from typing import Protocol
+from typing import Literal, Protocol
 
 from signaling.models import (
     AuditEntry,
@@ -19,6 +19,12 @@ from signaling.models import (
 
 class DuplicateUsername(Exception):
     pass
+
+
+# What claiming the one-time setup link answered: the first user was created, or somebody
+# was created before (setup is done), or the link's nonce is not the current one.
+SetupClaim = Literal["created", "setup_done", "link_invalid"]
+SETUP_NONCE_USED = "used"
 
 
 class StoreUnavailable(Exception):
@@ -94,6 +100,14 @@ class Store(Protocol):
     # -- users
     async def create_user(self, user: User) -> None:
         """Raise DuplicateUsername when the name (case-insensitive) is taken."""
+
+    async def create_first_user(self, user: User, nonce_name: str, nonce: str) -> SetupClaim:
+        """Claim the one-time setup link and create the first user, as one operation.
+
+        Answers ``setup_done`` when any user exists, ``link_invalid`` when the meta value
+        ``nonce_name`` is not ``nonce``; otherwise creates ``user``, sets the meta value to
+        :data:`SETUP_NONCE_USED` and answers ``created``. Of concurrent claims exactly one
+        wins; a refused claim writes nothing."""
 
     async def get_user(self, user_id: str) -> User | None: ...
     async def get_user_by_username(self, username: str) -> User | None: ...

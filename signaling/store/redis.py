@@ -35,11 +35,13 @@ from signaling.models import (
     User,
 )
 from signaling.store.base import (
+    SETUP_NONCE_USED,
     AuditCheckpoint,
     AuditFields,
     AuditFilter,
     DuplicateUsername,
     PurgeReport,
+    SetupClaim,
     StoreUnavailable,
 )
 
@@ -99,6 +101,21 @@ for _, id in ipairs(redis.call('SMEMBERS', KEYS[2])) do
 end
 return ended
 """  # noqa: S105 (a Lua script, not a secret)
+
+# Claims the one-time setup link and creates the first user (KEYS[1]: the set of user ids,
+# KEYS[2]: the meta hash, KEYS[3]: the username key, KEYS[4]: the user hash; ARGV: nonce
+# name, nonce, used marker, user id, then the user hash as field, value pairs). One script:
+# of concurrent claims exactly one wins, and a refused one writes nothing.
+_CREATE_FIRST_USER = """
+if redis.call('SCARD', KEYS[1]) > 0 then return 'setup_done' end
+if redis.call('HGET', KEYS[2], ARGV[1]) ~= ARGV[2] then return 'link_invalid' end
+-- A username key without any user: a create_user is half way; it comes first.
+if not redis.call('SET', KEYS[3], ARGV[4], 'NX') then return 'setup_done' end
+redis.call('HSET', KEYS[4], unpack(ARGV, 5))
+redis.call('SADD', KEYS[1], ARGV[4])
+redis.call('HSET', KEYS[2], ARGV[1], ARGV[3])
+return 'created'
+"""
 
 _ADVANCE_TOTP = """
 local current = tonumber(redis.call('HGET', KEYS[1], 'totp_last_step') or '-1')
@@ -248,6 +265,27 @@ class RedisStore:
             pipe.hset(self._user_key(user.id), mapping=self._user_to_hash(user))
             pipe.sadd(f"{self.p}users", user.id)
             await self._call(pipe.execute())
+
+    async def create_first_user(self, user: User, nonce_name: str, nonce: str) -> SetupClaim:
+        fields = self._user_to_hash(user)
+        result = await self._call(
+            self.r.eval(
+                _CREATE_FIRST_USER,
+                4,
+                f"{self.p}users",
+                f"{self.p}meta",
+                f"{self.p}username:{user.username.casefold()}",
+                self._user_key(user.id),
+                nonce_name,
+                nonce,
+                SETUP_NONCE_USED,
+                user.id,
+                *itertools.chain.from_iterable(fields.items()),
+            )
+        )
+        if result not in ("created", "setup_done", "link_invalid"):
+            raise ValueError(f"unexpected setup claim answer {result!r}")
+        return cast(SetupClaim, result)
 
     async def get_user(self, user_id: str) -> User | None:
         h = await self._call(self.r.hgetall(self._user_key(user_id)))

@@ -26,11 +26,13 @@ from signaling.models import (
     User,
 )
 from signaling.store.base import (
+    SETUP_NONCE_USED,
     AuditCheckpoint,
     AuditFields,
     AuditFilter,
     DuplicateUsername,
     PurgeReport,
+    SetupClaim,
     StoreUnavailable,
 )
 
@@ -255,29 +257,26 @@ class SqliteStore:
 
     # -- users
     async def create_user(self, user: User) -> None:
-        def op(db: sqlite3.Connection) -> None:
-            try:
-                db.execute(
-                    f"INSERT INTO users ({_USER_COLUMNS}, username_key) "
-                    "VALUES (?,?,?,?,?,?,?,?,?,?,?)",
-                    (
-                        user.id,
-                        user.username,
-                        user.display_name,
-                        user.role,
-                        user.password_hash,
-                        user.created_at,
-                        user.totp_secret_enc,
-                        int(user.totp_confirmed),
-                        user.totp_last_step,
-                        int(user.disabled),
-                        user.username.casefold(),
-                    ),
-                )
-            except sqlite3.IntegrityError as exc:
-                raise DuplicateUsername(user.username) from exc
+        await self._run(lambda db: _insert_user(db, user))
 
-        await self._run(op)
+    async def create_first_user(self, user: User, nonce_name: str, nonce: str) -> SetupClaim:
+        def op(db: sqlite3.Connection) -> SetupClaim:
+            # The write lock first: even another process on the same file cannot claim the
+            # link between the check and the insert, and a refusal or a failed insert rolls
+            # the whole transaction back (the "with db" of _run commits or rolls back).
+            db.execute("BEGIN IMMEDIATE")
+            claimed = db.execute(
+                "UPDATE meta SET value=? WHERE name=? AND value=? "
+                "AND NOT EXISTS (SELECT 1 FROM users)",
+                (SETUP_NONCE_USED, nonce_name, nonce),
+            ).rowcount
+            if claimed != 1:
+                exists = db.execute("SELECT 1 FROM users LIMIT 1").fetchone()
+                return "setup_done" if exists else "link_invalid"
+            _insert_user(db, user)
+            return "created"
+
+        return await self._run(op)
 
     async def get_user(self, user_id: str) -> User | None:
         row = await self._run(
@@ -756,3 +755,25 @@ def _append_audit(db: sqlite3.Connection, fields: AuditFields) -> AuditEntry:
         dataclasses.astuple(entry),
     )
     return entry
+
+
+def _insert_user(db: sqlite3.Connection, user: User) -> None:
+    try:
+        db.execute(
+            f"INSERT INTO users ({_USER_COLUMNS}, username_key) VALUES (?,?,?,?,?,?,?,?,?,?,?)",
+            (
+                user.id,
+                user.username,
+                user.display_name,
+                user.role,
+                user.password_hash,
+                user.created_at,
+                user.totp_secret_enc,
+                int(user.totp_confirmed),
+                user.totp_last_step,
+                int(user.disabled),
+                user.username.casefold(),
+            ),
+        )
+    except sqlite3.IntegrityError as exc:
+        raise DuplicateUsername(user.username) from exc
