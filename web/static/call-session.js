@@ -6,7 +6,7 @@
 // A fresh RTCPeerConnection is made for each peer_joined (a rejoin or a resume), so no ICE
 // state is carried over. Candidates trickle both ways; every signaling step runs in order
 // on one promise chain so a candidate is never added before its description.
-import { SignalingClient, CloseCode } from "/protocol.js";
+import { SignalingClient, CloseCode } from "../protocol.js";
 import { fingerprintOf } from "./call-code.js";
 
 const OVER_CODES = new Set([CloseCode.CONSULTATION_OVER]);

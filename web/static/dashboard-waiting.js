@@ -22,7 +22,7 @@ import {
   askNotificationPermission,
   notifyArrival,
 } from "./waiting-list.js";
-import { SignalingClient } from "/protocol.js";
+import { SignalingClient } from "../protocol.js";
 
 const POLL_MS = 3000;
 const DENY_TIMEOUT_MS = 5000;
