@@ -611,7 +611,7 @@ class Connection:
         await self._seat()
         room = self._joined()
         peer = room.relay_target(self.role)
-        validate_candidate(message.candidate)
+        validate_candidate(message.candidate, message.sdp_mid)
         if self.candidates >= MAX_TRICKLE_CANDIDATES:
             raise AppError(
                 "too_many_candidates",

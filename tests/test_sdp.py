@@ -2,6 +2,10 @@
 
 from __future__ import annotations
 
+import json
+from pathlib import Path
+from typing import Any
+
 import pytest
 
 from signaling.errors import AppError
@@ -11,7 +15,7 @@ from signaling.sdp import (
     validate_candidate,
     validate_sdp,
 )
-from tests.rtc import FINGERPRINT_256, make_sdp
+from tests.rtc import FINGERPRINT_256, loopback_only, make_sdp, peers, rtc_config
 
 
 def refused(sdp: str) -> str:
@@ -97,3 +101,110 @@ def test_trickled_candidates_must_look_like_candidates() -> None:
         with pytest.raises(AppError) as caught:
             validate_candidate(bad)
         assert caught.value.code == "invalid_sdp"
+
+
+# -- control characters and line structure: what the peer's parser must read as we do --------
+
+FIXTURES = Path(__file__).parent / "fixtures"
+# Real descriptions and trickled candidates of Chromium 156 (see the file's "_about").
+CHROMIUM = json.loads((FIXTURES / "chromium_sdp.json").read_text())
+CHROMIUM_SDPS = [
+    CHROMIUM[case][kind]
+    for case in ("camera", "no_camera")
+    for kind in ("offer", "answer", "complete_offer")
+]
+CHROMIUM_CANDIDATES = [c for case in ("camera", "no_camera") for c in CHROMIUM[case]["candidates"]]
+# Every character that may not appear inside a line: C0 controls (LF only as a line end, CR only
+# right before it), DEL, C1 controls, and the Unicode line and paragraph separators.
+CONTROL_CHARACTERS = [
+    *(chr(c) for c in range(0x20) if chr(c) not in "\r\n"),
+    "\x7f",
+    *(chr(c) for c in range(0x80, 0xA0)),
+    "\u2028",
+    "\u2029",
+]
+
+
+def test_real_chromium_descriptions_and_candidates_are_accepted() -> None:
+    for sdp in CHROMIUM_SDPS:
+        validate_sdp(sdp)
+    assert validate_sdp(CHROMIUM["camera"]["complete_offer"]) == 8
+    for candidate in CHROMIUM_CANDIDATES:
+        validate_candidate(candidate["candidate"], candidate["sdp_mid"])
+        validate_candidate("a=" + candidate["candidate"], candidate["sdp_mid"])
+
+
+async def test_real_aiortc_candidates_are_accepted(monkeypatch: pytest.MonkeyPatch) -> None:
+    loopback_only(monkeypatch)
+    async with peers(rtc_config([])) as (peer,):
+        sdp = await peer.offer()
+    validate_sdp(sdp)
+    lines = [line for line in sdp.split("\r\n") if line.startswith("a=candidate:")]
+    assert lines
+    for line in lines:
+        validate_candidate(line, "0")
+        validate_candidate(line.removeprefix("a="), "0")
+
+
+def test_an_sdp_with_lf_line_ends_is_accepted() -> None:
+    # RFC 8866 section 5: parsers should accept LF alone; browsers do, and so did this relay.
+    assert validate_sdp(make_sdp().replace("\r\n", "\n")) == 1
+
+
+@pytest.mark.parametrize("character", CONTROL_CHARACTERS, ids=lambda c: f"U+{ord(c):04X}")
+def test_a_control_character_inside_an_sdp_line_is_refused(character: str) -> None:
+    sdp = make_sdp().replace("a=setup:actpass\r\n", f"a=setup:act{character}pass\r\n", 1)
+    assert refused(sdp) == "invalid_sdp"
+
+
+@pytest.mark.parametrize(
+    "mutation",
+    [
+        # A lone CR starts a line for a parser that splits on CR, not for one that splits on LF:
+        # here it would smuggle a second fingerprint past the checks.
+        lambda sdp: sdp.replace("a=mid:0\r\n", "a=mid:0\ra=fingerprint:sha-1 AB:CD\r\n", 1),
+        lambda sdp: sdp.replace("\r\n", "\r\r\n", 1),
+        lambda sdp: sdp + "\x00",
+        lambda sdp: "\x00" + sdp,
+        lambda sdp: sdp.replace("s=-", "s=\x1b[31m-", 1),
+    ],
+    ids=["lone-cr-line", "cr-cr-lf", "trailing-nul", "leading-nul", "escape"],
+)
+def test_stray_control_characters_in_an_sdp_are_refused(mutation: Any) -> None:
+    for sdp in (make_sdp(), CHROMIUM["camera"]["offer"]):
+        assert refused(mutation(sdp)) == "invalid_sdp"
+
+
+def candidate_refused(candidate: str, sdp_mid: str | None = "0") -> str:
+    with pytest.raises(AppError) as caught:
+        validate_candidate(candidate, sdp_mid)
+    return caught.value.code
+
+
+@pytest.mark.parametrize("character", [*CONTROL_CHARACTERS, "\r", "\n", "\r\n"], ids=repr)
+def test_a_control_character_or_line_break_in_a_candidate_is_refused(character: str) -> None:
+    line = CHROMIUM_CANDIDATES[0]["candidate"]
+    for at in (len("candidate:"), line.index(" typ"), len(line)):
+        assert candidate_refused(line[:at] + character + line[at:]) == "invalid_sdp"
+
+
+def test_a_candidate_carrying_a_second_line_is_refused() -> None:
+    line = "candidate:1 1 udp 2122260223 127.0.0.1 50000 typ host"
+    for extra in ("\r\na=candidate:2 1 udp 1 203.0.113.9 9 typ host", "\na=setup:passive"):
+        assert candidate_refused(line + extra) == "invalid_sdp"
+    assert candidate_refused(f"{line}\r\n") == "invalid_sdp"
+    assert candidate_refused(f"a=a={line}") == "invalid_sdp"
+
+
+@pytest.mark.parametrize(
+    "sdp_mid", ["", "0\r\n", "0\x00", "au dio", "0\u2028", "\x7f", "é"], ids=repr
+)
+def test_a_candidate_sdp_mid_that_is_not_a_media_id_is_refused(sdp_mid: str) -> None:
+    line = "candidate:1 1 udp 2122260223 127.0.0.1 50000 typ host"
+    assert candidate_refused(line, sdp_mid) == "invalid_sdp"
+
+
+def test_media_ids_browsers_use_are_accepted() -> None:
+    line = "candidate:1 1 udp 2122260223 127.0.0.1 50000 typ host"
+    for sdp_mid in ("0", "1", "audio", "video", "data", "sdparta_0", "{6d8c}", None):
+        validate_candidate(line, sdp_mid)

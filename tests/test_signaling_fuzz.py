@@ -7,6 +7,7 @@ synchronous test; after all the examples, a real aiortc call in another room mus
 from __future__ import annotations
 
 import asyncio
+import json
 import threading
 from collections.abc import Coroutine, Iterator
 from pathlib import Path
@@ -19,15 +20,24 @@ from aiohttp.test_utils import TestClient, TestServer
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from config import Settings, StorageSettings
+from config import Settings, SignalingSettings, StorageSettings
 from signaling.app import create_app
 from signaling.clock import ManualClock
 from signaling.errors import KINDS
-from signaling.protocol import SERVER_DECODER, ErrorMessage, Lobby, Pong, RelayedOffer
+from signaling.protocol import (
+    SERVER_DECODER,
+    ErrorMessage,
+    Lobby,
+    Pong,
+    RelayedCandidate,
+    RelayedEndOfCandidates,
+    RelayedOffer,
+)
 from tests.conftest import Accounts, Staff
 from tests.rtc import (
     FINGERPRINT_256,
     Booking,
+    SignalClient,
     book,
     connect,
     enter_call,
@@ -101,7 +111,10 @@ class ServerThread:
         self.thread = threading.Thread(target=self.loop.run_forever, daemon=True)
         self.thread.start()
         self.clock = ManualClock(1_800_000_000.0)
-        self.settings = Settings(storage=StorageSettings(data_dir=str(data_dir))).validate()
+        # Room for every example's messages on one socket (the relay test keeps its call).
+        signaling = SignalingSettings(messages_per_second=1000, message_burst=1000)
+        storage = StorageSettings(data_dir=str(data_dir))
+        self.settings = Settings(storage=storage, signaling=signaling).validate()
 
     def run(self, coro: Coroutine[Any, Any, T], timeout: float = 60) -> T:
         return asyncio.run_coroutine_threadsafe(coro, self.loop).result(timeout)
@@ -209,3 +222,84 @@ def test_random_and_mutated_frames_never_break_the_server(server: ServerThread) 
     fuzz()
     server.run(room_still_answers(server))
     server.run(normal_call_still_works(server))
+
+
+# -- control characters: a mutated candidate or description never reaches the peer ----------
+
+CHROMIUM = json.loads((Path(__file__).parent / "fixtures" / "chromium_sdp.json").read_text())
+VALID_CANDIDATES = [
+    *(c["candidate"] for c in CHROMIUM["no_camera"]["candidates"]),
+    "candidate:1 1 udp 2122260223 127.0.0.1 50000 typ host",
+    "a=candidate:2 1 UDP 1686052607 203.0.113.7 3478 typ srflx raddr 0.0.0.0 rport 0",
+]
+VALID_SDPS = [make_sdp(), CHROMIUM["no_camera"]["offer"], CHROMIUM["camera"]["answer"]]
+# What may never sit inside a line: C0 controls (among them a lone CR, and an LF inside a
+# candidate or a media id), DEL, C1 controls, the Unicode line separators.
+control_characters = st.one_of(
+    st.characters(min_codepoint=0, max_codepoint=0x1F),
+    st.characters(min_codepoint=0x7F, max_codepoint=0x9F),
+    st.sampled_from(["\u2028", "\u2029"]),
+)
+# In a candidate, also a whole smuggled second line. (In an SDP an LF, or a CRLF line, may
+# legitimately split a line in two well-formed ones: only the other characters are drawn.)
+SMUGGLED = "\r\na=candidate:9 1 udp 1 203.0.113.9 9 typ host"
+
+
+def inserted(text: str, data: st.DataObject, strategy: st.SearchStrategy[str]) -> str:
+    control = data.draw(strategy)
+    at = data.draw(st.integers(min_value=0, max_value=len(text)))
+    return text[:at] + control + text[at:]
+
+
+async def in_call(server: ServerThread) -> tuple[SignalClient, SignalClient]:
+    booking = await book(server.accounts, server.doctor, server.clock, "Carol Fuzz")
+    doctor_ws, _, patient_ws, _ = await enter_call(server.client, booking)
+    return doctor_ws, patient_ws
+
+
+async def refused_and_not_relayed(
+    doctor_ws: SignalClient, patient_ws: SignalClient, message: dict[str, Any]
+) -> None:
+    await doctor_ws.send(message)
+    assert (await doctor_ws.expect_error("invalid_sdp")).ref == message["type"]
+    # end_of_candidates is relayed in order: had the refused message gone through, the peer
+    # would read it first.
+    await doctor_ws.send({"type": "end_of_candidates"})
+    await patient_ws.expect(RelayedEndOfCandidates)
+
+
+def test_control_characters_in_candidates_and_sdps_are_never_relayed(
+    server: ServerThread,
+) -> None:
+    doctor_ws, patient_ws = server.run(in_call(server))
+
+    @settings(
+        max_examples=150,
+        deadline=None,
+        suppress_health_check=[HealthCheck.function_scoped_fixture, HealthCheck.too_slow],
+    )
+    @given(data=st.data(), candidate=st.booleans(), sdp_mid=st.sampled_from(["0", "1", None]))
+    def fuzz(data: st.DataObject, candidate: bool, sdp_mid: str | None) -> None:
+        if candidate:
+            line = data.draw(st.sampled_from(VALID_CANDIDATES))
+            if sdp_mid is not None and data.draw(st.booleans()):
+                sdp_mid = inserted(sdp_mid, data, control_characters)
+            else:
+                line = inserted(line, data, control_characters | st.just(SMUGGLED))
+            message: dict[str, Any] = {"type": "candidate", "candidate": line, "sdp_mid": sdp_mid}
+        else:
+            in_line = control_characters.filter(lambda c: c != "\n")
+            sdp = inserted(data.draw(st.sampled_from(VALID_SDPS)), data, in_line)
+            message = {"type": "offer", "sdp": sdp}
+        server.run(refused_and_not_relayed(doctor_ws, patient_ws, message))
+
+    fuzz()
+
+    async def unmutated_still_relayed() -> None:
+        for line in VALID_CANDIDATES:
+            await doctor_ws.send({"type": "candidate", "candidate": line, "sdp_mid": "0"})
+            assert (await patient_ws.expect(RelayedCandidate)).candidate == line
+        await doctor_ws.close()
+        await patient_ws.close()
+
+    server.run(unmutated_still_relayed())

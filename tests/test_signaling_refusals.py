@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import asyncio
 import dataclasses
+import json
+from pathlib import Path
 from typing import Any
 
 import aiohttp
@@ -382,3 +384,52 @@ async def test_per_message_compression_is_never_negotiated(client: TestClient[An
     ws = await client.ws_connect("/ws", origin=ORIGIN, compress=15)
     assert ws.compress == 0
     await ws.close()
+
+
+CHROMIUM = json.loads((Path(__file__).parent / "fixtures" / "chromium_sdp.json").read_text())
+
+
+@with_limits(messages_per_second=1000, message_burst=1000)
+async def test_candidates_and_sdps_with_control_characters_never_reach_the_peer(
+    client: TestClient[Any, Any], accounts: Accounts, doctor: Staff, clock: ManualClock
+) -> None:
+    booking = await book(accounts, doctor, clock)
+    doctor_ws, _, patient_ws, _ = await enter_call(client, booking)
+    line = "candidate:1 1 udp 2122260223 127.0.0.1 50000 typ host"
+    refused_candidates = [
+        {"candidate": line + "\r\na=candidate:2 1 udp 1 203.0.113.9 9 typ host", "sdp_mid": "0"},
+        {"candidate": line + "\n", "sdp_mid": "0"},
+        {"candidate": line.replace(" typ", "\x00 typ"), "sdp_mid": "0"},
+        {"candidate": line + " generation 0\x7f", "sdp_mid": "0"},
+        {"candidate": line, "sdp_mid": "0\r\na=setup:passive"},
+        {"candidate": line, "sdp_mid": "0\x00"},
+    ]
+    for fields in refused_candidates:
+        await doctor_ws.send({"type": "candidate", **fields})
+        assert (await doctor_ws.expect_error("invalid_sdp")).ref == "candidate"
+    chromium = CHROMIUM["camera"]["offer"]
+    refused_sdps = [
+        chromium.replace("a=mid:0\r\n", "a=mid:0\ra=fingerprint:sha-1 AB:CD\r\n", 1),
+        chromium.replace("s=-", "s=-\x00", 1),
+        chromium + "\x1b",
+        make_sdp().replace("t=0 0", "t=0\u2028 0"),
+    ]
+    for sdp in refused_sdps:
+        await doctor_ws.send({"type": "offer", "sdp": sdp})
+        assert (await doctor_ws.expect_error("invalid_sdp")).ref == "offer"
+        await patient_ws.send({"type": "answer", "sdp": sdp})
+        assert (await patient_ws.expect_error("invalid_sdp")).ref == "answer"
+    assert await silent(patient_ws)
+    assert await silent(doctor_ws)
+
+    # Real Chromium descriptions and candidates still pass, unchanged.
+    await doctor_ws.send({"type": "offer", "sdp": chromium})
+    assert (await patient_ws.expect(RelayedOffer)).sdp == chromium
+    for candidate in CHROMIUM["camera"]["candidates"][:8]:
+        fields = {k: candidate[k] for k in ("candidate", "sdp_mid", "sdp_mline_index")}
+        await doctor_ws.send({"type": "candidate", **fields})
+        relayed = await patient_ws.expect(RelayedCandidate)
+        assert (relayed.candidate, relayed.sdp_mid) == (fields["candidate"], fields["sdp_mid"])
+    answer = CHROMIUM["camera"]["answer"]
+    await patient_ws.send({"type": "answer", "sdp": answer})
+    assert getattr(await doctor_ws.recv(), "sdp", None) == answer
