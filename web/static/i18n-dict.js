@@ -1,5 +1,6 @@
 // Every text of the pages, in French and English. Keys are grouped by page or purpose.
-// "{name}" is replaced by a value; "one|many" picks a plural form from `count`.
+// "{name}" is replaced by a value; "one|other" plural forms are chosen from `count` by the
+// language's own rule (plural() in i18n.js: in French, 0 takes the "one" form).
 // Each feature keeps its texts in its own i18n-dict-<feature>.js (same layout), merged here,
 // so that features can be worked on side by side without touching one big file.
 import { CALL } from "./i18n-dict-call.js";
@@ -287,7 +288,7 @@ const BASE = {
     "join.code_hint": "Le code à 6 chiffres vous a été transmis séparément par votre médecin ou son cabinet (SMS, téléphone…).",
     "join.code_submit": "Continuer",
     "join.code_format": "Saisissez le code à 6 chiffres reçu de votre médecin.",
-    "join.wrong_code": "Code d'accès incorrect. Il vous reste 1 essai avant le blocage du lien.|Code d'accès incorrect. Il vous reste {count} essais.",
+    "join.wrong_code": "Code d'accès incorrect. Il vous reste {count} essai avant le blocage du lien.|Code d'accès incorrect. Il vous reste {count} essais.",
 
     "problem.invite_expired.title": "Ce lien a expiré",
     "problem.invite_expired.body": "Les liens de consultation ne fonctionnent que jusqu'à peu après l'heure du rendez-vous.",
@@ -353,7 +354,7 @@ const BASE = {
     "waiting.title": "Vous êtes en salle d'attente",
     "waiting.doctor": "{doctor} vous fera entrer dès que possible. Rendez-vous prévu à {time}.",
     "waiting.since_now": "Vous venez d'arriver.",
-    "waiting.since": "Vous attendez depuis 1 minute.|Vous attendez depuis {count} minutes.",
+    "waiting.since": "Vous attendez depuis {count} minute.|Vous attendez depuis {count} minutes.",
     "waiting.tip_open": "Gardez cette page ouverte : la consultation commencera ici.",
     "waiting.tip_quiet": "Installez-vous dans un endroit calme et bien éclairé.",
     "waiting.tip_docs": "Préparez les documents utiles : ordonnances, résultats d'examens, carte Vitale.",
@@ -653,7 +654,7 @@ const BASE = {
     "join.code_hint": "Your doctor or their practice sent you the 6-digit code separately (text message, phone call…).",
     "join.code_submit": "Continue",
     "join.code_format": "Enter the 6-digit code you received from your doctor.",
-    "join.wrong_code": "Wrong access code. 1 attempt left before the link is locked.|Wrong access code. {count} attempts left.",
+    "join.wrong_code": "Wrong access code. {count} attempt left before the link is locked.|Wrong access code. {count} attempts left.",
 
     "problem.invite_expired.title": "This link has expired",
     "problem.invite_expired.body": "Consultation links only work until shortly after the appointment time.",
@@ -719,7 +720,7 @@ const BASE = {
     "waiting.title": "You are in the waiting room",
     "waiting.doctor": "{doctor} will let you in as soon as possible. Appointment time: {time}.",
     "waiting.since_now": "You have just arrived.",
-    "waiting.since": "You have been waiting for 1 minute.|You have been waiting for {count} minutes.",
+    "waiting.since": "You have been waiting for {count} minute.|You have been waiting for {count} minutes.",
     "waiting.tip_open": "Keep this page open: the consultation will start here.",
     "waiting.tip_quiet": "Sit somewhere quiet and well lit.",
     "waiting.tip_docs": "Have useful documents at hand: prescriptions, test results, health card.",
