@@ -13,6 +13,20 @@ Password = Annotated[str, Meta(min_length=1, max_length=1024)]
 TotpCode = Annotated[str, Meta(min_length=6, max_length=8, description="6-digit TOTP code")]
 Id = Annotated[str, Meta(min_length=1, max_length=64)]
 
+# Bounds of the dates and durations the API accepts (checked in signaling/views.py), so that
+# every date derived from them (a consultation's end, its invite expiry) can be shown.
+MAX_DAYS_AHEAD = 730
+DURATION_MINUTES = (5, 240)
+# An end of a period filter (audit page, incident report); checked in views.parse_period.
+PeriodEnd = Annotated[
+    str,
+    Meta(
+        max_length=40,
+        description="ISO 8601 date-time with a UTC offset, from 1970-01-01T00:00:00Z to at "
+        f"most {MAX_DAYS_AHEAD} days ahead; until must not be before since",
+    ),
+]
+
 
 class ErrorDetail(msgspec.Struct):
     code: str
@@ -103,9 +117,22 @@ class UserList(msgspec.Struct):
 class CreateConsultationRequest(msgspec.Struct, forbid_unknown_fields=True):
     patient_name: Annotated[str, Meta(min_length=1, max_length=120)]
     scheduled_start: Annotated[
-        str, Meta(max_length=40, description="ISO 8601 date-time with a UTC offset")
+        str,
+        Meta(
+            max_length=40,
+            description="ISO 8601 date-time with a UTC offset; the consultation must not be "
+            f"over already (start + duration >= now) and may start at most {MAX_DAYS_AHEAD} "
+            "days ahead",
+        ),
     ]
-    duration_minutes: Annotated[int, Meta(ge=5, le=240)] = 30
+    duration_minutes: Annotated[
+        int,
+        Meta(
+            ge=DURATION_MINUTES[0],
+            le=DURATION_MINUTES[1],
+            description=f"{DURATION_MINUTES[0]} to {DURATION_MINUTES[1]} minutes",
+        ),
+    ] = 30
     note: Annotated[str, Meta(max_length=2000)] = ""
 
 
@@ -177,8 +204,8 @@ class AuditQuery(msgspec.Struct, forbid_unknown_fields=True):
     consultation: Annotated[str, Meta(max_length=64)] | None = None
     action: Annotated[str, Meta(max_length=64)] | None = None
     outcome: AuditOutcome | None = None
-    since: Annotated[str, Meta(max_length=40, description="ISO 8601 date-time")] | None = None
-    until: Annotated[str, Meta(max_length=40, description="ISO 8601 date-time")] | None = None
+    since: PeriodEnd | None = None
+    until: PeriodEnd | None = None
     newest_first: Annotated[bool, Meta(description="newest entries first (pages)")] = False
     offset: Annotated[int, Meta(ge=0, le=1_000_000, description="entries to skip")] = 0
     limit: Annotated[int, Meta(ge=1, le=10000)] = 1000
@@ -267,8 +294,8 @@ class IncidentQuery(msgspec.Struct, forbid_unknown_fields=True):
     subject: Annotated[
         str, Meta(min_length=1, max_length=64, description="a consultation, recording or user id")
     ]
-    since: Annotated[str, Meta(max_length=40)] | None = None
-    until: Annotated[str, Meta(max_length=40)] | None = None
+    since: PeriodEnd | None = None
+    until: PeriodEnd | None = None
 
 
 class AccessSummary(msgspec.Struct):

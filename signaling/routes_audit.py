@@ -23,7 +23,7 @@ from signaling.http_api import USER_KEY, ApiRegistry, client_address, json_respo
 from signaling.keys import SERVICES
 from signaling.models import AuditEntry
 from signaling.store.base import AuditFilter
-from signaling.views import iso, parse_iso
+from signaling.views import iso, parse_period
 
 routes = ApiRegistry()
 _ERRORS = ("not_authenticated", "forbidden")
@@ -71,8 +71,7 @@ async def _own_targets(request: web.Request) -> frozenset[str] | None:
 
 async def _entries(request: web.Request, query: AuditQuery, extra: int = 0) -> list[AuditEntry]:
     """The entries ``query`` selects that the caller may see (``extra`` more, to page)."""
-    since = parse_iso(query.since, "since") if query.since else None
-    until = parse_iso(query.until, "until") if query.until else None
+    since, until = parse_period(query.since, query.until, request.app[SERVICES].clock.now())
     return await request.app[SERVICES].store.list_audit(
         AuditFilter(
             actor=query.actor,
@@ -199,8 +198,7 @@ async def export_audit(request: web.Request, query: AuditExportQuery) -> web.Res
 async def incident_report(request: web.Request, query: IncidentQuery) -> web.Response:
     services = request.app[SERVICES]
     admin = request[USER_KEY]
-    since = parse_iso(query.since, "since") if query.since else None
-    until = parse_iso(query.until, "until") if query.until else None
+    since, until = parse_period(query.since, query.until, services.clock.now())
     found = [
         e
         for e in await services.store.all_audit()

@@ -7,6 +7,7 @@ import re
 from aiohttp import web
 
 from signaling.api_types import (
+    MAX_DAYS_AHEAD,
     ConsultationExport,
     ConsultationList,
     ConsultationView,
@@ -33,7 +34,7 @@ from signaling.http_api import (
 from signaling.keys import SERVICES, Services
 from signaling.models import Consultation
 from signaling.tokens import ParticipantRole
-from signaling.views import consultation_view, iso, parse_iso, set_cookie
+from signaling.views import DAY, consultation_view, iso, parse_iso, set_cookie
 
 routes = ApiRegistry()
 
@@ -103,9 +104,15 @@ async def create_consultation(
     patient_name = body.patient_name.strip()
     if not patient_name:
         raise AppError("invalid_body", "patient_name: must not be blank")
-    start = parse_iso(body.scheduled_start)
-    if start + body.duration_minutes * 60 < services.clock.now():
-        raise AppError("invalid_body", "scheduled_start: the consultation would already be over")
+    now = services.clock.now()
+    # Not already over, and at most MAX_DAYS_AHEAD days ahead: every date derived from it
+    # (end, invite expiry) stays one a view can show.
+    start = parse_iso(
+        body.scheduled_start,
+        earliest=now - body.duration_minutes * 60,
+        latest=now + MAX_DAYS_AHEAD * DAY,
+        bounds=f"not already over, at most {MAX_DAYS_AHEAD} days ahead",
+    )
     issued = await services.consultations.create(
         doctor, patient_name, start, body.duration_minutes, body.note.strip()
     )

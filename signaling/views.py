@@ -2,27 +2,87 @@
 
 from __future__ import annotations
 
+import logging
+import math
 from datetime import UTC, datetime
 
 from aiohttp import web
 
-from signaling.api_types import ConsultationView, UserView
+from signaling.api_types import MAX_DAYS_AHEAD, ConsultationView, UserView
 from signaling.errors import AppError
 from signaling.models import Consultation, User
 
+log = logging.getLogger("teleconsult.views")
+
+DAY = 86400.0
+# MAX_DAYS_AHEAD (api_types): how far ahead a consultation may be booked, and the latest
+# instant a period filter names. The earliest one it names: the service records nothing older.
+EARLIEST_FILTER = 0.0  # 1970-01-01T00:00:00Z
+# The instants a datetime can show (years 1 to 9999, UTC). A stored value beyond them (an old
+# database, a hand-edited row) is shown clamped to the nearer end instead of failing a view.
+_FIRST = datetime(1, 1, 1, tzinfo=UTC).timestamp()
+_LAST = datetime(9999, 12, 31, 23, 59, 59, tzinfo=UTC).timestamp()
+
+
+def representable(ts: float) -> bool:
+    return _FIRST <= ts <= _LAST  # False for NaN too
+
+
+def clamp(ts: float) -> float:
+    return _FIRST if math.isnan(ts) else min(max(ts, _FIRST), _LAST)
+
 
 def iso(ts: float) -> str:
-    return datetime.fromtimestamp(ts, tz=UTC).isoformat(timespec="seconds").replace("+00:00", "Z")
+    when = datetime.fromtimestamp(clamp(ts), tz=UTC)
+    return when.isoformat(timespec="seconds").replace("+00:00", "Z")
 
 
-def parse_iso(value: str, field: str = "scheduled_start") -> float:
+def parse_iso(
+    value: str,
+    field: str = "scheduled_start",
+    *,
+    earliest: float = _FIRST,
+    latest: float = _LAST,
+    bounds: str = "",
+) -> float:
+    """An ISO 8601 date-time with a UTC offset, as a timestamp within [earliest, latest];
+    ``bounds`` says in words what the range is, for the error message."""
     try:
         parsed = datetime.fromisoformat(value.replace("Z", "+00:00"))
     except ValueError:
         raise AppError("invalid_body", f"{field}: expected an ISO 8601 date-time") from None
     if parsed.tzinfo is None:
         raise AppError("invalid_body", f"{field}: include a UTC offset, e.g. Z or +01:00")
-    return parsed.timestamp()
+    ts = parsed.timestamp()
+    if not (max(earliest, _FIRST) <= ts <= min(latest, _LAST)):
+        hint = f" ({bounds})" if bounds else ""
+        raise AppError(
+            "invalid_body",
+            f"{field}: must be between {iso(earliest)} and {iso(latest)}{hint}",
+        )
+    return ts
+
+
+def parse_period(
+    since: str | None, until: str | None, now: float
+) -> tuple[float | None, float | None]:
+    """A period filter (audit page, incident report): each end from 1970 to
+    MAX_DAYS_AHEAD days ahead, and ``until`` after ``since``."""
+    bounds = f"from 1970 to at most {MAX_DAYS_AHEAD} days ahead"
+    latest = now + MAX_DAYS_AHEAD * DAY
+    start = (
+        parse_iso(since, "since", earliest=EARLIEST_FILTER, latest=latest, bounds=bounds)
+        if since
+        else None
+    )
+    end = (
+        parse_iso(until, "until", earliest=EARLIEST_FILTER, latest=latest, bounds=bounds)
+        if until
+        else None
+    )
+    if start is not None and end is not None and end < start:
+        raise AppError("invalid_body", "until: must not be before since")
+    return start, end
 
 
 def user_view(user: User) -> UserView:
@@ -38,12 +98,23 @@ def user_view(user: User) -> UserView:
 
 
 def consultation_view(c: Consultation, invite_deadline: float) -> ConsultationView:
+    start, end = c.scheduled_start, c.scheduled_end
+    if not (representable(start) and representable(end) and representable(invite_deadline)):
+        # Refused at the HTTP edge today, but a row from before the bounds (or written by
+        # hand) must not fail every list it is in: shown clamped, so it can be cancelled.
+        log.warning(
+            "consultation %s: stored dates out of range (scheduled_start=%r, "
+            "duration_minutes=%r), shown clamped",
+            c.id,
+            start,
+            c.duration_minutes,
+        )
     return ConsultationView(
         id=c.id,
         doctor_id=c.doctor_id,
         patient_name=c.patient_name,
-        scheduled_start=iso(c.scheduled_start),
-        scheduled_end=iso(c.scheduled_end),
+        scheduled_start=iso(start),
+        scheduled_end=iso(end),
         duration_minutes=c.duration_minutes,
         note=c.note,
         status=c.status,

@@ -4,6 +4,8 @@ on both backends: the app is really started (its start-up hooks run) and stopped
 from __future__ import annotations
 
 import dataclasses
+import hashlib
+import hmac
 import json
 
 import pytest
@@ -105,5 +107,68 @@ async def test_a_secret_in_a_setting_is_neither_stored_nor_audited(
         assert details["reason"] == "secret_key_changed"
         assert len(details["keys"]) == len(setting_digests(settings, key))
         assert await record_settings_change(store, audit, settings, other_key) is None
+    finally:
+        await store.close()
+
+
+KEY = derive_key(b"k" * 32, "settings-digests")
+
+
+def test_two_settings_holding_the_same_value_have_different_digests(settings: Settings) -> None:
+    # Both hold 7: a reader of the stored digests must not learn that they are equal.
+    same = settings.replace(
+        security=dataclasses.replace(settings.security, lockout_minutes=7, lockout_threshold=7)
+    )
+    digests = setting_digests(same, KEY)
+    assert digests["security.lockout_minutes"] != digests["security.lockout_threshold"]
+    # The defaults hold many equal values (false, 0, ""): still one distinct digest per key.
+    defaults = setting_digests(settings, KEY)
+    assert len(set(defaults.values())) == len(defaults)
+
+
+def first_format_record(settings: Settings, key: bytes) -> str:
+    """The stored digests as the first format wrote them: HMAC of the value alone, no format."""
+    digests: dict[str, str] = {}
+    for section in dataclasses.fields(settings):
+        values = getattr(settings, section.name)
+        for item in dataclasses.fields(values):
+            value = getattr(values, item.name)
+            text = json.dumps(list(value) if isinstance(value, tuple) else value).encode()
+            digests[f"{section.name}.{item.name}"] = hmac.new(key, text, hashlib.sha256).hexdigest()
+    check = hmac.new(key, b"settings-digest-key-check", hashlib.sha256).hexdigest()
+    return json.dumps({"key_check": check, "digests": digests}, sort_keys=True)
+
+
+async def test_digests_stored_in_the_first_format_are_upgraded_without_a_false_alarm(
+    settings: Settings, clock: ManualClock
+) -> None:
+    store = SqliteStore(settings.storage.data_path / "format-test.sqlite3")
+    await store.open()
+    try:
+        audit = AuditTrail(store, clock)
+        await store.set_meta(DIGESTS_META, first_format_record(settings, KEY))
+        # Same settings, digests of the old format: nothing changed, nothing audited.
+        assert await record_settings_change(store, audit, settings, KEY) is None
+        assert await store.all_audit() == []
+        stored = json.loads(await store.get_meta(DIGESTS_META) or "{}")
+        assert stored["format"] == 2
+        assert stored["digests"] == setting_digests(settings, KEY)
+        # From the new format on, a change is still found, and only that one.
+        changed = settings.replace(turn=dataclasses.replace(settings.turn, max_credential_hours=5))
+        entry = await record_settings_change(store, audit, changed, KEY)
+        assert entry is not None and json.loads(entry.details) == {
+            "keys": ["turn.max_credential_hours"]
+        }
+        assert await record_settings_change(store, audit, changed, KEY) is None
+
+        # Old-format digests and a real change at the same start: exactly that key is named.
+        await store.set_meta(DIGESTS_META, first_format_record(settings, KEY))
+        other = settings.replace(
+            security=dataclasses.replace(settings.security, lockout_minutes=44)
+        )
+        entry = await record_settings_change(store, audit, other, KEY)
+        assert entry is not None
+        assert json.loads(entry.details) == {"keys": ["security.lockout_minutes"]}
+        assert await record_settings_change(store, audit, other, KEY) is None
     finally:
         await store.close()
