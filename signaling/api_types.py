@@ -12,6 +12,19 @@ Username = Annotated[str, Meta(min_length=3, max_length=64)]
 Password = Annotated[str, Meta(min_length=1, max_length=1024)]
 TotpCode = Annotated[str, Meta(min_length=6, max_length=8, description="6-digit TOTP code")]
 Id = Annotated[str, Meta(min_length=1, max_length=64)]
+# The patient link is <origin>/join/<token>: the API takes the token alone.
+InviteToken = Annotated[
+    str,
+    Meta(
+        max_length=512,
+        description=(
+            "The invite token: the last path segment of the patient link, after `/join/` "
+            "(`https://visio.clinic.example/join/<token>`), not the whole link. It is made of "
+            "URL-safe base64 characters (A-Z, a-z, 0-9, `-`, `_`) and dots, at most 512 "
+            "characters; anything else answers `invite_invalid`."
+        ),
+    ),
+]
 
 # Bounds of the dates and durations the API accepts (checked in signaling/views.py), so that
 # every date derived from them (a consultation's end, its invite expiry) can be shown.
@@ -47,7 +60,16 @@ class SetupStatus(msgspec.Struct):
 
 
 class SetupRequest(msgspec.Struct, forbid_unknown_fields=True):
-    setup_token: Annotated[str, Meta(max_length=512)]
+    setup_token: Annotated[
+        str,
+        Meta(
+            max_length=512,
+            description=(
+                "The last path segment of the one-time link printed at first start, after "
+                "`/setup/`, not the whole link."
+            ),
+        ),
+    ]
     username: Username
     password: Password
     display_name: Annotated[str, Meta(max_length=120)] = ""
@@ -59,7 +81,15 @@ class LoginRequest(msgspec.Struct, forbid_unknown_fields=True):
 
 
 class LoginResponse(msgspec.Struct):
-    next: Literal["totp", "enrol"]
+    next: Annotated[
+        Literal["totp", "enrol"],
+        Meta(
+            description=(
+                '"totp": send a code to POST /api/auth/totp; "enrol": no confirmed '
+                "authenticator yet, POST /api/auth/enrol for the secret, then POST /api/auth/totp."
+            )
+        ),
+    ]
     expires_in: int
 
 
@@ -156,7 +186,15 @@ class ConsultationList(msgspec.Struct):
 
 class InviteResponse(msgspec.Struct):
     consultation: ConsultationView
-    invite_url: str
+    invite_url: Annotated[
+        str,
+        Meta(
+            description=(
+                "The whole link to give the patient, `<origin>/join/<token>`; the API calls "
+                "for invites take the part after `/join/` (`invite`)."
+            )
+        ),
+    ]
     access_code: Annotated[
         str,
         Meta(description="Shown once; give it to the patient by another channel than the link."),
@@ -174,7 +212,7 @@ class RoomTokenResponse(msgspec.Struct):
 
 
 class InviteInspectRequest(msgspec.Struct, forbid_unknown_fields=True):
-    invite: Annotated[str, Meta(max_length=512)]
+    invite: InviteToken
 
 
 class InviteInfo(msgspec.Struct):
@@ -185,8 +223,15 @@ class InviteInfo(msgspec.Struct):
 
 
 class RedeemRequest(msgspec.Struct, forbid_unknown_fields=True):
-    invite: Annotated[str, Meta(max_length=512)]
-    access_code: Annotated[str, Meta(min_length=1, max_length=16)]
+    invite: InviteToken
+    access_code: Annotated[
+        str,
+        Meta(
+            min_length=1,
+            max_length=16,
+            description="The 6-digit access code given with the link; spaces are ignored.",
+        ),
+    ]
 
 
 class RedeemResponse(msgspec.Struct):

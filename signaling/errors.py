@@ -7,26 +7,61 @@ so a message meant for the log (with a path, a query, a token) never reaches a c
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, Literal
+
+WsPhase = Literal["handshake", "join", "room", "any"]
+
+
+@dataclass(frozen=True)
+class Ws:
+    """Where a WebSocket client meets an error: docs/protocol.md's error table is generated
+    from these (``python -m signaling.error_docs``), so say it here, once.
+
+    ``phase``: "handshake" (refused before the upgrade, as a plain HTTP answer), "join" (in
+    answer to ``join``/``resume``, which closes the socket), "room" (after the join) or "any".
+    ``when``: the cause, as Markdown for the table."""
+
+    phase: WsPhase
+    when: str
 
 
 @dataclass(frozen=True)
 class ErrorKind:
     code: str
     http_status: int
-    # WebSocket close code when the error ends the connection (None: reported, socket kept).
+    # WebSocket close code when the error ends the connection (None: reported, socket kept;
+    # during the join every error closes, with 4400 when it has no code of its own).
     close_code: int | None
     message: str
+    # Sent on the WebSocket (None: HTTP only). A code with a close code is listed in the
+    # protocol's table even without it, but then its cause is only its message.
+    websocket: Ws | None = None
 
 
 _KINDS = [
     # -- request shape
     ErrorKind("invalid_body", 400, None, "The request body is not valid."),
-    ErrorKind("payload_too_large", 413, 1009, "The request is larger than allowed."),
+    ErrorKind("payload_too_large", 413, None, "The request is larger than allowed."),
     ErrorKind("not_found", 404, None, "Nothing here."),
     ErrorKind("method_not_allowed", 405, None, "This method is not allowed here."),
-    ErrorKind("internal_error", 500, 1011, "Something went wrong on the server."),
-    ErrorKind("unavailable", 503, 1013, "The service is temporarily unavailable."),
+    ErrorKind(
+        "internal_error",
+        500,
+        1011,
+        "Something went wrong on the server.",
+        websocket=Ws("room", "a server bug (logged there)"),
+    ),
+    ErrorKind(
+        "unavailable",
+        503,
+        1013,
+        "The service is temporarily unavailable.",
+        websocket=Ws(
+            "any",
+            "the store (Redis) or the recorder cannot be reached: try again shortly (a "
+            "recording message handled by another instance: socket kept)",
+        ),
+    ),
     # -- authentication
     ErrorKind("invalid_credentials", 401, None, "Wrong username or password."),
     ErrorKind("invalid_totp", 401, None, "Wrong or expired code."),
@@ -43,7 +78,17 @@ _KINDS = [
         "Your two-factor setup can no longer be read; ask an administrator to reset it.",
     ),
     ErrorKind("csrf_failed", 403, None, "The request did not carry a valid CSRF token."),
-    ErrorKind("forbidden", 403, None, "You are not allowed to do this."),
+    ErrorKind(
+        "forbidden",
+        403,
+        None,
+        "You are not allowed to do this.",
+        websocket=Ws(
+            "room",
+            "a patient sends `admit`, `deny`, `hang_up` with `end: true` or "
+            "`recording_request`; `recording_request` on a service that does not record",
+        ),
+    ),
     ErrorKind("weak_password", 400, None, "The password is too short."),
     ErrorKind("wrong_password", 403, None, "The current password is wrong."),
     ErrorKind(
@@ -54,38 +99,200 @@ _KINDS = [
     ErrorKind("setup_done", 409, None, "The service is already set up."),
     ErrorKind("setup_link_invalid", 403, None, "This setup link is invalid or expired."),
     # -- consultations and invites
-    ErrorKind("consultation_not_found", 404, 4404, "No such consultation."),
-    ErrorKind("consultation_cancelled", 410, 4410, "This consultation was cancelled."),
-    ErrorKind("consultation_ended", 410, 4410, "This consultation has ended."),
+    ErrorKind(
+        "consultation_not_found",
+        404,
+        4404,
+        "No such consultation.",
+        websocket=Ws("any", "the consultation no longer exists"),
+    ),
+    ErrorKind(
+        "consultation_cancelled",
+        410,
+        4410,
+        "This consultation was cancelled.",
+        websocket=Ws("join", "the consultation was cancelled"),
+    ),
+    ErrorKind(
+        "consultation_ended",
+        410,
+        4410,
+        "This consultation has ended.",
+        websocket=Ws("join", "the consultation has ended"),
+    ),
     ErrorKind("invite_invalid", 404, None, "This link is invalid."),
     ErrorKind("invite_expired", 410, None, "This link has expired."),
     ErrorKind("invite_locked", 423, None, "Too many wrong codes; ask your doctor for a new link."),
     ErrorKind("invalid_access_code", 403, None, "Wrong access code."),
     # -- room tokens
-    ErrorKind("token_invalid", 401, 4401, "The room token is invalid."),
-    ErrorKind("token_expired", 401, 4401, "The room token has expired."),
-    ErrorKind("token_replayed", 401, 4401, "The room token was already used."),
-    ErrorKind("token_wrong_room", 403, 4403, "The room token is for another room."),
-    ErrorKind("token_wrong_role", 403, 4403, "The room token is for another role."),
+    ErrorKind(
+        "token_invalid",
+        401,
+        4401,
+        "The room token is invalid.",
+        websocket=Ws("join", "bad room token, or unknown/expired resume secret"),
+    ),
+    ErrorKind(
+        "token_expired",
+        401,
+        4401,
+        "The room token has expired.",
+        websocket=Ws("join", "room token older than `security.room_token_ttl_seconds` (120 s)"),
+    ),
+    ErrorKind(
+        "token_replayed",
+        401,
+        4401,
+        "The room token was already used.",
+        websocket=Ws("join", "room token already used"),
+    ),
     # -- signaling
-    ErrorKind("join_timeout", 408, 4408, "No join message in time."),
-    ErrorKind("origin_refused", 403, 4403, "Connections from this origin are refused."),
-    ErrorKind("too_many_connections", 429, 4429, "Too many connections from this address."),
-    ErrorKind("rate_limited", 429, 4429, "Too many messages; slow down."),
-    ErrorKind("malformed_message", 400, None, "The message is not valid."),
-    ErrorKind("binary_not_supported", 400, 1003, "Binary messages are not supported."),
-    ErrorKind("message_too_large", 413, 1009, "The message is larger than allowed."),
-    ErrorKind("unsupported_version", 400, 4400, "This protocol version is not supported."),
-    ErrorKind("not_joined", 400, None, "Join a room first."),
-    ErrorKind("already_joined", 400, None, "Already joined."),
-    ErrorKind("invalid_state", 409, None, "Not possible in the room's current state."),
-    ErrorKind("room_full", 409, 4409, "Somebody else already holds this place."),
-    ErrorKind("replaced", 409, 4000, "This session was opened somewhere else."),
-    ErrorKind("denied", 403, 4003, "The doctor did not admit you."),
-    ErrorKind("insecure_sdp", 400, None, "Only DTLS-SRTP media descriptions are accepted."),
-    ErrorKind("invalid_sdp", 400, None, "The session description is not valid."),
-    ErrorKind("too_many_candidates", 400, None, "Too many ICE candidates."),
-    ErrorKind("peer_absent", 409, None, "The other participant is not connected."),
+    ErrorKind(
+        "join_timeout",
+        408,
+        4408,
+        "No join message in time.",
+        websocket=Ws("join", "no `join`/`resume` within `signaling.join_timeout_seconds` (5 s)"),
+    ),
+    ErrorKind(
+        "origin_refused",
+        403,
+        4403,
+        "Connections from this origin are refused.",
+        websocket=Ws(
+            "handshake",
+            "the `Origin` header is missing or is not the service's origin (see *Transport*)",
+        ),
+    ),
+    ErrorKind(
+        "too_many_connections",
+        429,
+        4429,
+        "Too many connections from this address.",
+        websocket=Ws(
+            "handshake",
+            "the address already holds `signaling.connections_per_address` (20) sockets",
+        ),
+    ),
+    ErrorKind(
+        "rate_limited",
+        429,
+        4429,
+        "Too many messages; slow down.",
+        websocket=Ws(
+            "room",
+            "more than `signaling.messages_per_second` (40) messages per second on average, "
+            "beyond bursts of `signaling.message_burst` (80)",
+        ),
+    ),
+    ErrorKind(
+        "malformed_message",
+        400,
+        None,
+        "The message is not valid.",
+        websocket=Ws(
+            "any",
+            "not JSON, unknown `type`, missing/unknown field, wrong type, out of bounds (`at` "
+            "names the field, e.g. `$.sdp`, `$.type`)",
+        ),
+    ),
+    ErrorKind(
+        "binary_not_supported",
+        400,
+        1003,
+        "Binary messages are not supported.",
+        websocket=Ws("any", "a binary frame"),
+    ),
+    ErrorKind(
+        "unsupported_version",
+        400,
+        4400,
+        "This protocol version is not supported.",
+        websocket=Ws("join", "`v` is not 1"),
+    ),
+    ErrorKind(
+        "not_joined",
+        400,
+        None,
+        "Join a room first.",
+        websocket=Ws(
+            "any",
+            "the first message is not `join`/`resume`; after the join, a message from a "
+            "connection that no longer holds its seat",
+        ),
+    ),
+    ErrorKind(
+        "already_joined",
+        400,
+        None,
+        "Already joined.",
+        websocket=Ws("room", "`join`/`resume` after the join"),
+    ),
+    ErrorKind(
+        "invalid_state",
+        409,
+        None,
+        "Not possible in the room's current state.",
+        websocket=Ws(
+            "any",
+            "not possible in the room's state (e.g. `offer` before admission, a resume into an "
+            "ended room); `details` not sent",
+        ),
+    ),
+    ErrorKind(
+        "replaced",
+        409,
+        4000,
+        "This session was opened somewhere else.",
+        websocket=Ws("room", "a newer connection took this seat (another tab, a reload, a resume)"),
+    ),
+    ErrorKind(
+        "denied",
+        403,
+        4003,
+        "The doctor did not admit you.",
+        websocket=Ws(
+            "room",
+            "never in an `error` message: the patient receives the `denied` message, then this "
+            "close",
+        ),
+    ),
+    ErrorKind(
+        "insecure_sdp",
+        400,
+        None,
+        "Only DTLS-SRTP media descriptions are accepted.",
+        websocket=Ws("room", "SDP without DTLS-SRTP (see *Media security*)"),
+    ),
+    ErrorKind(
+        "invalid_sdp",
+        400,
+        None,
+        "The session description is not valid.",
+        websocket=Ws(
+            "room",
+            "SDP or candidate that is not valid, too large, too many `m=` lines; a "
+            "`recording_offer` the recording peer refuses",
+        ),
+    ),
+    ErrorKind(
+        "too_many_candidates",
+        400,
+        None,
+        "Too many ICE candidates.",
+        websocket=Ws("room", "too many candidates in an SDP or trickled"),
+    ),
+    ErrorKind(
+        "peer_absent",
+        409,
+        None,
+        "The other participant is not connected.",
+        websocket=Ws(
+            "room",
+            "`admit`/`deny` with nobody waiting; a relay while the other participant is "
+            "disconnected",
+        ),
+    ),
     # -- recordings
     ErrorKind("recording_not_found", 404, None, "No such recording."),
     ErrorKind(
@@ -94,7 +301,13 @@ _KINDS = [
         None,
         "This recording cannot be decrypted: it is damaged or its key is gone.",
     ),
-    ErrorKind("consent_required", 409, None, "Both participants must consent first."),
+    ErrorKind(
+        "consent_required",
+        409,
+        None,
+        "Both participants must consent first.",
+        websocket=Ws("room", "`recording_offer` without both consents (see *Recording*)"),
+    ),
 ]
 
 KINDS: dict[str, ErrorKind] = {kind.code: kind for kind in _KINDS}

@@ -42,12 +42,60 @@ class Endpoint:
     body: type[Any] | None
     response: type[Any] | None
     status: int
+    # What the handler itself may raise; endpoint_errors adds what the app answers around it
+    # (and alone decides the codes in _RULED_CODES, whatever this says).
     errors: tuple[str, ...]
     tag: str
     # msgspec Struct describing the query string (filters only: never a secret).
     query: type[Any] | None = None
     # Media type of a non-JSON success answer (exports), for the OpenAPI document.
     produces: str | None = None
+    # Longer text for the OpenAPI document (Markdown): what to do next, states, limits.
+    description: str = ""
+    # Reads or writes the store, so a store outage answers `unavailable` (503).
+    store: bool = True
+
+
+# Who holds a session cookie (and so a CSRF token) for an endpoint's auth.
+SESSION_AUTHS: frozenset[Auth] = frozenset(
+    {"staff", "staff_quiet", "admin", "patient", "staff_or_patient"}
+)
+# Codes the rules of endpoint_errors alone decide: a route's own list cannot add them where
+# they cannot happen (csrf_failed on a GET) nor leave them out where they can.
+_RULED_CODES = frozenset(
+    {"origin_refused", "not_authenticated", "csrf_failed", "payload_too_large", "internal_error"}
+)
+
+
+def needs_csrf(endpoint: Endpoint) -> bool:
+    """Only state changes made with a session carry the session's CSRF token (_authenticate)."""
+    return endpoint.method in UNSAFE_METHODS and endpoint.auth in SESSION_AUTHS
+
+
+def endpoint_errors(endpoint: Endpoint) -> tuple[str, ...]:
+    """Every error code ``endpoint`` can answer: its own, then those the app answers around
+    its handler (origin_middleware, _authenticate, body and query decoding, the store,
+    error_middleware). The OpenAPI document lists exactly these, so keep them with the code
+    that answers them."""
+    codes = [code for code in endpoint.errors if code not in _RULED_CODES]
+    if endpoint.method in UNSAFE_METHODS:
+        codes.append("origin_refused")
+    if endpoint.auth in SESSION_AUTHS:
+        codes.append("not_authenticated")
+    if endpoint.auth == "admin":
+        codes.append("forbidden")
+    if needs_csrf(endpoint):
+        codes.append("csrf_failed")
+    if endpoint.auth == "pending":
+        codes.append("login_expired")
+    if endpoint.body is not None:
+        codes += ["payload_too_large", "invalid_body"]
+    if endpoint.query is not None:
+        codes.append("invalid_body")
+    if endpoint.store:
+        codes.append("unavailable")
+    codes.append("internal_error")
+    return tuple(dict.fromkeys(codes))
 
 
 @dataclass
@@ -68,6 +116,8 @@ class ApiRegistry:
         tag: str = "api",
         query: type[Any] | None = None,
         produces: str | None = None,
+        description: str = "",
+        store: bool = True,
     ) -> Callable[[Handler], Handler]:
         def register(handler: Handler) -> Handler:
             self.endpoints.append(
@@ -84,6 +134,8 @@ class ApiRegistry:
                     tag,
                     query,
                     produces,
+                    description,
+                    store,
                 )
             )
             return handler

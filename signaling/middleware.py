@@ -54,12 +54,16 @@ async def error_middleware(request: web.Request, handler: Handler) -> StreamResp
 
 @web.middleware
 async def origin_middleware(request: web.Request, handler: Handler) -> StreamResponse:
-    """Refuse cross-origin state changes (a second line behind SameSite=Strict and CSRF)."""
+    """Refuse cross-origin state changes (a second line behind SameSite=Strict and CSRF).
+
+    Browsers always send Origin on these; a request without one (not a browser) passes here
+    and meets the CSRF check if it uses a session. Its own code, not csrf_failed, so a client
+    can tell a wrong origin from a missing token (endpoint_errors declares it)."""
     if request.method in UNSAFE_METHODS:
         origin = request.headers.get("Origin")
         expected = request.app[SERVICES].settings.server.origin
         if origin is not None and origin != expected:
-            raise AppError("csrf_failed", "Cross-origin requests are refused.")
+            raise AppError("origin_refused")
     return await handler(request)
 
 

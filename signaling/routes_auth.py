@@ -29,6 +29,26 @@ from signaling.views import clear_cookie, set_cookie, user_view
 routes = ApiRegistry()
 SETUP_NONCE = "setup_nonce"
 
+# The sign-in, as the handlers below and Accounts (signaling/auth.py) run it. README.md's
+# "Signing in" says the same; tests/test_docs_contract.py checks every `next` is in both.
+_LOGIN = """Step 1 of sign-in. A right password answers `next` and sets the `tc_pending` cookie
+(HttpOnly, valid `expires_in` seconds: `security.login_pending_minutes`). `next` is one of:
+
+- `"totp"`: the account has a confirmed authenticator app. Send a current code to
+  `POST /api/auth/totp`.
+- `"enrol"`: the account has no confirmed authenticator yet (created with `run.py add-user`,
+  by an admin or through the setup link, or its two-factor setup was reset). Call
+  `POST /api/auth/enrol` for the secret and QR code, then send a code from the app to
+  `POST /api/auth/totp`, which confirms the app and signs in. The secret stays the same on
+  every call until a code confirms it: for an account made with `run.py add-user` it is the key
+  that command printed, so an app that scanned it can go straight to `POST /api/auth/totp`.
+
+There is no other value and no `"done"`: sign-in is complete when `POST /api/auth/totp`
+answers 200 with the user and the session's `csrf_token` and sets the `tc_session` cookie.
+After `expires_in` seconds the pending sign-in is gone (`login_expired`): start again here.
+An unknown username, a wrong password and a disabled account all answer `invalid_credentials`;
+each failure counts toward `account_locked` / `address_locked`."""
+
 
 @routes.route(
     "GET",
@@ -50,6 +70,10 @@ async def setup_status(request: web.Request) -> web.Response:
     response=LoginResponse,
     errors=("setup_done", "setup_link_invalid", "weak_password", "invalid_body"),
     tag="auth",
+    description=(
+        'Answers 201 with `next` `"enrol"` and sets the `tc_pending` cookie: go on with '
+        "`POST /api/auth/enrol` and `POST /api/auth/totp`, as after `POST /api/auth/login`."
+    ),
 )
 async def setup(request: web.Request, body: SetupRequest) -> web.Response:
     services = request.app[SERVICES]
@@ -99,6 +123,7 @@ async def setup(request: web.Request, body: SetupRequest) -> web.Response:
     response=LoginResponse,
     errors=("invalid_credentials", "account_locked", "address_locked", "invalid_body"),
     tag="auth",
+    description=_LOGIN,
 )
 async def login(request: web.Request, body: LoginRequest) -> web.Response:
     services = request.app[SERVICES]
@@ -125,8 +150,13 @@ async def login(request: web.Request, body: LoginRequest) -> web.Response:
     summary="Start TOTP enrolment after step 1 (secret, otpauth URI, QR code as SVG)",
     auth="pending",
     response=EnrolmentResponse,
-    errors=("login_expired", "forbidden"),
+    errors=("login_expired", "forbidden", "mfa_unreadable"),
     tag="auth",
+    description=(
+        'Only while sign-in answered `next` `"enrol"` (`forbidden` once the account has a '
+        "confirmed authenticator). No body; needs the `tc_pending` cookie. The secret is the "
+        "same on every call until a code sent to `POST /api/auth/totp` confirms it."
+    ),
 )
 async def enrol(request: web.Request) -> web.Response:
     services = request.app[SERVICES]
@@ -157,6 +187,15 @@ async def enrol(request: web.Request) -> web.Response:
         "invalid_body",
     ),
     tag="auth",
+    description=(
+        "Step 2 of sign-in, with the `tc_pending` cookie of step 1. A right code, not used "
+        "before, answers the user and the session's `csrf_token`, sets the `tc_session` cookie "
+        "(ends after `security.session_idle_minutes` without a request, and after "
+        "`security.session_absolute_hours` in any case) and ends the pending sign-in. On an "
+        "account still enrolling, it confirms the authenticator (`enrolment_required` if the "
+        "account has no secret yet: call `POST /api/auth/enrol` first). A wrong code counts "
+        "toward the lockouts; the pending sign-in stays usable until it expires."
+    ),
 )
 async def totp(request: web.Request, body: TotpRequest) -> web.Response:
     services = request.app[SERVICES]
@@ -182,8 +221,12 @@ async def totp(request: web.Request, body: TotpRequest) -> web.Response:
     summary="The signed-in user and the CSRF token for this session",
     auth="staff",
     response=MeResponse,
-    errors=("not_authenticated",),
     tag="auth",
+    description=(
+        "A GET: needs the `tc_session` cookie, no CSRF header. Its `csrf_token` is the value "
+        "every POST made with this session must carry in `X-CSRF-Token` (the same as "
+        "`POST /api/auth/totp` answered, for the whole session)."
+    ),
 )
 async def me(request: web.Request) -> web.Response:
     return json_response(
@@ -197,7 +240,6 @@ async def me(request: web.Request) -> web.Response:
     summary="End the session",
     auth="staff",
     status=204,
-    errors=("not_authenticated", "csrf_failed"),
     tag="auth",
 )
 async def logout(request: web.Request) -> web.Response:

@@ -16,7 +16,12 @@ routes = ApiRegistry()
 
 
 @routes.route(
-    "GET", "/healthz", summary="Liveness: the process answers", response=Health, tag="health"
+    "GET",
+    "/healthz",
+    summary="Liveness: the process answers",
+    response=Health,
+    tag="health",
+    store=False,
 )
 async def healthz(request: web.Request) -> web.Response:
     return json_response(Health(status="ok"))
