@@ -68,6 +68,7 @@ log = logging.getLogger("teleconsult.ws")
 
 # Close code for an error during the join phase whose kind has no close code of its own.
 CLOSE_PROTOCOL_ERROR = 4400
+# How long a close waits for the client's answering close frame (aiohttp's close timeout).
 CLOSE_TIMEOUT = 2.0
 # How long a join waits for the bus to be subscribed again (Redis just came back).
 BUS_WAIT_SECONDS = 2.0
@@ -259,10 +260,18 @@ class Connection:
     Outgoing messages wait in a bounded deque; at most one writer task drains it, started when
     the first message arrives and ending when the deque is empty, so an idle connection holds
     no task. Order is kept and nobody else ever writes to the socket.
+
+    Only the writer closes the socket, and only once the loop has stopped reading: aiohttp
+    takes a close made while ``receive()`` waits as already answered by the client and drops
+    the TCP connection right after the close frame, so the client could not send its own
+    close frame back (an aiohttp client then reports 1006 instead of the code it was sent).
     """
 
     __slots__ = (
         "_consultation_end",
+        "_loop_task",
+        "_reading",
+        "_woken",
         "_writer",
         "address",
         "bucket",
@@ -295,6 +304,11 @@ class Connection:
         self.closing = False
         self.hung_up = False
         self._writer: asyncio.Task[None] | None = None
+        # The task running ``run`` (this is made in it), and while it waits in receive(), a
+        # future done when it stops waiting; _woken: the writer interrupted that wait.
+        self._loop_task = asyncio.current_task()
+        self._reading: asyncio.Future[None] | None = None
+        self._woken = False
         self._consultation_end = 0.0
         # Trickled candidates since this connection's last description.
         self.candidates = 0
@@ -333,6 +347,7 @@ class Connection:
                     await ws.send_frame(payload, WSMsgType.TEXT)
                 if close_code is not None:
                     outbox.clear()
+                    await self._stop_reading()
                     await ws.close(code=close_code)
                     return
         except ConnectionError:
@@ -341,6 +356,17 @@ class Connection:
             outbox.clear()
         finally:
             self._writer = None
+
+    async def _stop_reading(self) -> None:
+        """Before the writer closes: get the loop out of receive() (see the class doc); it
+        reads nothing more, as ``closing`` is set."""
+        reading = self._reading
+        if reading is None or self._loop_task is None:
+            return
+        if not reading.done():
+            self._woken = True
+            self._loop_task.cancel()
+        await asyncio.shield(reading)
 
     def send_error(self, error: AppError, ref: str | None = None, at: str | None = None) -> None:
         payload = encode(ErrorMessage(code=error.code, message=error.message, ref=ref, at=at))
@@ -378,22 +404,40 @@ class Connection:
 
     async def _finish_writer(self) -> None:
         writer = self._writer
-        if writer is not None and not self.ws.closed:
-            # Let queued messages (an error, a close) go out, but not forever.
+        if writer is not None:
+            # Let queued messages (an error, a close) go out, but not forever. Even when the
+            # socket is closed already the writer may be closing it, waiting for the client's
+            # answering close frame: cutting that short would drop the connection under it.
+            # So: CLOSE_TIMEOUT for the queued messages, CLOSE_TIMEOUT for the handshake.
             try:
-                await asyncio.wait_for(asyncio.shield(writer), timeout=CLOSE_TIMEOUT)
+                await asyncio.wait_for(asyncio.shield(writer), timeout=2 * CLOSE_TIMEOUT)
             except TimeoutError:
                 writer.cancel()
-            except (asyncio.CancelledError, ConnectionError, RuntimeError):
+            except (ConnectionError, RuntimeError):
                 pass
-        elif writer is not None:
-            writer.cancel()
+            except asyncio.CancelledError:
+                task = asyncio.current_task()
+                if task is not None and task.cancelling():
+                    raise  # this connection is cancelled itself (shutdown), not its writer
         if not self.ws.closed:
             await self.ws.close()
 
     async def _receive_frame(self, deadline: float | None = None) -> bytes | None:
         """The next text frame; None when the socket is closing (or was closed for a reason)."""
-        msg = await self.ws.receive(deadline)
+        if self.closing:
+            return None  # the writer closes the socket: nothing more is read
+        reading = self._reading = asyncio.get_running_loop().create_future()
+        try:
+            msg = await self.ws.receive(deadline)
+        except asyncio.CancelledError:
+            task = asyncio.current_task()
+            if self._woken and task is not None and task.uncancel() == 0:
+                return None  # the writer is about to close the socket
+            raise
+        finally:
+            self._woken = False
+            self._reading = None
+            reading.set_result(None)
         if msg.type is WSMsgType.TEXT:
             data: bytes = msg.data if isinstance(msg.data, bytes) else msg.data.encode()
             return data

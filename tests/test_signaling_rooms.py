@@ -12,6 +12,7 @@ from aiohttp import WSMsgType
 from aiohttp.test_utils import TestClient
 
 from config import Settings
+from signaling import ws as ws_module
 from signaling.bus import LocalBus
 from signaling.clock import ManualClock
 from signaling.keys import SERVICES
@@ -29,7 +30,7 @@ from signaling.protocol import (
 )
 from signaling.rooms import InvalidTransition, RoomRegistry, RoomState
 from signaling.ws import SIGNALING
-from tests.conftest import ORIGIN, Accounts, Staff
+from tests.conftest import ORIGIN, Accounts, Staff, deadline, wait_until
 from tests.rtc import SignalClient, book, connect, enter_call, join, make_sdp, silent
 
 
@@ -379,3 +380,37 @@ async def test_cancelling_a_consultation_ends_its_open_room(
             message = await ws.recv()
         assert message.reason == "cancelled"
         assert await ws.closed_with() == 4410
+
+
+async def test_a_room_that_ends_closes_its_sockets_with_a_full_closing_handshake(
+    client: TestClient[Any, Any],
+    accounts: Accounts,
+    doctor: Staff,
+    clock: ManualClock,
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """The patient's connection sits waiting for a message when the consultation is
+    cancelled: the server sends its close frame with 4410, then keeps the TCP connection
+    until the client answers with its own close frame (RFC 6455's closing handshake), so no
+    client sees 1006 for want of a place to send that answer."""
+    # How long the server waits for the answer: ample on a slow machine too.
+    monkeypatch.setattr(ws_module, "CLOSE_TIMEOUT", deadline(10))
+    assert client.app is not None
+    signaling = client.app[SIGNALING]
+    booking = await book(accounts, doctor, clock)
+    raw = await client.ws_connect("/ws", origin=ORIGIN, autoclose=False)
+    patient = SignalClient(raw)
+    await patient.send({"type": "join", "v": 1, "token": await booking.patient_token()})
+    await patient.expect(Welcome)
+    await patient.expect(Waiting)
+    (server_side,) = list(signaling.sockets)
+    resp = await doctor.post(f"/api/consultations/{booking.consultation_id}/cancel")
+    assert resp.status == 200, await resp.text()
+    assert (await patient.expect(Ended)).reason == "cancelled"
+    frame = await raw.receive(timeout=deadline(10))
+    assert (frame.type, frame.data) == (WSMsgType.CLOSE, 4410)
+    # Our answer (1001) reaches the server: it had not dropped the connection after its frame.
+    await raw.close(code=1001)
+    assert raw.close_code == 4410
+    await wait_until(lambda: not signaling.per_address, within=10)  # the handler is done
+    assert server_side.close_code == 1001
