@@ -13,6 +13,7 @@ from signaling.auth import Accounts
 from signaling.clock import Clock
 from signaling.consultations import Consultations
 from signaling.metrics import Metrics
+from signaling.site import Site
 from signaling.store.base import Store
 from signaling.tokens import RoomTokens, SetupTokens
 
@@ -34,3 +35,5 @@ class Services:
 
 
 SERVICES = web.AppKey("services", Services)
+# web/ as served: assembled pages and the assets of one version (signaling/pages.py).
+SITE = web.AppKey("site", Site)

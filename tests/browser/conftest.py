@@ -24,7 +24,7 @@ from playwright.sync_api import (
 from playwright.sync_api import Error as PlaywrightError
 
 from config import SecuritySettings, ServerSettings, Settings, StorageSettings
-from signaling.app import create_app
+from signaling.app import WEB_ROOT, create_app
 from signaling.keys import SERVICES
 
 from .audit import audit
@@ -59,8 +59,15 @@ def free_port() -> int:
 class LiveServer:
     """create_app(settings) served by aiohttp on 127.0.0.1, on its own event loop thread."""
 
-    def __init__(self, data_dir: Path, security: SecuritySettings) -> None:
-        self.port = free_port()
+    def __init__(
+        self,
+        data_dir: Path,
+        security: SecuritySettings,
+        web_root: Path = WEB_ROOT,
+        port: int | None = None,
+    ) -> None:
+        self.port = port or free_port()
+        self.web_root = web_root
         self.url = f"http://127.0.0.1:{self.port}"
         self.settings = Settings(
             server=ServerSettings(host="127.0.0.1", port=self.port, public_url=self.url),
@@ -77,7 +84,7 @@ class LiveServer:
         return asyncio.run_coroutine_threadsafe(coro, self.loop).result(timeout=30)
 
     async def _start(self) -> None:
-        self.app = create_app(self.settings)
+        self.app = create_app(self.settings, web_root=self.web_root)
         self.runner = web.AppRunner(self.app, access_log=None)
         await self.runner.setup()
         await web.TCPSite(self.runner, "127.0.0.1", self.port).start()
@@ -99,10 +106,17 @@ class LiveServer:
         return self.app[SERVICES]
 
 
-def start_server(tmp_path: Path, security: SecuritySettings | None = None) -> LiveServer:
+def start_server(
+    tmp_path: Path,
+    security: SecuritySettings | None = None,
+    web_root: Path = WEB_ROOT,
+    port: int | None = None,
+) -> LiveServer:
+    """``web_root``: another copy of web/ (an upgrade test); ``port``: the port of a server
+    this one replaces (same origin)."""
     data_dir = tmp_path / "data"
-    data_dir.mkdir(mode=0o700)
-    server = LiveServer(data_dir, security or SecuritySettings())
+    data_dir.mkdir(mode=0o700, exist_ok=True)
+    server = LiveServer(data_dir, security or SecuritySettings(), web_root, port)
     server.start()
     return server
 
@@ -144,15 +158,24 @@ class Contexts:
         context.set_default_timeout(10_000)
         self.opened.append(context)
         page = context.new_page()
-        # Any script error or CSP violation fails the test that caused it.
+        # Any script error, console error or warning, or CSP violation fails the test that
+        # caused it, unless the test said it expects it (expect_console()).
         errors: list[str] = []
+        expected: list[str] = []
+        seen: list[str] = []
         page.errors = errors  # type: ignore[attr-defined]
+        page.expected_console = expected  # type: ignore[attr-defined]
+        page.expected_console_seen = seen  # type: ignore[attr-defined]
 
         def on_page_error(exc: PlaywrightError) -> None:
             errors.append(str(exc))
 
         def on_console(msg: ConsoleMessage) -> None:
-            if msg.type in ("error", "warning") and not _expected_console(msg.text):
+            if msg.type not in ("error", "warning") or _expected_console(msg.text):
+                return
+            if any(fragment in msg.text for fragment in expected):
+                seen.append(msg.text)
+            else:
                 errors.append(msg.text)
 
         page.on("pageerror", on_page_error)
@@ -162,6 +185,16 @@ class Contexts:
     def close(self) -> None:
         for context in self.opened:
             context.close()
+
+
+def expect_console(page: Page, *fragments: str) -> None:
+    """A negative-path test allows the console errors or warnings it causes on purpose (any
+    message containing one of these fragments); expected_console_seen(page) lists them."""
+    page.expected_console.extend(fragments)  # type: ignore[attr-defined]
+
+
+def expected_console_seen(page: Page) -> list[str]:
+    return list(page.expected_console_seen)  # type: ignore[attr-defined]
 
 
 def _expected_console(text: str) -> bool:

@@ -285,7 +285,6 @@ async function start() {
   initI18n();
   me = await signedInStaff();
   if (!me) return;
-  $("#admin-link").hidden = !isAdmin();
   $("#chain-card").hidden = !isAdmin();
   $("#audit-lead").textContent = t(isAdmin() ? "audit.lead_admin" : "audit.lead_doctor");
   try {

@@ -16,6 +16,7 @@ import {
   confirmDialog,
 } from "./ui.js";
 import { watchWaitingRoom, stopWatching, renderWaitingRoom, waitingIds } from "./dashboard-waiting.js";
+import { showStaffTopbar } from "./staff-session.js";
 
 let user = null;
 let consultations = [];
@@ -40,12 +41,7 @@ function isAdmin() {
 
 function renderHeader() {
   const name = user.display_name || user.username;
-  $("#who").textContent = name;
-  $("#who").hidden = false;
-  $("#signout").hidden = false;
-  $("#admin-link").hidden = !isAdmin();
-  $("#account-link").hidden = false;
-  $("#audit-link").hidden = false; // doctors: the trail of their own consultations
+  showStaffTopbar(user); // doctors too see the audit link: the trail of their own consultations
   $("#admin-note").hidden = !isAdmin();
   $("#create").hidden = isAdmin();
   $("#jump-create").hidden = isAdmin();
