@@ -73,12 +73,14 @@ AudioContext.prototype.createOscillator = function () {
 """
 
 
-def doctor_with_consultation(live_server: LiveServer, contexts: Contexts) -> tuple[Page, str, str]:
+def doctor_with_consultation(
+    live_server: LiveServer, contexts: Contexts, init_script: str = ""
+) -> tuple[Page, str, str]:
     """The doctor signs in through the pages, creates a consultation and keeps the dashboard
     open; returns the page, the patient's link (path) and the access code."""
     create_doctor(live_server)
     doctor = contexts.new_page()
-    doctor.add_init_script(TRACK_PEERS + COUNT_TONES)
+    doctor.add_init_script(TRACK_PEERS + COUNT_TONES + init_script)
     doctor.goto("/")
     sign_in(doctor, "dr.martin")
     enrol_with_page_secret(doctor)

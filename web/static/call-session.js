@@ -24,7 +24,8 @@ export class RoomSession {
    * @param {HTMLVideoElement|null} options.remoteVideo
    * @param {(state: string, details?: object) => void} options.onState
    *   "connecting" | "waiting" | "admitted" | "in_call" | "denied" | "ended" | "reconnecting" |
-   *   "left" | "error"
+   *   "left" | "error" | "negotiation_failed" (a description step failed: the connection will
+   *   not come up by itself; details.step names it)
    * @param {(waiting: {name: string, since: number} | null) => void} [options.onLobby] doctor
    * @param {(cipher: string | null) => void} [options.onEncrypted]
    * @param {(pc: RTCPeerConnection | null) => void} [options.onPeer] each fresh connection,
@@ -69,6 +70,13 @@ export class RoomSession {
     this._safe(() => this.client.deny());
   }
 
+  /** The camera and microphone came (back) after the connection was made: the doctor starts a
+   * fresh connection that carries them (the patient answers whatever offer comes). */
+  setLocalStream(stream) {
+    this.localStream = stream;
+    if (this.role === "doctor" && this.pc && !this.finished) this._queue(() => this._peerJoined(), "offer");
+  }
+
   /** Leave; end=true (doctor) ends the consultation for both. */
   hangUp(end = false) {
     this.finished = true;
@@ -94,10 +102,20 @@ export class RoomSession {
     }
   }
 
-  _queue(step) {
-    this.chain = this.chain.then(step).catch((error) => {
-      console.info("signaling step failed", error);
-    });
+  _queue(step, what) {
+    this.chain = this.chain.then(step).catch((error) => this._stepFailed(what, error));
+  }
+
+  // Said where people and tests look: the console (error, or warning for a candidate), and the
+  // page through onState for a description, since the call cannot connect without it.
+  _stepFailed(what, error) {
+    if (what === "candidate") {
+      // One refused candidate leaves the others: ICE fails (and says so) only if all do.
+      console.warn(`signaling: a candidate was refused`, error);
+      return;
+    }
+    console.error(`signaling: the ${what} step failed`, error);
+    if (!this.finished) this.onState("negotiation_failed", { step: what });
   }
 
   _welcomed(welcome) {
@@ -132,23 +150,23 @@ export class RoomSession {
       this._closePeer();
       this.onState("ended", { reason: m.reason });
     });
-    on("peer_joined", () => this._queue(() => this._peerJoined()));
+    on("peer_joined", () => this._queue(() => this._peerJoined(), "offer"));
     on("peer_left", () => {
-      this._queue(async () => this._closePeer());
+      this._queue(async () => this._closePeer(), "close");
       if (!this.finished) this.onState(this.role === "doctor" ? "waiting" : "admitted");
     });
-    on("offer", (m) => this._queue(() => this._offer(m)));
-    on("answer", (m) => this._queue(() => this._answer(m)));
+    on("offer", (m) => this._queue(() => this._offer(m), "answer"));
+    on("answer", (m) => this._queue(() => this._answer(m), "answer"));
     on("candidate", (m) =>
       this._queue(async () => {
         if (!this.pc || !this.pc.remoteDescription) return;
         await this.pc.addIceCandidate({ candidate: m.candidate, sdpMid: m.sdp_mid, sdpMLineIndex: m.sdp_mline_index });
-      }),
+      }, "candidate"),
     );
     on("end_of_candidates", () =>
       this._queue(async () => {
         if (this.pc && this.pc.remoteDescription) await this.pc.addIceCandidate();
-      }),
+      }, "candidate"),
     );
     on("closed", (detail) => this._closed(detail));
   }
@@ -208,6 +226,14 @@ export class RoomSession {
     if (this.localStream) {
       for (const track of this.localStream.getTracks()) pc.addTrack(track, this.localStream);
     }
+    if (this.role === "doctor") {
+      // The offer decides which media the call has: without a camera (or microphone) of the
+      // doctor's own, still receive the patient's.
+      for (const kind of ["audio", "video"]) {
+        const own = this.localStream ? this.localStream.getTracks().some((track) => track.kind === kind) : false;
+        if (!own) pc.addTransceiver(kind, { direction: "recvonly" });
+      }
+    }
     this.onPeer(pc);
     pc.addEventListener("icecandidate", (e) => {
       if (this.pc === pc) this._safe(() => this.client.candidate(e.candidate));
@@ -255,14 +281,14 @@ export class RoomSession {
       if (this.pc !== pc || this.finished || this.client.socket === null) return;
       if (pc.connectionState === "connected") return; // back by itself, or the restart did it
       if (attempt > 1) {
-        this._queue(() => this._peerJoined());
+        this._queue(() => this._peerJoined(), "offer");
         return;
       }
       this._queue(async () => {
         if (this.pc !== pc) return;
         await pc.setLocalDescription(await pc.createOffer({ iceRestart: true }));
         this.client.offer(pc.localDescription, true);
-      });
+      }, "offer");
       this._restartIceLater(pc, ICE_RESTART_GIVE_UP_MS, attempt + 1);
     }, delay);
   }

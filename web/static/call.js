@@ -18,6 +18,59 @@ let scheduledStart = null;
 let waiting = null; // {name, since} from the lobby message
 let cipher = null;
 let features = null; // code, chat, quality, devices, screen share (call-features.js)
+let mediaProblem = null; // {missing: ["video", "audio"], reason}: what failed to start, and why
+
+const MEDIA_REASONS = { NotAllowedError: "call.media_denied", NotFoundError: "call.media_missing", NotReadableError: "call.media_busy" };
+
+/** The doctor's camera and microphone. One that fails does not take the other with it, and a
+ * failure is said on the page and in the console (never swallowed). */
+async function openLocalMedia() {
+  try {
+    return { stream: await navigator.mediaDevices.getUserMedia({ video: true, audio: true }), problem: null };
+  } catch (error) {
+    const tracks = [];
+    const missing = [];
+    for (const kind of ["video", "audio"]) {
+      try {
+        tracks.push(...(await navigator.mediaDevices.getUserMedia({ [kind]: true })).getTracks());
+      } catch {
+        missing.push(kind);
+      }
+    }
+    console.warn(`call: camera or microphone unavailable (${error.name}: ${error.message})`);
+    const partial = tracks.length ? new MediaStream(tracks) : null;
+    return { stream: partial, problem: missing.length ? { missing, reason: MEDIA_REASONS[error.name] || "call.media_other" } : null };
+  }
+}
+
+function renderMediaProblem() {
+  $("#media-problem").hidden = !mediaProblem;
+  if (!mediaProblem) return;
+  const { missing, reason } = mediaProblem;
+  const what = missing.length === 2 ? "call.media_none" : missing[0] === "video" ? "call.media_no_camera" : "call.media_no_mic";
+  $("#media-problem-text").textContent = `${t(what)} ${t(reason)}`;
+}
+
+async function retryMedia(button) {
+  button.disabled = true;
+  const opened = await openLocalMedia();
+  button.disabled = false;
+  const count = (media) => (media ? media.getTracks().length : 0);
+  if (count(opened.stream) <= count(stream)) {
+    // No better than what runs: keep it, and the message that says what is missing.
+    if (opened.stream) for (const track of opened.stream.getTracks()) track.stop();
+    return;
+  }
+  if (stream) for (const track of stream.getTracks()) track.stop();
+  stream = opened.stream;
+  mediaProblem = opened.problem;
+  // The mute and camera buttons keep their word over the new tracks.
+  for (const track of stream.getAudioTracks()) track.enabled = $("#toggle-mic").getAttribute("aria-pressed") !== "true";
+  for (const track of stream.getVideoTracks()) track.enabled = $("#toggle-camera").getAttribute("aria-pressed") !== "true";
+  $("#self-video").srcObject = stream;
+  renderMediaProblem();
+  if (session) session.setLocalStream(stream); // a connection in place starts afresh with them
+}
 
 function renderState() {
   $("#call-status").dataset.state = state;
@@ -89,6 +142,7 @@ async function start() {
   document.addEventListener("langchange", () => {
     renderState();
     renderLobby();
+    renderMediaProblem();
   });
   try {
     const me = await api("/api/me");
@@ -103,12 +157,10 @@ async function start() {
     $("#call-status").textContent = error.userMessage;
     return;
   }
-  try {
-    stream = await navigator.mediaDevices.getUserMedia({ video: true, audio: true });
-    $("#self-video").srcObject = stream;
-  } catch {
-    stream = null;
-  }
+  ({ stream, problem: mediaProblem } = await openLocalMedia());
+  $("#self-video").srcObject = stream;
+  renderMediaProblem();
+  $("#media-retry").addEventListener("click", (e) => retryMedia(e.currentTarget));
   $("#toggle-mic").addEventListener("click", (e) => toggle(e.currentTarget, "audio", "call.mute", "call.unmute"));
   $("#toggle-camera").addEventListener("click", (e) => toggle(e.currentTarget, "video", "call.camera_off", "call.camera_on"));
   $("#hang-up").addEventListener("click", async (event) => {

@@ -308,7 +308,8 @@ function onRoomState(state, details = {}) {
     leaveRoom("error", true);
     return;
   }
-  if (state === "admitted" || state === "in_call") {
+  // negotiation_failed: the doctor's offer could not be answered (offers come once admitted).
+  if (state === "admitted" || state === "in_call" || state === "negotiation_failed") {
     callState = state;
     if (current !== "call-step") {
       $("#patient-self").srcObject = check.stream;
