@@ -43,10 +43,8 @@ def _settings(args: argparse.Namespace) -> Settings:
 
 
 def _serve(args: argparse.Namespace) -> int:
-    from aiohttp import web
-
     from signaling.app import create_app, issue_setup_link
-    from signaling.middleware import RedactingAccessLogger
+    from signaling.edge import start_edge
 
     settings = _settings(args)
     app = create_app(settings, record_settings=True)
@@ -56,17 +54,9 @@ def _serve(args: argparse.Namespace) -> int:
         ssl_context.load_cert_chain(settings.server.tls_cert_file, settings.server.tls_key_file)
 
     async def main() -> None:
-        runner = web.AppRunner(
-            app,
-            access_log_class=RedactingAccessLogger,
-            access_log=logging.getLogger("teleconsult.access"),
-            handle_signals=False,
-        )
-        await runner.setup()
-        site = web.TCPSite(
-            runner, settings.server.host, settings.server.port, ssl_context=ssl_context
-        )
-        await site.start()
+        # Deadlines for slow clients, a connection limit, quiet parser errors: safe with no
+        # proxy in front (signaling/edge.py).
+        runner = await start_edge(app, settings.server, ssl_context)
         stop = asyncio.Event()
         loop = asyncio.get_running_loop()
         for sig in (signal.SIGINT, signal.SIGTERM):

@@ -22,7 +22,22 @@ class ServerSettings:
     tls_key_file: str = ""
     # Trust X-Forwarded-For / X-Forwarded-Proto from the reverse proxy (only behind one).
     trust_proxy_headers: bool = False
+    # A body announced larger is refused with 413 before a byte of it is read.
     max_body_bytes: int = 64 * 1024
+    # The HTTP edge (signaling/edge.py) faces browsers directly when no proxy is in front.
+    # A request head must be complete this long after the connection opens or after its
+    # first byte (and a TLS handshake must finish within it), or the connection is closed.
+    header_timeout_seconds: float = 10.0
+    # A request body must be complete this long after its head. WebSockets and event
+    # streams send no body: they are not limited.
+    body_timeout_seconds: float = 30.0
+    # A connection idle between requests is closed after this. Behind a proxy keeping
+    # upstream connections alive, keep it longer than the proxy's own idle limit (nginx's
+    # upstream keepalive_timeout is 60 s), or a request may meet a closing connection.
+    keepalive_timeout_seconds: float = 75.0
+    # Open connections (WebSockets and event streams included) this process accepts; a new
+    # one beyond is closed at once.
+    max_connections: int = 1024
 
     @property
     def tls(self) -> bool:
@@ -184,6 +199,21 @@ class Settings:
             "tls_cert_file and tls_key_file to be set together",
         )
         require(s.max_body_bytes >= 1024, "server.max_body_bytes", "at least 1024")
+        for name, most in (
+            ("header_timeout_seconds", 300),
+            ("body_timeout_seconds", 3600),
+            ("keepalive_timeout_seconds", 3600),
+        ):
+            require(
+                0 < getattr(s, name) <= most,
+                f"server.{name}",
+                f"a number of seconds above 0 and at most {most}",
+            )
+        require(
+            1 <= s.max_connections <= 1_000_000,
+            "server.max_connections",
+            "between 1 and 1000000",
+        )
         st = self.storage
         require(st.backend in ("sqlite", "redis"), "storage.backend", '"sqlite" or "redis"')
         require(bool(st.data_dir), "storage.data_dir", "a directory path")

@@ -18,7 +18,12 @@ from signaling.crypto import SecretBox, derive_key
 from signaling.http_api import ApiRegistry, client_address, json_response
 from signaling.keys import SERVICES, Services
 from signaling.metrics import Metrics, metrics_handler
-from signaling.middleware import add_security_headers, error_middleware, origin_middleware
+from signaling.middleware import (
+    add_security_headers,
+    body_limit_middleware,
+    error_middleware,
+    origin_middleware,
+)
 from signaling.openapi import build_openapi
 from signaling.pages import setup_pages
 from signaling.retention import setup_retention
@@ -132,7 +137,7 @@ def create_app(
         metrics=metrics,
     )
     app = web.Application(
-        middlewares=[error_middleware, origin_middleware],
+        middlewares=[error_middleware, body_limit_middleware, origin_middleware],
         client_max_size=settings.server.max_body_bytes,
     )
     app[SERVICES] = services

@@ -41,6 +41,8 @@ class ErrorKind:
 _KINDS = [
     # -- request shape
     ErrorKind("invalid_body", 400, None, "The request body is not valid."),
+    # Refused by the HTTP parser itself (request line or header too long, bad syntax).
+    ErrorKind("bad_request", 400, None, "The request is not valid HTTP."),
     ErrorKind("payload_too_large", 413, None, "The request is larger than allowed."),
     ErrorKind("not_found", 404, None, "Nothing here."),
     ErrorKind("method_not_allowed", 405, None, "This method is not allowed here."),

@@ -7,7 +7,7 @@ its response type, who may call it and which documented errors it may answer.
 from __future__ import annotations
 
 import hmac
-from collections.abc import Awaitable, Callable
+from collections.abc import Awaitable, Callable, Mapping
 from dataclasses import dataclass, field
 from typing import Any, Literal
 
@@ -63,7 +63,14 @@ SESSION_AUTHS: frozenset[Auth] = frozenset(
 # Codes the rules of endpoint_errors alone decide: a route's own list cannot add them where
 # they cannot happen (csrf_failed on a GET) nor leave them out where they can.
 _RULED_CODES = frozenset(
-    {"origin_refused", "not_authenticated", "csrf_failed", "payload_too_large", "internal_error"}
+    {
+        "origin_refused",
+        "not_authenticated",
+        "csrf_failed",
+        "payload_too_large",
+        "bad_request",
+        "internal_error",
+    }
 )
 
 
@@ -94,7 +101,8 @@ def endpoint_errors(endpoint: Endpoint) -> tuple[str, ...]:
         codes.append("invalid_body")
     if endpoint.store:
         codes.append("unavailable")
-    codes.append("internal_error")
+    # Any request may be refused by the HTTP parser (signaling/edge.py) or meet a bug.
+    codes += ["bad_request", "internal_error"]
     return tuple(dict.fromkeys(codes))
 
 
@@ -218,10 +226,15 @@ def _wrap(endpoint: Endpoint) -> Callable[[web.Request], Awaitable[web.StreamRes
 
 
 def client_address(request: web.Request) -> str:
-    services = request.app[SERVICES]
-    if services.settings.server.trust_proxy_headers:
-        forwarded = request.headers.get("X-Forwarded-For", "")
+    trust = request.app[SERVICES].settings.server.trust_proxy_headers
+    return address_of(request.headers, request.remote, trust)
+
+
+def address_of(headers: Mapping[str, str], remote: str | None, trust_proxy: bool) -> str:
+    """The client's address: the peer's, or behind a trusted proxy the one it vouches for."""
+    if trust_proxy:
+        forwarded = headers.get("X-Forwarded-For", "")
         if forwarded:
             # The proxy appends the peer it saw: the last hop is the one it vouches for.
             return forwarded.split(",")[-1].strip()[:64]
-    return (request.remote or "unknown")[:64]
+    return (remote or "unknown")[:64]

@@ -149,6 +149,7 @@ def test_server_refuses_to_start_with_an_unknown_setting(tmp_path: Path) -> None
     )
     assert result.returncode == 2
     assert result.stderr.strip() == (
-        "configuration error: server.colour: unknown setting (known: host, max_body_bytes, "
-        "port, public_url, tls_cert_file, tls_key_file, trust_proxy_headers)"
+        "configuration error: server.colour: unknown setting (known: body_timeout_seconds, "
+        "header_timeout_seconds, host, keepalive_timeout_seconds, max_body_bytes, "
+        "max_connections, port, public_url, tls_cert_file, tls_key_file, trust_proxy_headers)"
     )
