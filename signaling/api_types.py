@@ -178,6 +178,8 @@ class ConsultationView(msgspec.Struct):
     invite_locked: bool
     invite_expires: str
     erased: bool = False
+    # Which invite link is current: 1 for the first, +1 per re-issue.
+    invite_generation: int = 1
 
 
 class ConsultationList(msgspec.Struct):

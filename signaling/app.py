@@ -115,6 +115,7 @@ def create_app(
         InviteTokens(derive_key(secret, "invite-tokens")),
         derive_key(secret, "access-codes"),
         audit,
+        accounts,
     )
     services = Services(
         settings=settings,

@@ -223,23 +223,34 @@ class Accounts:
 
     async def _check_locks(self, username: str, address: str) -> None:
         now = self.clock.now()
-        user_lock, addr_lock = self._lock_keys(username, address)
+        user_lock, _ = self._lock_keys(username, address)
         if await self.store.get_count(user_lock, now):
             raise AppError(
                 "account_locked", details={"retry_after_minutes": self.settings.lockout_minutes}
             )
-        if await self.store.get_count(addr_lock, now):
+        await self.check_address(address)
+
+    async def check_address(self, address: str) -> None:
+        """Refuse (``address_locked``) an address that failed too often: sign-in steps and
+        patients' access codes alike."""
+        if await self.store.get_count(f"lock:addr:{address}", self.clock.now()):
             raise AppError(
                 "address_locked", details={"retry_after_minutes": self.settings.lockout_minutes}
             )
 
+    async def count_address_failure(self, address: str, step: str) -> None:
+        """One more failure from ``address`` (``step``: the metrics label); at the threshold
+        the address is locked for the lockout period."""
+        self.metrics.login_failures.labels(step).inc()
+        await self._count_address_failure(address)
+
     async def _count_failure(self, username: str, address: str, step: str) -> None:
         now = self.clock.now()
         window = self.settings.lockout_minutes * 60
-        user_lock, addr_lock = self._lock_keys(username, address)
+        user_lock, _ = self._lock_keys(username, address)
         self.metrics.login_failures.labels(step).inc()
         user_failures = await self.store.incr(f"fail:user:{username.casefold()}", window, now)
-        addr_failures = await self.store.incr(f"fail:addr:{address}", window, now)
+        await self._count_address_failure(address)
         if user_failures >= self.settings.lockout_threshold:
             # The lock lasts the full period from the failure that set it.
             await self.store.claim_once(user_lock, window, now)
@@ -255,6 +266,12 @@ class Accounts:
                 address=address,
                 outcome="locked",
             )
+
+    async def _count_address_failure(self, address: str) -> None:
+        now = self.clock.now()
+        window = self.settings.lockout_minutes * 60
+        addr_lock = f"lock:addr:{address}"
+        addr_failures = await self.store.incr(f"fail:addr:{address}", window, now)
         if addr_failures >= self.settings.address_failure_threshold:
             await self.store.claim_once(addr_lock, window, now)
             self.metrics.lockouts.labels("address").inc()
@@ -270,7 +287,13 @@ class Accounts:
 
     # -- sign-in
     async def _issue(
-        self, kind: str, lifetime: float, user_id: str | None, consultation_id: str | None
+        self,
+        kind: str,
+        lifetime: float,
+        user_id: str | None,
+        consultation_id: str | None,
+        *,
+        invite_generation: int = 0,
     ) -> IssuedSession:
         now = self.clock.now()
         cookie = secrets.token_urlsafe(32)
@@ -283,6 +306,7 @@ class Accounts:
             csrf_token=secrets.token_urlsafe(24),
             user_id=user_id,
             consultation_id=consultation_id,
+            invite_generation=invite_generation,
         )
         await self.store.put_session(session)
         return IssuedSession(cookie_value=cookie, session=session)
@@ -368,9 +392,17 @@ class Accounts:
             await refused(user, address, "reused_code")
             raise AppError("totp_reused")
 
-    async def issue_patient_session(self, consultation_id: str, until: float) -> IssuedSession:
+    async def issue_patient_session(
+        self, consultation_id: str, until: float, invite_generation: int
+    ) -> IssuedSession:
+        """A patient session for one consultation, bound to the invite generation whose link
+        and code opened it (a re-issued invite ends it)."""
         return await self._issue(
-            "patient", max(until - self.clock.now(), 60.0), None, consultation_id
+            "patient",
+            max(until - self.clock.now(), 60.0),
+            None,
+            consultation_id,
+            invite_generation=invite_generation,
         )
 
     async def session_for(

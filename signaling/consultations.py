@@ -6,17 +6,25 @@ import hmac
 import secrets
 import uuid
 from dataclasses import dataclass
+from typing import Protocol
 
 from config import SecuritySettings
 from signaling.audit import AuditTrail
 from signaling.clock import Clock
 from signaling.crypto import keyed_digest
 from signaling.errors import AppError
-from signaling.models import Consultation, User
+from signaling.models import Consultation, Session, User
 from signaling.store.base import Store
 from signaling.tokens import InviteTokens
 
 ACCESS_CODE_DIGITS = 6
+
+
+class AddressLockout(Protocol):
+    """The per-address failure limit shared with sign-in (signaling.auth.Accounts)."""
+
+    async def check_address(self, address: str) -> None: ...
+    async def count_address_failure(self, address: str, step: str) -> None: ...
 
 
 @dataclass(frozen=True)
@@ -35,6 +43,7 @@ class Consultations:
         invites: InviteTokens,
         code_key: bytes,
         audit: AuditTrail,
+        lockout: AddressLockout,
     ) -> None:
         self.store = store
         self.clock = clock
@@ -42,6 +51,7 @@ class Consultations:
         self.invites = invites
         self._code_key = code_key
         self._audit = audit
+        self._lockout = lockout
 
     def _code_hash(self, consultation_id: str, nonce: str, code: str) -> str:
         return keyed_digest(self._code_key, f"{consultation_id}:{nonce}:{code}")
@@ -82,8 +92,12 @@ class Consultations:
         return issued
 
     async def reissue_invite(self, consultation: Consultation) -> IssuedInvite:
+        """A new link and code, one generation up: every patient session and patient room
+        token of the earlier generations is refused from now on (``invite_superseded``)."""
         self.ensure_open(consultation)
-        issued = self._new_invite(consultation)
+        issued = self._new_invite(
+            consultation.evolve(invite_generation=consultation.invite_generation + 1)
+        )
         await self.store.update_consultation(issued.consultation)
         return issued
 
@@ -136,7 +150,39 @@ class Consultations:
             raise AppError("invite_locked")
         return consultation
 
+    async def patient_consultation(
+        self, session: Session, address: str, endpoint: str
+    ) -> Consultation:
+        """The consultation of a patient session that is still valid. A cancellation or a
+        re-issued invite (a newer generation) ends the sessions opened before it: each
+        refused request is audited and answered with the reason, on every endpoint."""
+        consultation = await self.store.get_consultation(session.consultation_id or "")
+        if consultation is None:
+            raise AppError("consultation_not_found")
+        if consultation.status == "cancelled":
+            reason = "consultation_cancelled"
+        elif session.invite_generation != consultation.invite_generation:
+            reason = "invite_superseded"
+        else:
+            return consultation
+        await self._audit.record(
+            "patient.session_refused",
+            actor="patient",
+            actor_role="patient",
+            target=consultation.id,
+            outcome="refused",
+            address=address,
+            reason=reason,
+            generation=session.invite_generation,
+            endpoint=endpoint,
+        )
+        raise AppError(reason)
+
     async def redeem(self, invite_token: str, access_code: str, address: str) -> Consultation:
+        # An address that failed too often (wrong passwords, wrong codes on any invite) is
+        # refused before a code is looked at: guessing spread over many invites is slowed
+        # like guessing on one.
+        await self._lockout.check_address(address)
         consultation = await self.open_invite(invite_token)
         code = access_code.strip().replace(" ", "")
         expected = consultation.access_code_hash
@@ -153,6 +199,7 @@ class Consultations:
                 address=address,
                 outcome="failure",
             )
+            await self._lockout.count_address_failure(address, "access_code")
             if updated.invite_locked:
                 await self._audit.record(
                     "invite.locked",

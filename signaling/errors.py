@@ -126,6 +126,12 @@ _KINDS = [
     ErrorKind("invite_expired", 410, None, "This link has expired."),
     ErrorKind("invite_locked", 423, None, "Too many wrong codes; ask your doctor for a new link."),
     ErrorKind("invalid_access_code", 403, None, "Wrong access code."),
+    ErrorKind(
+        "invite_superseded",
+        410,
+        4410,
+        "Your doctor replaced this link with a new one; open the new link you were sent.",
+    ),
     # -- room tokens
     ErrorKind(
         "token_invalid",

@@ -184,7 +184,7 @@ def decode_query(request: web.Request, query_type: type[Any]) -> Any:
         raise AppError("invalid_body", f"Invalid query: {exc}") from None
 
 
-async def _authenticate(request: web.Request, auth: Auth) -> None:
+async def _authenticate(request: web.Request, auth: Auth, path: str) -> None:
     services = request.app[SERVICES]
     accounts = services.accounts
     session: Session | None = None
@@ -201,6 +201,11 @@ async def _authenticate(request: web.Request, auth: Auth) -> None:
             request[USER_KEY] = user
     if session is None and auth in ("patient", "staff_or_patient"):
         session = await accounts.session_for(request.cookies.get(PATIENT_COOKIE), "patient")
+        if session is not None:
+            # Ended by a re-issued invite or a cancellation: one clear answer, everywhere.
+            await services.consultations.patient_consultation(
+                session, client_address(request), path
+            )
     if session is None:
         raise AppError("not_authenticated")
     request[SESSION_KEY] = session
@@ -213,7 +218,7 @@ async def _authenticate(request: web.Request, auth: Auth) -> None:
 def _wrap(endpoint: Endpoint) -> Callable[[web.Request], Awaitable[web.StreamResponse]]:
     async def handle(request: web.Request) -> web.StreamResponse:
         if endpoint.auth not in ("none", "pending"):
-            await _authenticate(request, endpoint.auth)
+            await _authenticate(request, endpoint.auth, endpoint.path)
         if endpoint.body is not None:
             body = await decode_body(request, endpoint.body)
             return await endpoint.handler(request, body)

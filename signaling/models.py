@@ -44,6 +44,9 @@ class Session(_Record):
     csrf_token: str
     user_id: str | None = None
     consultation_id: str | None = None
+    # Patient sessions: the invite generation whose link and code opened it. A re-issued
+    # invite (a higher generation on the consultation) ends it, without finding it first.
+    invite_generation: int = 0
 
 
 @dataclass(frozen=True)
@@ -64,6 +67,9 @@ class Consultation(_Record):
     ended_at: float | None = None
     # Set when the patient's details were erased (retention or a patient's request).
     erased_at: float | None = None
+    # Which link this is: 1 for the first, raised by each re-issue. Patient sessions and
+    # patient room tokens carry the generation they came from; an older one is refused.
+    invite_generation: int = 1
 
     @property
     def scheduled_end(self) -> float:

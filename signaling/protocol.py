@@ -21,7 +21,8 @@ MAX_CANDIDATE_CHARS = 1024
 
 Role = Literal["doctor", "patient"]
 RoomStateName = Literal["waiting", "in_call", "ended"]
-LeaveReason = Literal["left", "disconnected", "replaced", "denied"]
+# "superseded": the doctor issued a new invite link; the patient of the earlier one is out.
+LeaveReason = Literal["left", "disconnected", "replaced", "denied", "superseded"]
 EndReason = Literal["ended_by_doctor", "cancelled"]
 
 Version = Annotated[int, Meta(ge=0, le=1000)]
@@ -159,6 +160,8 @@ class Welcome(ServerBase, tag="welcome"):
 class WaitingPatient(msgspec.Struct, frozen=True):
     name: str
     since: float  # Unix seconds
+    # Which invite link (1 for the first, +1 per re-issue) the patient came through.
+    invite_generation: int = 0
 
 
 class Lobby(ServerBase, tag="lobby"):

@@ -21,6 +21,23 @@ from signaling.protocol import Role
 Snapshot = dict[str, Any]
 
 
+@dataclass(frozen=True)
+class WaitingEntry:
+    """A patient in a waiting room now: since when, and through which invite link."""
+
+    since: float
+    generation: int
+
+    def encode(self) -> str:
+        return f"{self.since!r} {self.generation}"
+
+    @classmethod
+    def decode(cls, text: str) -> WaitingEntry:
+        # An index value written before generations existed holds only the time.
+        since, _, generation = text.partition(" ")
+        return cls(float(since), int(generation or 0))
+
+
 @dataclass
 class ResumeChanges:
     """Resume-index edits made by one change of a room, written with its snapshot."""
@@ -48,11 +65,11 @@ class RoomStates(Protocol):
         snapshot: Snapshot | None,
         resume: ResumeChanges,
         ttl: float,
-        waiting_since: float | None,
+        waiting: WaitingEntry | None,
     ) -> None:
         """Save ``snapshot`` (None: the room is gone) and let the room go; raises
         StoreUnavailable when the lease was lost meanwhile (nothing is written then).
-        ``waiting_since``: when its patient began waiting (None: nobody waits)."""
+        ``waiting``: the patient who waits now (None: nobody waits)."""
 
     async def release(self, room_id: str, token: str) -> None:
         """Let the room go without saving (the change failed)."""
@@ -62,8 +79,8 @@ class RoomStates(Protocol):
 
     async def find_resume(self, secret_hash: str) -> tuple[str, Role] | None: ...
 
-    async def waiting(self) -> dict[str, float]:
-        """Room id → since when its patient waits, over every instance."""
+    async def waiting(self) -> dict[str, WaitingEntry]:
+        """Room id → the patient who waits there, over every instance."""
 
     def changed(self, room_id: str, connection_ids: Sequence[str | None]) -> None:
         """Tell the instances holding these connections that the room changed (in order

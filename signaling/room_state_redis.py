@@ -20,7 +20,7 @@ from redis.exceptions import RedisError
 
 from signaling.bus_redis import RedisBus
 from signaling.protocol import Role
-from signaling.room_state import ResumeChanges, Snapshot
+from signaling.room_state import ResumeChanges, Snapshot, WaitingEntry
 from signaling.store.base import StoreUnavailable
 
 LEASE_MS = 5000
@@ -36,7 +36,8 @@ return {0, ''}
 """
 
 # KEYS: lease, room, waiting index. ARGV: token, snapshot ('' = delete), ttl ms, waiting
-# since ('' = nobody waits), forgotten count, forgotten keys..., then resume key / value pairs.
+# entry ('<since> <generation>', '' = nobody waits), forgotten count, forgotten keys..., then
+# resume key / value pairs.
 _COMMIT = """
 if redis.call('GET', KEYS[1]) ~= ARGV[1] then return 0 end
 if ARGV[2] == '' then
@@ -99,13 +100,13 @@ class RedisRoomStates:
         snapshot: Snapshot | None,
         resume: ResumeChanges,
         ttl: float,
-        waiting_since: float | None,
+        waiting: WaitingEntry | None,
     ) -> None:
         args: list[str | int] = [
             token,
             "" if snapshot is None else json.dumps(snapshot, separators=(",", ":")),
             int(ttl * 1000),
-            "" if waiting_since is None else repr(waiting_since),
+            "" if waiting is None else waiting.encode(),
             len(resume.forgotten),
             *(self._resume_key(h) for h in resume.forgotten),
         ]
@@ -146,12 +147,13 @@ class RedisRoomStates:
     def _waiting_key(self) -> str:
         return f"{self.p}waiting"
 
-    async def waiting(self) -> dict[str, float]:
+    async def waiting(self) -> dict[str, WaitingEntry]:
         """The waiting index, without rooms whose key expired (dropped from it here)."""
         redis = self.bus.redis
         try:
             index = {
-                _text(k): float(v) for k, v in (await redis.hgetall(self._waiting_key)).items()
+                _text(k): WaitingEntry.decode(_text(v))
+                for k, v in (await redis.hgetall(self._waiting_key)).items()
             }
             pipe = redis.pipeline(transaction=False)
             for key in index:

@@ -16,7 +16,9 @@ Rules (see docs/protocol.md, "Rooms"):
   for a role replaces the older one, which is closed with 4000 "replaced";
 * a patient joining with a fresh token always goes through the waiting room, even if an
   earlier connection of the patient was admitted; only ``resume`` keeps an admitted place;
-* nothing is relayed between the peers unless the room is ``in_call`` and both are connected.
+* nothing is relayed between the peers unless the room is ``in_call`` and both are connected;
+* a patient seat remembers the invite generation (which link) it came through: a re-issued
+  invite shows that patient out (``supersede_patient``), whatever its state.
 
 Rooms never touch a socket: they publish encoded messages to connection ids on the Bus.
 Every public change runs as one *change* (``Room._change``): on one instance it is plain
@@ -56,7 +58,7 @@ from signaling.protocol import (
     WaitingPatient,
     encode,
 )
-from signaling.room_state import ResumeChanges, RoomStates, Snapshot
+from signaling.room_state import ResumeChanges, RoomStates, Snapshot, WaitingEntry
 
 log = logging.getLogger("teleconsult.rooms")
 
@@ -107,6 +109,8 @@ class Seat:
     address: str = ""
     # Wall-clock time its connection dropped (0: connected or never lost).
     lost_at: float = 0.0
+    # A patient's invite generation (the link it came through); 0 for the doctor.
+    generation: int = 0
 
     @property
     def connected(self) -> bool:
@@ -160,7 +164,15 @@ class Room:
         if self.state is RoomState.WAITING and not self.seats:
             return None
         seats = {
-            role: [s.subject, s.connection_id, s.resume_hash, s.since, s.address, s.lost_at]
+            role: [
+                s.subject,
+                s.connection_id,
+                s.resume_hash,
+                s.since,
+                s.address,
+                s.lost_at,
+                s.generation,
+            ]
             for role, s in self.seats.items()
         }
         return {"state": self.state.value, "name": self.patient_name, "seats": seats}
@@ -175,8 +187,9 @@ class Room:
             return
         self.state = RoomState(snapshot["state"])
         self.patient_name = snapshot["name"]
+        # A seat saved by an instance that predates generations has six fields.
         self.seats = {
-            role: Seat(role, s[0], s[1], s[2], s[3], s[4], s[5])
+            role: Seat(role, s[0], s[1], s[2], s[3], s[4], s[5], s[6] if len(s) > 6 else 0)
             for role, s in snapshot["seats"].items()
         }
 
@@ -206,7 +219,7 @@ class Room:
                 else self.snapshot()
             )
             after = [s.connection_id for s in self.seats.values() if s.connection_id]
-            await states.commit(self.id, token, saved, resume, ttl, self.waiting_since())
+            await states.commit(self.id, token, saved, resume, ttl, self.waiting_entry())
         except BaseException:
             if self._outbox is outbox:
                 self._outbox = self._resume = None
@@ -270,18 +283,24 @@ class Room:
     def _lobby(self) -> Lobby:
         patient = self.seats.get("patient")
         if self.state is RoomState.WAITING and patient is not None:
-            return Lobby(waiting=WaitingPatient(name=self.patient_name, since=patient.since))
+            return Lobby(
+                waiting=WaitingPatient(
+                    name=self.patient_name,
+                    since=patient.since,
+                    invite_generation=patient.generation,
+                )
+            )
         return Lobby()
 
     def connected(self, role: Role) -> bool:
         seat = self.seats.get(role)
         return seat is not None and seat.connected
 
-    def waiting_since(self) -> float | None:
-        """When its patient began waiting, if one waits now (connected, not admitted)."""
+    def waiting_entry(self) -> WaitingEntry | None:
+        """Its patient, if one waits now (connected, not admitted): since when, which link."""
         patient = self.seats.get("patient")
         if self.state is RoomState.WAITING and patient is not None and patient.connected:
-            return patient.since
+            return WaitingEntry(patient.since, patient.generation)
         return None
 
     # -- joining, resuming, leaving
@@ -309,11 +328,13 @@ class Room:
         subject: str,
         address: str,
         welcome: Callable[[JoinResult], None],
+        generation: int = 0,
     ) -> JoinResult:
-        """Seat a fresh connection for ``role`` (a valid room token was redeemed for it)."""
+        """Seat a fresh connection for ``role`` (a valid room token was redeemed for it;
+        ``generation``: a patient token's invite generation)."""
         pending: Pending = []
         async with self._change():
-            result = self._join(connection_id, role, subject, address, welcome, pending)
+            result = self._join(connection_id, role, subject, address, welcome, pending, generation)
         for write in pending:
             await write()
         return result
@@ -326,6 +347,7 @@ class Room:
         address: str,
         welcome: Callable[[JoinResult], None],
         pending: Pending,
+        generation: int,
     ) -> JoinResult:
         self.require(RoomState.WAITING, RoomState.IN_CALL, action="join")
         old = self.seats.get(role)
@@ -338,7 +360,7 @@ class Room:
             if role == "patient" and self.state is RoomState.IN_CALL:
                 self._transition(RoomState.WAITING)
                 pending.append(lambda: self.registry.audit_call_end(self, "replaced"))
-        seat = Seat(role, subject, connection_id, "", time.time(), address)
+        seat = Seat(role, subject, connection_id, "", time.time(), address, generation=generation)
         self.seats[role] = seat
         result = JoinResult(seat, self._new_secret(seat), self.state)
         self._later(lambda: welcome(result))
@@ -366,13 +388,18 @@ class Room:
         role: Role,
         welcome: Callable[[JoinResult], None],
         secret_hash: str | None = None,
+        generation: int | None = None,
     ) -> JoinResult:
-        """Give a seat back to a new connection that proved it held it (resume secret)."""
+        """Give a seat back to a new connection that proved it held it (resume secret).
+        ``generation``: the consultation's invite generation now; a patient seat of an
+        earlier one is not given back (its link was replaced)."""
         async with self._change():
             self.require(RoomState.WAITING, RoomState.IN_CALL, action="resume")
             seat = self.seats.get(role)
             if seat is None or (secret_hash is not None and seat.resume_hash != secret_hash):
                 raise AppError("token_invalid", "This place can no longer be resumed.")
+            if role == "patient" and generation is not None and seat.generation != generation:
+                raise AppError("invite_superseded")
             self.registry.cancel_expiry(self.id, role)
             was_connected = seat.connected
             if seat.connection_id is not None:
@@ -464,6 +491,34 @@ class Room:
             self._leave(seat, "disconnected", pending)
         for write in pending:
             await write()
+
+    async def supersede_patient(self, generation: int) -> Seat | None:
+        """A new invite link (``generation``) was issued: the patient of an earlier link is
+        shown out (told ``invite_superseded``, closed 4410), waiting, in the call or dropped
+        within its grace. The doctor stays and sees the waiting room empty. Answers the seat
+        that was ended, if any."""
+        pending: Pending = []
+        async with self._change():
+            seat = self.seats.get("patient")
+            if self.state is RoomState.ENDED or seat is None or seat.generation >= generation:
+                return None
+            was_in_call = self.state is RoomState.IN_CALL
+            if seat.connection_id is not None:
+                if was_in_call:
+                    self._send("doctor", PeerLeft(role="patient", reason="superseded"))
+                self._close_connection(seat.connection_id, "invite_superseded")
+            self._release(seat, close=False)
+            if was_in_call:
+                self._transition(RoomState.WAITING)
+                pending.append(lambda: self.registry.audit_call_end(self, "superseded"))
+            self._send("doctor", self._lobby())
+            self.registry.discard_if_empty(self)
+        await self.registry.audit(
+            self, "signaling.superseded", seat, outcome="ended", generation=seat.generation
+        )
+        for write in pending:
+            await write()
+        return seat
 
     # -- the doctor's decisions
 
@@ -604,13 +659,23 @@ class RoomRegistry:
         finally:
             self.discard(room)
 
-    async def waiting(self) -> dict[str, float]:
-        """Room id → since when its patient waits (connected, not admitted): this process's
-        rooms on one instance, every instance's with shared state."""
+    async def supersede_patient(self, room_id: str, generation: int) -> bool:
+        """A new invite link: show out the patient of an earlier one, whichever instance
+        holds its socket (as ``end_room``); True when a patient was shown out."""
+        room = self.rooms.get(room_id)
+        if room is None and self.states is not None:
+            room = self.get_or_create(room_id, "")
+        if room is None:
+            return False
+        return await room.supersede_patient(generation) is not None
+
+    async def waiting(self) -> dict[str, WaitingEntry]:
+        """Room id → its patient who waits (connected, not admitted): this process's rooms on
+        one instance, every instance's with shared state."""
         if self.states is not None:
             return await self.states.waiting()
-        found = ((room.id, room.waiting_since()) for room in list(self.rooms.values()))
-        return {room_id: since for room_id, since in found if since is not None}
+        found = ((room.id, room.waiting_entry()) for room in list(self.rooms.values()))
+        return {room_id: entry for room_id, entry in found if entry is not None}
 
     def remember_resume(self, secret_hash: str, room_id: str, role: Role) -> None:
         self._resume_index[secret_hash] = (room_id, role)

@@ -51,6 +51,40 @@ async def end_open_room(app: web.Application, consultation_id: str) -> None:
     await signaling.rooms.end_room(consultation_id, "cancelled")
 
 
+async def end_superseded_patient(
+    app: web.Application, consultation_id: str, generation: int
+) -> None:
+    """A re-issued invite shows out the patient who came through an earlier link, whether it
+    waits, is in the call or dropped within its resume grace; the doctor stays."""
+    from signaling.ws import SIGNALING
+
+    signaling = app.get(SIGNALING)
+    if signaling is None:
+        return
+    # Like end_room, this reaches the room whichever instance holds the patient's socket.
+    if await signaling.rooms.supersede_patient(consultation_id, generation):
+        # A participant who can no longer withdraw is no longer recorded (the patient's own
+        # instance stops it too when its socket closes; stopping twice is harmless).
+        await signaling.stop_recording(consultation_id, "participant_left")
+
+
+async def _audit_sessions_ended(
+    request: web.Request, consultation: Consultation, reason: str, generation: int
+) -> None:
+    """Patient sessions of ``generation`` and before end (found lazily: each is refused at
+    its next request, see Consultations.patient_consultation)."""
+    user = request[USER_KEY]
+    await request.app[SERVICES].audit.record(
+        "patient.sessions_ended",
+        actor=user.id,
+        actor_role=user.role,
+        target=consultation.id,
+        address=client_address(request),
+        reason=reason,
+        generation=generation,
+    )
+
+
 _STAFF_ERRORS = ("not_authenticated", "csrf_failed")
 _ID_SHAPE = re.compile(r"[0-9a-f]{32}")  # uuid4().hex, as consultations are numbered
 
@@ -169,6 +203,7 @@ async def cancel_consultation(request: web.Request) -> web.Response:
     user = request[USER_KEY]
     c = await services.consultations.visible_to(user, request.match_info["consultation_id"])
     c = await services.consultations.cancel(c)
+    await _audit_sessions_ended(request, c, "cancelled", c.invite_generation)
     await end_open_room(request.app, c.id)
     await services.audit.record(
         "consultation.cancelled",
@@ -202,6 +237,7 @@ async def reissue_invite(request: web.Request) -> web.Response:
     if c.doctor_id != user.id:
         raise AppError("forbidden", "Only the consultation's doctor issues its links.")
     issued = await services.consultations.reissue_invite(c)
+    generation = issued.consultation.invite_generation
     await services.audit.record(
         "invite.created",
         actor=user.id,
@@ -209,7 +245,10 @@ async def reissue_invite(request: web.Request) -> web.Response:
         target=c.id,
         address=client_address(request),
         reissued=True,
+        generation=generation,
     )
+    await _audit_sessions_ended(request, c, "invite_reissued", c.invite_generation)
+    await end_superseded_patient(request.app, c.id, generation)
     return json_response(_invite_response(services, issued))
 
 
@@ -257,6 +296,7 @@ async def inspect_invite(request: web.Request, body: InviteInspectRequest) -> we
         "invite_expired",
         "invite_locked",
         "invalid_access_code",
+        "address_locked",
         "consultation_cancelled",
         "consultation_ended",
         "invalid_body",
@@ -267,8 +307,8 @@ async def redeem_invite(request: web.Request, body: RedeemRequest) -> web.Respon
     services = request.app[SERVICES]
     c = await services.consultations.redeem(body.invite, body.access_code, client_address(request))
     deadline = services.consultations.invite_deadline(c)
-    patient = await services.accounts.issue_patient_session(c.id, deadline)
-    token = services.room_tokens.issue(c.id, "patient", f"patient:{c.id}")
+    patient = await services.accounts.issue_patient_session(c.id, deadline, c.invite_generation)
+    token = services.room_tokens.issue(c.id, "patient", f"patient:{c.id}", c.invite_generation)
     await services.audit.record(
         "token.issued",
         actor="patient",
@@ -308,6 +348,7 @@ async def redeem_invite(request: web.Request, body: RedeemRequest) -> web.Respon
         "consultation_cancelled",
         "consultation_ended",
         "invite_expired",
+        "invite_superseded",
         "invalid_body",
     ),
     tag="consultations",
@@ -342,6 +383,7 @@ async def _issue_room_token(request: web.Request, body: RoomTokenRequest) -> web
     services = request.app[SERVICES]
     session = request[SESSION_KEY]
     role: ParticipantRole
+    generation = 0
     if session.kind == "patient":
         if session.consultation_id != body.consultation_id:
             raise AppError("consultation_not_found")
@@ -349,6 +391,8 @@ async def _issue_room_token(request: web.Request, body: RoomTokenRequest) -> web
         if c is None:
             raise AppError("consultation_not_found")
         role, subject, actor = "patient", f"patient:{c.id}", "patient"
+        # Checked when the request was authenticated: the session's generation is current.
+        generation = session.invite_generation
         if services.clock.now() > services.consultations.invite_deadline(c):
             raise AppError("invite_expired")
     else:
@@ -359,7 +403,7 @@ async def _issue_room_token(request: web.Request, body: RoomTokenRequest) -> web
             raise AppError("consultation_not_found")
         role, subject, actor = "doctor", f"user:{user.id}", user.id
     services.consultations.ensure_open(c)
-    token = services.room_tokens.issue(c.id, role, subject)
+    token = services.room_tokens.issue(c.id, role, subject, generation)
     await services.audit.record(
         "token.issued",
         actor=actor,
@@ -462,6 +506,7 @@ async def erase_consultation_route(request: web.Request) -> web.Response:
         "consultation_not_found",
         "consultation_cancelled",
         "consultation_ended",
+        "invite_superseded",
     ),
     tag="patients",
 )

@@ -29,6 +29,7 @@ from signaling.errors import AppError
 from signaling.http_api import SESSION_COOKIE, USER_KEY, ApiRegistry, json_response
 from signaling.keys import SERVICES
 from signaling.models import User
+from signaling.room_state import WaitingEntry
 from signaling.rooms import RoomRegistry
 from signaling.views import iso
 from signaling.ws import SIGNALING
@@ -41,6 +42,10 @@ class WaitingPatientView(msgspec.Struct):
     patient_name: str
     scheduled_start: str
     waiting_since: str
+    # The invite link the patient came through (1 for the first, +1 per re-issue), and the
+    # consultation's latest: a lower one means a replaced link (shown on the page).
+    invite_generation: int
+    latest_invite_generation: int
 
 
 class WaitingList(msgspec.Struct):
@@ -59,10 +64,12 @@ async def waiting_for(request: web.Request, doctor: User) -> WaitingList:
     return await _resolve(request, doctor, rooms)
 
 
-async def _resolve(request: web.Request, doctor: User, rooms: dict[str, float]) -> WaitingList:
+async def _resolve(
+    request: web.Request, doctor: User, rooms: dict[str, WaitingEntry]
+) -> WaitingList:
     store = request.app[SERVICES].store
     found: list[WaitingPatientView] = []
-    for room_id, since in rooms.items():
+    for room_id, entry in rooms.items():
         consultation = await store.get_consultation(room_id)
         if consultation is None or consultation.doctor_id != doctor.id:
             continue
@@ -71,7 +78,9 @@ async def _resolve(request: web.Request, doctor: User, rooms: dict[str, float]) 
                 consultation_id=consultation.id,
                 patient_name=consultation.patient_name,
                 scheduled_start=iso(consultation.scheduled_start),
-                waiting_since=iso(since),
+                waiting_since=iso(entry.since),
+                invite_generation=entry.generation,
+                latest_invite_generation=consultation.invite_generation,
             )
         )
     found.sort(key=lambda view: view.waiting_since)
@@ -121,11 +130,11 @@ class WaitingStreams:
     # One registry read (a Redis read with shared rooms) serves every open stream, instead
     # of one read per stream per poll.
     _reading: asyncio.Lock = field(default_factory=asyncio.Lock)
-    _waiting: dict[str, float] = field(default_factory=dict)
+    _waiting: dict[str, WaitingEntry] = field(default_factory=dict)
     _read_at: float = float("-inf")
 
-    async def waiting(self, registry: RoomRegistry, max_age: float) -> dict[str, float]:
-        """Room id → since when its patient waits, read at most ``max_age`` seconds ago."""
+    async def waiting(self, registry: RoomRegistry, max_age: float) -> dict[str, WaitingEntry]:
+        """Room id → its waiting patient, read at most ``max_age`` seconds ago."""
         async with self._reading:
             now = asyncio.get_running_loop().time()
             if now - self._read_at >= max_age:
@@ -220,7 +229,7 @@ async def _stream(
     signaling = request.app.get(SIGNALING)
     accounts = request.app[SERVICES].accounts
     loop = asyncio.get_running_loop()
-    last_rooms: dict[str, float] | None = None
+    last_rooms: dict[str, WaitingEntry] | None = None
     last_sent = b""
     next_heartbeat = loop.time() + timing.heartbeat_seconds
     stopping = streams.stopping
@@ -256,7 +265,12 @@ async def _stream(
     summary="How the call pages gather ICE candidates: 'relay' sends media through TURN only",
     auth="staff_or_patient",
     response=IcePolicy,
-    errors=("not_authenticated",),
+    errors=(
+        "not_authenticated",
+        "consultation_not_found",
+        "consultation_cancelled",
+        "invite_superseded",
+    ),
     tag="consultations",
 )
 async def ice_policy(request: web.Request) -> web.Response:

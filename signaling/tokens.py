@@ -1,7 +1,8 @@
 """Signed tokens, one itsdangerous salt per purpose.
 
 * room tokens: short-lived (<= 120 s), bound to room + role + subject, single use (the jti is
-  claimed in the store until the token would have expired anyway);
+  claimed in the store until the token would have expired anyway); a patient's token also
+  names the invite generation it was issued under, so a re-issued link refuses it at the join;
 * invite tokens: the patient link; validity comes from the consultation (scheduled end +
   grace) and its ``invite_nonce``, so cancelling or re-issuing revokes old links;
 * setup tokens: the one-time first-admin link printed on first start.
@@ -43,6 +44,8 @@ class RoomClaims:
     subject: str
     jti: str
     issued_at: float
+    # Patient tokens: the invite generation of the session that asked (0 for a doctor).
+    generation: int = 0
 
 
 def _timed(secret: bytes, salt: str, clock: Clock) -> URLSafeTimedSerializer:
@@ -61,8 +64,18 @@ class RoomTokens:
         self._clock = clock
         self.ttl = ttl_seconds
 
-    def issue(self, room: str, role: ParticipantRole, subject: str) -> str:
-        payload = {"r": room, "o": role, "s": subject, "j": secrets.token_urlsafe(16)}
+    def issue(self, room: str, role: ParticipantRole, subject: str, generation: int = 0) -> str:
+        """``generation``: for a patient, the invite generation it came through (>= 1)."""
+        payload: dict[str, Any] = {
+            "r": room,
+            "o": role,
+            "s": subject,
+            "j": secrets.token_urlsafe(16),
+        }
+        if role == "patient":
+            if generation < 1:
+                raise ValueError("a patient room token needs the invite generation")
+            payload["g"] = generation
         return str(self._serializer.dumps(payload))
 
     def _decode(self, token: str) -> RoomClaims:
@@ -77,12 +90,17 @@ class RoomTokens:
         fields: dict[str, Any] = payload
         if not all(isinstance(fields.get(k), str) for k in ("r", "s", "j")):
             raise AppError("token_invalid")
+        generation = fields.get("g", 0)
+        if fields["o"] == "patient" and not (type(generation) is int and generation >= 1):
+            # Every patient token names its invite generation (bool is no int here).
+            raise AppError("token_invalid")
         return RoomClaims(
             room=fields["r"],
             role=fields["o"],
             subject=fields["s"],
             jti=fields["j"],
             issued_at=issued.timestamp(),
+            generation=generation if fields["o"] == "patient" else 0,
         )
 
     async def redeem(self, token: str) -> RoomClaims:

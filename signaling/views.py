@@ -121,6 +121,7 @@ def consultation_view(c: Consultation, invite_deadline: float) -> ConsultationVi
         invite_locked=c.invite_locked,
         invite_expires=iso(invite_deadline),
         erased=c.erased_at is not None,
+        invite_generation=c.invite_generation,
     )
 
 

@@ -24,6 +24,7 @@ from signaling.consent import ConsentState
 from signaling.errors import AppError
 from signaling.http_api import client_address
 from signaling.keys import SERVICES, Services
+from signaling.models import Consultation
 from signaling.protocol import (
     PROTOCOL_VERSION,
     SUPPORTED_VERSIONS,
@@ -68,7 +69,6 @@ log = logging.getLogger("teleconsult.ws")
 
 # Close code for an error during the join phase whose kind has no close code of its own.
 CLOSE_PROTOCOL_ERROR = 4400
-# How long a close waits for the client's answering close frame (aiohttp's close timeout).
 CLOSE_TIMEOUT = 2.0
 # How long a join waits for the bus to be subscribed again (Redis just came back).
 BUS_WAIT_SECONDS = 2.0
@@ -569,30 +569,46 @@ class Connection:
 
         return send
 
-    async def _open_consultation(self, room_id: str) -> tuple[str, float]:
+    async def _open_consultation(self, room_id: str) -> Consultation:
         consultation = await self.services.store.get_consultation(room_id)
         if consultation is None:
             raise AppError("consultation_not_found")
         self.services.consultations.ensure_open(consultation)
-        return consultation.patient_name, consultation.scheduled_end
+        self._consultation_end = consultation.scheduled_end
+        return consultation
 
     async def _join(self, message: Join) -> None:
         if message.v not in SUPPORTED_VERSIONS:
             raise AppError("unsupported_version", details={"supported": [PROTOCOL_VERSION]})
         try:
             claims = await self.services.room_tokens.redeem(message.token)
-            patient_name, self._consultation_end = await self._open_consultation(claims.room)
+            consultation = await self._open_consultation(claims.room)
+            if claims.role == "patient" and claims.generation != consultation.invite_generation:
+                # Minted before the doctor re-issued the invite (a leaked link's token lives
+                # up to 120 s): it must not take, nor push anyone out of, the patient seat.
+                raise AppError("invite_superseded")
         except AppError as error:
             await self._audit_refusal(error.code)
             raise
-        room = self.signaling.rooms.get_or_create(claims.room, patient_name)
+        room = self.signaling.rooms.get_or_create(claims.room, consultation.patient_name)
         # Known before the first await of the join: if this task dies there (the client drops
         # and aiohttp cancels the handler), run() still frees the seat.
         self.role = claims.role
         self.room = room
         await room.join(
-            self.id, claims.role, claims.subject, self.address, self._welcome(room, False)
+            self.id,
+            claims.role,
+            claims.subject,
+            self.address,
+            self._welcome(room, False),
+            claims.generation,
         )
+        if claims.role == "patient":
+            # A re-issue between the check above and the seat: its show-out may have found
+            # the room without this seat, so look again now that the seat is saved.
+            now = await self.services.store.get_consultation(claims.room)
+            if now is not None and now.invite_generation != claims.generation:
+                await self.signaling.rooms.supersede_patient(room.id, now.invite_generation)
 
     async def _resume(self, message: Resume) -> None:
         if message.v not in SUPPORTED_VERSIONS:
@@ -603,13 +619,24 @@ class Connection:
             raise AppError("token_invalid", "This place can no longer be resumed.")
         room, role, secret_hash = found
         try:
-            _, self._consultation_end = await self._open_consultation(room.id)
+            consultation = await self._open_consultation(room.id)
         except AppError as error:
             await self._audit_refusal(error.code)
             raise
         self.role = role
         self.room = room
-        await room.resume(self.id, role, self._welcome(room, True), secret_hash)
+        try:
+            await room.resume(
+                self.id,
+                role,
+                self._welcome(room, True),
+                secret_hash,
+                consultation.invite_generation,
+            )
+        except AppError as error:
+            if error.code == "invite_superseded":  # the seat of a replaced link
+                await self._audit_refusal(error.code)
+            raise
 
     async def _on_second_join(self, message: Join | Resume) -> None:
         raise AppError("already_joined")

@@ -305,24 +305,53 @@ async def test_each_audited_action_is_written_exactly_once(
     # The declined patient was shown out by the room; the doctor leaves it.
     await trail.step(("signaling.disconnected", "@dr.house", "doctor", "success"), settle=0.3)
 
+    # The patient comes back to the waiting room; a new link shows them out, and their
+    # session (of the first link) is refused from then on.
+    patient_ws, _ = await join(client, await other.patient_token())
+    await patient_ws.expect(Waiting)
+    await trail.step(
+        ("token.issued", "patient", "patient", "success"),
+        ("signaling.join", "patient", "patient", "success"),
+        ("signaling.waiting", "patient", "patient", "success"),
+    )
     resp = await doctor.post(f"/api/consultations/{other.consultation_id}/invite")
     assert resp.status == 200, await resp.text()
     invite = (await resp.json())["invite_url"].rsplit("/join/", 1)[1]
-    await trail.step(("invite.created", "@dr.house", "doctor", "success"))
+    await patient_ws.expect_error("invite_superseded")
+    await trail.step(
+        ("invite.created", "@dr.house", "doctor", "success"),
+        ("patient.sessions_ended", "@dr.house", "doctor", "success"),
+        ("signaling.superseded", "patient", "patient", "ended"),
+        settle=0.3,
+    )
+    await patient_ws.close()
+    resp = await other.patient.get("/api/patient/session")
+    assert resp.status == 410, await resp.text()
+    await trail.step(("patient.session_refused", "patient", "patient", "refused"))
     patient = accounts.new_session()
     attempts = services.settings.security.invite_max_code_attempts
+    # Wrong codes count toward the address's failures as wrong passwords do.
+    failures = int(await services.store.get_count("fail:addr:127.0.0.1", clock.now()))
+    threshold = settings.security.address_failure_threshold
+    assert failures + attempts >= threshold  # the codes lock the address on the way
     for n in range(1, attempts + 1):
         resp = await patient.post(
             "/api/invites/redeem", json={"invite": invite, "access_code": "000000"}
         )
         assert resp.status in (401, 403, 423), await resp.text()
         locked: list[Expected] = [("invite.locked", "patient", "patient", "locked")]
+        address: list[Expected] = [("address.locked", "", "unknown", "locked")]
         await trail.step(
-            ("invite.code", "patient", "patient", "failure"), *(locked if n == attempts else [])
+            ("invite.code", "patient", "patient", "failure"),
+            *(locked if n == attempts else []),
+            *(address if failures + n == threshold else []),
         )
     resp = await doctor.post(f"/api/consultations/{other.consultation_id}/cancel")
     assert resp.status == 200, await resp.text()
-    await trail.step(("consultation.cancelled", "@dr.house", "doctor", "success"))
+    await trail.step(
+        ("consultation.cancelled", "@dr.house", "doctor", "success"),
+        ("patient.sessions_ended", "@dr.house", "doctor", "success"),
+    )
 
     # -- a patient's rights, breach response, audit export
     resp = await admin.client.get(f"/api/consultations/{cid}/export")
@@ -342,8 +371,8 @@ async def test_each_audited_action_is_written_exactly_once(
     resp = await doctor.post("/api/auth/logout")
     assert resp.status in (200, 204)
     await trail.step(("session.end", "@dr.house", "doctor", "success"))
+    clock.advance(settings.security.lockout_minutes * 60 + 1)  # the codes' lock is over
     failures = int(await services.store.get_count("fail:addr:127.0.0.1", clock.now()))
-    threshold = settings.security.address_failure_threshold
     for n in range(failures + 1, threshold + 1):
         resp = await accounts.new_session().post(
             "/api/auth/login", json={"username": f"nobody{n}", "password": "not this one"}

@@ -287,13 +287,14 @@ async def test_a_waiting_patient_is_seen_and_let_go_from_every_instance(
         )
         room = issued.consultation.id
         patient, _ = await join(
-            clients[1], services.room_tokens.issue(room, "patient", f"patient:{room}")
+            clients[1], services.room_tokens.issue(room, "patient", f"patient:{room}", 1)
         )
         await patient.expect(Waiting)
         for app in apps:
-            assert await app[SIGNALING].rooms.waiting() == {
-                room: pytest.approx(time.time(), abs=30)
-            }
+            [(waiting_room, entry)] = (await app[SIGNALING].rooms.waiting()).items()
+            assert waiting_room == room
+            assert entry.since == pytest.approx(time.time(), abs=30)
+            assert entry.generation == 1
         # The consultation is cancelled through the instance that holds nobody of the room.
         await apps[0][SIGNALING].rooms.end_room(room, "cancelled")
         assert (await patient.expect(Ended)).reason == "cancelled"

@@ -5,9 +5,11 @@ from __future__ import annotations
 from typing import Any
 
 import pytest
+from aiohttp import web
 from aiohttp.test_utils import TestClient
 
 from signaling.clock import ManualClock
+from signaling.keys import SERVICES
 from signaling.views import iso
 from tests.conftest import Accounts, Staff, new_session
 
@@ -257,3 +259,68 @@ async def test_tampered_invite_is_invalid(
         resp = await client.post("/api/invites/inspect", json={"invite": bad})
         assert resp.status in (400, 404), bad
         assert (await resp.json())["error"]["code"] in ("invite_invalid", "invalid_body")
+
+
+async def _wrong_codes(client: TestClient[Any, Any], created: dict[str, Any], n: int) -> None:
+    right = created["access_code"]
+    wrong = f"{(int(right) + 1) % 1_000_000:06d}"
+    for _ in range(n):
+        resp = await client.post(
+            "/api/invites/redeem", json={"invite": invite_token(created), "access_code": wrong}
+        )
+        assert (await resp.json())["error"]["code"] == "invalid_access_code"
+
+
+async def test_wrong_codes_spread_over_invites_lock_the_address(
+    doctor: Staff, clock: ManualClock, client: TestClient[Any, Any], app: web.Application
+) -> None:
+    services = app[SERVICES]
+    security = services.settings.security
+    per_invite = security.invite_max_code_attempts - 1  # never enough to lock one invite
+    invites = [
+        await create(doctor, clock, patient_name=f"Patient {n}")
+        for n in range(-(-security.address_failure_threshold // per_invite))
+    ]
+    failures = 0
+    for created in invites:
+        n = min(per_invite, security.address_failure_threshold - failures)
+        await _wrong_codes(client, created, n)
+        failures += n
+    # The address is locked: even the right code of an untouched invite is refused, before
+    # the code is looked at (the invite counts no failure, the trail no code attempt).
+    fresh = await create(doctor, clock, patient_name="Untouched")
+    codes_before = len([e for e in await services.store.all_audit() if e.action == "invite.code"])
+    resp = await client.post(
+        "/api/invites/redeem",
+        json={"invite": invite_token(fresh), "access_code": fresh["access_code"]},
+    )
+    assert resp.status == 429, await resp.text()
+    assert (await resp.json())["error"]["code"] == "address_locked"
+    stored = await services.store.get_consultation(fresh["consultation"]["id"])
+    assert stored is not None and stored.code_failures == 0
+    trail = await services.store.all_audit()
+    assert len([e for e in trail if e.action == "invite.code"]) == codes_before
+    assert [e.target for e in trail if e.action == "address.locked"] == ["127.0.0.1"]
+    # The lock lasts its period, then the right code works.
+    clock.advance(security.lockout_minutes * 60 + 1)
+    resp = await client.post(
+        "/api/invites/redeem",
+        json={"invite": invite_token(fresh), "access_code": fresh["access_code"]},
+    )
+    assert resp.status == 200, await resp.text()
+
+
+async def test_a_right_code_after_a_few_wrong_ones_on_other_invites_still_works(
+    doctor: Staff, clock: ManualClock, client: TestClient[Any, Any], app: web.Application
+) -> None:
+    others = [await create(doctor, clock, patient_name=f"Other {n}") for n in range(3)]
+    for created in others:
+        await _wrong_codes(client, created, 3)
+    mine = await create(doctor, clock)
+    resp = await client.post(
+        "/api/invites/redeem",
+        json={"invite": invite_token(mine), "access_code": mine["access_code"]},
+    )
+    assert resp.status == 200, await resp.text()
+    count = await app[SERVICES].store.get_count("fail:addr:127.0.0.1", clock.now())
+    assert count == 9  # the wrong codes counted toward the address, below its limit

@@ -65,8 +65,14 @@ async def test_each_refused_room_token_is_recorded_with_its_reason(
         (admin.user["id"], "admin", cid, "refused", {"reason": "consultation_not_found"}),
         (doctor.user["id"], "doctor", "", "refused", {"reason": "consultation_not_found"}),
         (doctor.user["id"], "doctor", cid, "refused", {"reason": "consultation_cancelled"}),
-        ("patient", "patient", cid, "refused", {"reason": "consultation_cancelled"}),
     ]
+    # The cancellation ended the patient's session itself: refused before any token is
+    # looked at, as on every patient endpoint (patient.session_refused).
+    [ended] = [
+        e for e in await app[SERVICES].store.all_audit() if e.action == "patient.session_refused"
+    ]
+    assert (ended.actor, ended.target, ended.outcome) == ("patient", cid, "refused")
+    assert json.loads(ended.details)["reason"] == "consultation_cancelled"
     # No token ever reaches the trail, issued or refused.
     trail = json.dumps([e.details for e in await app[SERVICES].store.all_audit()])
     assert booking.first_patient_token is not None

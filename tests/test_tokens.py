@@ -35,7 +35,7 @@ async def refused(tokens: RoomTokens, token: str, code: str) -> None:
 
 
 async def test_valid_token_redeems_once(tokens: RoomTokens) -> None:
-    token = tokens.issue("room-1", "patient", "patient:room-1")
+    token = tokens.issue("room-1", "patient", "patient:room-1", generation=1)
     claims = await tokens.redeem(token)
     assert (claims.room, claims.role, claims.subject) == ("room-1", "patient", "patient:room-1")
     await refused(tokens, token, "token_replayed")
@@ -83,7 +83,7 @@ async def test_token_with_unknown_role_is_refused(tokens: RoomTokens, clock: Man
 async def test_jti_is_remembered_until_expiry_then_forgotten(
     tokens: RoomTokens, store: SqliteStore, clock: ManualClock
 ) -> None:
-    token = tokens.issue("room-1", "patient", "patient:room-1")
+    token = tokens.issue("room-1", "patient", "patient:room-1", generation=1)
     claims = await tokens.redeem(token)
     assert not await store.claim_once(f"jti:{claims.jti}", 1, clock.now())
     clock.advance(126)

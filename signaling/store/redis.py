@@ -352,6 +352,7 @@ class RedisStore:
             "csrf_token": session.csrf_token,
             "user_id": session.user_id or "",
             "consultation_id": session.consultation_id or "",
+            "invite_generation": str(session.invite_generation),
         }
         async with self.r.pipeline(transaction=True) as pipe:
             pipe.hset(key, mapping=fields)
@@ -373,6 +374,10 @@ class RedisStore:
             csrf_token=h["csrf_token"],
             user_id=h["user_id"] or None,
             consultation_id=h["consultation_id"] or None,
+            # Patient sessions saved before generations existed came from the first link.
+            invite_generation=int(
+                h.get("invite_generation") or (1 if h["kind"] == "patient" else 0)
+            ),
         )
 
     async def delete_session(self, id_hash: str) -> None:
@@ -425,6 +430,7 @@ class RedisStore:
             "invite_locked": _b(c.invite_locked),
             "ended_at": "" if c.ended_at is None else repr(c.ended_at),
             "erased_at": "" if c.erased_at is None else repr(c.erased_at),
+            "invite_generation": str(c.invite_generation),
         }
 
     @staticmethod
@@ -444,6 +450,7 @@ class RedisStore:
             invite_locked=h["invite_locked"] == "1",
             ended_at=float(h["ended_at"]) if h["ended_at"] else None,
             erased_at=float(h["erased_at"]) if h.get("erased_at") else None,
+            invite_generation=int(h.get("invite_generation") or 1),
         )
 
     async def create_consultation(self, consultation: Consultation) -> None:

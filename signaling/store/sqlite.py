@@ -138,6 +138,13 @@ MIGRATIONS: list[str] = [
     );
     CREATE INDEX consent_consultation ON consent_receipts(consultation_id, at);
     """,
+    # 4: invite generations. Patient sessions opened before this migration belong to the
+    # first (and so far only recorded) link of their consultation.
+    """
+    ALTER TABLE consultations ADD COLUMN invite_generation INTEGER NOT NULL DEFAULT 1;
+    ALTER TABLE sessions ADD COLUMN invite_generation INTEGER NOT NULL DEFAULT 0;
+    UPDATE sessions SET invite_generation = 1 WHERE kind = 'patient';
+    """,
 ]
 
 _USER_COLUMNS = (
@@ -145,11 +152,13 @@ _USER_COLUMNS = (
     "totp_confirmed, totp_last_step, disabled"
 )
 _SESSION_COLUMNS = (
-    "id_hash, kind, created_at, last_seen, expires_at, csrf_token, user_id, consultation_id"
+    "id_hash, kind, created_at, last_seen, expires_at, csrf_token, user_id, consultation_id, "
+    "invite_generation"
 )
 _CONSULTATION_COLUMNS = (
     "id, doctor_id, patient_name, scheduled_start, duration_minutes, note, status, created_at, "
-    "invite_nonce, access_code_hash, code_failures, invite_locked, ended_at, erased_at"
+    "invite_nonce, access_code_hash, code_failures, invite_locked, ended_at, erased_at, "
+    "invite_generation"
 )
 _RECORDING_COLUMNS = (
     "id, consultation_id, doctor_id, started_at, key_id, file_name, status, stopped_at, "
@@ -371,7 +380,7 @@ class SqliteStore:
     async def put_session(self, session: Session) -> None:
         await self._run(
             lambda db: db.execute(
-                f"INSERT OR REPLACE INTO sessions ({_SESSION_COLUMNS}) VALUES (?,?,?,?,?,?,?,?)",
+                f"INSERT OR REPLACE INTO sessions ({_SESSION_COLUMNS}) VALUES (?,?,?,?,?,?,?,?,?)",
                 (
                     session.id_hash,
                     session.kind,
@@ -381,6 +390,7 @@ class SqliteStore:
                     session.csrf_token,
                     session.user_id,
                     session.consultation_id,
+                    session.invite_generation,
                 ),
             )
         )
@@ -412,7 +422,7 @@ class SqliteStore:
         await self._run(
             lambda db: db.execute(
                 f"INSERT INTO consultations ({_CONSULTATION_COLUMNS}) "
-                "VALUES (?,?,?,?,?,?,?,?,?,?,?,?,?,?)",
+                "VALUES (?,?,?,?,?,?,?,?,?,?,?,?,?,?,?)",
                 (
                     c.id,
                     c.doctor_id,
@@ -428,6 +438,7 @@ class SqliteStore:
                     int(c.invite_locked),
                     c.ended_at,
                     c.erased_at,
+                    c.invite_generation,
                 ),
             )
         )
@@ -461,7 +472,7 @@ class SqliteStore:
             lambda db: db.execute(
                 "UPDATE consultations SET patient_name=?, scheduled_start=?, duration_minutes=?, "
                 "note=?, status=?, invite_nonce=?, access_code_hash=?, code_failures=?, "
-                "invite_locked=?, ended_at=?, erased_at=? WHERE id=?",
+                "invite_locked=?, ended_at=?, erased_at=?, invite_generation=? WHERE id=?",
                 (
                     c.patient_name,
                     c.scheduled_start,
@@ -474,6 +485,7 @@ class SqliteStore:
                     int(c.invite_locked),
                     c.ended_at,
                     c.erased_at,
+                    c.invite_generation,
                     c.id,
                 ),
             )
