@@ -69,6 +69,7 @@ log = logging.getLogger("teleconsult.ws")
 
 # Close code for an error during the join phase whose kind has no close code of its own.
 CLOSE_PROTOCOL_ERROR = 4400
+# How long a close waits for the client's answering close frame (aiohttp's close timeout).
 CLOSE_TIMEOUT = 2.0
 # How long a join waits for the bus to be subscribed again (Redis just came back).
 BUS_WAIT_SECONDS = 2.0

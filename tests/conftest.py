@@ -2,11 +2,15 @@
 
 from __future__ import annotations
 
+import asyncio
 import dataclasses
+import inspect
+import os
 import re
+import time
 from collections.abc import AsyncIterator, Awaitable, Callable, Iterator
 from pathlib import Path
-from typing import Any, Literal
+from typing import Any, Literal, TypeVar
 
 import aiohttp
 import pyotp
@@ -14,17 +18,87 @@ import pytest
 import redis
 from aiohttp import web
 from aiohttp.test_utils import TestClient
+from argon2.profiles import CHEAPEST
 
 from config import Settings, StorageSettings
 from signaling.app import create_app, issue_setup_link
 from signaling.clock import ManualClock
 from signaling.keys import SERVICES
+from signaling.passwords import PRODUCTION_PARAMETERS, use_parameters
 from tests.servers import RedisServer
 
 pytest_plugins = ["tests.log_scan"]
 
 PASSWORD = "correct horse battery staple"
 ORIGIN = "http://localhost:8080"
+
+# Tests sign in hundreds of times: argon2 at its cheapest here, the service keeps its cost
+# (test_passwords.py checks that default in a fresh interpreter).
+use_parameters(CHEAPEST)
+
+T = TypeVar("T")
+
+
+def _read_time_factor() -> float:
+    raw = os.environ.get("TELECONSULT_TEST_TIME_FACTOR", "1")
+    try:
+        factor = float(raw)
+    except ValueError:
+        raise pytest.UsageError(f"TELECONSULT_TEST_TIME_FACTOR={raw!r} is not a number")
+    if not 1 <= factor <= 100:
+        raise pytest.UsageError("TELECONSULT_TEST_TIME_FACTOR must be between 1 and 100")
+    return factor
+
+
+# The one knob for slow machines: every deadline of the tests is multiplied by it (read once).
+TIME_FACTOR = _read_time_factor()
+
+
+def deadline(seconds: float) -> float:
+    """How long a test may wait for something that takes ``seconds`` on an ordinary machine."""
+    return seconds * TIME_FACTOR
+
+
+def deadline_ms(seconds: float) -> float:
+    """``deadline`` in milliseconds, as Playwright takes its timeouts."""
+    return deadline(seconds) * 1000
+
+
+async def wait_until(
+    predicate: Callable[[], T | Awaitable[T]], within: float, interval: float = 0.02
+) -> T:
+    """Poll ``predicate`` (plain or async) until it answers something true and return that;
+    ``TimeoutError`` after ``deadline(within)`` seconds."""
+    async with asyncio.timeout(deadline(within)):
+        while True:
+            answer = predicate()
+            if inspect.isawaitable(answer):
+                answer = await answer
+            if answer:
+                return answer
+            await asyncio.sleep(interval)
+
+
+def wait_until_sync(predicate: Callable[[], T], within: float, interval: float = 0.05) -> T:
+    """``wait_until`` for code outside an event loop (browser tests, subprocess servers)."""
+    limit = time.monotonic() + deadline(within)
+    while not (answer := predicate()):
+        if time.monotonic() >= limit:
+            raise TimeoutError(f"not true within {deadline(within):.1f} s")
+        time.sleep(interval)
+    return answer
+
+
+@pytest.fixture
+def production_password_cost() -> Iterator[None]:
+    """For a test about argon2's real cost (e.g. timing): the service's parameters."""
+    use_parameters(PRODUCTION_PARAMETERS)
+    yield
+    use_parameters(CHEAPEST)
+
+
+def pytest_report_header() -> str:
+    return f"test deadlines x{TIME_FACTOR:g} (TELECONSULT_TEST_TIME_FACTOR)"
 
 
 @pytest.fixture

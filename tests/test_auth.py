@@ -146,6 +146,7 @@ async def test_one_address_failing_on_many_accounts_is_locked(accounts: Accounts
     assert (await resp.json())["error"]["code"] == "address_locked"
 
 
+@pytest.mark.usefixtures("production_password_cost")  # the cost whose timing must not differ
 async def test_unknown_user_and_wrong_password_answer_alike(accounts: Accounts) -> None:
     await accounts.create("dr.real")
     session = accounts.new_session()
