@@ -150,6 +150,8 @@ def create_app(
         await store.close()
 
     app.cleanup_ctx.append(open_store)
+    # Summaries of rate-limited access refusals; written before the store closes.
+    app.cleanup_ctx.append(audit.refusals.running)
     if record_settings:
         digest_key = derive_key(secret, "settings-digests")
 

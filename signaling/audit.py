@@ -7,6 +7,7 @@ import logging
 from dataclasses import dataclass
 from typing import Any
 
+from signaling.access_audit import AccessRefusals
 from signaling.clock import Clock
 from signaling.models import AuditEntry
 from signaling.store.base import AuditCheckpoint, AuditFields, Store
@@ -69,6 +70,9 @@ AUDITED_ACTIONS: tuple[str, ...] = (
     "audit.purged",
     "settings.initial",
     "settings.changed",
+    # Refused access to another's records or to admin endpoints (signaling/access_audit.py).
+    "access.refused",
+    "access.refused_suppressed",
 )
 
 
@@ -76,6 +80,8 @@ class AuditTrail:
     def __init__(self, store: Store, clock: Clock) -> None:
         self._store = store
         self._clock = clock
+        # Refused accesses, written through this trail at a bounded rate per actor.
+        self.refusals = AccessRefusals(self, clock)
 
     async def record(
         self,

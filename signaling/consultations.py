@@ -9,6 +9,7 @@ from dataclasses import dataclass
 from typing import Protocol
 
 from config import SecuritySettings
+from signaling.access_audit import AccessRefused
 from signaling.audit import AuditTrail
 from signaling.clock import Clock
 from signaling.crypto import keyed_digest
@@ -115,7 +116,14 @@ class Consultations:
         consultation = await self.store.get_consultation(consultation_id)
         if consultation is None or (user.role != "admin" and consultation.doctor_id != user.id):
             # Same answer for "absent" and "someone else's": ids are not confirmed to outsiders.
-            raise AppError("consultation_not_found")
+            # Only the audit trail tells them apart (signaling/access_audit.py).
+            raise AccessRefused(
+                "consultation_not_found",
+                user,
+                "not_found" if consultation is None else "not_owner",
+                "consultation",
+                consultation_id,
+            )
         return consultation
 
     async def list_for(self, user: User) -> list[Consultation]:

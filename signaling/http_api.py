@@ -14,6 +14,7 @@ from typing import Any, Literal
 import msgspec
 from aiohttp import web
 
+from signaling.access_audit import AccessRefused
 from signaling.errors import AppError
 from signaling.keys import SERVICES
 from signaling.models import Session, User
@@ -197,7 +198,7 @@ async def _authenticate(request: web.Request, auth: Auth, path: str) -> None:
             if user is None or user.disabled:
                 raise AppError("not_authenticated")
             if auth == "admin" and user.role != "admin":
-                raise AppError("forbidden")
+                raise AccessRefused("forbidden", user, "not_admin")
             request[USER_KEY] = user
     if session is None and auth in ("patient", "staff_or_patient"):
         session = await accounts.session_for(request.cookies.get(PATIENT_COOKIE), "patient")
@@ -227,7 +228,50 @@ def _wrap(endpoint: Endpoint) -> Callable[[web.Request], Awaitable[web.StreamRes
         return await endpoint.handler(request)
 
     handle.__name__ = endpoint.handler.__name__
-    return handle
+    return _auditing_refusals(endpoint, handle)
+
+
+# The ids of consultations, recordings and users are uuid4().hex: a refused id is recorded only
+# when it has this shape, as the trail takes no text a client typed.
+_ID_CHARACTERS = frozenset("0123456789abcdef")
+
+
+def _id_shaped(text: str) -> bool:
+    return len(text) == 32 and set(text) <= _ID_CHARACTERS
+
+
+def _auditing_refusals(
+    endpoint: Endpoint, handle: Callable[[web.Request], Awaitable[web.StreamResponse]]
+) -> Callable[[web.Request], Awaitable[web.StreamResponse]]:
+    """Every AccessRefused of this endpoint (its role check, an ownership check in the
+    handler) lands in the audit trail, rate-limited (signaling/access_audit.py)."""
+    route = f"{endpoint.method} {endpoint.path}"
+
+    async def audited(request: web.Request) -> web.StreamResponse:
+        try:
+            return await handle(request)
+        except AccessRefused as refused:
+            kind: str = refused.target_kind
+            given = refused.target
+            if not kind:
+                # The role check: the record the path names, if it names one.
+                for name, value in request.match_info.items():
+                    if name.endswith("_id"):
+                        kind, given = name.removesuffix("_id"), value
+                        break
+            await request.app[SERVICES].audit.refusals.refused(
+                actor=refused.user.id,
+                actor_role=refused.user.role,
+                kind=kind,
+                target=given if _id_shaped(given) else "",
+                route=route,
+                address=client_address(request),
+                reason=refused.reason,
+            )
+            raise
+
+    audited.__name__ = handle.__name__
+    return audited
 
 
 def client_address(request: web.Request) -> str:

@@ -16,8 +16,8 @@ from pathlib import Path
 from config import Settings
 from media.encrypted_recording import RecordingReader, shred
 from media.keyring import Keyring, load_keyring_from_settings
+from signaling.access_audit import AccessRefused
 from signaling.clock import Clock
-from signaling.errors import AppError
 from signaling.models import Recording, User
 from signaling.store.base import Store
 
@@ -50,7 +50,15 @@ class RecordingLibrary:
             or recording.status == "deleted"
             or (user.role != "admin" and recording.doctor_id != user.id)
         ):
-            raise AppError("recording_not_found")
+            # Audited with the reason; the answer is the same for all three.
+            gone = recording is None or recording.status == "deleted"
+            raise AccessRefused(
+                "recording_not_found",
+                user,
+                "not_found" if gone else "not_owner",
+                "recording",
+                recording_id,
+            )
         return recording
 
     async def list_for(self, user: User, consultation_id: str | None) -> list[Recording]:

@@ -6,6 +6,7 @@ import re
 
 from aiohttp import web
 
+from signaling.access_audit import AccessRefused
 from signaling.api_types import (
     MAX_DAYS_AHEAD,
     ConsultationExport,
@@ -235,7 +236,14 @@ async def reissue_invite(request: web.Request) -> web.Response:
     user = request[USER_KEY]
     c = await services.consultations.visible_to(user, request.match_info["consultation_id"])
     if c.doctor_id != user.id:
-        raise AppError("forbidden", "Only the consultation's doctor issues its links.")
+        raise AccessRefused(
+            "forbidden",
+            user,
+            "not_owner",
+            "consultation",
+            c.id,
+            "Only the consultation's doctor issues its links.",
+        )
     issued = await services.consultations.reissue_invite(c)
     generation = issued.consultation.invite_generation
     await services.audit.record(

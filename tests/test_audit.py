@@ -237,4 +237,5 @@ async def test_incident_report_lists_every_access_to_a_consultation(
     assert report["chain_head"]
     assert (await doctor.client.get("/api/audit/incident", params={"subject": cid})).status == 403
     entries = await app[SERVICES].store.all_audit()
-    assert entries[-1].action == "audit.incident_report"
+    # The report is audited, and so is the doctor's refused attempt at one.
+    assert [e.action for e in entries[-2:]] == ["audit.incident_report", "access.refused"]

@@ -20,6 +20,7 @@ from aiohttp import web
 from aiohttp.test_utils import TestClient
 
 from config import Settings
+from signaling.access_audit import REFUSALS_PER_WINDOW, WINDOW_SECONDS
 from signaling.audit import AUDITED_ACTIONS
 from signaling.clock import ManualClock
 from signaling.crypto import derive_key
@@ -279,6 +280,20 @@ async def test_each_audited_action_is_written_exactly_once(
     resp = await doctor.post(f"/api/recordings/{rid}/delete")
     assert resp.status == 200, await resp.text()
     await trail.step(("recording.deleted", "@dr.house", "doctor", "success"))
+
+    # -- refused access: a consultation that is not the doctor's, an admin endpoint; past the
+    # cap of a window, the rest is one count when the window closes
+    resp = await doctor.client.get(f"/api/consultations/{uuid.uuid4().hex}")
+    assert resp.status == 404
+    await trail.step(("access.refused", "@dr.house", "doctor", "refused"))
+    for _ in range(REFUSALS_PER_WINDOW + 1):
+        resp = await doctor.client.get("/api/users")
+        assert resp.status == 403
+    # The window opened with the first refusal above: the cap leaves room for one fewer.
+    capped = [("access.refused", "@dr.house", "doctor", "refused")] * (REFUSALS_PER_WINDOW - 1)
+    await trail.step(*capped)
+    clock.advance(WINDOW_SECONDS)
+    await trail.step(("access.refused_suppressed", "@dr.house", "doctor", "refused"))
 
     # -- a second consultation: denied patient, wrong codes, a lock, a new link, cancelled
     other = await book(accounts, doctor, clock, patient_name="Bob Patient")

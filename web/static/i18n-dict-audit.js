@@ -115,6 +115,8 @@ export const AUDIT = {
     "audit.action.audit.purged": "Anciennes entrées du journal purgées",
     "audit.action.settings.initial": "Réglages au premier démarrage",
     "audit.action.settings.changed": "Réglages modifiés au démarrage",
+    "audit.action.access.refused": "Accès refusé",
+    "audit.action.access.refused_suppressed": "Accès refusés (autres tentatives, comptées)",
   },
   en: {
     "audit.page_title": "Teleconsultation — Audit trail",
@@ -230,5 +232,7 @@ export const AUDIT = {
     "audit.action.audit.purged": "Old audit entries purged",
     "audit.action.settings.initial": "Settings at first start",
     "audit.action.settings.changed": "Settings changed at start",
+    "audit.action.access.refused": "Access refused",
+    "audit.action.access.refused_suppressed": "Access refused (further attempts, counted)",
   },
 };
