@@ -279,8 +279,9 @@ _KINDS = [
         "The session description is not valid.",
         websocket=Ws(
             "room",
-            "SDP or candidate that is not valid, too large, too many `m=` lines; a "
-            "`recording_offer` the recording peer refuses",
+            "SDP or candidate that is not valid, too large, too many `m=` lines; a control "
+            "character or stray line break in an SDP, a candidate or its `sdp_mid` (see *Media "
+            "security*); a `recording_offer` the recording peer refuses",
         ),
     ),
     ErrorKind(
