@@ -131,6 +131,12 @@ _KINDS = [
         410,
         4410,
         "Your doctor replaced this link with a new one; open the new link you were sent.",
+        websocket=Ws(
+            "any",
+            "a patient's room token from before the doctor issued a new invite link (refused "
+            "at the join), or a patient of an earlier link still in the room when the new one "
+            "was issued (shown out)",
+        ),
     ),
     # -- room tokens
     ErrorKind(

@@ -227,6 +227,31 @@ async def test_the_dashboard_sees_and_cancels_a_patient_waiting_on_the_other_ins
     await booking.patient.close()
 
 
+async def test_a_new_link_on_one_instance_shows_out_the_patient_on_the_other(
+    cluster: Cluster, doctor: Staff
+) -> None:
+    """The doctor on A issues a new invite link over HTTP: the patient of the old link, in the
+    call on B, is shown out (invite_superseded, 4410) and the doctor on A hears it."""
+    booking = await cluster.book(doctor, patient_on=cluster.b)
+    doctor_ws, _, patient_ws, _ = await call_across(cluster, booking)
+    resp = await doctor.post(f"/api/consultations/{booking.consultation_id}/invite")
+    assert resp.status == 200, await resp.text()
+    assert (await patient_ws.expect(ErrorMessage)).code == "invite_superseded"
+    assert await close_code_sent(patient_ws, 10.0) == 4410
+    left = await doctor_ws.expect(PeerLeft)
+    assert (left.role, left.reason) == ("patient", "superseded")
+    assert (await doctor_ws.expect(Lobby)).waiting is None
+    # The old link's session (on B, where it was opened) gets no new token.
+    resp = await booking.patient.post(
+        "/api/room-tokens",
+        json={"consultation_id": booking.consultation_id},
+        headers={"X-CSRF-Token": booking.patient_csrf},
+    )
+    assert (await resp.json())["error"]["code"] == "invite_superseded"
+    await doctor_ws.close()
+    await booking.patient.close()
+
+
 async def close_code_sent(signal: SignalClient, within: float) -> int | None:
     """The close code in the server's close frame (None: still open after ``within`` s of
     silence). Read from the frame: aiohttp's own close_code says 1006 whenever its answering

@@ -183,3 +183,35 @@ def test_waiting_room_panel_in_english_on_a_phone(
     expect(item.get_by_role("button", name="Let Alice Dupont in")).to_be_visible()
     expect(doctor).to_have_title("(1) Teleconsultation — Clinician area")
     assert_no_page_errors(doctor)
+
+
+def test_a_new_link_shows_out_the_old_links_patient_and_the_list_names_each_link(
+    live_server: LiveServer, contexts: Contexts
+) -> None:
+    doctor, url, code = doctor_on_dashboard(live_server, contexts)
+    old = patient_to_waiting_room(contexts, url, code)
+    item = doctor.locator("#waiting-list .waiting-item")
+    expect(item.locator(".waiting-link")).to_have_text("lien n°1")
+    # The doctor suspects the first link leaked and issues a new one from the dashboard.
+    row = doctor.locator("#list-today .consult-item", has_text="Alice Dupont")
+    row.get_by_role("button", name="Nouveau lien et nouveau code pour Alice Dupont").click()
+    expect(doctor.locator("#confirm-dialog")).to_contain_text("quittera la salle d'attente")
+    doctor.locator("#confirm-ok").click()
+    expect(doctor.locator("#invite-result")).to_be_visible()
+    new_url = doctor.locator("#invite-url").input_value().removeprefix(live_server.url)
+    new_code = doctor.locator("#invite-code").input_value()
+    doctor.click("#invite-done")
+    # Whoever came through link #1 is shown out and told to use the new link.
+    expect(old.locator("#problem-title")).to_have_text("Ce lien a été remplacé")
+    expect(old.locator("#problem-action")).to_contain_text("dernier lien reçu")
+    expect(doctor.locator("#waiting-list")).to_have_text("Personne n'attend pour le moment.")
+    snap(old, "patient-link-replaced")
+    # The patient with link #2 waits; the list says which link they came through.
+    patient_to_waiting_room(contexts, new_url, new_code)
+    expect(item.locator(".waiting-link")).to_have_text("lien n°2")
+    expect(item.locator(".waiting-link")).to_have_attribute("data-link-replaced", "false")
+    doctor.get_by_role("button", name="EN", exact=True).click()
+    expect(item.locator(".waiting-link")).to_have_text("link #2")
+    snap(doctor, "dashboard-waiting-link-2")
+    assert_no_page_errors(doctor)
+    assert_no_page_errors(old)

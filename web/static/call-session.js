@@ -47,6 +47,9 @@ export class RoomSession {
     this.finished = false;
     this.statsTimer = null;
     this.retries = 0;
+    // The code of the error message just received, if the last message was one: a close
+    // (4410) right after it says why the room is over for this page.
+    this.lastError = null;
     this._wire();
   }
 
@@ -127,7 +130,7 @@ export class RoomSession {
   _failed(error) {
     if (this.finished) return;
     const code = error && error.code;
-    if (code === "consultation_ended" || code === "consultation_cancelled") {
+    if (code === "consultation_ended" || code === "consultation_cancelled" || code === "invite_superseded") {
       this.finished = true;
       this.onState("ended", { code });
     } else {
@@ -137,6 +140,9 @@ export class RoomSession {
 
   _wire() {
     const on = (type, handler) => this.client.addEventListener(type, (e) => handler(e.detail));
+    on("message", (m) => {
+      this.lastError = m.type === "error" ? m.code || null : null;
+    });
     on("waiting", () => this.onState("waiting"));
     on("lobby", (m) => this.onLobby(m.waiting || null));
     on("admitted", () => this.onState("admitted"));
@@ -181,7 +187,8 @@ export class RoomSession {
     if (OVER_CODES.has(code)) {
       this.finished = true;
       this._closePeer();
-      this.onState("ended");
+      // e.g. invite_superseded: the doctor issued a new link, so the page says to use it.
+      this.onState("ended", this.lastError ? { code: this.lastError } : {});
       return;
     }
     if (code === CloseCode.REPLACED) {

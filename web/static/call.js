@@ -15,7 +15,8 @@ let session = null;
 let state = "connecting";
 let patientName = "";
 let scheduledStart = null;
-let waiting = null; // {name, since} from the lobby message
+let latestInviteGeneration = 0; // the consultation's current invite link, as loaded
+let waiting = null; // {name, since, invite_generation} from the lobby message
 let cipher = null;
 let features = null; // code, chat, quality, devices, screen share (call-features.js)
 let mediaProblem = null; // {missing: ["video", "audio"], reason}: what failed to start, and why
@@ -90,6 +91,8 @@ function renderLobby() {
     patientName: waiting.name || patientName,
     scheduledStart,
     waitingSince: new Date(waiting.since * 1000).toISOString(),
+    inviteGeneration: waiting.invite_generation || 0,
+    latestInviteGeneration,
   };
   renderWaiting([patient], {
     onAdmit: () => {
@@ -151,6 +154,7 @@ async function start() {
     $("#call-title").textContent = consultation.patient_name;
     patientName = consultation.patient_name;
     scheduledStart = consultation.scheduled_start;
+    latestInviteGeneration = consultation.invite_generation || 0;
   } catch (error) {
     if (error.code === "not_authenticated") return location.assign("/");
     state = "error";

@@ -143,6 +143,8 @@ function update(waiting) {
     patientName: w.patient_name,
     scheduledStart: w.scheduled_start,
     waitingSince: w.waiting_since,
+    inviteGeneration: w.invite_generation,
+    latestInviteGeneration: w.latest_invite_generation,
   }));
   const changed = JSON.stringify(next) !== JSON.stringify(patients);
   patients = next;

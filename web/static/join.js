@@ -14,6 +14,8 @@ const PROBLEMS = new Set([
   "invite_invalid",
   "consultation_cancelled",
   "consultation_ended",
+  // The doctor issued a new link (and code): this one's session and seat are over.
+  "invite_superseded",
 ]);
 const invite = decodeURIComponent(location.pathname.split("/").filter(Boolean).pop() || "");
 

@@ -4,7 +4,9 @@
 // Used by the doctor's call page (call.js: one room, fed by its WebSocket's lobby messages) and
 // by the dashboard (dashboard-waiting.js: every room of the doctor, from GET /api/waiting).
 //   renderWaiting(patients, { onAdmit, onDeny }) on every change;
-//     patients = [{ consultationId, patientName, scheduledStart (ISO), waitingSince (ISO) }];
+//     patients = [{ consultationId, patientName, scheduledStart (ISO), waitingSince (ISO),
+//                   inviteGeneration, latestInviteGeneration }] (the link the patient came
+//                   through, and the consultation's latest when known: an older link shows);
 //   announceArrival(patient) / clearArrival(): the call page's title badge;
 //   showWaitingCount(n): the dashboard's "(n) …" title badge;
 //   notifyArrival(): a system notification, once the doctor allowed them (never asked on load).
@@ -39,12 +41,28 @@ export function renderWaiting(patients, { onAdmit, onDeny } = {}) {
           el("strong", {}, patient.patientName),
           el("span", { class: "muted small" }, t("dash.waiting_since", { time: formatTime(patient.waitingSince) })),
           patient.scheduledStart ? el("span", { class: "muted small" }, t("dash.waiting_appointment", { time: formatTime(patient.scheduledStart) })) : null,
+          linkLabel(patient),
         ),
         el("span", { class: "actions" }, admit, deny),
       ),
     );
   }
   box.append(list);
+}
+
+/** Which invite link the patient came through ("link #2"), and whether the doctor has replaced
+ * it since: a patient of a replaced link is shown out by the server, but the list may show
+ * one for a moment, and the doctor should see it is not the latest link. */
+function linkLabel(patient) {
+  const n = patient.inviteGeneration;
+  if (!n) return null;
+  const latest = patient.latestInviteGeneration || n;
+  const replaced = n < latest;
+  return el(
+    "span",
+    { class: replaced ? "small waiting-link waiting-link-replaced" : "muted small waiting-link", dataset: { linkGeneration: String(n), linkReplaced: String(replaced) } },
+    replaced ? t("dash.waiting_link_replaced", { n, latest }) : t("dash.waiting_link", { n }),
+  );
 }
 
 let audio = null;
