@@ -714,7 +714,7 @@ class RoomRegistry:
         self._expiries.pop((room.id, role), None)
         self.spawn(room.expire(role, resume_hash))
 
-    def spawn(self, work: Awaitable[None]) -> None:
+    def spawn(self, work: Awaitable[None]) -> asyncio.Task[None]:
         """Run ``work`` in the background, kept until it ends (cancelled at close)."""
 
         async def run() -> None:
@@ -726,6 +726,7 @@ class RoomRegistry:
         task = asyncio.get_running_loop().create_task(run())
         self._tasks.add(task)
         task.add_done_callback(self._tasks.discard)
+        return task
 
     async def audit(self, room: Room, action: str, seat: Seat, **details: Any) -> None:
         await self._audit_hook(room, action, seat, **details)
