@@ -32,7 +32,7 @@ from dataclasses import dataclass
 from typing import Any, Literal, Protocol
 
 from signaling.clock import Clock
-from signaling.errors import AppError
+from signaling.errors import AppError, ErrorCode
 from signaling.models import User
 
 log = logging.getLogger("teleconsult.audit")
@@ -53,7 +53,7 @@ class AccessRefused(AppError):
 
     def __init__(
         self,
-        code: str,
+        code: ErrorCode,
         user: User,
         reason: RefusalReason,
         kind: TargetKind = "",

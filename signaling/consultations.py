@@ -13,7 +13,7 @@ from signaling.access_audit import AccessRefused
 from signaling.audit import AuditTrail
 from signaling.clock import Clock
 from signaling.crypto import keyed_digest
-from signaling.errors import AppError
+from signaling.errors import AppError, ErrorCode
 from signaling.models import Consultation, Session, User
 from signaling.store.base import Store
 from signaling.tokens import InviteTokens
@@ -167,6 +167,7 @@ class Consultations:
         consultation = await self.store.get_consultation(session.consultation_id or "")
         if consultation is None:
             raise AppError("consultation_not_found")
+        reason: ErrorCode
         if consultation.status == "cancelled":
             reason = "consultation_cancelled"
         elif session.invite_generation != consultation.invite_generation:

@@ -7,7 +7,75 @@ so a message meant for the log (with a path, a query, a token) never reaches a c
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import Any, Literal
+from typing import Any, Literal, get_args
+
+# Every code a user may see, as one closed set that mypy checks wherever a code is written
+# (AppError, an endpoint's declared errors); _KINDS below gives each one its status, close
+# code and message, and the import fails if the two ever differ.
+ErrorCode = Literal[
+    # request shape
+    "invalid_body",
+    "bad_request",
+    "payload_too_large",
+    "not_found",
+    "method_not_allowed",
+    "internal_error",
+    "unavailable",
+    # authentication
+    "invalid_credentials",
+    "invalid_totp",
+    "totp_reused",
+    "login_expired",
+    "account_locked",
+    "address_locked",
+    "not_authenticated",
+    "enrolment_required",
+    "mfa_unreadable",
+    "csrf_failed",
+    "forbidden",
+    "weak_password",
+    "wrong_password",
+    "password_unchanged",
+    "username_taken",
+    "last_admin",
+    "setup_done",
+    "setup_link_invalid",
+    # consultations and invites
+    "consultation_not_found",
+    "consultation_cancelled",
+    "consultation_ended",
+    "invite_invalid",
+    "invite_expired",
+    "invite_locked",
+    "invalid_access_code",
+    "invite_superseded",
+    # room tokens
+    "token_invalid",
+    "token_expired",
+    "token_replayed",
+    # signaling
+    "join_timeout",
+    "origin_refused",
+    "too_many_connections",
+    "rate_limited",
+    "malformed_message",
+    "binary_not_supported",
+    "unsupported_version",
+    "not_joined",
+    "already_joined",
+    "invalid_state",
+    "replaced",
+    "denied",
+    "insecure_sdp",
+    "invalid_sdp",
+    "too_many_candidates",
+    "peer_absent",
+    # recordings
+    "recording_not_found",
+    "recording_unreadable",
+    "consent_required",
+]
+ERROR_CODES: tuple[ErrorCode, ...] = get_args(ErrorCode)
 
 WsPhase = Literal["handshake", "join", "room", "any"]
 
@@ -27,7 +95,7 @@ class Ws:
 
 @dataclass(frozen=True)
 class ErrorKind:
-    code: str
+    code: ErrorCode
     http_status: int
     # WebSocket close code when the error ends the connection (None: reported, socket kept;
     # during the join every error closes, with 4400 when it has no code of its own).
@@ -325,14 +393,19 @@ _KINDS = [
     ),
 ]
 
-KINDS: dict[str, ErrorKind] = {kind.code: kind for kind in _KINDS}
+KINDS: dict[ErrorCode, ErrorKind] = {kind.code: kind for kind in _KINDS}
+if list(KINDS) != list(ERROR_CODES) or len(_KINDS) != len(KINDS):
+    # A code in ErrorCode without its kind (or twice, or out of order: the OpenAPI document
+    # and the protocol's table list them in this order) is a bug to catch at import.
+    raise RuntimeError(f"ErrorCode and _KINDS differ: {sorted(set(ERROR_CODES) ^ set(KINDS))}")
 
 
 class AppError(Exception):
-    """A user-visible error; ``code`` must be one of :data:`KINDS`."""
+    """A user-visible error; ``code`` is one of :data:`ErrorCode` (checked by mypy, and here
+    again for a code that came from data)."""
 
     def __init__(
-        self, code: str, message: str | None = None, *, details: dict[str, Any] | None = None
+        self, code: ErrorCode, message: str | None = None, *, details: dict[str, Any] | None = None
     ) -> None:
         if code not in KINDS:
             raise ValueError(f"unknown error code {code!r}")

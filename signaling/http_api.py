@@ -15,7 +15,7 @@ import msgspec
 from aiohttp import web
 
 from signaling.access_audit import AccessRefused
-from signaling.errors import AppError
+from signaling.errors import AppError, ErrorCode
 from signaling.keys import SERVICES
 from signaling.models import Session, User
 
@@ -45,7 +45,7 @@ class Endpoint:
     status: int
     # What the handler itself may raise; endpoint_errors adds what the app answers around it
     # (and alone decides the codes in _RULED_CODES, whatever this says).
-    errors: tuple[str, ...]
+    errors: tuple[ErrorCode, ...]
     tag: str
     # msgspec Struct describing the query string (filters only: never a secret).
     query: type[Any] | None = None
@@ -63,7 +63,7 @@ SESSION_AUTHS: frozenset[Auth] = frozenset(
 )
 # Codes the rules of endpoint_errors alone decide: a route's own list cannot add them where
 # they cannot happen (csrf_failed on a GET) nor leave them out where they can.
-_RULED_CODES = frozenset(
+_RULED_CODES: frozenset[ErrorCode] = frozenset(
     {
         "origin_refused",
         "not_authenticated",
@@ -80,7 +80,7 @@ def needs_csrf(endpoint: Endpoint) -> bool:
     return endpoint.method in UNSAFE_METHODS and endpoint.auth in SESSION_AUTHS
 
 
-def endpoint_errors(endpoint: Endpoint) -> tuple[str, ...]:
+def endpoint_errors(endpoint: Endpoint) -> tuple[ErrorCode, ...]:
     """Every error code ``endpoint`` can answer: its own, then those the app answers around
     its handler (origin_middleware, _authenticate, body and query decoding, the store,
     error_middleware). The OpenAPI document lists exactly these, so keep them with the code
@@ -121,7 +121,7 @@ class ApiRegistry:
         body: type[Any] | None = None,
         response: type[Any] | None = None,
         status: int = 200,
-        errors: tuple[str, ...] = (),
+        errors: tuple[ErrorCode, ...] = (),
         tag: str = "api",
         query: type[Any] | None = None,
         produces: str | None = None,

@@ -11,7 +11,7 @@ from aiohttp.abc import AbstractAccessLogger
 from aiohttp.web_request import BaseRequest
 from aiohttp.web_response import StreamResponse
 
-from signaling.errors import AppError
+from signaling.errors import AppError, ErrorCode
 from signaling.http_api import UNSAFE_METHODS, address_of, json_response
 from signaling.keys import SERVICES
 from signaling.store.base import StoreUnavailable
@@ -23,7 +23,11 @@ CSP = (
     "media-src 'self' blob:; connect-src 'self'; font-src 'self'; object-src 'none'; "
     "base-uri 'none'; form-action 'self'; frame-ancestors 'none'"
 )
-_HTTP_CODES = {404: "not_found", 405: "method_not_allowed", 413: "payload_too_large"}
+_HTTP_CODES: dict[int, ErrorCode] = {
+    404: "not_found",
+    405: "method_not_allowed",
+    413: "payload_too_large",
+}
 # The Server header of every response: a product name, no version to look vulnerabilities up.
 SERVER_NAME = "teleconsult"
 # Status of a request whose client left before it could be answered (nginx's convention):

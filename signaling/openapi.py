@@ -8,7 +8,7 @@ from typing import Any
 import msgspec
 
 from signaling.api_types import ErrorBody
-from signaling.errors import KINDS
+from signaling.errors import KINDS, ErrorCode
 from signaling.http_api import (
     CSRF_HEADER,
     PATIENT_COOKIE,
@@ -39,7 +39,7 @@ def _security(endpoint: Endpoint) -> list[dict[str, list[str]]] | None:
     return [{name: [] for name in (cookie, *extra)} for cookie in cookies]
 
 
-def _error_example(code: str) -> dict[str, Any]:
+def _error_example(code: ErrorCode) -> dict[str, Any]:
     kind = KINDS[code]
     return {"summary": kind.message, "value": {"error": {"code": code, "message": kind.message}}}
 
@@ -129,7 +129,7 @@ def build_openapi(endpoints: list[Endpoint], version: str) -> dict[str, Any]:
         elif e.response is not None:
             ok["content"] = {"application/json": {"schema": by_type[e.response]}}
         op["responses"][str(e.status)] = ok
-        by_status: dict[int, list[str]] = {}
+        by_status: dict[int, list[ErrorCode]] = {}
         for code in endpoint_errors(e):
             by_status.setdefault(KINDS[code].http_status, []).append(code)
         for status, names in sorted(by_status.items()):

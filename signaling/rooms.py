@@ -41,7 +41,7 @@ from enum import StrEnum
 from typing import Any
 
 from signaling.bus import Bus
-from signaling.errors import AppError
+from signaling.errors import AppError, ErrorCode
 from signaling.protocol import (
     Admitted,
     Denied,
@@ -422,7 +422,7 @@ class Room:
         await self.registry.audit(self, "signaling.resume", seat, state=self.state.value)
         return result
 
-    def _close_connection(self, connection_id: str, code: str) -> None:
+    def _close_connection(self, connection_id: str, code: ErrorCode) -> None:
         error = AppError(code)
         payload = encode(ErrorMessage(code=error.code, message=error.message))
         self._publish(connection_id, payload, error.close_code or CLOSE_NORMAL)

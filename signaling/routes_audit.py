@@ -19,6 +19,7 @@ from signaling.api_types import (
     IncidentReport,
 )
 from signaling.audit import AUDITED_ACTIONS, verify_chain
+from signaling.errors import ErrorCode
 from signaling.http_api import USER_KEY, ApiRegistry, client_address, json_response
 from signaling.keys import SERVICES
 from signaling.models import AuditEntry
@@ -26,7 +27,7 @@ from signaling.store.base import AuditFilter
 from signaling.views import iso, parse_period
 
 routes = ApiRegistry()
-_ERRORS = ("not_authenticated", "forbidden")
+_ERRORS: tuple[ErrorCode, ...] = ("not_authenticated", "forbidden")
 FIELDS = (
     "seq",
     "at",

@@ -23,7 +23,7 @@ from signaling.api_types import (
     RoomTokenResponse,
 )
 from signaling.consultations import IssuedInvite
-from signaling.errors import AppError
+from signaling.errors import AppError, ErrorCode
 from signaling.http_api import (
     PATIENT_COOKIE,
     SESSION_KEY,
@@ -86,7 +86,7 @@ async def _audit_sessions_ended(
     )
 
 
-_STAFF_ERRORS = ("not_authenticated", "csrf_failed")
+_STAFF_ERRORS: tuple[ErrorCode, ...] = ("not_authenticated", "csrf_failed")
 _ID_SHAPE = re.compile(r"[0-9a-f]{32}")  # uuid4().hex, as consultations are numbered
 
 

@@ -10,7 +10,7 @@ from aiohttp import web
 
 from media.encrypted_recording import RecordingError
 from signaling.api_types import RecordingList, RecordingQuery, RecordingView
-from signaling.errors import AppError
+from signaling.errors import AppError, ErrorCode
 from signaling.http_api import USER_KEY, ApiRegistry, client_address, json_response
 from signaling.keys import SERVICES
 from signaling.models import Recording
@@ -19,7 +19,11 @@ from signaling.views import iso
 
 log = logging.getLogger("teleconsult.recordings")
 routes = ApiRegistry()
-_ERRORS = ("not_authenticated", "recording_not_found", "recording_unreadable")
+_ERRORS: tuple[ErrorCode, ...] = (
+    "not_authenticated",
+    "recording_not_found",
+    "recording_unreadable",
+)
 
 
 def library(request: web.Request) -> RecordingLibrary:

@@ -8,14 +8,14 @@ from typing import Any
 from aiohttp import web
 
 from signaling.api_types import CreateUserRequest, RoleChangeRequest, UserList, UserView
-from signaling.errors import AppError
+from signaling.errors import AppError, ErrorCode
 from signaling.http_api import USER_KEY, ApiRegistry, client_address, json_response
 from signaling.keys import SERVICES
 from signaling.models import User
 from signaling.views import user_view
 
 routes = ApiRegistry()
-_ADMIN_ERRORS = ("not_authenticated", "forbidden", "csrf_failed")
+_ADMIN_ERRORS: tuple[ErrorCode, ...] = ("not_authenticated", "forbidden", "csrf_failed")
 
 
 async def _audit(request: web.Request, action: str, target: User, **details: Any) -> None:
