@@ -1,6 +1,7 @@
 #!/usr/bin/env bash
 # Installs everything the tests need on a Debian machine (system packages when missing, a
-# virtualenv with the test extras), then runs the whole suite. Extra arguments go to pytest.
+# virtualenv with the locked test dependencies), then runs the whole suite. Extra arguments go
+# to pytest.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
@@ -23,7 +24,10 @@ fi
 if [ ! -x .venv/bin/python ]; then
     python3 -m venv .venv
 fi
-.venv/bin/python -m pip install -q --upgrade pip >/dev/null
-.venv/bin/python -m pip install -q '.[test]'
+# Exactly the locked versions, hash-checked (requirements-test.lock, refreshed by
+# scripts/lock.sh), then the project itself, built by the locked setuptools.
+.venv/bin/python -m pip install -q --disable-pip-version-check --require-hashes \
+    -r requirements-test.lock
+.venv/bin/python -m pip install -q --disable-pip-version-check --no-deps --no-build-isolation .
 
 exec .venv/bin/python -m pytest "$@"
