@@ -18,6 +18,7 @@ from collections.abc import Awaitable, Callable
 from pathlib import Path
 
 from config import ConfigError, Settings, load_settings
+from signaling.audit_actions import AuditAction
 
 
 def _settings(args: argparse.Namespace) -> Settings:
@@ -152,6 +153,7 @@ def _user_action(action: str) -> Callable[[argparse.Namespace], int]:
             if user is None:
                 print(f"error: no user named {args.username}", file=sys.stderr)
                 return 1
+            audit_action: AuditAction
             if action == "reset-mfa":
                 await services.accounts.reset_mfa(user)
                 message = f"{user.username} enrols a new authenticator at next sign-in."

@@ -31,6 +31,7 @@ from collections.abc import AsyncIterator
 from dataclasses import dataclass
 from typing import Any, Literal, Protocol
 
+from signaling.audit_actions import AuditAction
 from signaling.clock import Clock
 from signaling.errors import AppError, ErrorCode
 from signaling.models import User
@@ -72,7 +73,7 @@ class Recorder(Protocol):
 
     async def record(
         self,
-        action: str,
+        action: AuditAction,
         *,
         actor: str,
         actor_role: str,

@@ -1,4 +1,8 @@
-"""Writes the hash-chained audit trail: every security-relevant action lands here."""
+"""Writes the hash-chained audit trail: every security-relevant action lands here.
+
+The closed set of actions is :data:`AuditAction` (signaling/audit_actions.py, a module that
+imports nothing so every layer can name the type), re-exported here with AUDITED_ACTIONS.
+"""
 
 from __future__ import annotations
 
@@ -8,72 +12,13 @@ from dataclasses import dataclass
 from typing import Any
 
 from signaling.access_audit import AccessRefusals
+from signaling.audit_actions import AUDITED_ACTIONS as AUDITED_ACTIONS
+from signaling.audit_actions import AuditAction as AuditAction
 from signaling.clock import Clock
 from signaling.models import AuditEntry
 from signaling.store.base import AuditCheckpoint, AuditFields, Store
 
 log = logging.getLogger("teleconsult.audit")
-
-# Every action the service records, for the audit page's filter and for the test that each
-# one is written exactly once (tests/test_audit_actions.py checks the code writes no other).
-AUDITED_ACTIONS: tuple[str, ...] = (
-    "login.success",
-    "login.password",
-    "login.totp",
-    "account.locked",
-    "address.locked",
-    "mfa.enrolled",
-    "mfa.reset",
-    "session.end",
-    "user.created",
-    "user.disabled",
-    "user.enabled",
-    "user.role_changed",
-    "user.password_changed",
-    "consultation.created",
-    "consultation.cancelled",
-    "consultation.ended",
-    "consultation.exported",
-    "consultation.erased",
-    "invite.created",
-    "invite.code",
-    "invite.used",
-    "invite.locked",
-    "patient.sessions_ended",
-    "patient.session_refused",
-    "token.issued",
-    "token.refused",
-    "signaling.token_refused",
-    "signaling.join",
-    "signaling.waiting",
-    "signaling.admitted",
-    "signaling.denied",
-    "signaling.resume",
-    "signaling.disconnected",
-    "signaling.superseded",
-    "call.started",
-    "call.ended",
-    "recording.requested",
-    "consent.given",
-    "consent.declined",
-    "consent.withdrawn",
-    "recording.started",
-    "recording.stopped",
-    "recording.listed",
-    "recording.downloaded",
-    "recording.exported",
-    "recording.deleted",
-    "recording.purged",
-    "retention.purged",
-    "audit.exported",
-    "audit.incident_report",
-    "audit.purged",
-    "settings.initial",
-    "settings.changed",
-    # Refused access to another's records or to admin endpoints (signaling/access_audit.py).
-    "access.refused",
-    "access.refused_suppressed",
-)
 
 
 class AuditTrail:
@@ -85,7 +30,7 @@ class AuditTrail:
 
     async def record(
         self,
-        action: str,
+        action: AuditAction,
         *,
         actor: str,
         actor_role: str,
@@ -94,6 +39,10 @@ class AuditTrail:
         address: str = "",
         **details: Any,
     ) -> AuditEntry:
+        if action not in AUDITED_ACTIONS:
+            # Checked by mypy where the action is written; this catches one that came from
+            # data (an undeclared action would be missing from the audit page's filter).
+            raise ValueError(f"undeclared audit action {action!r}")
         # Details hold identifiers and reasons only: never a secret, never health data.
         fields = AuditFields(
             at=self._clock.now(),

@@ -5,12 +5,13 @@ from __future__ import annotations
 import hashlib
 import json
 
+from signaling.audit_actions import AuditAction
 from signaling.models import AuditEntry
 from signaling.store.base import AuditCheckpoint, AuditFields
 
 GENESIS = "0" * 64
 # The entry a purge of old audit entries leaves; its details name the new checkpoint.
-PURGE_ACTION = "audit.purged"
+PURGE_ACTION: AuditAction = "audit.purged"
 
 
 def entry_hash(

@@ -13,6 +13,7 @@ from cryptography.exceptions import InvalidTag
 from config import SecuritySettings
 from signaling import mfa
 from signaling.audit import AuditTrail
+from signaling.audit_actions import AuditAction
 from signaling.clock import Clock
 from signaling.crypto import SecretBox, sha256_hex
 from signaling.errors import AppError
@@ -200,7 +201,7 @@ class Accounts:
         )
         return changed
 
-    def _failure_audit(self, action: str, *, on_own_account: bool) -> RefusalRecorder:
+    def _failure_audit(self, action: AuditAction, *, on_own_account: bool) -> RefusalRecorder:
         """Records a refused step as a failure of ``action`` (its target is the account
         itself when the action is about the account, as a password change is)."""
 

@@ -40,6 +40,7 @@ from dataclasses import dataclass, field
 from enum import StrEnum
 from typing import Any
 
+from signaling.audit_actions import AuditAction
 from signaling.bus import Bus
 from signaling.errors import AppError, ErrorCode
 from signaling.protocol import (
@@ -728,7 +729,7 @@ class RoomRegistry:
         task.add_done_callback(self._tasks.discard)
         return task
 
-    async def audit(self, room: Room, action: str, seat: Seat, **details: Any) -> None:
+    async def audit(self, room: Room, action: AuditAction, seat: Seat, **details: Any) -> None:
         await self._audit_hook(room, action, seat, **details)
 
     async def audit_call_end(self, room: Room, reason: str, by: Seat | None = None) -> None:

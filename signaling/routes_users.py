@@ -8,6 +8,7 @@ from typing import Any
 from aiohttp import web
 
 from signaling.api_types import CreateUserRequest, RoleChangeRequest, UserList, UserView
+from signaling.audit_actions import AuditAction
 from signaling.errors import AppError, ErrorCode
 from signaling.http_api import USER_KEY, ApiRegistry, client_address, json_response
 from signaling.keys import SERVICES
@@ -18,7 +19,7 @@ routes = ApiRegistry()
 _ADMIN_ERRORS: tuple[ErrorCode, ...] = ("not_authenticated", "forbidden", "csrf_failed")
 
 
-async def _audit(request: web.Request, action: str, target: User, **details: Any) -> None:
+async def _audit(request: web.Request, action: AuditAction, target: User, **details: Any) -> None:
     """Record an admin's action on an account: the admin, the account, the source address."""
     admin = request[USER_KEY]
     await request.app[SERVICES].audit.record(

@@ -18,6 +18,7 @@ import msgspec
 from aiohttp import WSCloseCode, WSMsgType, web
 
 from config import Settings
+from signaling.audit_actions import AuditAction
 from signaling.bus import Bus, LocalBus
 from signaling.bus_redis import RedisBus
 from signaling.consent import ConsentState
@@ -805,7 +806,7 @@ def setup_signaling(app: web.Application) -> None:
     else:
         bus = LocalBus()
 
-    async def audit(room: Room, action: str, seat: Seat, **details: Any) -> None:
+    async def audit(room: Room, action: AuditAction, seat: Seat, **details: Any) -> None:
         outcome = details.pop("outcome", "success")
         actor = seat.subject.partition(":")[2] if seat.role == "doctor" else "patient"
         await services.audit.record(

@@ -7,7 +7,6 @@ from __future__ import annotations
 import asyncio
 import dataclasses
 import os
-import re
 import subprocess
 import sys
 import uuid
@@ -428,22 +427,8 @@ async def test_each_audited_action_is_written_exactly_once(
     ]
     trail.covered["audit.purged"] += 1
 
-    # Every action the service declares was driven here; none written that is not declared.
+    # Every action the service declares was driven here; none written that is not declared
+    # (AuditAction, checked by mypy where an action is written and by AuditTrail.record).
     assert set(trail.covered) == set(AUDITED_ACTIONS), sorted(
         set(AUDITED_ACTIONS) ^ set(trail.covered)
     )
-
-
-def test_the_code_records_only_declared_actions() -> None:
-    """Every action name the code writes is in AUDITED_ACTIONS, and each one is written."""
-    call = re.compile(
-        r"(?:\.record|registry\.audit|_audit_hook|_audit|audit_action =)\(?\s*"
-        r"(?:self,\s*|room,\s*|request,\s*)?"
-        r'("[a-z_]+\.[a-z_]+"(?:\s+if\s+\w+\s+else\s+"[a-z_]+\.[a-z_]+")?)'
-    )
-    written: set[str] = set()
-    for path in [*sorted((ROOT / "signaling").rglob("*.py")), ROOT / "run.py"]:
-        for match in call.finditer(path.read_text()):
-            written.update(re.findall(r'"([a-z_.]+)"', match.group(1)))
-    written.add("audit.purged")  # named by a constant: audit_chain.PURGE_ACTION
-    assert written == set(AUDITED_ACTIONS), sorted(written ^ set(AUDITED_ACTIONS))

@@ -4,11 +4,17 @@ built on it agree, and that a value which reaches them from data is still refuse
 
 from __future__ import annotations
 
-from typing import Any, get_args
+from pathlib import Path
+from typing import Any, get_args, get_type_hints
 
 import pytest
 
+from signaling import audit
+from signaling.audit import AuditTrail
+from signaling.audit_actions import AUDITED_ACTIONS, AuditAction
+from signaling.clock import ManualClock
 from signaling.errors import ERROR_CODES, KINDS, AppError, ErrorCode
+from signaling.store.sqlite import SqliteStore
 
 
 def test_every_error_code_has_its_kind_in_the_order_the_docs_list_them() -> None:
@@ -22,3 +28,29 @@ def test_an_error_code_outside_the_set_is_refused_at_run_time() -> None:
     with pytest.raises(ValueError, match="unknown error code"):
         AppError(code)
     assert AppError("not_found").http_status == 404
+
+
+def test_the_audited_actions_are_the_literal_and_the_trail_takes_only_them() -> None:
+    assert AUDITED_ACTIONS == get_args(AuditAction)
+    assert audit.AUDITED_ACTIONS is AUDITED_ACTIONS  # the trail's module re-exports the set
+    assert len(set(AUDITED_ACTIONS)) == len(AUDITED_ACTIONS)
+    # mypy checks the callers against these annotations; the entry points must carry them.
+    assert get_type_hints(AuditTrail.record)["action"] == AuditAction
+    assert get_type_hints(AppError.__init__)["code"] == ErrorCode
+
+
+async def test_an_undeclared_audit_action_is_refused_and_writes_nothing(
+    tmp_path: Path, clock: ManualClock
+) -> None:
+    store = SqliteStore(tmp_path / "audit.sqlite3")
+    await store.open()
+    try:
+        trail = AuditTrail(store, clock)
+        action: Any = "login.sucess"  # as if it came from data: mypy cannot see it
+        with pytest.raises(ValueError, match="undeclared audit action"):
+            await trail.record(action, actor="u1", actor_role="doctor")
+        assert await store.all_audit() == []
+        await trail.record("login.success", actor="u1", actor_role="doctor")
+        assert [e.action for e in await store.all_audit()] == ["login.success"]
+    finally:
+        await store.close()
