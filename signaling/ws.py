@@ -383,26 +383,33 @@ class Connection:
                 await self._message_loop()
         finally:
             self.signaling.bus.detach(self.id)
-            try:
-                if self.room is not None:
-                    # A participant who can no longer withdraw is no longer recorded.
-                    home = self.signaling.recording_home(self.room)
-                    if home is None:
-                        await self.signaling.stop_recording(self.room.id, "participant_left")
-                    else:
-                        self.signaling.forward_recording(home, self.room, self.id, self.role, None)
-                if self.room is not None and not self.hung_up:
-                    try:
-                        await self.room.connection_lost(self.id, self.role)
-                    except StoreUnavailable:
-                        # Shared rooms while Redis is away: saved once it is back.
-                        self.signaling.lost_later.append((self.room, self.id, self.role))
-                await self._finish_writer()
-            finally:
-                # Cancelled itself (server shutdown): never leave the writer behind.
-                writer = self._writer
-                if writer is not None and not writer.done():
-                    writer.cancel()
+            # aiohttp may cancel this handler as soon as the client's TCP connection is gone
+            # (handler_cancellation; a shutdown does too): what follows the connection (the
+            # recording stopped, the seat kept for a resume, its audit entry, the close
+            # handshake) runs as a task of its own, which that cancellation does not cut short.
+            await asyncio.shield(self.signaling.rooms.spawn(self._leave()))
+
+    async def _leave(self) -> None:
+        try:
+            if self.room is not None:
+                # A participant who can no longer withdraw is no longer recorded.
+                home = self.signaling.recording_home(self.room)
+                if home is None:
+                    await self.signaling.stop_recording(self.room.id, "participant_left")
+                else:
+                    self.signaling.forward_recording(home, self.room, self.id, self.role, None)
+            if self.room is not None and not self.hung_up:
+                try:
+                    await self.room.connection_lost(self.id, self.role)
+                except StoreUnavailable:
+                    # Shared rooms while Redis is away: saved once it is back.
+                    self.signaling.lost_later.append((self.room, self.id, self.role))
+            await self._finish_writer()
+        finally:
+            # Cancelled itself (server shutdown): never leave the writer behind.
+            writer = self._writer
+            if writer is not None and not writer.done():
+                writer.cancel()
 
     async def _finish_writer(self) -> None:
         writer = self._writer

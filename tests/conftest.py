@@ -10,7 +10,7 @@ import re
 import time
 from collections.abc import AsyncIterator, Awaitable, Callable, Iterator
 from pathlib import Path
-from typing import Any, Literal, TypeVar
+from typing import Any, Literal, TypeVar, overload
 
 import aiohttp
 import pyotp
@@ -64,9 +64,17 @@ def deadline_ms(seconds: float) -> float:
     return deadline(seconds) * 1000
 
 
+@overload
 async def wait_until(
-    predicate: Callable[[], T | Awaitable[T]], within: float, interval: float = 0.02
-) -> T:
+    predicate: Callable[[], Awaitable[T]], within: float, interval: float = ...
+) -> T: ...
+
+
+@overload
+async def wait_until(predicate: Callable[[], T], within: float, interval: float = ...) -> T: ...
+
+
+async def wait_until(predicate: Callable[[], Any], within: float, interval: float = 0.02) -> Any:
     """Poll ``predicate`` (plain or async) until it answers something true and return that;
     ``TimeoutError`` after ``deadline(within)`` seconds."""
     async with asyncio.timeout(deadline(within)):

@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import asyncio
 import dataclasses
+import threading
+from collections.abc import Awaitable, Callable
 from typing import Any
 
 import msgspec
@@ -29,6 +31,7 @@ from signaling.protocol import (
     Welcome,
 )
 from signaling.rooms import InvalidTransition, RoomRegistry, RoomState
+from signaling.store.sqlite import SqliteStore
 from signaling.ws import SIGNALING
 from tests.conftest import ORIGIN, Accounts, Staff, deadline, wait_until
 from tests.rtc import SignalClient, book, connect, enter_call, join, make_sdp, silent
@@ -165,9 +168,11 @@ async def test_ending_the_consultation_closes_both_and_marks_it_ended(
     # The audit trail is written right after the sockets are told: give it a moment.
     assert client.app is not None
     store = client.app[SERVICES].store
-    async with asyncio.timeout(20):
-        while not expected <= {e.action for e in await store.all_audit()}:  # noqa: ASYNC110
-            await asyncio.sleep(0.02)
+
+    async def all_written() -> bool:
+        return expected <= {e.action for e in await store.all_audit()}
+
+    await wait_until(all_written, within=20)
 
 
 async def test_a_patient_hang_up_leaves_and_the_doctor_is_told(
@@ -318,7 +323,7 @@ async def test_a_client_that_stops_answering_pings_is_dropped(
     join_message = {"type": "join", "v": 1, "token": await booking.patient_token()}
     await patient.send_str(msgspec.json.encode(join_message).decode())
     kinds = []
-    async with asyncio.timeout(10):
+    async with asyncio.timeout(deadline(10)):
         while True:
             msg = await patient.receive()
             kinds.append(msg.type)
@@ -414,3 +419,44 @@ async def test_a_room_that_ends_closes_its_sockets_with_a_full_closing_handshake
     assert raw.close_code == 4410
     await wait_until(lambda: not signaling.per_address, within=10)  # the handler is done
     assert server_side.close_code == 1001
+
+
+async def test_a_connection_whose_handler_is_cancelled_still_leaves_its_seat_and_audit(
+    client: TestClient[Any, Any], accounts: Accounts, doctor: Staff, clock: ManualClock
+) -> None:
+    """aiohttp cancels the handler of a connection once its TCP connection is gone (the test
+    server does, and a deployment may): what follows the end of the connection (its seat
+    kept for a resume, its signaling.disconnected entry) must not be cut short by that. The
+    store's one thread is held busy, so the entry is still to be written at that moment."""
+    assert client.app is not None
+    signaling = client.app[SIGNALING]
+    store = client.app[SERVICES].store
+    assert isinstance(store, SqliteStore)
+    booking = await book(accounts, doctor, clock)
+    _, _, patient_ws, _ = await enter_call(client, booking)
+
+    async def actions() -> list[str]:
+        return [e.action for e in await store.all_audit()]
+
+    # The joins and the admission are written (the patient's join waits for its entries).
+    await wait_until(lambda: actions_include(actions, "call.started", "signaling.waiting"), 10)
+    gate = threading.Event()
+    busy = asyncio.ensure_future(store._run(lambda db: gate.wait(deadline(30))))
+    try:
+        # A binary frame ends the connection (1003): the server lets the seat go (waiting
+        # for the store), closes, and drops the TCP connection once the client has answered
+        # its close frame; aiohttp then cancels the handler.
+        await patient_ws.ws.send_bytes(b"\x00")
+        assert await patient_ws.closed_with() == 1003
+        await wait_until(lambda: signaling.per_address.get("127.0.0.1") == 1, within=10)
+    finally:
+        gate.set()
+        await busy
+
+    await wait_until(lambda: actions_include(actions, "signaling.disconnected"), within=10)
+    room = signaling.rooms.rooms[booking.consultation_id]
+    assert room.seats["patient"].connection_id is None  # kept for a resume
+
+
+async def actions_include(actions: Callable[[], Awaitable[list[str]]], *wanted: str) -> bool:
+    return set(wanted) <= set(await actions())
