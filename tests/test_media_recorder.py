@@ -25,12 +25,14 @@ from media.encrypted_recording import RecordingIntegrityError, RecordingReader
 from media.keyring import Keyring, load_keyring
 from media.recorder_protocol import ParticipantConnected, RecordingFailed
 from media.recording_service import (
+    CLOSE_TIMEOUT,
     RecorderProcess,
     RecorderRequestFailed,
     RecorderUnavailable,
     ServiceEvent,
     WorkerExited,
 )
+from tests.conftest import deadline, wait_until
 
 pytestmark = pytest.mark.slow
 
@@ -47,7 +49,9 @@ PLAINTEXT_SIGNATURES = (
     re.compile(re.escape(b"OpusHead")),
     re.compile(re.escape(bytes.fromhex("9d012a") + struct.pack("<HH", *NOISE_SIZE))),
 )
-EVENT_TIMEOUT = 10.0
+EVENT_TIMEOUT = 10.0  # seconds on an ordinary machine: deadline() scales it
+SEGMENT_BYTES = 65536 + 16  # an encrypted segment on disk
+HEADER_BYTES = 88
 
 
 class NoiseVideoTrack(VideoStreamTrack):
@@ -127,7 +131,7 @@ async def wait_for_event(worker: RecorderProcess, kind: type[ServiceEvent]) -> S
             if isinstance(event, kind):
                 return event
 
-    return await asyncio.wait_for(find(), EVENT_TIMEOUT)
+    return await asyncio.wait_for(find(), deadline(EVENT_TIMEOUT))
 
 
 async def both_connected(worker: RecorderProcess) -> None:
@@ -211,7 +215,9 @@ async def test_a_worker_killed_mid_recording_leaves_a_file_that_decodes_up_to_th
     await worker.start_recording("rec-2", path, key_file)
     async with participants(worker, "rec-2", noise=True):
         await both_connected(worker)
-        await asyncio.sleep(3.0)
+        await asyncio.sleep(3.0)  # three seconds of media, then the cut
+        # ...with at least two sealed segments on disk (a loaded machine writes less).
+        await wait_until(lambda: path.stat().st_size >= HEADER_BYTES + 2 * SEGMENT_BYTES, 20)
         os.kill(worker.pid, signal.SIGKILL)
         exited = await wait_for_event(worker, WorkerExited)
         assert isinstance(exited, WorkerExited) and exited.returncode == -signal.SIGKILL
@@ -252,7 +258,7 @@ async def test_a_write_error_stops_the_recording_with_an_error_event_and_a_valid
         await worker.close()
     with RecordingReader.open(path, keyring, recover=True) as reader:
         plaintext = b"".join(reader)
-    assert (88 + reader.segments_read * (65536 + 16)) == path.stat().st_size
+    assert (HEADER_BYTES + reader.segments_read * SEGMENT_BYTES) == path.stat().st_size
     decoded = decode(plaintext)
     assert set(decoded) == TITLES
     assert all(frames > 0 for frames, _ in decoded.values()), decoded
@@ -313,7 +319,8 @@ async def test_closing_the_worker_seals_its_recordings_and_a_participant_can_rec
             event = await wait_for_event(worker, ParticipantConnected)
             assert isinstance(event, ParticipantConnected) and event.role == "doctor"
             await asyncio.sleep(1.0)
-            assert await worker.close() == 0  # EOF on stdin: stop everything, then exit
+            # EOF on stdin: stop everything, then exit (killed past the close deadline).
+            assert await worker.close(reply_timeout=deadline(CLOSE_TIMEOUT)) == 0
     with RecordingReader.open(path, keyring) as reader:  # sealed: no recover needed
         plaintext = b"".join(reader)
     assert reader.complete
@@ -363,3 +370,23 @@ async def test_a_recording_is_bound_to_its_context(
     with pytest.raises(RecordingIntegrityError):
         with RecordingReader.open(path, keyring, context=b"recording:another") as reader:
             list(reader.chunks())
+
+
+async def test_a_closed_worker_exits_without_waiting_for_the_interpreters_teardown(
+    key_file: Path, keyring: Keyring, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """After EOF the worker seals its recordings and exits at once. The interpreter's own
+    teardown (freeing aiortc's and PyAV's objects one by one) writes nothing, yet took most of
+    a close on a loaded machine and could push it past RecorderProcess.close's deadline, where
+    the worker is killed. Here an exit hook that sleeps stands in for that slow teardown."""
+    site = tmp_path / "site"
+    site.mkdir()
+    (site / "sitecustomize.py").write_text("import atexit, time\natexit.register(time.sleep, 60)\n")
+    monkeypatch.setenv("PYTHONPATH", str(site))
+    worker = await RecorderProcess.spawn(loopback="only", log_level="WARNING")
+    path = tmp_path / "sealed.enc"
+    await worker.start_recording("rec-5", path, key_file)
+    assert await worker.close(reply_timeout=deadline(CLOSE_TIMEOUT)) == 0  # not killed
+    with RecordingReader.open(path, keyring) as reader:  # sealed: no recover needed
+        b"".join(reader)
+    assert reader.complete
