@@ -82,6 +82,10 @@ async def setup(request: web.Request, body: SetupRequest) -> web.Response:
     if await services.store.count_users() > 0:
         raise AppError("setup_done")
     if nonce != await services.store.get_meta(SETUP_NONCE):
+        # A parallel request with this very link may have won between the two reads (the
+        # winner consumes the nonce): that is "already set up", not a bad link.
+        if await services.store.count_users() > 0:
+            raise AppError("setup_done")
         raise AppError("setup_link_invalid")
     accounts = services.accounts
     user = await accounts.create_first_admin(

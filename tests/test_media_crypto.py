@@ -35,6 +35,7 @@ from media.encrypted_recording import (
     shred,
 )
 from media.keyring import Keyring, MasterKey, load_keyring
+from tests.conftest import deadline
 
 REPO = Path(__file__).resolve().parent.parent
 SEG = SEGMENT_SIZE
@@ -645,6 +646,10 @@ CHILD_BYTES = textwrap.dedent(
         if writer.segments_written != reported:
             reported = writer.segments_written
             print(reported, flush=True)
+        if reported >= int(sys.argv[3]):
+            # Stop writing before the parent's kill: a SIGKILL landing inside a write() may
+            # leave a short write (a different, also refused, ending tested elsewhere).
+            break
     time.sleep(60)  # never closes: killed before
     """
 )
@@ -683,7 +688,7 @@ CHILD_MEDIA = textwrap.dedent(
 
 def run_and_kill(script: str, key: Path, path: Path, segments: int) -> None:
     child = subprocess.Popen(
-        [sys.executable, "-c", script, str(key), str(path)],
+        [sys.executable, "-c", script, str(key), str(path), str(segments)],
         cwd=REPO,
         env={**os.environ, "PYTHONPATH": str(REPO)},
         stdout=subprocess.PIPE,
@@ -697,7 +702,7 @@ def run_and_kill(script: str, key: Path, path: Path, segments: int) -> None:
         child.send_signal(signal.SIGKILL)
     finally:
         child.kill()
-        child.wait(timeout=10)
+        child.wait(timeout=deadline(10))
         if child.stdout is not None:
             child.stdout.close()
     assert child.returncode == -signal.SIGKILL
