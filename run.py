@@ -19,6 +19,7 @@ from pathlib import Path
 
 from config import ConfigError, Settings, load_settings
 from signaling.audit_actions import AuditAction
+from signaling.models import STAFF_ROLES
 
 
 def _settings(args: argparse.Namespace) -> Settings:
@@ -287,7 +288,7 @@ def build_parser() -> argparse.ArgumentParser:
         help="create an account (password read from a prompt or stdin)",
     )
     add.add_argument("--username", required=True)
-    add.add_argument("--role", choices=("doctor", "admin"), required=True)
+    add.add_argument("--role", choices=STAFF_ROLES, required=True)
     add.add_argument("--display-name", help="name shown to patients, e.g. 'Dr Anne Martin'")
     add.set_defaults(func=_add_user)
 

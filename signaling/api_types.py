@@ -8,6 +8,8 @@ from typing import Annotated, Literal
 import msgspec
 from msgspec import Meta
 
+from signaling.models import SeatRole, StaffRole
+
 Username = Annotated[str, Meta(min_length=3, max_length=64)]
 Password = Annotated[str, Meta(min_length=1, max_length=1024)]
 TotpCode = Annotated[str, Meta(min_length=6, max_length=8, description="6-digit TOTP code")]
@@ -107,7 +109,7 @@ class UserView(msgspec.Struct):
     id: str
     username: str
     display_name: str
-    role: Literal["admin", "doctor"]
+    role: StaffRole
     mfa_enrolled: bool
     disabled: bool
     created_at: float
@@ -121,12 +123,12 @@ class MeResponse(msgspec.Struct):
 class CreateUserRequest(msgspec.Struct, forbid_unknown_fields=True):
     username: Username
     password: Password
-    role: Literal["admin", "doctor"]
+    role: StaffRole
     display_name: Annotated[str, Meta(max_length=120)] = ""
 
 
 class RoleChangeRequest(msgspec.Struct, forbid_unknown_fields=True):
-    role: Literal["admin", "doctor"]
+    role: StaffRole
 
 
 class PasswordChangeRequest(msgspec.Struct, forbid_unknown_fields=True):
@@ -209,7 +211,7 @@ class RoomTokenRequest(msgspec.Struct, forbid_unknown_fields=True):
 
 class RoomTokenResponse(msgspec.Struct):
     room_token: str
-    role: Literal["doctor", "patient"]
+    role: SeatRole
     expires_in: int
 
 

@@ -18,7 +18,7 @@ from signaling.clock import Clock
 from signaling.crypto import SecretBox, sha256_hex
 from signaling.errors import AppError
 from signaling.metrics import Metrics
-from signaling.models import Role, Session, User
+from signaling.models import Session, StaffRole, User
 from signaling.passwords import hash_password, verify_password
 from signaling.store.base import DuplicateUsername, Store
 
@@ -79,7 +79,7 @@ class Accounts:
             raise AppError("invalid_body", "A password has at most 1024 characters.")
 
     async def create_user(
-        self, username: str, password: str, role: Role, display_name: str = ""
+        self, username: str, password: str, role: StaffRole, display_name: str = ""
     ) -> User:
         user = await self._new_user(username, password, role, display_name)
         try:
@@ -102,7 +102,9 @@ class Accounts:
             raise AppError("setup_link_invalid")
         return user
 
-    async def _new_user(self, username: str, password: str, role: Role, display_name: str) -> User:
+    async def _new_user(
+        self, username: str, password: str, role: StaffRole, display_name: str
+    ) -> User:
         name = validate_username(username)
         self.check_password_strength(password)
         display = (display_name or name).strip()[:120]
@@ -158,7 +160,7 @@ class Accounts:
             await self.store.delete_user_sessions(user.id)
         return user
 
-    async def change_role(self, user: User, role: Role) -> User:
+    async def change_role(self, user: User, role: StaffRole) -> User:
         """Give ``user`` another role and end its sessions: least privilege, the new role
         applies from the next sign-in (a session never carries a role it was not opened with).
         Raises ``last_admin`` when that would leave no enabled administrator."""

@@ -22,10 +22,8 @@ from enum import StrEnum
 
 from signaling.clock import Clock
 from signaling.errors import AppError
-from signaling.models import ConsentDecision, ConsentReceipt
+from signaling.models import SEAT_ROLES, ConsentDecision, ConsentReceipt, SeatRole
 from signaling.store.base import Store
-
-ROLES = ("doctor", "patient")
 
 
 class ConsentState(StrEnum):
@@ -42,13 +40,13 @@ class ConsentBook:
     state: ConsentState = ConsentState.IDLE
     # The recording the current request is about: receipts name it from the first answer.
     recording_id: str = ""
-    granted: dict[str, str] = field(default_factory=dict)  # role -> subject
+    granted: dict[SeatRole, str] = field(default_factory=dict)  # role -> subject
 
     def _require(self, *states: ConsentState) -> None:
         if self.state not in states:
             raise AppError("invalid_state", details={"consent": self.state.value})
 
-    async def _receipt(self, role: str, subject: str, decision: ConsentDecision) -> None:
+    async def _receipt(self, role: SeatRole, subject: str, decision: ConsentDecision) -> None:
         await self.store.add_consent_receipt(
             ConsentReceipt(
                 id=uuid.uuid4().hex,
@@ -61,7 +59,7 @@ class ConsentBook:
             )
         )
 
-    def request(self, role: str) -> str:
+    def request(self, role: SeatRole) -> str:
         """The doctor asks to record; answers the id the recording will have."""
         if role != "doctor":
             raise AppError("forbidden", "Only the doctor asks to record.")
@@ -71,9 +69,9 @@ class ConsentBook:
         self.granted.clear()
         return self.recording_id
 
-    async def answer(self, role: str, subject: str, granted: bool) -> bool:
+    async def answer(self, role: SeatRole, subject: str, granted: bool) -> bool:
         """Record ``role``'s answer; True when both have now granted (recording may start)."""
-        if role not in ROLES:
+        if role not in SEAT_ROLES:
             raise AppError("forbidden")
         self._require(ConsentState.ASKED)
         await self._receipt(role, subject, "granted" if granted else "declined")
@@ -81,17 +79,17 @@ class ConsentBook:
             self._reset()
             return False
         self.granted[role] = subject
-        return all(r in self.granted for r in ROLES)
+        return all(r in self.granted for r in SEAT_ROLES)
 
     def started(self) -> None:
         self._require(ConsentState.ASKED)
-        if not all(r in self.granted for r in ROLES):
+        if not all(r in self.granted for r in SEAT_ROLES):
             raise AppError("consent_required")
         self.state = ConsentState.RECORDING
 
-    async def withdraw(self, role: str, subject: str) -> bool:
+    async def withdraw(self, role: SeatRole, subject: str) -> bool:
         """Either side withdraws; True when a running recording must stop now."""
-        if role not in ROLES:
+        if role not in SEAT_ROLES:
             raise AppError("forbidden")
         if self.state is ConsentState.IDLE:
             return False
@@ -101,7 +99,7 @@ class ConsentBook:
         return was_recording
 
     def may_record(self) -> bool:
-        return self.state is ConsentState.RECORDING and all(r in self.granted for r in ROLES)
+        return self.state is ConsentState.RECORDING and all(r in self.granted for r in SEAT_ROLES)
 
     def _reset(self) -> None:
         self.state = ConsentState.IDLE

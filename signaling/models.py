@@ -1,28 +1,33 @@
-"""Stored records. Plain frozen dataclasses: backends map them to rows or hashes."""
+"""Stored records, each defined once: frozen msgspec Structs that the backends store whole
+(one JSON value per record; signaling/store/records.py declares what each is indexed by)."""
 
 from __future__ import annotations
 
-import dataclasses
-from dataclasses import dataclass
-from typing import Literal, Self
+from typing import Literal, Self, get_args
 
-Role = Literal["admin", "doctor"]
-ROLES: tuple[Role, ...] = ("admin", "doctor")
+import msgspec
+
+# What a staff account may do in the service (its sign-in, its pages, its endpoints).
+StaffRole = Literal["admin", "doctor"]
+STAFF_ROLES: tuple[StaffRole, ...] = get_args(StaffRole)
+# Which of a consultation's two room seats a participant holds (room tokens, the protocol,
+# consent). Not a staff role: an admin never takes a seat, and a patient has no account.
+SeatRole = Literal["doctor", "patient"]
+SEAT_ROLES: tuple[SeatRole, ...] = get_args(SeatRole)
 SessionKind = Literal["pending", "staff", "patient"]
 ConsultationStatus = Literal["scheduled", "cancelled", "ended"]
 
 
-class _Record:
+class _Record(msgspec.Struct, frozen=True):
     def evolve(self, **changes: object) -> Self:
-        return dataclasses.replace(self, **changes)  # type: ignore[type-var]
+        return msgspec.structs.replace(self, **changes)
 
 
-@dataclass(frozen=True)
-class User(_Record):
+class User(_Record, frozen=True):
     id: str
     username: str
     display_name: str
-    role: Role
+    role: StaffRole
     password_hash: str
     created_at: float
     # TOTP secret, AES-GCM encrypted with a key derived from the app secret.
@@ -33,8 +38,7 @@ class User(_Record):
     disabled: bool = False
 
 
-@dataclass(frozen=True)
-class Session(_Record):
+class Session(_Record, frozen=True):
     # SHA-256 of the cookie value: a leaked database does not yield live sessions.
     id_hash: str
     kind: SessionKind
@@ -49,8 +53,7 @@ class Session(_Record):
     invite_generation: int = 0
 
 
-@dataclass(frozen=True)
-class Consultation(_Record):
+class Consultation(_Record, frozen=True):
     id: str
     doctor_id: str
     patient_name: str
@@ -76,8 +79,7 @@ class Consultation(_Record):
         return self.scheduled_start + self.duration_minutes * 60
 
 
-@dataclass(frozen=True)
-class AuditEntry(_Record):
+class AuditEntry(_Record, frozen=True):
     seq: int
     at: float
     actor: str
@@ -95,8 +97,7 @@ RecordingStatus = Literal["recording", "complete", "failed", "deleted"]
 ConsentDecision = Literal["granted", "withdrawn", "declined"]
 
 
-@dataclass(frozen=True)
-class Recording(_Record):
+class Recording(_Record, frozen=True):
     id: str
     consultation_id: str
     doctor_id: str
@@ -112,8 +113,7 @@ class Recording(_Record):
     deleted_at: float | None = None
 
 
-@dataclass(frozen=True)
-class ConsentReceipt(_Record):
+class ConsentReceipt(_Record, frozen=True):
     """Who said yes or no to a recording, when: kept as proof of consent."""
 
     id: str

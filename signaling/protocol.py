@@ -13,13 +13,14 @@ from typing import Annotated, Literal
 import msgspec
 from msgspec import Meta
 
+from signaling.models import SeatRole
+
 PROTOCOL_VERSION = 1
 SUPPORTED_VERSIONS = frozenset({PROTOCOL_VERSION})
 
 MAX_SDP_BYTES = 64 * 1024
 MAX_CANDIDATE_CHARS = 1024
 
-Role = Literal["doctor", "patient"]
 RoomStateName = Literal["waiting", "in_call", "ended"]
 # "superseded": the doctor issued a new invite link; the patient of the earlier one is out.
 LeaveReason = Literal["left", "disconnected", "replaced", "denied", "superseded"]
@@ -142,7 +143,7 @@ class IceServer(msgspec.Struct, omit_defaults=True, frozen=True):
 class Welcome(ServerBase, tag="welcome"):
     v: int
     room: str
-    role: Role
+    role: SeatRole
     state: RoomStateName
     ice_servers: list[IceServer]
     # Send it in a ``resume`` message to take this place back after a dropped connection.
@@ -183,12 +184,12 @@ class Denied(ServerBase, tag="denied"):
 
 
 class PeerJoined(ServerBase, tag="peer_joined"):
-    role: Role
+    role: SeatRole
     resumed: bool = False
 
 
 class PeerLeft(ServerBase, tag="peer_left"):
-    role: Role
+    role: SeatRole
     reason: LeaveReason
 
 

@@ -27,7 +27,7 @@ from signaling.audit import AuditTrail
 from signaling.clock import Clock
 from signaling.consent import ConsentBook, ConsentState
 from signaling.errors import AppError
-from signaling.models import Consultation, Recording
+from signaling.models import Consultation, Recording, SeatRole
 from signaling.recordings import RecordingLibrary, recording_context
 from signaling.store.base import Store
 from signaling.turn import credential_expiry, ice_servers
@@ -77,7 +77,7 @@ class RecordingSession:
     def state(self) -> ConsentState:
         return self.book.state
 
-    async def request(self, role: str, subject: str) -> str:
+    async def request(self, role: SeatRole, subject: str) -> str:
         if not self.settings.recording.enabled:
             raise AppError("forbidden", "Recording is turned off on this service.")
         recording_id = self.book.request(role)
@@ -91,7 +91,7 @@ class RecordingSession:
         await self.on_change(RecordingChange("asked", recording_id))
         return recording_id
 
-    async def answer(self, role: str, subject: str, granted: bool) -> None:
+    async def answer(self, role: SeatRole, subject: str, granted: bool) -> None:
         recording_id = self.book.recording_id
         both = await self.book.answer(role, subject, granted)
         await self.audit.record(
@@ -164,7 +164,7 @@ class RecordingSession:
         servers, _ = ice_servers(settings.turn, self.turn_secret, subject, expires)
         return [IceServerConfig(s.urls, s.username, s.credential) for s in servers]
 
-    async def offer(self, role: str, sdp: str) -> str:
+    async def offer(self, role: SeatRole, sdp: str) -> str:
         """A consenting participant's send-only offer; answers the recorder's SDP."""
         if not self.book.may_record() or self.worker is None or self.recording is None:
             raise AppError("consent_required")
@@ -173,7 +173,7 @@ class RecordingSession:
         except RecorderServiceError as exc:
             raise AppError("invalid_sdp", f"The recorder refused the offer: {exc}") from None
 
-    async def withdraw(self, role: str, subject: str) -> None:
+    async def withdraw(self, role: SeatRole, subject: str) -> None:
         recording_id = self.book.recording_id
         must_stop = await self.book.withdraw(role, subject)
         await self.audit.record(

@@ -15,7 +15,7 @@ from collections.abc import Sequence
 from dataclasses import dataclass, field
 from typing import Any, Protocol
 
-from signaling.protocol import Role
+from signaling.models import SeatRole
 
 # A room snapshot as saved: plain JSON-able data (see Room.snapshot / Room.restore).
 Snapshot = dict[str, Any]
@@ -43,14 +43,14 @@ class ResumeChanges:
     """Resume-index edits made by one change of a room, written with its snapshot."""
 
     forgotten: list[str] = field(default_factory=list)
-    remembered: dict[str, Role] = field(default_factory=dict)
+    remembered: dict[str, SeatRole] = field(default_factory=dict)
 
     def forget(self, secret_hash: str) -> None:
         if secret_hash:
             self.remembered.pop(secret_hash, None)
             self.forgotten.append(secret_hash)
 
-    def remember(self, secret_hash: str, role: Role) -> None:
+    def remember(self, secret_hash: str, role: SeatRole) -> None:
         self.remembered[secret_hash] = role
 
 
@@ -77,7 +77,7 @@ class RoomStates(Protocol):
     async def read(self, room_id: str) -> Snapshot | None:
         """The last saved snapshot, without taking the room (relays, watchers)."""
 
-    async def find_resume(self, secret_hash: str) -> tuple[str, Role] | None: ...
+    async def find_resume(self, secret_hash: str) -> tuple[str, SeatRole] | None: ...
 
     async def waiting(self) -> dict[str, WaitingEntry]:
         """Room id → the patient who waits there, over every instance."""

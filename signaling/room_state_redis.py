@@ -19,7 +19,7 @@ from typing import cast
 from redis.exceptions import RedisError
 
 from signaling.bus_redis import RedisBus
-from signaling.protocol import Role
+from signaling.models import SeatRole
 from signaling.room_state import ResumeChanges, Snapshot, WaitingEntry
 from signaling.store.base import StoreUnavailable
 
@@ -166,7 +166,7 @@ class RedisRoomStates:
         prefix = f"{self.p}room:"
         return {k.removeprefix(prefix): v for k, v in index.items() if k not in gone}
 
-    async def find_resume(self, secret_hash: str) -> tuple[str, Role] | None:
+    async def find_resume(self, secret_hash: str) -> tuple[str, SeatRole] | None:
         try:
             raw = await self.bus.redis.get(self._resume_key(secret_hash))
         except (RedisError, OSError) as exc:
@@ -174,7 +174,7 @@ class RedisRoomStates:
         if raw is None:
             return None
         room_id, _, role = _text(raw).partition(" ")
-        return room_id, cast(Role, role)
+        return room_id, cast(SeatRole, role)
 
     def changed(self, room_id: str, connection_ids: Sequence[str | None]) -> None:
         instances = {self.bus.instance_of(c) for c in connection_ids if c is not None}

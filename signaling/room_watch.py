@@ -19,7 +19,7 @@ import logging
 import time
 
 from signaling.bus_redis import RedisBus
-from signaling.protocol import Role
+from signaling.models import SeatRole
 from signaling.room_state_redis import RedisRoomStates
 from signaling.rooms import Room, RoomRegistry
 from signaling.store.base import StoreUnavailable
@@ -30,7 +30,7 @@ log = logging.getLogger("teleconsult.rooms")
 class RoomWatch:
     def __init__(
         self,
-        lost_later: list[tuple[Room, str, Role]],
+        lost_later: list[tuple[Room, str, SeatRole]],
         registry: RoomRegistry,
         bus: RedisBus,
         states: RedisRoomStates,

@@ -43,6 +43,7 @@ from typing import Any
 from signaling.audit_actions import AuditAction
 from signaling.bus import Bus
 from signaling.errors import AppError, ErrorCode
+from signaling.models import SeatRole as Role
 from signaling.protocol import (
     Admitted,
     Denied,
@@ -53,7 +54,6 @@ from signaling.protocol import (
     Lobby,
     PeerJoined,
     PeerLeft,
-    Role,
     ServerBase,
     Waiting,
     WaitingPatient,

@@ -33,8 +33,7 @@ from signaling.http_api import (
     json_response,
 )
 from signaling.keys import SERVICES, Services
-from signaling.models import Consultation
-from signaling.tokens import ParticipantRole
+from signaling.models import Consultation, SeatRole
 from signaling.views import DAY, consultation_view, iso, parse_iso, set_cookie
 
 routes = ApiRegistry()
@@ -390,7 +389,7 @@ async def _audit_token_refusal(request: web.Request, body: RoomTokenRequest, rea
 async def _issue_room_token(request: web.Request, body: RoomTokenRequest) -> web.Response:
     services = request.app[SERVICES]
     session = request[SESSION_KEY]
-    role: ParticipantRole
+    role: SeatRole
     generation = 0
     if session.kind == "patient":
         if session.consultation_id != body.consultation_id:

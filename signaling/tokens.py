@@ -15,7 +15,7 @@ from __future__ import annotations
 
 import secrets
 from dataclasses import dataclass
-from typing import Any, Literal
+from typing import Any
 
 from itsdangerous import (
     BadSignature,
@@ -27,10 +27,8 @@ from itsdangerous import (
 
 from signaling.clock import Clock
 from signaling.errors import AppError
+from signaling.models import SEAT_ROLES, SeatRole
 from signaling.store.base import Store
-
-ParticipantRole = Literal["doctor", "patient"]
-PARTICIPANT_ROLES: tuple[ParticipantRole, ...] = ("doctor", "patient")
 
 ROOM_SALT = "teleconsult.room-token.v1"
 INVITE_SALT = "teleconsult.invite.v1"
@@ -40,7 +38,7 @@ SETUP_SALT = "teleconsult.setup.v1"
 @dataclass(frozen=True)
 class RoomClaims:
     room: str
-    role: ParticipantRole
+    role: SeatRole
     subject: str
     jti: str
     issued_at: float
@@ -64,7 +62,7 @@ class RoomTokens:
         self._clock = clock
         self.ttl = ttl_seconds
 
-    def issue(self, room: str, role: ParticipantRole, subject: str, generation: int = 0) -> str:
+    def issue(self, room: str, role: SeatRole, subject: str, generation: int = 0) -> str:
         """``generation``: for a patient, the invite generation it came through (>= 1)."""
         payload: dict[str, Any] = {
             "r": room,
@@ -85,7 +83,7 @@ class RoomTokens:
             raise AppError("token_expired") from None
         except BadSignature:
             raise AppError("token_invalid") from None
-        if not isinstance(payload, dict) or payload.get("o") not in PARTICIPANT_ROLES:
+        if not isinstance(payload, dict) or payload.get("o") not in SEAT_ROLES:
             raise AppError("token_invalid")
         fields: dict[str, Any] = payload
         if not all(isinstance(fields.get(k), str) for k in ("r", "s", "j")):

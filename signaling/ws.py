@@ -26,6 +26,7 @@ from signaling.errors import AppError
 from signaling.http_api import client_address
 from signaling.keys import SERVICES, Services
 from signaling.models import Consultation
+from signaling.models import SeatRole as Role
 from signaling.protocol import (
     PROTOCOL_VERSION,
     SUPPORTED_VERSIONS,
@@ -52,7 +53,6 @@ from signaling.protocol import (
     RelayedEndOfCandidates,
     RelayedOffer,
     Resume,
-    Role,
     Welcome,
     decode_client,
     encode,

@@ -9,12 +9,16 @@ from typing import Any, get_args, get_type_hints
 
 import pytest
 
-from signaling import audit
+from signaling import audit, protocol, tokens
 from signaling.audit import AuditTrail
 from signaling.audit_actions import AUDITED_ACTIONS, AuditAction
 from signaling.clock import ManualClock
+from signaling.consent import ConsentBook
 from signaling.errors import ERROR_CODES, KINDS, AppError, ErrorCode
+from signaling.models import SEAT_ROLES, STAFF_ROLES, SeatRole, StaffRole, User
+from signaling.protocol import PeerJoined
 from signaling.store.sqlite import SqliteStore
+from signaling.tokens import RoomClaims
 
 
 def test_every_error_code_has_its_kind_in_the_order_the_docs_list_them() -> None:
@@ -54,3 +58,15 @@ async def test_an_undeclared_audit_action_is_refused_and_writes_nothing(
         assert [e.action for e in await store.all_audit()] == ["login.success"]
     finally:
         await store.close()
+
+
+def test_staff_roles_and_seat_roles_are_two_sets_each_defined_once() -> None:
+    assert STAFF_ROLES == get_args(StaffRole) == ("admin", "doctor")
+    assert SEAT_ROLES == get_args(SeatRole) == ("doctor", "patient")
+    # Accounts hold a staff role; tokens, protocol messages and consent name a seat.
+    assert get_type_hints(User)["role"] == StaffRole
+    assert get_type_hints(RoomClaims)["role"] == SeatRole
+    assert get_type_hints(PeerJoined)["role"] == SeatRole
+    assert get_type_hints(ConsentBook.answer)["role"] == SeatRole
+    for module in (protocol, tokens):
+        assert not hasattr(module, "Role") and not hasattr(module, "ParticipantRole"), module

@@ -11,8 +11,8 @@ from signaling.models import (
     ConsentReceipt,
     Consultation,
     Recording,
-    Role,
     Session,
+    StaffRole,
     User,
 )
 
@@ -114,7 +114,7 @@ class Store(Protocol):
     async def list_users(self) -> list[User]: ...
     async def count_users(self) -> int: ...
     async def update_user(self, user: User) -> None: ...
-    async def set_user_role(self, user_id: str, role: Role) -> bool:
+    async def set_user_role(self, user_id: str, role: StaffRole) -> bool:
         """Atomically set a user's role; False (nothing written) when the change would leave
         no enabled admin: the check and the write are one operation, so two admins demoting
         each other at once cannot both succeed."""

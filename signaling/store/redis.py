@@ -29,9 +29,9 @@ from signaling.models import (
     ConsultationStatus,
     Recording,
     RecordingStatus,
-    Role,
     Session,
     SessionKind,
+    StaffRole,
     User,
 )
 from signaling.store.base import (
@@ -247,7 +247,7 @@ class RedisStore:
             id=h["id"],
             username=h["username"],
             display_name=h["display_name"],
-            role=cast(Role, h["role"]),
+            role=cast(StaffRole, h["role"]),
             password_hash=h["password_hash"],
             created_at=float(h["created_at"]),
             totp_secret_enc=bytes.fromhex(h["totp_secret_enc"]) if h["totp_secret_enc"] else None,
@@ -308,7 +308,7 @@ class RedisStore:
         del fields["totp_last_step"]  # only advance_totp_step moves it
         await self._call(self.r.hset(self._user_key(user.id), mapping=fields))
 
-    async def set_user_role(self, user_id: str, role: Role) -> bool:
+    async def set_user_role(self, user_id: str, role: StaffRole) -> bool:
         result = await self._call(
             self.r.eval(_SET_ROLE, 1, f"{self.p}users", user_id, role, f"{self.p}user:")
         )

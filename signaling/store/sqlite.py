@@ -21,8 +21,8 @@ from signaling.models import (
     ConsentReceipt,
     Consultation,
     Recording,
-    Role,
     Session,
+    StaffRole,
     User,
 )
 from signaling.store.base import (
@@ -316,7 +316,7 @@ class SqliteStore:
             await self._run(lambda db: db.execute("SELECT COUNT(*) FROM users").fetchone()[0])
         )
 
-    async def set_user_role(self, user_id: str, role: Role) -> bool:
+    async def set_user_role(self, user_id: str, role: StaffRole) -> bool:
         def op(db: sqlite3.Connection) -> bool:
             if role != "admin":
                 others = db.execute(
