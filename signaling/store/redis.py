@@ -14,6 +14,7 @@ import json
 import logging
 from typing import Any, cast
 
+import msgspec
 import redis.asyncio as aioredis
 from redis.asyncio.retry import Retry
 from redis.backoff import NoBackoff
@@ -49,7 +50,7 @@ log = logging.getLogger("teleconsult.store")
 
 
 def _encode_entry(entry: AuditEntry) -> str:
-    return json.dumps(entry.__dict__, separators=(",", ":"))
+    return json.dumps(msgspec.structs.asdict(entry), separators=(",", ":"))
 
 
 # Keeps the receipts given at or after ARGV[1], in order; one script, so no receipt added
@@ -556,7 +557,7 @@ class RedisStore:
         await self._call(
             self.r.rpush(
                 f"{self.p}consents:{receipt.consultation_id}",
-                json.dumps(receipt.__dict__, separators=(",", ":")),
+                json.dumps(msgspec.structs.asdict(receipt), separators=(",", ":")),
             )
         )
 

@@ -7,7 +7,6 @@ others without extra locking; migrations are versioned with ``PRAGMA user_versio
 from __future__ import annotations
 
 import asyncio
-import dataclasses
 import json
 import sqlite3
 from collections.abc import Callable
@@ -763,8 +762,7 @@ def _append_audit(db: sqlite3.Connection, fields: AuditFields) -> AuditEntry:
     entry = chained_entry(fields, seq, prev)
     db.execute(
         f"INSERT INTO audit ({_AUDIT_COLUMNS}) VALUES (?,?,?,?,?,?,?,?,?,?,?)",
-        # AuditEntry's fields are in _AUDIT_COLUMNS order.
-        dataclasses.astuple(entry),
+        tuple(getattr(entry, name) for name in _AUDIT_COLUMNS.split(", ")),
     )
     return entry
 
