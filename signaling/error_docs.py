@@ -55,13 +55,15 @@ def websocket_table() -> str:
     return "\n".join(lines) + "\n"
 
 
-def with_table(text: str, table: str) -> str:
-    """``text`` with the part between the markers replaced by ``table``."""
-    head, begin, rest = text.partition(BEGIN)
-    _, end, tail = rest.partition(END)
+def with_table(text: str, table: str, markers: tuple[str, str] = (BEGIN, END)) -> str:
+    """``text`` with the part between the markers replaced by ``table`` (the audit actions'
+    table, signaling/audit_docs.py, has markers of its own)."""
+    first, last = markers
+    head, begin, rest = text.partition(first)
+    _, end, tail = rest.partition(last)
     if not begin or not end:
-        raise ValueError(f"the document lacks the {BEGIN} / {END} markers")
-    return f"{head}{BEGIN}\n{table}{END}{tail}"
+        raise ValueError(f"the document lacks the {first} / {last} markers")
+    return f"{head}{first}\n{table}{last}{tail}"
 
 
 def main(argv: list[str] | None = None) -> int:

@@ -21,6 +21,7 @@ from aiohttp import web
 from aiohttp.test_utils import TestClient
 
 from config import Settings
+from signaling import audit_docs
 from signaling.api_types import LoginResponse
 from signaling.app import all_routes
 from signaling.audit import AUDITED_ACTIONS
@@ -134,6 +135,36 @@ def test_the_generator_rewrites_only_the_table(tmp_path: Path) -> None:
     text = doc.read_text()
     assert text.startswith("before\n\n") and text.endswith("\n\nafter\n")
     assert "stale" not in text and websocket_table().strip("\n") in text
+    assert subprocess.run(check, cwd=ROOT, capture_output=True).returncode == 0
+
+
+# -- the audit actions' table
+
+
+def test_architecture_audit_actions_table_is_the_generated_one() -> None:
+    text = audit_docs.ARCHITECTURE_DOC.read_text()
+    assert audit_docs.BEGIN in text and audit_docs.END in text
+    committed = text.split(audit_docs.BEGIN, 1)[1].split(audit_docs.END, 1)[0]
+    assert committed.strip("\n") == audit_docs.actions_table().strip("\n"), (
+        "docs/architecture.md's audit actions differ from signaling/audit_actions.py: "
+        "run `python -m signaling.audit_docs` and commit the result"
+    )
+    listed = re.findall(r"^\| `([a-z_.]+)` \|", committed, re.M)
+    assert listed == list(AUDITED_ACTIONS)
+
+
+def test_the_audit_actions_generator_rewrites_only_its_table(tmp_path: Path) -> None:
+    doc = tmp_path / "architecture.md"
+    # The error table's markers are left alone: each generator has its own.
+    doc.write_text(
+        f"before\n{BEGIN}\nx\n{END}\n{audit_docs.BEGIN}\nstale\n{audit_docs.END}\nafter\n"
+    )
+    check = [sys.executable, "-m", "signaling.audit_docs", "--check", str(doc)]
+    assert subprocess.run(check, cwd=ROOT, capture_output=True).returncode == 1
+    subprocess.run([sys.executable, "-m", "signaling.audit_docs", str(doc)], cwd=ROOT, check=True)
+    text = doc.read_text()
+    assert text.startswith(f"before\n{BEGIN}\nx\n{END}\n") and text.endswith("\nafter\n")
+    assert "stale" not in text and audit_docs.actions_table() in text
     assert subprocess.run(check, cwd=ROOT, capture_output=True).returncode == 0
 
 
