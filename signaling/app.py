@@ -33,10 +33,13 @@ from signaling.routes_auth import SETUP_NONCE
 from signaling.routes_auth import routes as auth_routes
 from signaling.routes_consultations import routes as consultation_routes
 from signaling.routes_health import routes as health_routes
+from signaling.routes_invites import routes as invite_routes
 from signaling.routes_live import routes as live_routes
 from signaling.routes_live import setup_waiting_streams
 from signaling.routes_me import routes as me_routes
+from signaling.routes_patient_rights import routes as patient_rights_routes
 from signaling.routes_recordings import routes as recording_routes
+from signaling.routes_room_tokens import routes as room_token_routes
 from signaling.routes_users import routes as user_routes
 from signaling.settings_audit import record_settings_change
 from signaling.store.base import Store
@@ -77,6 +80,9 @@ def all_routes() -> ApiRegistry:
         user_routes,
         me_routes,
         consultation_routes,
+        invite_routes,
+        room_token_routes,
+        patient_rights_routes,
         audit_routes,
         recording_routes,
         live_routes,

@@ -236,7 +236,7 @@ def _wrap(endpoint: Endpoint) -> Callable[[web.Request], Awaitable[web.StreamRes
 _ID_CHARACTERS = frozenset("0123456789abcdef")
 
 
-def _id_shaped(text: str) -> bool:
+def id_shaped(text: str) -> bool:
     return len(text) == 32 and set(text) <= _ID_CHARACTERS
 
 
@@ -263,7 +263,7 @@ def _auditing_refusals(
                 actor=refused.user.id,
                 actor_role=refused.user.role,
                 kind=kind,
-                target=given if _id_shaped(given) else "",
+                target=given if id_shaped(given) else "",
                 route=route,
                 address=client_address(request),
                 reason=refused.reason,

@@ -10,7 +10,6 @@ from aiohttp import web
 
 from signaling.api_types import (
     AccessSummary,
-    AuditEntryView,
     AuditExportQuery,
     AuditList,
     AuditQuery,
@@ -24,7 +23,7 @@ from signaling.http_api import USER_KEY, ApiRegistry, client_address, json_respo
 from signaling.keys import SERVICES
 from signaling.models import AuditEntry
 from signaling.store.base import AuditFilter
-from signaling.views import iso, parse_period
+from signaling.views import audit_entry_view, iso, parse_period
 
 routes = ApiRegistry()
 _ERRORS: tuple[ErrorCode, ...] = ("not_authenticated", "forbidden")
@@ -41,22 +40,6 @@ FIELDS = (
     "prev_hash",
     "hash",
 )
-
-
-def _view(e: AuditEntry) -> AuditEntryView:
-    return AuditEntryView(
-        seq=e.seq,
-        at=iso(e.at),
-        actor=e.actor,
-        actor_role=e.actor_role,
-        action=e.action,
-        target=e.target,
-        outcome=e.outcome,
-        address=e.address,
-        details=e.details,
-        prev_hash=e.prev_hash,
-        hash=e.hash,
-    )
 
 
 async def _own_targets(request: web.Request) -> frozenset[str] | None:
@@ -107,7 +90,7 @@ async def list_audit(request: web.Request, query: AuditQuery) -> web.Response:
     last = await request.app[SERVICES].store.audit_head()
     return json_response(
         AuditList(
-            entries=[_view(e) for e in entries[: query.limit]],
+            entries=[audit_entry_view(e) for e in entries[: query.limit]],
             head=last.hash if last else "",
             head_seq=last.seq if last else 0,
             more=len(entries) > query.limit,
@@ -164,7 +147,7 @@ async def export_audit(request: web.Request, query: AuditExportQuery) -> web.Res
         entries=len(entries),
         format=query.format,
     )
-    rows = [{name: getattr(_view(e), name) for name in FIELDS} for e in entries]
+    rows = [{name: getattr(audit_entry_view(e), name) for name in FIELDS} for e in entries]
     if query.format == "csv":
         buffer = io.StringIO()
         writer = csv.DictWriter(buffer, fieldnames=FIELDS)
@@ -242,7 +225,7 @@ async def incident_report(request: web.Request, query: IncidentQuery) -> web.Res
             period_start=query.since,
             period_end=query.until,
             accesses=accesses,
-            entries=[_view(e) for e in found],
+            entries=[audit_entry_view(e) for e in found],
             chain_head=head,
         )
     )

@@ -1,48 +1,31 @@
-"""Consultations for doctors, invite links for patients, and room tokens for both."""
+"""Consultations for their doctor (all of them for an admin): list, book, read, cancel, and
+a new invite link; a cancellation or a new link ends the room or the patient it replaces."""
 
 from __future__ import annotations
-
-import re
 
 from aiohttp import web
 
 from signaling.access_audit import AccessRefused
 from signaling.api_types import (
     MAX_DAYS_AHEAD,
-    ConsultationExport,
     ConsultationList,
     ConsultationView,
     CreateConsultationRequest,
-    InviteInfo,
-    InviteInspectRequest,
     InviteResponse,
-    PatientSessionView,
-    RedeemRequest,
-    RedeemResponse,
-    RoomTokenRequest,
-    RoomTokenResponse,
 )
 from signaling.consultations import IssuedInvite
 from signaling.errors import AppError, ErrorCode
-from signaling.http_api import (
-    PATIENT_COOKIE,
-    SESSION_KEY,
-    USER_KEY,
-    ApiRegistry,
-    client_address,
-    json_response,
-)
+from signaling.http_api import USER_KEY, ApiRegistry, client_address, json_response
 from signaling.keys import SERVICES, Services
-from signaling.models import Consultation, SeatRole
-from signaling.views import DAY, consultation_view, iso, parse_iso, set_cookie
+from signaling.models import Consultation
+from signaling.views import DAY, consultation_view, parse_iso
+from signaling.ws import SIGNALING
 
 routes = ApiRegistry()
 
 
 async def end_open_room(app: web.Application, consultation_id: str) -> None:
     """A cancelled consultation ends its room too: whoever is in it is told and let go."""
-    from signaling.ws import SIGNALING
-
     signaling = app.get(SIGNALING)
     if signaling is None:
         return
@@ -56,8 +39,6 @@ async def end_superseded_patient(
 ) -> None:
     """A re-issued invite shows out the patient who came through an earlier link, whether it
     waits, is in the call or dropped within its resume grace; the doctor stays."""
-    from signaling.ws import SIGNALING
-
     signaling = app.get(SIGNALING)
     if signaling is None:
         return
@@ -86,17 +67,17 @@ async def _audit_sessions_ended(
 
 
 _STAFF_ERRORS: tuple[ErrorCode, ...] = ("not_authenticated", "csrf_failed")
-_ID_SHAPE = re.compile(r"[0-9a-f]{32}")  # uuid4().hex, as consultations are numbered
 
 
-def _view(services: Services, c: Consultation) -> ConsultationView:
+def consultation_view_of(services: Services, c: Consultation) -> ConsultationView:
+    """A consultation as staff see it, with its invite's deadline."""
     return consultation_view(c, services.consultations.invite_deadline(c))
 
 
 def _invite_response(services: Services, issued: IssuedInvite) -> InviteResponse:
     url = f"{services.settings.server.origin}/join/{issued.invite_token}"
     return InviteResponse(
-        consultation=_view(services, issued.consultation),
+        consultation=consultation_view_of(services, issued.consultation),
         invite_url=url,
         access_code=issued.access_code,
     )
@@ -114,7 +95,9 @@ def _invite_response(services: Services, issued: IssuedInvite) -> InviteResponse
 async def list_consultations(request: web.Request) -> web.Response:
     services = request.app[SERVICES]
     items = await services.consultations.list_for(request[USER_KEY])
-    return json_response(ConsultationList(consultations=[_view(services, c) for c in items]))
+    return json_response(
+        ConsultationList(consultations=[consultation_view_of(services, c) for c in items])
+    )
 
 
 @routes.route(
@@ -181,7 +164,7 @@ async def get_consultation(request: web.Request) -> web.Response:
     c = await services.consultations.visible_to(
         request[USER_KEY], request.match_info["consultation_id"]
     )
-    return json_response(_view(services, c))
+    return json_response(consultation_view_of(services, c))
 
 
 @routes.route(
@@ -212,7 +195,7 @@ async def cancel_consultation(request: web.Request) -> web.Response:
         target=c.id,
         address=client_address(request),
     )
-    return json_response(_view(services, c))
+    return json_response(consultation_view_of(services, c))
 
 
 @routes.route(
@@ -257,275 +240,3 @@ async def reissue_invite(request: web.Request) -> web.Response:
     await _audit_sessions_ended(request, c, "invite_reissued", c.invite_generation)
     await end_superseded_patient(request.app, c.id, generation)
     return json_response(_invite_response(services, issued))
-
-
-async def _invite_info(services: Services, c: Consultation) -> InviteInfo:
-    doctor = await services.store.get_user(c.doctor_id)
-    return InviteInfo(
-        consultation_id=c.id,
-        doctor_name=doctor.display_name if doctor else "",
-        scheduled_start=iso(c.scheduled_start),
-        scheduled_end=iso(c.scheduled_end),
-    )
-
-
-@routes.route(
-    "POST",
-    "/api/invites/inspect",
-    summary="What a patient link leads to, before "
-    "the access code (lets the page explain an expired or cancelled link)",
-    body=InviteInspectRequest,
-    response=InviteInfo,
-    errors=(
-        "invite_invalid",
-        "invite_expired",
-        "invite_locked",
-        "consultation_cancelled",
-        "consultation_ended",
-        "invalid_body",
-    ),
-    tag="patients",
-)
-async def inspect_invite(request: web.Request, body: InviteInspectRequest) -> web.Response:
-    services = request.app[SERVICES]
-    c = await services.consultations.open_invite(body.invite)
-    return json_response(await _invite_info(services, c))
-
-
-@routes.route(
-    "POST",
-    "/api/invites/redeem",
-    summary="Patient link + access code: a patient session (cookie) and a first room token",
-    body=RedeemRequest,
-    response=RedeemResponse,
-    errors=(
-        "invite_invalid",
-        "invite_expired",
-        "invite_locked",
-        "invalid_access_code",
-        "address_locked",
-        "consultation_cancelled",
-        "consultation_ended",
-        "invalid_body",
-    ),
-    tag="patients",
-)
-async def redeem_invite(request: web.Request, body: RedeemRequest) -> web.Response:
-    services = request.app[SERVICES]
-    c = await services.consultations.redeem(body.invite, body.access_code, client_address(request))
-    deadline = services.consultations.invite_deadline(c)
-    patient = await services.accounts.issue_patient_session(c.id, deadline, c.invite_generation)
-    token = services.room_tokens.issue(c.id, "patient", f"patient:{c.id}", c.invite_generation)
-    await services.audit.record(
-        "token.issued",
-        actor="patient",
-        actor_role="patient",
-        target=c.id,
-        address=client_address(request),
-        role="patient",
-    )
-    response = json_response(
-        RedeemResponse(
-            consultation=await _invite_info(services, c),
-            room_token=token,
-            expires_in=services.room_tokens.ttl,
-            csrf_token=patient.session.csrf_token,
-        )
-    )
-    set_cookie(
-        response,
-        PATIENT_COOKIE,
-        patient.cookie_value,
-        patient.session.expires_at - patient.session.created_at,
-        services.settings.server.secure_cookies,
-    )
-    return response
-
-
-@routes.route(
-    "POST",
-    "/api/room-tokens",
-    summary="A short-lived, single-use room token for the consultation's doctor or its patient",
-    auth="staff_or_patient",
-    body=RoomTokenRequest,
-    response=RoomTokenResponse,
-    errors=(
-        *_STAFF_ERRORS,
-        "consultation_not_found",
-        "consultation_cancelled",
-        "consultation_ended",
-        "invite_expired",
-        "invite_superseded",
-        "invalid_body",
-    ),
-    tag="consultations",
-)
-async def issue_room_token(request: web.Request, body: RoomTokenRequest) -> web.Response:
-    try:
-        return await _issue_room_token(request, body)
-    except AppError as refusal:
-        # As the WebSocket audits its refused tokens: who asked, for what, and why.
-        await _audit_token_refusal(request, body, refusal.code)
-        raise
-
-
-async def _audit_token_refusal(request: web.Request, body: RoomTokenRequest, reason: str) -> None:
-    session = request[SESSION_KEY]
-    user = request.get(USER_KEY)
-    # The id asked for is recorded only when it has the shape of an id: the field is free
-    # text, and the trail takes no text a client typed.
-    asked = body.consultation_id if _ID_SHAPE.fullmatch(body.consultation_id) else ""
-    await request.app[SERVICES].audit.record(
-        "token.refused",
-        actor=user.id if user is not None else "patient",
-        actor_role=user.role if user is not None else session.kind,
-        target=asked,
-        outcome="refused",
-        address=client_address(request),
-        reason=reason,
-    )
-
-
-async def _issue_room_token(request: web.Request, body: RoomTokenRequest) -> web.Response:
-    services = request.app[SERVICES]
-    session = request[SESSION_KEY]
-    role: SeatRole
-    generation = 0
-    if session.kind == "patient":
-        if session.consultation_id != body.consultation_id:
-            raise AppError("consultation_not_found")
-        c = await services.store.get_consultation(body.consultation_id)
-        if c is None:
-            raise AppError("consultation_not_found")
-        role, subject, actor = "patient", f"patient:{c.id}", "patient"
-        # Checked when the request was authenticated: the session's generation is current.
-        generation = session.invite_generation
-        if services.clock.now() > services.consultations.invite_deadline(c):
-            raise AppError("invite_expired")
-    else:
-        user = request[USER_KEY]
-        c = await services.store.get_consultation(body.consultation_id)
-        # Only the consultation's own doctor takes the doctor's place in its room.
-        if c is None or c.doctor_id != user.id:
-            raise AppError("consultation_not_found")
-        role, subject, actor = "doctor", f"user:{user.id}", user.id
-    services.consultations.ensure_open(c)
-    token = services.room_tokens.issue(c.id, role, subject, generation)
-    await services.audit.record(
-        "token.issued",
-        actor=actor,
-        actor_role=role,
-        target=c.id,
-        address=client_address(request),
-        role=role,
-    )
-    return json_response(
-        RoomTokenResponse(room_token=token, role=role, expires_in=services.room_tokens.ttl)
-    )
-
-
-@routes.route(
-    "GET",
-    "/api/consultations/{consultation_id}/export",
-    summary="Everything held about a consultation, for a patient's request of access "
-    "(admins only; the export is audited)",
-    auth="admin",
-    response=ConsultationExport,
-    errors=("not_authenticated", "forbidden", "consultation_not_found"),
-    tag="patients",
-)
-async def export_consultation(request: web.Request) -> web.Response:
-    from signaling.routes_audit import _view as audit_view
-    from signaling.routes_recordings import recording_view
-    from signaling.store.base import AuditFilter
-    from signaling.views import user_view
-
-    services = request.app[SERVICES]
-    admin = request[USER_KEY]
-    c = await services.consultations.visible_to(admin, request.match_info["consultation_id"])
-    doctor = await services.store.get_user(c.doctor_id)
-    if doctor is None:
-        raise AppError("consultation_not_found")
-    entries = await services.store.list_audit(AuditFilter(target=c.id, limit=100_000))
-    await services.audit.record(
-        "consultation.exported",
-        actor=admin.id,
-        actor_role=admin.role,
-        target=c.id,
-        address=client_address(request),
-    )
-    export = ConsultationExport(
-        exported_at=iso(services.clock.now()),
-        consultation=_view(services, c),
-        doctor=user_view(doctor),
-        audit=[audit_view(e) for e in entries],
-        recordings=[
-            recording_view(r)
-            for r in await services.store.list_recordings(consultation_id=c.id)
-            if r.status != "deleted"
-        ],
-    )
-    response = json_response(export)
-    response.headers["Content-Disposition"] = f'attachment; filename="consultation-{c.id}.json"'
-    return response
-
-
-@routes.route(
-    "POST",
-    "/api/consultations/{consultation_id}/erase",
-    summary="Erase the patient's details of a consultation (right to erasure); the audit "
-    "trail keeps only pseudonymous ids and still verifies",
-    auth="admin",
-    response=ConsultationView,
-    errors=("not_authenticated", "forbidden", "csrf_failed", "consultation_not_found"),
-    tag="patients",
-)
-async def erase_consultation_route(request: web.Request) -> web.Response:
-    from signaling.recordings import RecordingLibrary
-    from signaling.retention import erase_consultation
-
-    services = request.app[SERVICES]
-    admin = request[USER_KEY]
-    c = await services.consultations.visible_to(admin, request.match_info["consultation_id"])
-    library = RecordingLibrary(services.store, services.clock, services.settings)
-    erased, shredded = await erase_consultation(services.store, c, services.clock.now(), library)
-    await services.audit.record(
-        "consultation.erased",
-        actor=admin.id,
-        actor_role=admin.role,
-        target=c.id,
-        address=client_address(request),
-        reason="request",
-        recordings_shredded=shredded,
-    )
-    return json_response(_view(services, erased))
-
-
-@routes.route(
-    "GET",
-    "/api/patient/session",
-    summary="The signed-in patient's appointment and CSRF token (a reloaded page carries on "
-    "without the access code)",
-    auth="patient",
-    response=PatientSessionView,
-    errors=(
-        "not_authenticated",
-        "consultation_not_found",
-        "consultation_cancelled",
-        "consultation_ended",
-        "invite_superseded",
-    ),
-    tag="patients",
-)
-async def patient_session(request: web.Request) -> web.Response:
-    services = request.app[SERVICES]
-    session = request[SESSION_KEY]
-    c = await services.store.get_consultation(session.consultation_id or "")
-    if c is None:
-        raise AppError("consultation_not_found")
-    services.consultations.ensure_open(c)
-    return json_response(
-        PatientSessionView(
-            consultation=await _invite_info(services, c), csrf_token=session.csrf_token
-        )
-    )

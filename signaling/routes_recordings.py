@@ -13,9 +13,8 @@ from signaling.api_types import RecordingList, RecordingQuery, RecordingView
 from signaling.errors import AppError, ErrorCode
 from signaling.http_api import USER_KEY, ApiRegistry, client_address, json_response
 from signaling.keys import SERVICES
-from signaling.models import Recording
 from signaling.recordings import RecordingLibrary
-from signaling.views import iso
+from signaling.views import recording_view
 
 log = logging.getLogger("teleconsult.recordings")
 routes = ApiRegistry()
@@ -29,19 +28,6 @@ _ERRORS: tuple[ErrorCode, ...] = (
 def library(request: web.Request) -> RecordingLibrary:
     s = request.app[SERVICES]
     return RecordingLibrary(s.store, s.clock, s.settings)
-
-
-def recording_view(r: Recording) -> RecordingView:
-    return RecordingView(
-        id=r.id,
-        consultation_id=r.consultation_id,
-        doctor_id=r.doctor_id,
-        started_at=iso(r.started_at),
-        stopped_at=iso(r.stopped_at) if r.stopped_at else None,
-        status=r.status,
-        size_bytes=r.size_bytes,
-        stop_reason=r.stop_reason,
-    )
 
 
 @routes.route(

@@ -8,9 +8,15 @@ from datetime import UTC, datetime
 
 from aiohttp import web
 
-from signaling.api_types import MAX_DAYS_AHEAD, ConsultationView, UserView
+from signaling.api_types import (
+    MAX_DAYS_AHEAD,
+    AuditEntryView,
+    ConsultationView,
+    RecordingView,
+    UserView,
+)
 from signaling.errors import AppError
-from signaling.models import Consultation, User
+from signaling.models import AuditEntry, Consultation, Recording, User
 
 log = logging.getLogger("teleconsult.views")
 
@@ -122,6 +128,35 @@ def consultation_view(c: Consultation, invite_deadline: float) -> ConsultationVi
         invite_expires=iso(invite_deadline),
         erased=c.erased_at is not None,
         invite_generation=c.invite_generation,
+    )
+
+
+def recording_view(r: Recording) -> RecordingView:
+    return RecordingView(
+        id=r.id,
+        consultation_id=r.consultation_id,
+        doctor_id=r.doctor_id,
+        started_at=iso(r.started_at),
+        stopped_at=iso(r.stopped_at) if r.stopped_at else None,
+        status=r.status,
+        size_bytes=r.size_bytes,
+        stop_reason=r.stop_reason,
+    )
+
+
+def audit_entry_view(e: AuditEntry) -> AuditEntryView:
+    return AuditEntryView(
+        seq=e.seq,
+        at=iso(e.at),
+        actor=e.actor,
+        actor_role=e.actor_role,
+        action=e.action,
+        target=e.target,
+        outcome=e.outcome,
+        address=e.address,
+        details=e.details,
+        prev_hash=e.prev_hash,
+        hash=e.hash,
     )
 
 
