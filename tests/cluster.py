@@ -22,7 +22,7 @@ import aiohttp
 import pyotp
 
 from signaling.clock import Clock, ManualClock
-from tests.conftest import Accounts, Staff
+from tests.conftest import Accounts, Staff, deadline
 from tests.rtc import Booking, SignalClient, book
 from tests.servers import RedisServer, free_port, stop_process, wait_for_port
 
@@ -103,7 +103,7 @@ class Cluster:
             [sys.executable, "run.py", "add-user", "--username", DOCTOR, "--role", "doctor",
              "--display-name", "Dr Cluster", "--data-dir", str(self.data_dir)],
             cwd=ROOT, env=self.env, input=PASSWORD + "\n", capture_output=True, text=True,
-            timeout=60,
+            timeout=deadline(60),
         )  # fmt: skip
         assert added.returncode == 0, added.stdout + added.stderr
         uri = re.search(r"otpauth://\S+", added.stdout)
@@ -166,7 +166,7 @@ def start_cluster(tmp: Path, redis: RedisServer, count: int = 2) -> Cluster:
             cluster.start(instance)
         for instance in instances:
             assert instance.proc is not None
-            wait_for_port(instance.port, instance.proc, limit=60)
+            wait_for_port(instance.port, instance.proc, limit=deadline(60))
     except BaseException:
         cluster.stop()
         raise

@@ -40,10 +40,10 @@ from signaling.protocol import (
     Waiting,
     Welcome,
 )
-from tests.conftest import ORIGIN, Accounts, Staff
+from tests.conftest import ORIGIN, Accounts, Staff, deadline
 
 M = TypeVar("M")
-RECEIVE_TIMEOUT = 10.0
+RECEIVE_TIMEOUT = 10.0  # seconds on an ordinary machine: deadline() scales it
 
 
 def loopback_only(monkeypatch: pytest.MonkeyPatch) -> None:
@@ -133,7 +133,7 @@ class SignalClient:
         await self.ws.send_str(text)
 
     async def recv(self, within: float = RECEIVE_TIMEOUT) -> ServerMessage:
-        msg = await self.ws.receive(timeout=within)
+        msg = await self.ws.receive(timeout=deadline(within))
         if msg.type is aiohttp.WSMsgType.TEXT:
             return SERVER_DECODER.decode(msg.data)
         raise Closed(self.ws.close_code)
@@ -149,12 +149,16 @@ class SignalClient:
         return error
 
     async def closed_with(self, within: float = RECEIVE_TIMEOUT) -> int | None:
-        """Read until the server closes; answer the close code (messages on the way dropped)."""
-        async with asyncio.timeout(within):
+        """Read until the server closes; answer the code of its close frame (1006 when the
+        connection ended without one; messages on the way dropped). Read from the frame:
+        aiohttp's own close_code turns into 1006 when its answering close frame finds the
+        connection gone, e.g. when this test read the frame after the server's close timeout."""
+        async with asyncio.timeout(deadline(within)):
             while True:
                 msg = await self.ws.receive()
+                if msg.type is aiohttp.WSMsgType.CLOSE:
+                    return int(msg.data)
                 if msg.type in (
-                    aiohttp.WSMsgType.CLOSE,
                     aiohttp.WSMsgType.CLOSED,
                     aiohttp.WSMsgType.CLOSING,
                     aiohttp.WSMsgType.ERROR,
@@ -261,14 +265,14 @@ class Peer:
         await self.pc.setRemoteDescription(RTCSessionDescription(answer_sdp, "answer"))
 
     async def wait_connected(self, within: float = 10.0) -> None:
-        async with asyncio.timeout(within):
+        async with asyncio.timeout(deadline(within)):
             while self.pc.connectionState != "connected":
                 if self.pc.connectionState == "failed":
                     raise AssertionError("peer connection failed")
                 await asyncio.sleep(0.05)
 
     async def wait_frames(self, count: int = 3, within: float = 10.0) -> None:
-        async with asyncio.timeout(within):
+        async with asyncio.timeout(deadline(within)):
             while min(self.frames.values()) < count:  # noqa: ASYNC110 - counters, no event
                 await asyncio.sleep(0.05)
 

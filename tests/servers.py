@@ -17,8 +17,11 @@ def free_port() -> int:
 
 
 def wait_for_port(port: int, proc: subprocess.Popen[bytes], limit: float = 15) -> None:
-    deadline = time.monotonic() + limit
-    while time.monotonic() < deadline:
+    from tests.conftest import deadline  # conftest imports this module
+
+    limit = deadline(limit)
+    end = time.monotonic() + limit
+    while time.monotonic() < end:
         if proc.poll() is not None:
             raise RuntimeError(f"server exited with {proc.returncode}")
         try:
@@ -30,11 +33,13 @@ def wait_for_port(port: int, proc: subprocess.Popen[bytes], limit: float = 15) -
 
 
 def stop_process(proc: subprocess.Popen[bytes]) -> None:
-    """SIGTERM, then SIGKILL if it does not end within 10 s."""
+    """SIGTERM, then SIGKILL if it does not end within 10 s (times the test time factor)."""
+    from tests.conftest import deadline  # conftest imports this module
+
     if proc.poll() is None:
         proc.terminate()
         try:
-            proc.wait(timeout=10)
+            proc.wait(timeout=deadline(10))
         except subprocess.TimeoutExpired:
             proc.kill()
             proc.wait()

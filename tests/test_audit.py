@@ -11,7 +11,7 @@ from typing import Any
 from aiohttp import web
 
 from signaling.keys import SERVICES
-from tests.conftest import Staff
+from tests.conftest import Staff, deadline
 
 ROOT = Path(__file__).resolve().parent.parent
 
@@ -22,7 +22,7 @@ def verify(data_dir: Path) -> subprocess.CompletedProcess[str]:
         cwd=ROOT,
         capture_output=True,
         text=True,
-        timeout=60,
+        timeout=deadline(60),
     )
 
 
@@ -209,7 +209,7 @@ async def test_an_anchor_detects_a_truncated_tail(
         cwd=ROOT,
         capture_output=True,
         text=True,
-        timeout=60,
+        timeout=deadline(60),
     )
     assert with_anchor.returncode == 1  # ...but the anchor kept outside is gone
     assert "anchor" in with_anchor.stdout

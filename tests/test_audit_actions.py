@@ -28,7 +28,7 @@ from signaling.models import AuditEntry
 from signaling.protocol import Denied, PeerLeft, Waiting
 from signaling.retention import DAY, RetentionSweeper
 from signaling.settings_audit import record_settings_change
-from tests.conftest import PASSWORD, Accounts, Staff
+from tests.conftest import PASSWORD, Accounts, Staff, deadline
 from tests.rtc import book, connect, enter_call, join, loopback_only
 from tests.test_recordings_api import make_recording
 from tests.test_signaling_recording import record_then_patient_withdraws
@@ -80,10 +80,12 @@ class Trail:
         want = Counter((a, self.actor(who), role, outcome) for a, who, role, outcome in expected)
         got: list[AuditEntry] = []
         have: Counter[tuple[str, str, str, str]] = Counter()
-        for _ in range(500):  # up to 10 s
+        loop = asyncio.get_running_loop()
+        limit = loop.time() + deadline(10)
+        while True:
             got += await self.new_entries()
             have = Counter((e.action, e.actor, e.actor_role, e.outcome) for e in got)
-            if not want - have:
+            if not want - have or loop.time() >= limit:
                 break
             await asyncio.sleep(0.02)
         if settle:
@@ -272,7 +274,13 @@ async def test_each_audited_action_is_written_exactly_once(
     command = [sys.executable, "run.py", "recording", "export", rid, "--out", str(out)]
     command += ["--data-dir", settings.storage.data_dir]
     done = await asyncio.to_thread(
-        subprocess.run, command, cwd=ROOT, env=env, capture_output=True, text=True, timeout=120
+        subprocess.run,
+        command,
+        cwd=ROOT,
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=deadline(120),
     )
     assert done.returncode == 0, done.stderr
     await trail.step(("recording.exported", "cli", "admin", "success"))

@@ -27,7 +27,7 @@ from signaling.models import ConsentReceipt
 from signaling.retention import DAY, RetentionSweeper
 from signaling.store.base import AuditCheckpoint, Store
 from signaling.store.redis import RedisStore
-from tests.conftest import Staff
+from tests.conftest import Staff, deadline
 
 pytestmark = pytest.mark.both_stores
 ROOT = Path(__file__).resolve().parent.parent
@@ -194,7 +194,12 @@ async def test_audit_verify_command_starts_from_the_checkpoint(
 
     def verify(*extra: str) -> subprocess.CompletedProcess[str]:
         return subprocess.run(
-            command + list(extra), cwd=ROOT, env=env, capture_output=True, text=True, timeout=60
+            command + list(extra),
+            cwd=ROOT,
+            env=env,
+            capture_output=True,
+            text=True,
+            timeout=deadline(60),
         )
 
     result = verify()

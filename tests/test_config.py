@@ -10,6 +10,7 @@ from pathlib import Path
 import pytest
 
 from config import ConfigError, load_or_create_key, load_settings, read_key_file
+from tests.conftest import deadline
 
 ROOT = Path(__file__).resolve().parent.parent
 
@@ -130,7 +131,7 @@ def test_server_refuses_to_start_with_a_readable_key(tmp_path: Path) -> None:
         cwd=ROOT,
         capture_output=True,
         text=True,
-        timeout=60,
+        timeout=deadline(60),
         env={**os.environ, "PYTHONPATH": str(ROOT)},
     )
     assert result.returncode == 2
@@ -144,7 +145,7 @@ def test_server_refuses_to_start_with_an_unknown_setting(tmp_path: Path) -> None
         cwd=ROOT,
         capture_output=True,
         text=True,
-        timeout=60,
+        timeout=deadline(60),
         env={**os.environ, "TELECONSULT_SERVER_COLOUR": "blue"},
     )
     assert result.returncode == 2

@@ -30,6 +30,8 @@ from packaging.requirements import Requirement
 from packaging.utils import NormalizedName, canonicalize_name
 from packaging.version import Version
 
+from tests.conftest import deadline
+
 ROOT = Path(__file__).resolve().parent.parent
 PYPROJECT = ROOT / "pyproject.toml"
 RUNTIME_LOCK = ROOT / "requirements.lock"
@@ -174,13 +176,13 @@ def floors_venv(pins: dict[NormalizedName, Version]) -> Path:
     _prune(keep=name)
     building = Path(tempfile.mkdtemp(prefix=f"{name}.", dir=CACHE_ROOT))
     try:
-        _run([sys.executable, "-m", "venv", str(building)], timeout=120)
+        _run([sys.executable, "-m", "venv", str(building)], timeout=deadline(120))
         # wheel: setuptools before 70.1 builds wheels only with it, and the project is built
         # without build isolation so that the setuptools building it is the pinned one.
         requirements = [f"{n}=={v}" for n, v in sorted(pins.items())] + ["wheel"]
         _run(
             [str(building / "bin" / "python"), "-m", "pip", "install", "--quiet", *requirements],
-            timeout=900,
+            timeout=deadline(900),
             env={**os.environ, "PIP_DISABLE_PIP_VERSION_CHECK": "1"},
         )
         (building / "complete").write_text("\n".join(requirements) + "\n")
@@ -202,7 +204,7 @@ def test_the_suite_subset_passes_on_the_oldest_allowed_dependencies(tmp_path: Pa
     python = str(venv / "bin" / "python")
     _run(
         [python, "-m", "pip", "install", "--quiet", "--no-deps", "--no-build-isolation", "."],
-        timeout=300,
+        timeout=deadline(300),
         cwd=ROOT,
         env={**os.environ, "PIP_DISABLE_PIP_VERSION_CHECK": "1"},
     )
@@ -214,12 +216,12 @@ def test_the_suite_subset_passes_on_the_oldest_allowed_dependencies(tmp_path: Pa
             "print(json.dumps({n: version(n) for n in sys.argv[1:]}))",
             *pins,
         ],
-        timeout=60,
+        timeout=deadline(60),
     )
     installed = {n: Version(v) for n, v in json.loads(report).items()}
     assert installed == pins
     # Every installed distribution's requirements hold, the project's included.
-    _run([python, "-m", "pip", "check"], timeout=60)
+    _run([python, "-m", "pip", "check"], timeout=deadline(60))
     _run(
         [
             python,
@@ -233,7 +235,7 @@ def test_the_suite_subset_passes_on_the_oldest_allowed_dependencies(tmp_path: Pa
             "--basetemp",
             str(tmp_path / "subset"),
         ],
-        timeout=600,
+        timeout=deadline(600),
         cwd=ROOT,
         env={**os.environ, "TZ": NON_UTC_TZ},
     )

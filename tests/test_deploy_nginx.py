@@ -33,7 +33,7 @@ import pytest
 from config import load_settings
 from signaling.protocol import RelayedAnswer, RelayedOffer
 from signaling.selfsigned import ensure_self_signed
-from tests.conftest import Staff
+from tests.conftest import Staff, deadline
 from tests.rtc import Booking, SignalClient, loopback_only, peers, rtc_config
 from tests.servers import free_port, wait_for_port
 
@@ -151,7 +151,7 @@ def _stop(proc: subprocess.Popen[bytes]) -> None:
     if proc.poll() is None:
         proc.terminate()
         try:
-            proc.wait(timeout=10)
+            proc.wait(timeout=deadline(10))
         except subprocess.TimeoutExpired:
             proc.kill()
             proc.wait()
@@ -195,7 +195,7 @@ def deployment(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Deployment]
         )
     nginx_proc: subprocess.Popen[bytes] | None = None
     try:
-        wait_for_port(app_port, app, limit=30)
+        wait_for_port(app_port, app, limit=deadline(30))
         site = work / "conf" / "teleconsult.conf"
         site.write_text(
             render_site(
@@ -233,7 +233,8 @@ def deployment(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Deployment]
         added = subprocess.run(
             [sys.executable, "run.py", "add-user", "--username", "dr.nginx", "--role", "doctor",
              "--display-name", "Dr Nginx", *common],
-            cwd=ROOT, env=env, input=PASSWORD + "\n", capture_output=True, text=True, timeout=60,
+            cwd=ROOT, env=env, input=PASSWORD + "\n", capture_output=True, text=True,
+            timeout=deadline(60),
         )  # fmt: skip
         assert added.returncode == 0, added.stdout + added.stderr
         uri = re.search(r"otpauth://\S+", added.stdout)
@@ -346,7 +347,7 @@ async def test_a_body_above_64k_is_refused_by_nginx(deployment: Deployment) -> N
 
 
 async def wait_for_log(deployment: Deployment, pattern: str, within: float = 10.0) -> str:
-    async with asyncio.timeout(within):
+    async with asyncio.timeout(deadline(within)):
         while not re.search(pattern, text := deployment.app_output()):  # noqa: ASYNC110 - a file
             await asyncio.sleep(0.05)
     return text
@@ -450,7 +451,7 @@ async def next_waiting_event(stream: aiohttp.ClientResponse) -> list[dict[str, A
     """The list of the next 'waiting' Server-Sent Event (GET /api/waiting/events)."""
     lines: list[str] = []
     while True:
-        line = (await asyncio.wait_for(stream.content.readline(), 20)).decode()
+        line = (await asyncio.wait_for(stream.content.readline(), deadline(20))).decode()
         assert line, "the stream closed"
         if line == "\n" and any(x.startswith("event: waiting") for x in lines):
             data = next(x for x in lines if x.startswith("data: "))
@@ -611,7 +612,7 @@ def run_backup_job(data_dir: Path, backup_dir: Path) -> Path:
             for arg in shlex.split(line)
         ]
         argv[0] = shutil.which(Path(argv[0]).name) or argv[0]
-        subprocess.run(argv, check=True, timeout=30)
+        subprocess.run(argv, check=True, timeout=deadline(30))
     return copy
 
 
@@ -651,7 +652,7 @@ async def test_an_online_backup_with_the_keys_restores_accounts_and_audit_trail(
     restored = restore(deployment, tmp_path / "restored")
     verified = subprocess.run(
         [sys.executable, "run.py", "audit", "verify", "--data-dir", str(restored)],
-        cwd=ROOT, capture_output=True, text=True, timeout=60,
+        cwd=ROOT, capture_output=True, text=True, timeout=deadline(60),
     )  # fmt: skip
     assert verified.returncode == 0, verified.stdout + verified.stderr
     assert "audit trail intact" in verified.stdout

@@ -12,6 +12,8 @@ from typing import Any
 
 import pytest
 
+from tests.conftest import deadline
+
 STATIC = Path(__file__).resolve().parent.parent / "web" / "static"
 
 # Runs i18n.js as the pages do, its language chosen by the saved choice (localStorage).
@@ -38,7 +40,11 @@ def run_i18n(tmp_path: Path, lang: str) -> Any:
     (tmp_path / "package.json").write_text('{"type": "module"}')
     (tmp_path / "run.mjs").write_text(SCRIPT)
     done = subprocess.run(
-        ["node", "run.mjs", lang], cwd=tmp_path, capture_output=True, text=True, timeout=30
+        ["node", "run.mjs", lang],
+        cwd=tmp_path,
+        capture_output=True,
+        text=True,
+        timeout=deadline(30),
     )
     assert done.returncode == 0, done.stderr
     return json.loads(done.stdout)

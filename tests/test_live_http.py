@@ -19,7 +19,7 @@ from signaling.app import create_app
 from signaling.clock import ManualClock
 from signaling.protocol import Admitted, Waiting
 from signaling.routes_live import MAX_STREAMS_PER_USER, STREAM_TIMING, StreamTiming
-from tests.conftest import Accounts, Staff
+from tests.conftest import Accounts, Staff, wait_until
 from tests.rtc import book, join
 
 pytestmark = pytest.mark.both_stores
@@ -231,14 +231,13 @@ async def test_streams_per_user_are_bounded(
     streams.append(await open_stream(other))
     # A closed stream frees its place (found at the next write, a heartbeat at the latest).
     streams[0].response.close()
-    for _ in range(int(EVENT_TIMEOUT / 0.1)):
+
+    async def place_free() -> bool:
         resp = await doctor.client.get("/api/waiting/events")
-        if resp.status == 200:
-            break
-        resp.release()
-        await asyncio.sleep(0.1)
-    assert resp.status == 200
-    resp.close()
+        resp.close()
+        return resp.status == 200
+
+    await wait_until(place_free, within=EVENT_TIMEOUT, interval=0.1)
     for stream in streams:
         stream.response.close()
 

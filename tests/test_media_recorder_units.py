@@ -40,6 +40,7 @@ from media.recorder_protocol import (
     Stopped,
     encode_line,
 )
+from tests.conftest import deadline
 
 ROLES = ("doctor", "patient")
 
@@ -369,7 +370,7 @@ def test_a_write_error_stops_the_muxer_thread_and_keeps_the_complete_segments(
         thread.submit(role, source, frame)
         if thread.done.done():
             break
-    result = thread.done.result(timeout=10)
+    result = thread.done.result(timeout=deadline(10))
     assert isinstance(result.error, RecordingWriteError)
     assert result.error.errno == errno.ENOSPC
     assert errors == [result.error]
@@ -393,7 +394,7 @@ def test_stopping_the_muxer_thread_drops_what_is_queued_and_closes_the_output(
     thread = MuxerThread(writer, ("doctor",))
     for i, data in enumerate(vp8_frames):
         thread.submit("doctor", 1, video(data, i * 3000, 5 + i / 30))
-    result = thread.stop().result(timeout=5)
+    result = thread.stop().result(timeout=deadline(5))
     thread.submit("doctor", 1, video(vp8_frames[0], 0, 9))  # after the stop: ignored
     assert result.error is None
     assert writer.closed and writer.complete
@@ -405,7 +406,7 @@ def test_stopping_the_muxer_thread_drops_what_is_queued_and_closes_the_output(
 def test_stopping_before_any_media_leaves_a_valid_empty_recording(tmp_path: Path) -> None:
     keyring = Keyring(MasterKey.generate())
     writer = RecordingWriter.create(tmp_path / "r.enc", keyring.current)
-    result = MuxerThread(writer, ROLES).stop().result(timeout=5)
+    result = MuxerThread(writer, ROLES).stop().result(timeout=deadline(5))
     assert result.packets == 0 and result.duration == 0.0
     with RecordingReader.open(tmp_path / "r.enc", keyring) as reader:
         titles = stream_titles(b"".join(reader))
@@ -472,7 +473,7 @@ def test_a_stalled_output_stops_the_recording_instead_of_queueing_without_bound(
     thread = MuxerThread(writer, ("doctor",), on_error=errors.append, max_queued=5)
     for i in range(200):
         thread.submit("doctor", 1, video(vp8_frames[i % 60], i * 3000, 7 + i / 30))
-    result = thread.done.result(timeout=30)
+    result = thread.done.result(timeout=deadline(30))
     assert len(errors) == 1 and isinstance(errors[0], MuxerOverflowError)
     assert result.error is errors[0]
     assert result.packets < 200

@@ -8,7 +8,7 @@ from pathlib import Path
 
 from aiohttp import web
 
-from tests.conftest import Staff
+from tests.conftest import Staff, deadline
 from tests.test_recordings_api import decoded_frames, make_recording
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -34,7 +34,7 @@ async def test_cli_exports_a_recording(
         cwd=ROOT,
         capture_output=True,
         text=True,
-        timeout=60,
+        timeout=deadline(60),
     )
     assert result.returncode == 0, result.stderr
     assert out.stat().st_mode & 0o777 == 0o600
@@ -54,6 +54,6 @@ async def test_cli_exports_a_recording(
         cwd=ROOT,
         capture_output=True,
         text=True,
-        timeout=60,
+        timeout=deadline(60),
     )
     assert again.returncode == 1 and "no recording" in again.stderr

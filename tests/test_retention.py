@@ -16,7 +16,7 @@ from signaling.audit_chain import first_broken
 from signaling.clock import ManualClock
 from signaling.keys import SERVICES
 from signaling.retention import RetentionSweeper
-from tests.conftest import Staff
+from tests.conftest import Staff, deadline
 from tests.test_consultations import create, invite_token
 
 pytestmark = pytest.mark.both_stores
@@ -106,7 +106,7 @@ async def test_admin_exports_then_erases_a_consultation_at_the_patients_request(
             cwd=ROOT,
             capture_output=True,
             text=True,
-            timeout=60,
+            timeout=deadline(60),
         )
         assert result.returncode == 0, result.stdout
 

@@ -15,6 +15,8 @@ import aiohttp
 import pyotp
 import pytest
 
+from tests.conftest import deadline
+
 ROOT = Path(__file__).resolve().parent.parent
 PASSWORD = "a long enough password"
 
@@ -32,7 +34,7 @@ def run(*args: str, data_dir: Path, stdin: str = "") -> subprocess.CompletedProc
         input=stdin,
         capture_output=True,
         text=True,
-        timeout=60,
+        timeout=deadline(60),
     )
 
 
@@ -49,8 +51,8 @@ def server(tmp_path: Path) -> Iterator[tuple[str, Path, subprocess.Popen[str]]]:
         env={**os.environ, "PYTHONUNBUFFERED": "1"},
     )
     base = f"http://127.0.0.1:{port}"
-    deadline = time.monotonic() + 30
-    while time.monotonic() < deadline:
+    limit = time.monotonic() + deadline(30)
+    while time.monotonic() < limit:
         try:
             with socket.create_connection(("127.0.0.1", port), timeout=0.5):
                 break
@@ -64,7 +66,7 @@ def server(tmp_path: Path) -> Iterator[tuple[str, Path, subprocess.Popen[str]]]:
     yield base, data_dir, proc
     proc.terminate()
     try:
-        proc.communicate(timeout=10)
+        proc.communicate(timeout=deadline(10))
     except (subprocess.TimeoutExpired, ValueError):
         proc.kill()
 
@@ -147,7 +149,7 @@ async def test_run_py_serves_and_add_user_signs_in_with_totp(
     assert missing.returncode == 1 and "no user named nobody" in missing.stderr
     # Nothing secret was logged by the server.
     proc.terminate()
-    rest = proc.communicate(timeout=10)[0]
+    rest = proc.communicate(timeout=deadline(10))[0]
     assert PASSWORD not in out + rest
     assert "/setup/" not in rest
 
@@ -167,7 +169,7 @@ def test_every_command_has_help() -> None:
             cwd=ROOT,
             capture_output=True,
             text=True,
-            timeout=30,
+            timeout=deadline(30),
         )
         assert result.returncode == 0
         assert "usage: run.py" in result.stdout
@@ -200,4 +202,4 @@ async def test_self_signed_serves_https_with_hsts(tmp_path: Path) -> None:
         assert key.stat().st_mode & 0o777 == 0o600
     finally:
         proc.terminate()
-        proc.communicate(timeout=10)
+        proc.communicate(timeout=deadline(10))

@@ -33,7 +33,7 @@ from signaling.protocol import (
     RelayedEndOfCandidates,
     RelayedOffer,
 )
-from tests.conftest import Accounts, Staff
+from tests.conftest import Accounts, Staff, deadline
 from tests.rtc import (
     FINGERPRINT_256,
     Booking,
@@ -171,7 +171,7 @@ async def throw(server: ServerThread, joined: bool, sent: list[str | bytes]) -> 
     # Read everything the server answers: each frame a valid server message, no internal error.
     while True:
         try:
-            msg = await signal.ws.receive(timeout=2)
+            msg = await signal.ws.receive(timeout=deadline(2))
         except TimeoutError:
             pytest.fail("the server neither answered the ping nor closed the socket")
         if msg.type is not aiohttp.WSMsgType.TEXT:

@@ -18,7 +18,7 @@ from signaling.protocol import (
     RelayedCandidate,
     RelayedEndOfCandidates,
 )
-from tests.conftest import ORIGIN, Accounts, Staff
+from tests.conftest import ORIGIN, Accounts, Staff, deadline
 from tests.rtc import book, join, make_sdp
 
 PROTOCOL_JS = Path(__file__).resolve().parent.parent / "web" / "protocol.js"
@@ -105,7 +105,7 @@ async def test_protocol_js_joins_waits_is_admitted_answers_and_hangs_up(
         await doctor_ws.expect(RelayedEndOfCandidates)
         left = await doctor_ws.expect(PeerLeft)
         assert (left.role, left.reason) == ("patient", "left")
-        stdout, stderr = await asyncio.wait_for(node.communicate(), timeout=20)
+        stdout, stderr = await asyncio.wait_for(node.communicate(), timeout=deadline(20))
     finally:
         if node.returncode is None:
             node.kill()

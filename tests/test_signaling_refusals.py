@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import asyncio
 import dataclasses
 import json
 from pathlib import Path
@@ -16,7 +15,8 @@ from config import Settings
 from signaling.clock import ManualClock
 from signaling.keys import SERVICES
 from signaling.protocol import ErrorMessage, Lobby, Pong, RelayedCandidate, RelayedOffer, Waiting
-from tests.conftest import ORIGIN, Accounts, Staff
+from signaling.ws import SIGNALING
+from tests.conftest import ORIGIN, Accounts, Staff, wait_until
 from tests.rtc import book, connect, enter_call, join, make_sdp, silent
 
 
@@ -68,7 +68,9 @@ async def test_connections_per_address_are_limited(client: TestClient[Any, Any])
         await connect(client)
     assert caught.value.status == 429
     await first.close()
-    await asyncio.sleep(0.05)
+    assert client.app is not None
+    per_address = client.app[SIGNALING].per_address
+    await wait_until(lambda: per_address.get("127.0.0.1") == 1, within=10)
     third = await connect(client)  # a slot is free again
     await third.send({"type": "ping"})
     await second.close()

@@ -19,6 +19,7 @@ from playwright.sync_api import (
     ConsoleMessage,
     Page,
     ViewportSize,
+    expect,
     sync_playwright,
 )
 from playwright.sync_api import Error as PlaywrightError
@@ -26,6 +27,7 @@ from playwright.sync_api import Error as PlaywrightError
 from config import SecuritySettings, ServerSettings, Settings, StorageSettings
 from signaling.app import WEB_ROOT, create_app
 from signaling.keys import SERVICES
+from tests.conftest import deadline, deadline_ms
 
 from .audit import audit
 
@@ -46,6 +48,9 @@ DESKTOP: ViewportSize = {"width": 1280, "height": 800}
 PHONE: ViewportSize = {"width": 360, "height": 740}
 SCREENSHOTS = Path(__file__).resolve().parents[2] / "test-artifacts" / "screenshots"
 PASSWORD = "correct horse battery staple"
+# How long a page action or an expect() waits by default (Playwright's own: 30 s and 5 s).
+PAGE_TIMEOUT_MS = deadline_ms(10)
+expect.set_options(timeout=PAGE_TIMEOUT_MS)
 
 T = TypeVar("T")
 
@@ -81,7 +86,7 @@ class LiveServer:
 
     def call(self, coro: Coroutine[Any, Any, T]) -> T:
         """Run a coroutine on the server's loop (to use its services) and wait for it."""
-        return asyncio.run_coroutine_threadsafe(coro, self.loop).result(timeout=30)
+        return asyncio.run_coroutine_threadsafe(coro, self.loop).result(timeout=deadline(30))
 
     async def _start(self) -> None:
         self.app = create_app(self.settings, web_root=self.web_root)
@@ -97,7 +102,7 @@ class LiveServer:
         if self.runner is not None:
             self.call(self.runner.cleanup())
         self.loop.call_soon_threadsafe(self.loop.stop)
-        self.thread.join(timeout=10)
+        self.thread.join(timeout=deadline(10))
         self.loop.close()
 
     @property
@@ -155,7 +160,7 @@ class Contexts:
             base_url=self.base_url,
             permissions=["camera", "microphone"],
         )
-        context.set_default_timeout(10_000)
+        context.set_default_timeout(PAGE_TIMEOUT_MS)
         self.opened.append(context)
         page = context.new_page()
         # Any script error, console error or warning, or CSP violation fails the test that
@@ -217,9 +222,16 @@ def snap(page: Page, name: str) -> None:
     SCREENSHOTS.mkdir(parents=True, exist_ok=True)
     page.screenshot(path=str(SCREENSHOTS / f"{name}-desktop.png"), full_page=True)
     page.set_viewport_size(PHONE)
-    page.wait_for_timeout(150)  # let the layout settle after the resize
+    settled(page)
     page.screenshot(path=str(SCREENSHOTS / f"{name}-phone.png"), full_page=True)
     page.set_viewport_size(DESKTOP)
+
+
+def settled(page: Page) -> None:
+    """Return once the page has laid out and painted what it has (two animation frames)."""
+    page.evaluate(
+        "() => new Promise((done) => requestAnimationFrame(() => requestAnimationFrame(done)))"
+    )
 
 
 def fresh_code(secret: str) -> str:

@@ -7,6 +7,8 @@ from __future__ import annotations
 import pytest
 from playwright.sync_api import Page, expect
 
+from tests.conftest import deadline_ms
+
 from .conftest import Contexts, LiveServer, assert_no_page_errors, snap
 from .test_staff_pages import create_doctor, enrol_with_page_secret, sign_in
 
@@ -107,9 +109,9 @@ def patient_to_waiting_room(contexts: Contexts, url: str, code: str, init_script
 
 
 def assert_remote_video_plays(page: Page, selector: str) -> None:
-    page.wait_for_function(f"() => ({FRAMES})({selector!r}) > 0", timeout=20_000)
+    page.wait_for_function(f"() => ({FRAMES})({selector!r}) > 0", timeout=deadline_ms(20))
     first = page.evaluate(FRAMES, selector)
-    page.wait_for_function(f"() => ({FRAMES})({selector!r}) > {first}", timeout=10_000)
+    page.wait_for_function(f"() => ({FRAMES})({selector!r}) > {first}", timeout=deadline_ms(10))
 
 
 def assert_encrypted(page: Page) -> None:
@@ -118,7 +120,7 @@ def assert_encrypted(page: Page) -> None:
           const t = await ({TRANSPORT})();
           return Boolean(t && t.dtlsState === "connected" && t.srtpCipher);
         }}""",
-        timeout=20_000,
+        timeout=deadline_ms(20),
     )
     transport = page.evaluate(TRANSPORT)
     assert transport["dtlsState"] == "connected"
@@ -229,7 +231,7 @@ def test_patient_resumes_the_call_after_a_network_drop(
     expect(patient.locator("#patient-call-status")).to_have_attribute("data-state", "reconnecting")
     # resume keeps the admitted place: no second admission, the call comes back.
     expect(patient.locator("#patient-call-status")).to_have_attribute(
-        "data-state", "in_call", timeout=20_000
+        "data-state", "in_call", timeout=deadline_ms(20)
     )
     expect(patient.locator("#call-step")).to_be_visible()
     expect(doctor.locator("#lobby")).to_be_hidden()

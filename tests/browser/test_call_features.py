@@ -13,6 +13,8 @@ from pathlib import Path
 import pytest
 from playwright.sync_api import FilePayload, Page, ViewportSize, expect
 
+from tests.conftest import deadline_ms
+
 from .conftest import DESKTOP, PHONE, Contexts, LiveServer, assert_no_page_errors, snap
 from .test_call import (
     assert_encrypted,
@@ -117,7 +119,7 @@ def test_both_sides_show_the_same_security_code_from_both_fingerprints(
     # Quality: measured every 2 s, "good" on loopback, the figures in the tooltip.
     for page in (doctor, patient):
         expect(page.locator("#call-quality")).to_have_attribute(
-            "data-quality", "good", timeout=20_000
+            "data-quality", "good", timeout=deadline_ms(20)
         )
         expect(page.locator("#call-quality-label")).to_have_text("Connexion : bonne")
         figures = page.locator("#call-quality-figures")
@@ -201,7 +203,7 @@ def test_chat_and_a_file_cross_over_the_data_channel_not_the_server(
     )
     expect(patient.locator("#chat-log")).to_contain_text("Fichier envoyé.")
     link = doctor.get_by_role("link", name="Enregistrer resultats-analyse.pdf")
-    expect(link).to_be_visible(timeout=20_000)
+    expect(link).to_be_visible(timeout=deadline_ms(20))
     assert link.get_attribute("download") == "resultats-analyse.pdf"
     with doctor.expect_download() as download_info:
         link.click()
@@ -361,12 +363,12 @@ def test_a_broken_media_path_shows_reconnecting_and_the_call_comes_back(
     # while its signaling socket survives): the doctor's ICE checks go unanswered.
     patient.evaluate(f"() => {LIVE_PEER}.close()")
     expect(doctor.locator("#call-status")).to_have_attribute(
-        "data-state", "reconnecting", timeout=20_000
+        "data-state", "reconnecting", timeout=deadline_ms(20)
     )
     expect(doctor.locator("#call-status")).to_have_text("Connexion perdue, nouvelle tentative…")
     # The doctor restarts ICE, then starts afresh: the call comes back on both sides.
     expect(doctor.locator("#call-status")).to_have_attribute(
-        "data-state", "in_call", timeout=30_000
+        "data-state", "in_call", timeout=deadline_ms(30)
     )
     assert_remote_video_plays(doctor, "#remote-video")
     assert_remote_video_plays(patient, "#patient-remote")

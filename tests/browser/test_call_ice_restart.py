@@ -10,6 +10,7 @@ import signal
 import pytest
 from playwright.sync_api import expect
 
+from tests.conftest import deadline_ms
 from tests.rtc import Coturn
 
 from . import test_call_relay
@@ -42,15 +43,17 @@ def test_frozen_relay_shows_reconnecting_and_an_ice_restart_brings_the_call_back
     try:
         for page, status in ((doctor, "#call-status"), (patient, "#patient-call-status")):
             expect(page.locator(status)).to_have_attribute(
-                "data-state", "reconnecting", timeout=30_000
+                "data-state", "reconnecting", timeout=deadline_ms(30)
             )
         # The doctor, who offers, restarts ICE (after a short wait, in case it heals).
-        doctor.wait_for_function(f"() => ({RESTART_OFFERS})() > 0", timeout=10_000)
+        doctor.wait_for_function(f"() => ({RESTART_OFFERS})() > 0", timeout=deadline_ms(10))
     finally:
         coturn.process.send_signal(signal.SIGCONT)
 
     for page, status in ((doctor, "#call-status"), (patient, "#patient-call-status")):
-        expect(page.locator(status)).to_have_attribute("data-state", "in_call", timeout=30_000)
+        expect(page.locator(status)).to_have_attribute(
+            "data-state", "in_call", timeout=deadline_ms(30)
+        )
     assert_remote_video_plays(doctor, "#remote-video")
     assert_remote_video_plays(patient, "#patient-remote")
     assert_encrypted(patient)

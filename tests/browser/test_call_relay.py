@@ -13,6 +13,7 @@ from playwright.sync_api import Page, expect
 
 from config import SecuritySettings, TurnSettings
 from tests import test_turn
+from tests.conftest import deadline_ms
 from tests.rtc import Coturn
 
 from .conftest import Contexts, LiveServer, assert_no_page_errors
@@ -71,7 +72,9 @@ def live_server(tmp_path: Path, coturn: Coturn) -> Iterator[LiveServer]:
 
 
 def relayed_pair(page: Page) -> dict[str, object]:
-    page.wait_for_function(f"async () => Boolean(await ({SELECTED_PAIR})())", timeout=20_000)
+    page.wait_for_function(
+        f"async () => Boolean(await ({SELECTED_PAIR})())", timeout=deadline_ms(20)
+    )
     pair = page.evaluate(SELECTED_PAIR)
     assert isinstance(pair, dict)
     return pair

@@ -9,6 +9,8 @@ from __future__ import annotations
 import pytest
 from playwright.sync_api import Page, expect
 
+from tests.conftest import deadline_ms
+
 from .conftest import Contexts, LiveServer, assert_no_page_errors, snap
 from .test_call import assert_remote_video_plays, doctor_with_consultation, patient_to_waiting_room
 
@@ -144,7 +146,9 @@ def test_dashboard_falls_back_to_polling_when_the_stream_is_refused(
     # A proxy that refuses the stream: the page retries a few times, then polls.
     doctor.route("**/api/waiting/events", lambda route: route.fulfill(status=502, body=""))
     doctor.reload()
-    expect(doctor.locator("body")).to_have_attribute("data-waiting-feed", "polling", timeout=30_000)
+    expect(doctor.locator("body")).to_have_attribute(
+        "data-waiting-feed", "polling", timeout=deadline_ms(30)
+    )
     patient_to_waiting_room(contexts, url, code)
     expect(doctor.locator("#waiting-list .waiting-item")).to_contain_text("Alice Dupont")
     expect(doctor.locator("#waiting-error")).to_be_hidden()

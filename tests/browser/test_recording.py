@@ -23,6 +23,7 @@ from playwright.sync_api import Locator, Page, expect
 from config import SecuritySettings, TurnSettings
 from signaling.ws import SIGNALING
 from tests import test_turn
+from tests.conftest import deadline, deadline_ms
 from tests.rtc import Coturn
 
 from .conftest import SCREENSHOTS, Contexts, LiveServer, assert_no_page_errors, snap
@@ -140,7 +141,7 @@ def both_record(doctor: Page, patient: Page) -> None:
         consent_prompt(page).get_by_role("button", name="J'accepte").click()
     for page in (doctor, patient):
         expect(indicator(page)).to_be_visible()
-        page.wait_for_function(RECORDING_PEER_CONNECTED, timeout=20_000)
+        page.wait_for_function(RECORDING_PEER_CONNECTED, timeout=deadline_ms(20))
 
 
 def media_seconds(packets: list[av.Packet[Any]]) -> float:
@@ -192,14 +193,14 @@ def test_both_consent_in_the_pages_and_the_recording_holds_both_participants(
     # Each page sends to the recording peer over its own send-only connection; the call's
     # connection is untouched.
     for page in (doctor, patient):
-        page.wait_for_function(RECORDING_PEER_CONNECTED, timeout=20_000)
+        page.wait_for_function(RECORDING_PEER_CONNECTED, timeout=deadline_ms(20))
     connected_at = time.monotonic()
     for page in (doctor, patient):
         assert page.evaluate(CALL_PEER_CONNECTED)
     # The patient switches camera mid-way (the stream's track is swapped, as the devices
     # panel does): the recording follows the new track.
     patient.evaluate(SWAP_CAMERA)
-    patient.wait_for_function(RECORDING_SENDS_CURRENT_CAMERA, timeout=5000)
+    patient.wait_for_function(RECORDING_SENDS_CURRENT_CAMERA, timeout=deadline_ms(5))
     snap(doctor, "recording-on-doctor")
     snap(patient, "recording-on-patient")
     doctor.wait_for_timeout(5000 - (time.monotonic() - connected_at) * 1000)
@@ -210,7 +211,7 @@ def test_both_consent_in_the_pages_and_the_recording_holds_both_participants(
     patient.get_by_role("button", name="Arrêter l'enregistrement").click()
     stopped_at = time.monotonic()
     for page in (patient, doctor):
-        expect(indicator(page)).to_be_hidden(timeout=5000)
+        expect(indicator(page)).to_be_hidden(timeout=deadline_ms(5))
         expect(page.locator(".recording-status")).to_have_text("L'enregistrement est arrêté.")
         expect(page.get_by_role("button", name="Arrêter l'enregistrement")).to_be_hidden()
     expect(record_button(doctor)).to_be_visible()
@@ -298,7 +299,7 @@ def test_a_recorder_failure_is_told_to_both_and_the_indicator_goes_off(
     assert len(workers) == 1
     os.kill(workers[0].pid, signal.SIGKILL)
     for page in (doctor, patient):
-        expect(indicator(page)).to_be_hidden(timeout=10_000)
+        expect(indicator(page)).to_be_hidden(timeout=deadline_ms(10))
         alert = page.get_by_role("alert")
         expect(alert).to_have_text(
             "L'enregistrement s'est arrêté : l'enregistreur du serveur a rencontré une erreur."
@@ -330,8 +331,8 @@ def test_no_record_button_when_the_service_does_not_record(
 
 def recording_pair(page: Page) -> dict[str, Any]:
     """RECORDING_PAIR once the connected recording connection has selected its pair."""
-    deadline = time.monotonic() + 10
-    while (pair := page.evaluate(RECORDING_PAIR)) is None and time.monotonic() < deadline:
+    limit = time.monotonic() + deadline(10)
+    while (pair := page.evaluate(RECORDING_PAIR)) is None and time.monotonic() < limit:
         page.wait_for_timeout(200)
     assert isinstance(pair, dict), "the recording connection selected no candidate pair"
     return pair
@@ -354,7 +355,7 @@ def test_under_relay_only_the_recording_connection_goes_through_turn_too(
     doctor.wait_for_timeout(2000)
     doctor.get_by_role("button", name="Arrêter l'enregistrement").click()
     for page in (doctor, patient):
-        expect(indicator(page)).to_be_hidden(timeout=5000)
+        expect(indicator(page)).to_be_hidden(timeout=deadline_ms(5))
     listed = recordings(doctor)
     assert [r["status"] for r in listed] == ["complete"], listed
     assert_no_page_errors(doctor)

@@ -15,6 +15,7 @@ from playwright.sync_api import Browser, Page, Request, Response, Route, expect
 
 from signaling.app import WEB_ROOT
 from signaling.keys import SITE
+from tests.conftest import deadline_ms
 
 from .conftest import (
     Contexts,
@@ -126,7 +127,7 @@ def test_after_an_upgrade_a_page_runs_one_version_never_a_mix(
         page.route(version_b_server.url + "/", stale)
         traffic.answered.clear()
         page.reload()
-        expect(page.locator("html[data-release=B]")).to_have_count(1, timeout=15_000)
+        expect(page.locator("html[data-release=B]")).to_have_count(1, timeout=deadline_ms(15))
         expect(page.locator("#signin")).to_be_visible()
         assert stale.served == 1
         assert traffic.versions(404) == {version_a}
@@ -142,7 +143,7 @@ def test_after_an_upgrade_a_page_runs_one_version_never_a_mix(
         stuck.route(version_b_server.url + "/", always_stale)
         stuck.goto("/")
         message = stuck.locator("#asset-guard-message")
-        expect(message).to_be_visible(timeout=15_000)
+        expect(message).to_be_visible(timeout=deadline_ms(15))
         expect(message).to_contain_text("Le service vient d'être mis à jour")
         expect(message).to_contain_text("The service was just updated")
         assert always_stale.served == 2
