@@ -15,9 +15,10 @@ import msgspec
 from aiohttp import web
 
 from signaling.access_audit import AccessRefused
+from signaling.audit_actions import AuditAction
 from signaling.errors import AppError, ErrorCode
 from signaling.keys import SERVICES
-from signaling.models import Session, User
+from signaling.models import AuditEntry, Session, User
 
 # "staff_quiet": a staff session that the request does not keep alive (background polling).
 Auth = Literal["none", "pending", "staff", "staff_quiet", "admin", "patient", "staff_or_patient"]
@@ -272,6 +273,33 @@ def _auditing_refusals(
 
     audited.__name__ = handle.__name__
     return audited
+
+
+async def audit_request(
+    request: web.Request,
+    action: AuditAction,
+    *,
+    by: User | None = None,
+    actor_role: str | None = None,
+    target: str = "",
+    outcome: str = "success",
+    **details: Any,
+) -> AuditEntry:
+    """Record ``action`` for this request, with its actor and address filled the one way the
+    routes fill them: the actor is ``by``, else the signed-in staff member, else the patient
+    (a patient session, or a patient redeeming a link); ``actor_role`` only where the role
+    acted in is not the account's (a seat); the address is the client's (client_address)."""
+    user = by if by is not None else request.get(USER_KEY)
+    actor, role = (user.id, user.role) if user is not None else ("patient", "patient")
+    return await request.app[SERVICES].audit.record(
+        action,
+        actor=actor,
+        actor_role=actor_role if actor_role is not None else role,
+        target=target,
+        outcome=outcome,
+        address=client_address(request),
+        **details,
+    )
 
 
 def client_address(request: web.Request) -> str:

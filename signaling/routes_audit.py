@@ -19,7 +19,7 @@ from signaling.api_types import (
 )
 from signaling.audit import AUDITED_ACTIONS, verify_chain
 from signaling.errors import ErrorCode
-from signaling.http_api import USER_KEY, ApiRegistry, client_address, json_response
+from signaling.http_api import USER_KEY, ApiRegistry, audit_request, json_response
 from signaling.keys import SERVICES
 from signaling.models import AuditEntry
 from signaling.store.base import AuditFilter
@@ -135,15 +135,11 @@ async def verify_audit(request: web.Request) -> web.Response:
     tag="audit",
 )
 async def export_audit(request: web.Request, query: AuditExportQuery) -> web.Response:
-    services = request.app[SERVICES]
-    user = request[USER_KEY]
     entries = await _entries(request, query)
-    await services.audit.record(
+    await audit_request(
+        request,
         "audit.exported",
-        actor=user.id,
-        actor_role=user.role,
         target=query.consultation or "",
-        address=client_address(request),
         entries=len(entries),
         format=query.format,
     )
@@ -181,7 +177,6 @@ async def export_audit(request: web.Request, query: AuditExportQuery) -> web.Res
 )
 async def incident_report(request: web.Request, query: IncidentQuery) -> web.Response:
     services = request.app[SERVICES]
-    admin = request[USER_KEY]
     since, until = parse_period(query.since, query.until, services.clock.now())
     found = [
         e
@@ -210,14 +205,7 @@ async def incident_report(request: web.Request, query: IncidentQuery) -> web.Res
         )
     last = await services.store.audit_head()
     head = last.hash if last else ""
-    await services.audit.record(
-        "audit.incident_report",
-        actor=admin.id,
-        actor_role=admin.role,
-        target=query.subject,
-        address=client_address(request),
-        entries=len(found),
-    )
+    await audit_request(request, "audit.incident_report", target=query.subject, entries=len(found))
     return json_response(
         IncidentReport(
             subject=query.subject,

@@ -20,6 +20,7 @@ from signaling.http_api import (
     SESSION_KEY,
     USER_KEY,
     ApiRegistry,
+    audit_request,
     client_address,
     json_response,
 )
@@ -92,14 +93,8 @@ async def setup(request: web.Request, body: SetupRequest) -> web.Response:
         body.username, body.password, body.display_name, SETUP_NONCE, nonce
     )
     address = client_address(request)
-    await services.audit.record(
-        "user.created",
-        actor=user.id,
-        actor_role="admin",
-        target=user.id,
-        address=address,
-        via="setup_link",
-        role="admin",
+    await audit_request(
+        request, "user.created", by=user, target=user.id, via="setup_link", role="admin"
     )
     # Continue straight into TOTP enrolment, as after a password check.
     pending, _ = await accounts.login_password(body.username, body.password, address)
@@ -248,15 +243,8 @@ async def me(request: web.Request) -> web.Response:
 )
 async def logout(request: web.Request) -> web.Response:
     services = request.app[SERVICES]
-    user = request[USER_KEY]
     await services.accounts.logout(request[SESSION_KEY])
-    await services.audit.record(
-        "session.end",
-        actor=user.id,
-        actor_role=user.role,
-        address=client_address(request),
-        reason="logout",
-    )
+    await audit_request(request, "session.end", reason="logout")
     response = web.Response(status=204)
     clear_cookie(response, SESSION_COOKIE, services.settings.server.secure_cookies)
     return response

@@ -15,7 +15,7 @@ from signaling.api_types import (
 )
 from signaling.consultations import IssuedInvite
 from signaling.errors import AppError, ErrorCode
-from signaling.http_api import USER_KEY, ApiRegistry, client_address, json_response
+from signaling.http_api import USER_KEY, ApiRegistry, audit_request, json_response
 from signaling.keys import SERVICES, Services
 from signaling.models import Consultation
 from signaling.views import DAY, consultation_view, parse_iso
@@ -54,13 +54,10 @@ async def _audit_sessions_ended(
 ) -> None:
     """Patient sessions of ``generation`` and before end (found lazily: each is refused at
     its next request, see Consultations.patient_consultation)."""
-    user = request[USER_KEY]
-    await request.app[SERVICES].audit.record(
+    await audit_request(
+        request,
         "patient.sessions_ended",
-        actor=user.id,
-        actor_role=user.role,
         target=consultation.id,
-        address=client_address(request),
         reason=reason,
         generation=generation,
     )
@@ -133,20 +130,8 @@ async def create_consultation(
     issued = await services.consultations.create(
         doctor, patient_name, start, body.duration_minutes, body.note.strip()
     )
-    await services.audit.record(
-        "consultation.created",
-        actor=doctor.id,
-        actor_role=doctor.role,
-        target=issued.consultation.id,
-        address=client_address(request),
-    )
-    await services.audit.record(
-        "invite.created",
-        actor=doctor.id,
-        actor_role=doctor.role,
-        target=issued.consultation.id,
-        address=client_address(request),
-    )
+    await audit_request(request, "consultation.created", target=issued.consultation.id)
+    await audit_request(request, "invite.created", target=issued.consultation.id)
     return json_response(_invite_response(services, issued), status=201)
 
 
@@ -188,13 +173,7 @@ async def cancel_consultation(request: web.Request) -> web.Response:
     c = await services.consultations.cancel(c)
     await _audit_sessions_ended(request, c, "cancelled", c.invite_generation)
     await end_open_room(request.app, c.id)
-    await services.audit.record(
-        "consultation.cancelled",
-        actor=user.id,
-        actor_role=user.role,
-        target=c.id,
-        address=client_address(request),
-    )
+    await audit_request(request, "consultation.cancelled", target=c.id)
     return json_response(consultation_view_of(services, c))
 
 
@@ -228,14 +207,8 @@ async def reissue_invite(request: web.Request) -> web.Response:
         )
     issued = await services.consultations.reissue_invite(c)
     generation = issued.consultation.invite_generation
-    await services.audit.record(
-        "invite.created",
-        actor=user.id,
-        actor_role=user.role,
-        target=c.id,
-        address=client_address(request),
-        reissued=True,
-        generation=generation,
+    await audit_request(
+        request, "invite.created", target=c.id, reissued=True, generation=generation
     )
     await _audit_sessions_ended(request, c, "invite_reissued", c.invite_generation)
     await end_superseded_patient(request.app, c.id, generation)

@@ -17,6 +17,7 @@ from signaling.http_api import (
     PATIENT_COOKIE,
     SESSION_KEY,
     ApiRegistry,
+    audit_request,
     client_address,
     json_response,
 )
@@ -84,14 +85,7 @@ async def redeem_invite(request: web.Request, body: RedeemRequest) -> web.Respon
     deadline = services.consultations.invite_deadline(c)
     patient = await services.accounts.issue_patient_session(c.id, deadline, c.invite_generation)
     token = services.room_tokens.issue(c.id, "patient", f"patient:{c.id}", c.invite_generation)
-    await services.audit.record(
-        "token.issued",
-        actor="patient",
-        actor_role="patient",
-        target=c.id,
-        address=client_address(request),
-        role="patient",
-    )
+    await audit_request(request, "token.issued", target=c.id, role="patient")
     response = json_response(
         RedeemResponse(
             consultation=await _invite_info(services, c),

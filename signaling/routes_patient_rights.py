@@ -7,7 +7,7 @@ from aiohttp import web
 
 from signaling.api_types import ConsultationExport, ConsultationView
 from signaling.errors import AppError
-from signaling.http_api import USER_KEY, ApiRegistry, client_address, json_response
+from signaling.http_api import USER_KEY, ApiRegistry, audit_request, json_response
 from signaling.keys import SERVICES
 from signaling.recordings import RecordingLibrary
 from signaling.retention import erase_consultation
@@ -36,13 +36,7 @@ async def export_consultation(request: web.Request) -> web.Response:
     if doctor is None:
         raise AppError("consultation_not_found")
     entries = await services.store.list_audit(AuditFilter(target=c.id, limit=100_000))
-    await services.audit.record(
-        "consultation.exported",
-        actor=admin.id,
-        actor_role=admin.role,
-        target=c.id,
-        address=client_address(request),
-    )
+    await audit_request(request, "consultation.exported", target=c.id)
     export = ConsultationExport(
         exported_at=iso(services.clock.now()),
         consultation=consultation_view_of(services, c),
@@ -75,13 +69,7 @@ async def erase_consultation_route(request: web.Request) -> web.Response:
     c = await services.consultations.visible_to(admin, request.match_info["consultation_id"])
     library = RecordingLibrary(services.store, services.clock, services.settings)
     erased, shredded = await erase_consultation(services.store, c, services.clock.now(), library)
-    await services.audit.record(
-        "consultation.erased",
-        actor=admin.id,
-        actor_role=admin.role,
-        target=c.id,
-        address=client_address(request),
-        reason="request",
-        recordings_shredded=shredded,
+    await audit_request(
+        request, "consultation.erased", target=c.id, reason="request", recordings_shredded=shredded
     )
     return json_response(consultation_view_of(services, erased))

@@ -11,7 +11,7 @@ from aiohttp import web
 from media.encrypted_recording import RecordingError
 from signaling.api_types import RecordingList, RecordingQuery, RecordingView
 from signaling.errors import AppError, ErrorCode
-from signaling.http_api import USER_KEY, ApiRegistry, client_address, json_response
+from signaling.http_api import USER_KEY, ApiRegistry, audit_request, json_response
 from signaling.keys import SERVICES
 from signaling.recordings import RecordingLibrary
 from signaling.views import recording_view
@@ -42,16 +42,10 @@ def library(request: web.Request) -> RecordingLibrary:
     tag="recordings",
 )
 async def list_recordings(request: web.Request, query: RecordingQuery) -> web.Response:
-    services = request.app[SERVICES]
     user = request[USER_KEY]
     found = await library(request).list_for(user, query.consultation)
-    await services.audit.record(
-        "recording.listed",
-        actor=user.id,
-        actor_role=user.role,
-        target=query.consultation or "",
-        address=client_address(request),
-        count=len(found),
+    await audit_request(
+        request, "recording.listed", target=query.consultation or "", count=len(found)
     )
     return json_response(RecordingList(recordings=[recording_view(r) for r in found]))
 
@@ -66,7 +60,6 @@ async def list_recordings(request: web.Request, query: RecordingQuery) -> web.Re
     tag="recordings",
 )
 async def download_recording(request: web.Request) -> web.StreamResponse:
-    services = request.app[SERVICES]
     user = request[USER_KEY]
     lib = library(request)
     recording = await lib.visible_to(user, request.match_info["recording_id"])
@@ -76,22 +69,9 @@ async def download_recording(request: web.Request) -> web.StreamResponse:
         first = await asyncio.to_thread(next, chunks, b"")
     except (RecordingError, OSError):
         log.exception("recording %s cannot be read", recording.id)
-        await services.audit.record(
-            "recording.downloaded",
-            actor=user.id,
-            actor_role=user.role,
-            target=recording.id,
-            address=client_address(request),
-            outcome="failure",
-        )
+        await audit_request(request, "recording.downloaded", target=recording.id, outcome="failure")
         raise AppError("recording_unreadable") from None
-    await services.audit.record(
-        "recording.downloaded",
-        actor=user.id,
-        actor_role=user.role,
-        target=recording.id,
-        address=client_address(request),
-    )
+    await audit_request(request, "recording.downloaded", target=recording.id)
     response = web.StreamResponse(
         headers={
             "Content-Type": "video/webm",
@@ -121,18 +101,11 @@ async def download_recording(request: web.Request) -> web.StreamResponse:
     tag="recordings",
 )
 async def delete_recording(request: web.Request) -> web.Response:
-    services = request.app[SERVICES]
     user = request[USER_KEY]
     lib = library(request)
     recording = await lib.visible_to(user, request.match_info["recording_id"])
     if recording.status == "recording":
         raise AppError("invalid_state", "Stop the recording before deleting it.")
     deleted = await lib.delete(recording, "deleted")
-    await services.audit.record(
-        "recording.deleted",
-        actor=user.id,
-        actor_role=user.role,
-        target=recording.id,
-        address=client_address(request),
-    )
+    await audit_request(request, "recording.deleted", target=recording.id)
     return json_response(recording_view(deleted))

@@ -11,7 +11,7 @@ from signaling.http_api import (
     SESSION_KEY,
     USER_KEY,
     ApiRegistry,
-    client_address,
+    audit_request,
     id_shaped,
     json_response,
 )
@@ -50,20 +50,10 @@ async def issue_room_token(request: web.Request, body: RoomTokenRequest) -> web.
 
 
 async def _audit_token_refusal(request: web.Request, body: RoomTokenRequest, reason: str) -> None:
-    session = request[SESSION_KEY]
-    user = request.get(USER_KEY)
     # The id asked for is recorded only when it has the shape of an id: the field is free
     # text, and the trail takes no text a client typed.
     asked = body.consultation_id if id_shaped(body.consultation_id) else ""
-    await request.app[SERVICES].audit.record(
-        "token.refused",
-        actor=user.id if user is not None else "patient",
-        actor_role=user.role if user is not None else session.kind,
-        target=asked,
-        outcome="refused",
-        address=client_address(request),
-        reason=reason,
-    )
+    await audit_request(request, "token.refused", target=asked, outcome="refused", reason=reason)
 
 
 async def _issue_room_token(request: web.Request, body: RoomTokenRequest) -> web.Response:
@@ -77,7 +67,7 @@ async def _issue_room_token(request: web.Request, body: RoomTokenRequest) -> web
         c = await services.store.get_consultation(body.consultation_id)
         if c is None:
             raise AppError("consultation_not_found")
-        role, subject, actor = "patient", f"patient:{c.id}", "patient"
+        role, subject = "patient", f"patient:{c.id}"
         # Checked when the request was authenticated: the session's generation is current.
         generation = session.invite_generation
         if services.clock.now() > services.consultations.invite_deadline(c):
@@ -88,17 +78,12 @@ async def _issue_room_token(request: web.Request, body: RoomTokenRequest) -> web
         # Only the consultation's own doctor takes the doctor's place in its room.
         if c is None or c.doctor_id != user.id:
             raise AppError("consultation_not_found")
-        role, subject, actor = "doctor", f"user:{user.id}", user.id
+        role, subject = "doctor", f"user:{user.id}"
     services.consultations.ensure_open(c)
     token = services.room_tokens.issue(c.id, role, subject, generation)
-    await services.audit.record(
-        "token.issued",
-        actor=actor,
-        actor_role=role,
-        target=c.id,
-        address=client_address(request),
-        role=role,
-    )
+    # The role written is the seat taken (an admin who holds a consultation from their time as
+    # a doctor takes the doctor's seat).
+    await audit_request(request, "token.issued", actor_role=role, target=c.id, role=role)
     return json_response(
         RoomTokenResponse(room_token=token, role=role, expires_in=services.room_tokens.ttl)
     )

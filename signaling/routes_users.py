@@ -3,33 +3,17 @@ only)."""
 
 from __future__ import annotations
 
-from typing import Any
-
 from aiohttp import web
 
 from signaling.api_types import CreateUserRequest, RoleChangeRequest, UserList, UserView
-from signaling.audit_actions import AuditAction
 from signaling.errors import AppError, ErrorCode
-from signaling.http_api import USER_KEY, ApiRegistry, client_address, json_response
+from signaling.http_api import USER_KEY, ApiRegistry, audit_request, json_response
 from signaling.keys import SERVICES
 from signaling.models import User
 from signaling.views import user_view
 
 routes = ApiRegistry()
 _ADMIN_ERRORS: tuple[ErrorCode, ...] = ("not_authenticated", "forbidden", "csrf_failed")
-
-
-async def _audit(request: web.Request, action: AuditAction, target: User, **details: Any) -> None:
-    """Record an admin's action on an account: the admin, the account, the source address."""
-    admin = request[USER_KEY]
-    await request.app[SERVICES].audit.record(
-        action,
-        actor=admin.id,
-        actor_role=admin.role,
-        target=target.id,
-        address=client_address(request),
-        **details,
-    )
 
 
 async def _target(request: web.Request) -> User:
@@ -69,7 +53,7 @@ async def create_user(request: web.Request, body: CreateUserRequest) -> web.Resp
     user = await services.accounts.create_user(
         body.username, body.password, body.role, body.display_name
     )
-    await _audit(request, "user.created", user, role=user.role)
+    await audit_request(request, "user.created", target=user.id, role=user.role)
     return json_response(user_view(user), status=201)
 
 
@@ -80,7 +64,7 @@ async def _set_disabled(request: web.Request, disabled: bool) -> web.Response:
     if target.id == admin.id and disabled:
         raise AppError("forbidden", "You cannot disable your own account.")
     user = await services.accounts.set_disabled(target, disabled)
-    await _audit(request, "user.disabled" if disabled else "user.enabled", user)
+    await audit_request(request, "user.disabled" if disabled else "user.enabled", target=user.id)
     return json_response(user_view(user))
 
 
@@ -122,7 +106,7 @@ async def enable_user(request: web.Request) -> web.Response:
 async def reset_mfa(request: web.Request) -> web.Response:
     services = request.app[SERVICES]
     user = await services.accounts.reset_mfa(await _target(request))
-    await _audit(request, "mfa.reset", user)
+    await audit_request(request, "mfa.reset", target=user.id)
     return json_response(user_view(user))
 
 
@@ -150,5 +134,7 @@ async def change_role(request: web.Request, body: RoleChangeRequest) -> web.Resp
     if target.role == body.role:
         return json_response(user_view(target))  # nothing changes: nothing to record
     user = await services.accounts.change_role(target, body.role)
-    await _audit(request, "user.role_changed", user, old_role=target.role, new_role=user.role)
+    await audit_request(
+        request, "user.role_changed", target=user.id, old_role=target.role, new_role=user.role
+    )
     return json_response(user_view(user))
