@@ -5,39 +5,34 @@ from __future__ import annotations
 import hashlib
 import json
 
+import msgspec
+
 from signaling.audit_actions import AuditAction
-from signaling.models import AuditEntry
-from signaling.store.base import AuditCheckpoint, AuditFields
+from signaling.models import AuditEntry, AuditFields
+from signaling.store.base import AuditCheckpoint
 
 GENESIS = "0" * 64
 # The entry a purge of old audit entries leaves; its details name the new checkpoint.
 PURGE_ACTION: AuditAction = "audit.purged"
 
 
-def entry_hash(
-    seq: int,
-    at: float,
-    actor: str,
-    actor_role: str,
-    action: str,
-    target: str,
-    outcome: str,
-    address: str,
-    details: str,
-    prev_hash: str,
-) -> str:
-    # Canonical JSON: field order and float formatting are fixed, so any backend agrees.
+def entry_hash(fields: AuditFields, seq: int, prev_hash: str) -> str:
+    """SHA-256 of the canonical encoding of ``fields`` at position ``seq`` after ``prev_hash``.
+
+    Spelled out field by field on purpose: the hash format must not follow the record's
+    field order, or reordering the Struct would break every stored trail."""
+    f = fields
     payload = json.dumps(
         [
             seq,
-            repr(float(at)),
-            actor,
-            actor_role,
-            action,
-            target,
-            outcome,
-            address,
-            details,
+            repr(float(f.at)),
+            f.actor,
+            f.actor_role,
+            f.action,
+            f.target,
+            f.outcome,
+            f.address,
+            f.details,
             prev_hash,
         ],
         separators=(",", ":"),
@@ -48,47 +43,16 @@ def entry_hash(
 
 def chained_entry(fields: AuditFields, seq: int, prev_hash: str) -> AuditEntry:
     """The entry ``fields`` become at position ``seq`` after ``prev_hash`` (every backend)."""
-    f = fields
-    digest = entry_hash(
-        seq,
-        f.at,
-        f.actor,
-        f.actor_role,
-        f.action,
-        f.target,
-        f.outcome,
-        f.address,
-        f.details,
-        prev_hash,
-    )
     return AuditEntry(
+        **msgspec.structs.asdict(fields),
         seq=seq,
-        at=f.at,
-        actor=f.actor,
-        actor_role=f.actor_role,
-        action=f.action,
-        target=f.target,
-        outcome=f.outcome,
-        address=f.address,
-        details=f.details,
         prev_hash=prev_hash,
-        hash=digest,
+        hash=entry_hash(fields, seq, prev_hash),
     )
 
 
 def recompute(entry: AuditEntry) -> str:
-    return entry_hash(
-        entry.seq,
-        entry.at,
-        entry.actor,
-        entry.actor_role,
-        entry.action,
-        entry.target,
-        entry.outcome,
-        entry.address,
-        entry.details,
-        entry.prev_hash,
-    )
+    return entry_hash(entry, entry.seq, entry.prev_hash)
 
 
 def first_broken(

@@ -79,8 +79,9 @@ class Consultation(_Record, frozen=True):
         return self.scheduled_start + self.duration_minutes * 60
 
 
-class AuditEntry(_Record, frozen=True):
-    seq: int
+class AuditFields(_Record, frozen=True):
+    """What a caller records; the store chains it into an :class:`AuditEntry`."""
+
     at: float
     actor: str
     actor_role: str
@@ -89,6 +90,12 @@ class AuditEntry(_Record, frozen=True):
     outcome: str
     address: str
     details: str
+
+
+class AuditEntry(AuditFields, frozen=True):
+    """An entry of the trail: the fields, its place in the chain and its hash."""
+
+    seq: int
     prev_hash: str
     hash: str
 

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import sqlite3
 import subprocess
 import sys
@@ -82,7 +83,7 @@ async def test_audit_verify_finds_a_modified_entry(
     app: web.Application, doctor: Staff, data_dir: Path
 ) -> None:
     await make_trail(app, doctor)
-    tamper(data_dir, "UPDATE audit SET actor='someone-else' WHERE seq=2")
+    tamper(data_dir, "UPDATE audit SET body=json_set(body, '$.actor', 'someone-else') WHERE seq=2")
     result = verify(data_dir)
     assert result.returncode == 1
     assert "entry 2" in result.stdout and "modified" in result.stdout
@@ -104,9 +105,8 @@ async def test_audit_verify_finds_swapped_entries(
     await make_trail(app, doctor)
     db = sqlite3.connect(data_dir / "teleconsult.sqlite3")
     with db:
-        db.execute("UPDATE audit SET seq=-1 WHERE seq=2")
-        db.execute("UPDATE audit SET seq=2 WHERE seq=3")
-        db.execute("UPDATE audit SET seq=3 WHERE seq=-1")
+        for old, new in ((2, -1), (3, 2), (-1, 3)):
+            db.execute("UPDATE audit SET body=json_set(body, '$.seq', ?) WHERE seq=?", (new, old))
     db.close()
     result = verify(data_dir)
     assert result.returncode == 1
@@ -119,17 +119,17 @@ async def test_audit_verify_finds_an_inserted_entry(
     await make_trail(app, doctor)
     db = sqlite3.connect(data_dir / "teleconsult.sqlite3")
     with db:
-        rows = db.execute("SELECT * FROM audit ORDER BY seq DESC").fetchall()
-        for row in rows:  # shift everything from entry 2 on, then forge an entry 2
-            if row[0] >= 2:
-                db.execute("UPDATE audit SET seq=? WHERE seq=?", (row[0] + 1000, row[0]))
-        db.execute("UPDATE audit SET seq=seq-999 WHERE seq>1000")
-        first = db.execute("SELECT hash FROM audit WHERE seq=1").fetchone()[0]
-        db.execute(
-            "INSERT INTO audit VALUES (2, 0, 'forger', 'admin', 'user.created', 't', "
-            "'success', '', '', ?, 'f' )",
-            (first,),
-        )
+        # Shift everything from entry 2 on (the last first), then forge an entry 2.
+        for (seq,) in db.execute("SELECT seq FROM audit WHERE seq>=2 ORDER BY seq DESC").fetchall():
+            db.execute(
+                "UPDATE audit SET body=json_set(body, '$.seq', ?) WHERE seq=?", (seq + 1, seq)
+            )
+        first = json.loads(db.execute("SELECT body FROM audit WHERE seq=1").fetchone()[0])
+        forged = {
+            **first,
+            **{"seq": 2, "actor": "forger", "action": "user.created", "prev_hash": first["hash"]},
+        }
+        db.execute("INSERT INTO audit (body) VALUES (?)", (json.dumps(forged),))
     db.close()
     result = verify(data_dir)
     assert result.returncode == 1

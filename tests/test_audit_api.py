@@ -110,12 +110,14 @@ async def test_verify_reports_an_intact_chain_then_the_first_broken_entry(
     if isinstance(store, RedisStore):
         import json
 
-        entry = json.loads(str(await store.r.lindex("tc:audit", 1)))
+        entry = json.loads(str(await store.r.get("tc:rec:audit:2")))
         entry["actor"] = "someone-else"
-        await store.r.lset("tc:audit", 1, json.dumps(entry))
+        await store.r.set("tc:rec:audit:2", json.dumps(entry))
     else:
         with sqlite3.connect(settings.storage.sqlite_path) as db:
-            db.execute("UPDATE audit SET actor='someone-else' WHERE seq=2")
+            db.execute(
+                "UPDATE audit SET body=json_set(body, '$.actor', 'someone-else') WHERE seq=2"
+            )
     report = await (await admin.client.get("/api/audit/verify")).json()
     assert report["intact"] is False
     assert report["broken_at"] == 2 and "modified" in report["reason"]

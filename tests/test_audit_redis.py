@@ -12,7 +12,12 @@ from signaling.store.base import AuditFields
 from signaling.store.redis import RedisStore
 from tests.servers import RedisServer
 
-KEY = "tc:audit"
+# Each entry is one JSON value keyed by its sequence number; the trail's order is a sorted set.
+TRAIL = "tc:idx:audit:all_by_seq"
+
+
+def entry_key(member: object) -> str:
+    return f"tc:rec:audit:{member}"
 
 
 @pytest.fixture
@@ -47,28 +52,33 @@ async def test_an_intact_trail_verifies(store: RedisStore) -> None:
 
 
 async def test_a_modified_entry_is_found(store: RedisStore) -> None:
-    entry = json.loads(await store.r.lindex(KEY, 2))
+    entry = json.loads(str(await store.r.get(entry_key(3))))
     entry["actor"] = "someone-else"
-    await store.r.lset(KEY, 2, json.dumps(entry))
+    await store.r.set(entry_key(3), json.dumps(entry))
     assert await broken_at(store) == 3
 
 
 async def test_a_removed_entry_is_found(store: RedisStore) -> None:
-    raw = await store.r.lindex(KEY, 1)
-    await store.r.lrem(KEY, 1, raw)
+    await store.r.delete(entry_key(2))
+    await store.r.zrem(TRAIL, "2")
+    assert await broken_at(store) == 2
+
+
+async def test_an_entry_removed_from_its_key_only_is_found(store: RedisStore) -> None:
+    await store.r.delete(entry_key(2))
     assert await broken_at(store) == 2
 
 
 async def test_an_inserted_entry_is_found(store: RedisStore) -> None:
-    forged = json.loads(await store.r.lindex(KEY, 1))
+    forged = json.loads(str(await store.r.get(entry_key(2))))
     forged["action"] = "user.created"
-    pivot = await store.r.lindex(KEY, 1)
-    await store.r.linsert(KEY, "AFTER", pivot, json.dumps(forged))
+    await store.r.set(entry_key("forged"), json.dumps(forged))
+    await store.r.zadd(TRAIL, {"forged": 2.5})  # right after entry 2
     assert await broken_at(store) == 3
 
 
 async def test_swapped_entries_are_found(store: RedisStore) -> None:
-    second, third = await store.r.lindex(KEY, 1), await store.r.lindex(KEY, 2)
-    await store.r.lset(KEY, 1, third)
-    await store.r.lset(KEY, 2, second)
+    second, third = str(await store.r.get(entry_key(2))), str(await store.r.get(entry_key(3)))
+    await store.r.set(entry_key(2), third)
+    await store.r.set(entry_key(3), second)
     assert await broken_at(store) == 2

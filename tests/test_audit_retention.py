@@ -142,7 +142,8 @@ async def tamper_checkpoint(store: Store, settings: Settings, value: str | None)
 
 async def drop_oldest_entry(store: Store, settings: Settings) -> None:
     if isinstance(store, RedisStore):
-        await store.r.lpop("tc:audit")
+        [(seq, _)] = await store.r.zpopmin("tc:idx:audit:all_by_seq")  # type: ignore[str-unpack]
+        await store.r.delete(f"tc:rec:audit:{seq!s}")
         return
     with sqlite3.connect(settings.storage.sqlite_path) as db:
         db.execute("DELETE FROM audit WHERE seq=(SELECT MIN(seq) FROM audit)")

@@ -15,6 +15,7 @@ from signaling.models import (
     StaffRole,
     User,
 )
+from signaling.models import AuditFields as AuditFields  # re-exported: callers name it here
 
 
 class DuplicateUsername(Exception):
@@ -57,18 +58,6 @@ class AuditFilter:
             and (self.until is None or e.at < self.until)
             and (self.targets is None or e.target in self.targets)
         )
-
-
-@dataclass(frozen=True)
-class AuditFields:
-    at: float
-    actor: str
-    actor_role: str
-    action: str
-    target: str
-    outcome: str
-    address: str
-    details: str
 
 
 @dataclass(frozen=True)

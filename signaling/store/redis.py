@@ -1,21 +1,31 @@
 """Redis backend: state shared by several instances.
 
-Durable records are hashes; indexes are sets and sorted sets; every operation that must be
-atomic is one Lua script or one WATCH/MULTI transaction, never a read-modify-write in Python.
-Expiry of ephemeral keys follows the application's clock (passed in as ``now``), with a Redis
-TTL on top so that nothing lingers. Durable data is only durable with AOF: ``open()`` refuses a
-server with ``appendonly no`` unless told otherwise.
+Records are stored whole (signaling/store/records.py): one JSON value per record, at
+``<prefix>rec:<kind>:<key>``. What the lists need is derived from the kind's declaration: one
+sorted set per index (``<prefix>idx:<kind>:<index>``, with ``:<value>`` for an index on a field),
+scored on the index's order field, and one string per unique value
+(``<prefix>uniq:<kind>:<name>:<value>``, holding the record's key). A list reads its sorted set
+with a LIMIT and fetches the records of its page with one MGET: a page costs what it holds.
+
+A record and its index entries are written in one MULTI; an operation that reads before it
+writes is one WATCH/MULTI transaction, retried when a watched key changed meanwhile, or one
+Lua script: never a read-modify-write left open. Expiry of ephemeral keys follows the
+application's clock (passed in as ``now``), with a Redis TTL on top so that nothing lingers.
+Durable data is only durable with AOF: ``open()`` refuses a server with ``appendonly no``
+unless told otherwise. A database of the earlier layout (records as hashes) is converted by
+``open()``, see :meth:`RedisStore._upgrade`.
 """
 
 from __future__ import annotations
 
 import itertools
-import json
 import logging
-from typing import Any, cast
+from collections.abc import AsyncIterator, Awaitable, Callable, Iterable, Sequence
+from typing import Any, TypeVar, get_args
 
 import msgspec
 import redis.asyncio as aioredis
+from redis.asyncio.client import Pipeline
 from redis.asyncio.retry import Retry
 from redis.backoff import NoBackoff
 from redis.exceptions import ConnectionError as RedisConnectionError
@@ -25,33 +35,48 @@ from config import ConfigError
 from signaling.audit_chain import GENESIS, chained_entry
 from signaling.models import (
     AuditEntry,
+    AuditFields,
     ConsentReceipt,
     Consultation,
-    ConsultationStatus,
     Recording,
-    RecordingStatus,
     Session,
-    SessionKind,
     StaffRole,
     User,
 )
 from signaling.store.base import (
     SETUP_NONCE_USED,
     AuditCheckpoint,
-    AuditFields,
     AuditFilter,
     DuplicateUsername,
     PurgeReport,
     SetupClaim,
     StoreUnavailable,
 )
+from signaling.store.records import (
+    AUDIT,
+    AUDIT_FILTERS,
+    CONSENT_RECEIPTS,
+    CONSULTATIONS,
+    RECORDINGS,
+    SESSIONS,
+    USERS,
+    Index,
+    Kind,
+    fold_username,
+)
 
 log = logging.getLogger("teleconsult.store")
 
+T = TypeVar("T")
+R = TypeVar("R", bound=msgspec.Struct)
 
-def _encode_entry(entry: AuditEntry) -> str:
-    return json.dumps(msgspec.structs.asdict(entry), separators=(",", ":"))
-
+# The layout this code writes; 1 (no marker) kept records as hashes.
+SCHEMA = "2"
+# Audit indexes by name: the whole trail in order, by time, by each filtered field.
+_AUDIT_ALL, _AUDIT_AT = Index(None, "seq"), Index(None, "at")
+_AUDIT_BY = {name: Index(name, "seq") for name in AUDIT_FILTERS}
+# The most records one MGET or one index read asks for.
+_BATCH = 1000
 
 # Keeps the receipts given at or after ARGV[1], in order; one script, so no receipt added
 # meanwhile is lost.
@@ -67,74 +92,6 @@ if removed > 0 then
 end
 return removed
 """
-# redis-py's mapping parameter is invariant in its key type: a plain dict of str needs this.
-Fields = dict[Any, Any]
-
-# Sets a user's role unless that leaves no enabled admin (KEYS[1]: the set of user ids;
-# ARGV: user id, role, user hash key prefix). One script: the check and the write are atomic.
-_SET_ROLE = """
-if ARGV[2] ~= 'admin' then
-  local others = 0
-  for _, id in ipairs(redis.call('SMEMBERS', KEYS[1])) do
-    if id ~= ARGV[1] then
-      local h = redis.call('HMGET', ARGV[3] .. id, 'role', 'disabled')
-      if h[1] == 'admin' and h[2] ~= '1' then others = others + 1 end
-    end
-  end
-  if others == 0 then return 0 end
-end
-redis.call('HSET', ARGV[3] .. ARGV[1], 'role', ARGV[2])
-return 1
-"""
-
-# Replaces a user's password hash if it still is ARGV[1], then ends the user's other sessions
-# (KEYS[1]: user hash, KEYS[2]: the user's session index; ARGV: old hash, new hash, session id
-# hash to keep, session key prefix). One script: no session opened meanwhile survives.
-_REPLACE_PASSWORD_HASH = """
-if redis.call('HGET', KEYS[1], 'password_hash') ~= ARGV[1] then return -1 end
-redis.call('HSET', KEYS[1], 'password_hash', ARGV[2])
-local ended = 0
-for _, id in ipairs(redis.call('SMEMBERS', KEYS[2])) do
-  if id ~= ARGV[3] then
-    ended = ended + redis.call('DEL', ARGV[4] .. id)
-    redis.call('SREM', KEYS[2], id)
-  end
-end
-return ended
-"""  # noqa: S105 (a Lua script, not a secret)
-
-# Claims the one-time setup link and creates the first user (KEYS[1]: the set of user ids,
-# KEYS[2]: the meta hash, KEYS[3]: the username key, KEYS[4]: the user hash; ARGV: nonce
-# name, nonce, used marker, user id, then the user hash as field, value pairs). One script:
-# of concurrent claims exactly one wins, and a refused one writes nothing.
-_CREATE_FIRST_USER = """
-if redis.call('SCARD', KEYS[1]) > 0 then return 'setup_done' end
-if redis.call('HGET', KEYS[2], ARGV[1]) ~= ARGV[2] then return 'link_invalid' end
--- A username key without any user: a create_user is half way; it comes first.
-if not redis.call('SET', KEYS[3], ARGV[4], 'NX') then return 'setup_done' end
-redis.call('HSET', KEYS[4], unpack(ARGV, 5))
-redis.call('SADD', KEYS[1], ARGV[4])
-redis.call('HSET', KEYS[2], ARGV[1], ARGV[3])
-return 'created'
-"""
-
-_ADVANCE_TOTP = """
-local current = tonumber(redis.call('HGET', KEYS[1], 'totp_last_step') or '-1')
-if current == nil or redis.call('EXISTS', KEYS[1]) == 0 then return -1 end
-if current < tonumber(ARGV[1]) then
-  redis.call('HSET', KEYS[1], 'totp_last_step', ARGV[1])
-  return 1
-end
-return 0
-"""
-
-_CODE_FAILURE = """
-if redis.call('EXISTS', KEYS[1]) == 0 then return 0 end
-local n = redis.call('HINCRBY', KEYS[1], 'code_failures', 1)
-if n >= tonumber(ARGV[1]) then redis.call('HSET', KEYS[1], 'invite_locked', '1') end
-return n
-"""
-
 _CLAIM_ONCE = """
 local expires = tonumber(redis.call('GET', KEYS[1]) or '0')
 if expires > tonumber(ARGV[1]) then return 0 end
@@ -161,13 +118,44 @@ return 0
 """
 
 
+def _multi(pipe: Pipeline) -> None:
+    pipe.multi()  # type: ignore[no-untyped-call]
+
+
+def _text(value: object) -> str:
+    """A value Redis answered: str, the client decoding responses (its types allow bytes)."""
+    if isinstance(value, bytes):
+        return value.decode()
+    if not isinstance(value, str):
+        raise TypeError(f"unexpected Redis answer {value!r}")
+    return value
+
+
+def _texts(values: Iterable[object]) -> list[str]:
+    return [_text(v) for v in values]
+
+
 def _ms(seconds: float) -> int:
     # Redis-side TTL: the logical expiry plus a margin for clock skew between instances.
     return max(int((seconds + 60) * 1000), 1000)
 
 
-def _b(value: bool) -> str:
-    return "1" if value else "0"
+def _from_hash(kind: Kind[R], fields: dict[str, str]) -> R:
+    """A record as the schema-1 layout kept it: a hash of strings, "" for None, bytes in hex,
+    booleans as "1"/"0"; a field it did not have yet takes its default."""
+    values: dict[str, object] = {}
+    for field in msgspec.structs.fields(kind.type):
+        raw = fields.get(field.encode_name)
+        if raw is None:
+            continue
+        types = get_args(field.type) or (field.type,)
+        if raw == "" and type(None) in types:
+            values[field.name] = None
+        elif bytes in types:
+            values[field.name] = bytes.fromhex(raw)
+        else:
+            values[field.name] = raw
+    return msgspec.convert(values, kind.type, strict=False)
 
 
 class RedisStore:
@@ -183,9 +171,9 @@ class RedisStore:
             raise StoreUnavailable("store is closed")
         return self._redis
 
-    async def _call(self, coro: Any) -> Any:
+    async def _call(self, awaitable: Awaitable[T]) -> T:
         try:
-            return await coro
+            return await awaitable
         except (RedisConnectionError, TimeoutError, OSError) as exc:
             raise StoreUnavailable(str(exc)) from exc
 
@@ -215,6 +203,7 @@ class RedisStore:
                     "storage.redis_require_aof = false"
                 )
             log.warning("Redis runs WITHOUT AOF persistence: durable data will be lost on restart")
+        await self._upgrade()
 
     async def close(self) -> None:
         if self._redis is not None:
@@ -224,342 +213,362 @@ class RedisStore:
     async def ping(self) -> None:
         await self._call(self.r.ping())
 
-    # -- users
-    def _user_key(self, user_id: str) -> str:
-        return f"{self.p}user:{user_id}"
+    # -- records, their indexes and unique values (derived from records.py)
+    def _rec(self, kind: Kind[Any], key: object) -> str:
+        return f"{self.p}rec:{kind.name}:{key}"
 
-    def _user_to_hash(self, user: User) -> Fields:
-        return {
-            "id": user.id,
-            "username": user.username,
-            "display_name": user.display_name,
-            "role": user.role,
-            "password_hash": user.password_hash,
-            "created_at": repr(user.created_at),
-            "totp_secret_enc": user.totp_secret_enc.hex() if user.totp_secret_enc else "",
-            "totp_confirmed": _b(user.totp_confirmed),
-            "totp_last_step": str(user.totp_last_step),
-            "disabled": _b(user.disabled),
-        }
+    def _idx(self, kind: Kind[Any], index: Index, value: object = None) -> str:
+        name = f"{self.p}idx:{kind.name}:{index.name}"
+        return name if index.field is None else f"{name}:{value}"
 
-    @staticmethod
-    def _user(h: dict[str, str]) -> User:
-        return User(
-            id=h["id"],
-            username=h["username"],
-            display_name=h["display_name"],
-            role=cast(StaffRole, h["role"]),
-            password_hash=h["password_hash"],
-            created_at=float(h["created_at"]),
-            totp_secret_enc=bytes.fromhex(h["totp_secret_enc"]) if h["totp_secret_enc"] else None,
-            totp_confirmed=h["totp_confirmed"] == "1",
-            totp_last_step=int(h["totp_last_step"]),
-            disabled=h["disabled"] == "1",
-        )
+    def _uniq(self, kind: Kind[Any], name: str, value: str) -> str:
+        return f"{self.p}uniq:{kind.name}:{name}:{value}"
 
-    async def create_user(self, user: User) -> None:
-        name_key = f"{self.p}username:{user.username.casefold()}"
-        claimed = await self._call(self.r.set(name_key, user.id, nx=True))
-        if not claimed:
-            raise DuplicateUsername(user.username)
+    def _entries(self, kind: Kind[R], record: R) -> dict[str, float]:
+        """The sorted sets ``record`` belongs in, with its score in each."""
+        entries = {}
+        for index in kind.indexes:
+            value = getattr(record, index.field) if index.field is not None else None
+            if index.field is not None and value is None:
+                continue  # a session without a user is in no user's index
+            score = float(getattr(record, index.order)) if index.order else 0.0
+            entries[self._idx(kind, index, value)] = score
+        return entries
+
+    def _uniques(self, kind: Kind[R], record: R) -> dict[str, str]:
+        return {self._uniq(kind, u.name, u.of(record)): kind.key_of(record) for u in kind.unique}
+
+    def _put(
+        self, pipe: Pipeline, kind: Kind[R], record: R, old: R | None = None, px: int | None = None
+    ) -> None:
+        """Queue the writes of ``record`` over ``old`` (its stored version, if any)."""
+        member = kind.key_of(record)
+        pipe.set(self._rec(kind, member), kind.encode(record), px=px)
+        entries, uniques = self._entries(kind, record), self._uniques(kind, record)
+        if old is not None:
+            for key in self._entries(kind, old).keys() - entries.keys():
+                pipe.zrem(key, member)
+            for key in self._uniques(kind, old).keys() - uniques.keys():
+                pipe.delete(key)
+        for key, score in entries.items():
+            pipe.zadd(key, {member: score})
+        for key, value in uniques.items():
+            pipe.set(key, value)
+
+    def _put_many(self, pipe: Pipeline, kind: Kind[R], records: Sequence[R]) -> None:
+        """Queue new ``records`` in a few commands (one MSET, one ZADD per sorted set)."""
+        if not records:
+            return
+        pipe.mset({self._rec(kind, kind.key_of(r)): kind.encode(r) for r in records})
+        members: dict[str, dict[str, float]] = {}
+        for record in records:
+            for key, score in self._entries(kind, record).items():
+                members.setdefault(key, {})[kind.key_of(record)] = score
+        for key, scores in members.items():
+            pipe.zadd(key, scores)
+        uniques = {k: v for r in records for k, v in self._uniques(kind, r).items()}
+        if uniques:
+            pipe.mset(uniques)
+
+    def _delete(self, pipe: Pipeline, kind: Kind[R], records: Iterable[R]) -> None:
+        for record in records:
+            member = kind.key_of(record)
+            pipe.delete(self._rec(kind, member), *self._uniques(kind, record))
+            for key in self._entries(kind, record):
+                pipe.zrem(key, member)
+
+    async def _transact(self, watch: Sequence[str], body: Callable[[Pipeline], Awaitable[T]]) -> T:
+        """Run ``body`` with ``watch`` watched: it reads (the pipeline answers at once), then
+        calls ``multi()``, queues its writes and executes them; all again if a watched key
+        changed in between. Without ``multi()`` it writes nothing."""
+        while True:
+            async with self.r.pipeline(transaction=True) as pipe:
+                try:
+                    if watch:
+                        await pipe.watch(*watch)
+                    return await body(pipe)
+                except WatchError:
+                    continue
+                except (RedisConnectionError, TimeoutError, OSError) as exc:
+                    raise StoreUnavailable(str(exc)) from exc
+
+    async def _write(self, kind: Kind[R], record: R, px: int | None = None) -> None:
+        """Write a record whose indexed fields never change (or that is new)."""
         async with self.r.pipeline(transaction=True) as pipe:
-            pipe.hset(self._user_key(user.id), mapping=self._user_to_hash(user))
-            pipe.sadd(f"{self.p}users", user.id)
+            self._put(pipe, kind, record, px=px)
             await self._call(pipe.execute())
 
+    async def _ids(
+        self,
+        key: str,
+        start: int | str = 0,
+        stop: int | str = -1,
+        *,
+        desc: bool = False,
+        byscore: bool = False,
+        via: Any = None,
+    ) -> list[str]:
+        """The members of the sorted set ``key`` from ``start`` to ``stop`` (ranks, or scores
+        with ``byscore``); ``via``: a watching pipeline instead of the client."""
+        if via is not None:
+            return _texts(await via.zrange(key, start, stop, desc=desc, byscore=byscore))
+        return _texts(await self._call(self.r.zrange(key, start, stop, desc=desc, byscore=byscore)))
+
+    async def _get(self, kind: Kind[R], key: object) -> R | None:
+        raw = await self._call(self.r.get(self._rec(kind, key)))
+        return kind.decode(raw) if raw is not None else None
+
+    async def _many(self, kind: Kind[R], keys: Sequence[object], r: Any = None) -> list[R]:
+        """The records at ``keys`` that exist, in that order (``r``: a watching pipeline)."""
+        found: list[R] = []
+        for start in range(0, len(keys), _BATCH):
+            names = [self._rec(kind, key) for key in keys[start : start + _BATCH]]
+            raws = await (r.mget(names) if r is not None else self._call(self.r.mget(names)))
+            found += [kind.decode(raw) for raw in raws if raw is not None]
+        return found
+
+    async def _change(
+        self, kind: Kind[R], key: object, change: Callable[[R], R | None]
+    ) -> R | None:
+        """Rewrite the stored record as ``change`` makes it, atomically; None (nothing
+        written) when there is no such record or ``change`` answers None."""
+        name = self._rec(kind, key)
+
+        async def body(pipe: Pipeline) -> R | None:
+            raw = await pipe.get(name)
+            changed = change(kind.decode(raw)) if raw is not None else None
+            if raw is None or changed is None:
+                return None
+            await self._check_unique(pipe, kind, changed)
+            _multi(pipe)
+            self._put(pipe, kind, changed, old=kind.decode(raw))
+            await pipe.execute()
+            return changed
+
+        return await self._transact([name], body)
+
+    async def _check_unique(self, pipe: Pipeline, kind: Kind[R], record: R) -> None:
+        """Refuse ``record`` when another record holds one of its unique values (watched, so
+        a value taken meanwhile makes the transaction start again)."""
+        for key, owner in self._uniques(kind, record).items():
+            await pipe.watch(key)
+            holder = await pipe.get(key)
+            if holder is not None and holder != owner:
+                raise DuplicateUsername(key.rsplit(":", 1)[1])
+
+    # -- users
+    async def create_user(self, user: User) -> None:
+        async def body(pipe: Pipeline) -> None:
+            await self._check_unique(pipe, USERS, user)
+            _multi(pipe)
+            self._put(pipe, USERS, user)
+            await pipe.execute()
+
+        await self._transact([], body)
+
     async def create_first_user(self, user: User, nonce_name: str, nonce: str) -> SetupClaim:
-        fields = self._user_to_hash(user)
-        result = await self._call(
-            self.r.eval(
-                _CREATE_FIRST_USER,
-                4,
-                f"{self.p}users",
-                f"{self.p}meta",
-                f"{self.p}username:{user.username.casefold()}",
-                self._user_key(user.id),
-                nonce_name,
-                nonce,
-                SETUP_NONCE_USED,
-                user.id,
-                *itertools.chain.from_iterable(fields.items()),
-            )
-        )
-        if result not in ("created", "setup_done", "link_invalid"):
-            raise ValueError(f"unexpected setup claim answer {result!r}")
-        return cast(SetupClaim, result)
+        everyone, meta = self._idx(USERS, USERS.indexes[0]), f"{self.p}meta"
+
+        async def body(pipe: Pipeline) -> SetupClaim:
+            # The nonce first: a claim committed between the two reads then shows as a user.
+            current = await pipe.hget(meta, nonce_name)
+            if await pipe.zcard(everyone) > 0:
+                return "setup_done"
+            if current != nonce:
+                return "link_invalid"
+            await self._check_unique(pipe, USERS, user)
+            _multi(pipe)
+            self._put(pipe, USERS, user)
+            pipe.hset(meta, nonce_name, SETUP_NONCE_USED)
+            await pipe.execute()
+            return "created"
+
+        # Of concurrent claims one commits; the others find a user when they start again.
+        return await self._transact([everyone, meta], body)
 
     async def get_user(self, user_id: str) -> User | None:
-        h = await self._call(self.r.hgetall(self._user_key(user_id)))
-        return self._user(h) if h else None
+        return await self._get(USERS, user_id)
 
     async def get_user_by_username(self, username: str) -> User | None:
-        user_id = await self._call(self.r.get(f"{self.p}username:{username.casefold()}"))
-        return await self.get_user(user_id) if user_id else None
+        key = self._uniq(USERS, USERS.unique[0].name, fold_username(username))
+        user_id = await self._call(self.r.get(key))
+        return await self.get_user(_text(user_id)) if user_id else None
 
     async def list_users(self) -> list[User]:
-        ids = await self._call(self.r.smembers(f"{self.p}users"))
-        users = [u for u in [await self.get_user(i) for i in ids] if u is not None]
-        return sorted(users, key=lambda u: u.username.casefold())
+        ids = await self._ids(self._idx(USERS, USERS.indexes[0]))
+        users = await self._many(USERS, ids)
+        return sorted(users, key=lambda u: fold_username(u.username))
 
     async def count_users(self) -> int:
-        return int(await self._call(self.r.scard(f"{self.p}users")))
+        return int(await self._call(self.r.zcard(self._idx(USERS, USERS.indexes[0]))))
 
     async def update_user(self, user: User) -> None:
-        fields = self._user_to_hash(user)
-        del fields["totp_last_step"]  # only advance_totp_step moves it
-        await self._call(self.r.hset(self._user_key(user.id), mapping=fields))
+        # totp_last_step is only ever moved by advance_totp_step, so it stays monotonic.
+        await self._change(USERS, user.id, lambda u: user.evolve(totp_last_step=u.totp_last_step))
 
     async def set_user_role(self, user_id: str, role: StaffRole) -> bool:
-        result = await self._call(
-            self.r.eval(_SET_ROLE, 1, f"{self.p}users", user_id, role, f"{self.p}user:")
-        )
-        return int(result) == 1
+        everyone = self._idx(USERS, USERS.indexes[0])
+
+        async def body(pipe: Pipeline) -> bool:
+            ids = await self._ids(everyone, via=pipe)
+            await pipe.watch(*(self._rec(USERS, i) for i in ids))
+            users = await self._many(USERS, ids, pipe)
+            if role != "admin" and not any(
+                u.role == "admin" and not u.disabled and u.id != user_id for u in users
+            ):
+                return False
+            _multi(pipe)
+            for u in users:
+                if u.id == user_id:
+                    self._put(pipe, USERS, u.evolve(role=role), old=u)
+            await pipe.execute()
+            return True
+
+        return await self._transact([everyone], body)
 
     async def set_user_password(
         self, user_id: str, old_hash: str, new_hash: str, keep_session: str
     ) -> int | None:
-        result = int(
-            await self._call(
-                self.r.eval(
-                    _REPLACE_PASSWORD_HASH,
-                    2,
-                    self._user_key(user_id),
-                    f"{self.p}user_sessions:{user_id}",
-                    old_hash,
-                    new_hash,
-                    keep_session,
-                    f"{self.p}session:",
-                )
-            )
-        )
-        return None if result < 0 else result
+        name = self._rec(USERS, user_id)
+        index = self._idx(SESSIONS, SESSIONS.indexes[0], user_id)
+
+        async def body(pipe: Pipeline) -> int | None:
+            raw = await pipe.get(name)
+            user = USERS.decode(raw) if raw is not None else None
+            if user is None or user.password_hash != old_hash:
+                return None
+            ids = [i for i in await self._ids(index, via=pipe) if i != keep_session]
+            ended = await self._many(SESSIONS, ids, pipe)
+            _multi(pipe)
+            self._put(pipe, USERS, user.evolve(password_hash=new_hash), old=user)
+            self._delete(pipe, SESSIONS, ended)
+            if ids:
+                pipe.zrem(index, *ids)  # also the ids of sessions that expired by their TTL
+            await pipe.execute()
+            return len(ended)
+
+        # A session opened meanwhile changes the index: the transaction starts again.
+        return await self._transact([name, index], body)
 
     async def advance_totp_step(self, user_id: str, step: int) -> bool:
-        result = await self._call(self.r.eval(_ADVANCE_TOTP, 1, self._user_key(user_id), str(step)))
-        return int(result) == 1
+        changed = await self._change(
+            USERS,
+            user_id,
+            lambda u: u.evolve(totp_last_step=step) if u.totp_last_step < step else None,
+        )
+        return changed is not None
 
-    # -- sessions
-    def _session_key(self, id_hash: str) -> str:
-        return f"{self.p}session:{id_hash}"
-
+    # -- sessions (a session's user never changes: written without reading it first)
     async def put_session(self, session: Session) -> None:
-        key = self._session_key(session.id_hash)
-        fields: Fields = {
-            "id_hash": session.id_hash,
-            "kind": session.kind,
-            "created_at": repr(session.created_at),
-            "last_seen": repr(session.last_seen),
-            "expires_at": repr(session.expires_at),
-            "csrf_token": session.csrf_token,
-            "user_id": session.user_id or "",
-            "consultation_id": session.consultation_id or "",
-            "invite_generation": str(session.invite_generation),
-        }
-        async with self.r.pipeline(transaction=True) as pipe:
-            pipe.hset(key, mapping=fields)
-            pipe.pexpire(key, _ms(session.expires_at - session.last_seen))
-            if session.user_id:
-                pipe.sadd(f"{self.p}user_sessions:{session.user_id}", session.id_hash)
-            await self._call(pipe.execute())
+        await self._write(SESSIONS, session, px=_ms(session.expires_at - session.last_seen))
 
     async def get_session(self, id_hash: str) -> Session | None:
-        h = await self._call(self.r.hgetall(self._session_key(id_hash)))
-        if not h:
-            return None
-        return Session(
-            id_hash=h["id_hash"],
-            kind=cast(SessionKind, h["kind"]),
-            created_at=float(h["created_at"]),
-            last_seen=float(h["last_seen"]),
-            expires_at=float(h["expires_at"]),
-            csrf_token=h["csrf_token"],
-            user_id=h["user_id"] or None,
-            consultation_id=h["consultation_id"] or None,
-            # Patient sessions saved before generations existed came from the first link.
-            invite_generation=int(
-                h.get("invite_generation") or (1 if h["kind"] == "patient" else 0)
-            ),
-        )
+        return await self._get(SESSIONS, id_hash)
 
     async def delete_session(self, id_hash: str) -> None:
         session = await self.get_session(id_hash)
-        async with self.r.pipeline(transaction=True) as pipe:
-            pipe.delete(self._session_key(id_hash))
-            if session and session.user_id:
-                pipe.srem(f"{self.p}user_sessions:{session.user_id}", id_hash)
-            await self._call(pipe.execute())
+        if session is not None:
+            async with self.r.pipeline(transaction=True) as pipe:
+                self._delete(pipe, SESSIONS, [session])
+                await self._call(pipe.execute())
 
     async def delete_user_sessions(self, user_id: str) -> int:
-        index = f"{self.p}user_sessions:{user_id}"
-        hashes = await self._call(self.r.smembers(index))
-        if not hashes:
-            return 0
-        async with self.r.pipeline(transaction=True) as pipe:
-            for h in hashes:
-                pipe.delete(self._session_key(h))
+        index = self._idx(SESSIONS, SESSIONS.indexes[0], user_id)
+
+        async def body(pipe: Pipeline) -> int:
+            sessions = await self._many(SESSIONS, await self._ids(index, via=pipe), pipe)
+            _multi(pipe)
+            self._delete(pipe, SESSIONS, sessions)
             pipe.delete(index)
-            results = await self._call(pipe.execute())
-        return int(sum(results[:-1]))
+            await pipe.execute()
+            return len(sessions)
+
+        return await self._transact([index], body)
 
     async def purge_sessions(self, now: float) -> int:
-        purged = 0
-        async for key in self.r.scan_iter(match=f"{self.p}session:*", count=500):
-            expires = await self._call(self.r.hget(key, "expires_at"))
-            if expires is not None and float(expires) <= now:
-                await self.delete_session(key.rsplit(":", 1)[1])
-                purged += 1
-        return purged
+        by_expiry = self._idx(SESSIONS, SESSIONS.indexes[1])
+        ids = await self._ids(by_expiry, "-inf", repr(now), byscore=True)
+        if not ids:
+            return 0
+
+        async def body(pipe: Pipeline) -> int:
+            # Read again under watch: a session renewed meanwhile is kept.
+            present = await self._many(SESSIONS, ids, pipe)
+            expired = [s for s in present if s.expires_at <= now]
+            gone = set(ids) - {s.id_hash for s in present}  # expired by their Redis TTL
+            _multi(pipe)
+            self._delete(pipe, SESSIONS, expired)
+            if gone:
+                pipe.zrem(by_expiry, *gone)
+            await pipe.execute()
+            return len(expired)
+
+        return await self._transact([self._rec(SESSIONS, i) for i in ids], body)
 
     # -- consultations
-    def _consultation_key(self, cid: str) -> str:
-        return f"{self.p}consultation:{cid}"
-
-    @staticmethod
-    def _consultation_hash(c: Consultation) -> Fields:
-        return {
-            "id": c.id,
-            "doctor_id": c.doctor_id,
-            "patient_name": c.patient_name,
-            "scheduled_start": repr(c.scheduled_start),
-            "duration_minutes": str(c.duration_minutes),
-            "note": c.note,
-            "status": c.status,
-            "created_at": repr(c.created_at),
-            "invite_nonce": c.invite_nonce,
-            "access_code_hash": c.access_code_hash,
-            "code_failures": str(c.code_failures),
-            "invite_locked": _b(c.invite_locked),
-            "ended_at": "" if c.ended_at is None else repr(c.ended_at),
-            "erased_at": "" if c.erased_at is None else repr(c.erased_at),
-            "invite_generation": str(c.invite_generation),
-        }
-
-    @staticmethod
-    def _consultation(h: dict[str, str]) -> Consultation:
-        return Consultation(
-            id=h["id"],
-            doctor_id=h["doctor_id"],
-            patient_name=h["patient_name"],
-            scheduled_start=float(h["scheduled_start"]),
-            duration_minutes=int(h["duration_minutes"]),
-            note=h["note"],
-            status=cast(ConsultationStatus, h["status"]),
-            created_at=float(h["created_at"]),
-            invite_nonce=h["invite_nonce"],
-            access_code_hash=h["access_code_hash"],
-            code_failures=int(h["code_failures"]),
-            invite_locked=h["invite_locked"] == "1",
-            ended_at=float(h["ended_at"]) if h["ended_at"] else None,
-            erased_at=float(h["erased_at"]) if h.get("erased_at") else None,
-            invite_generation=int(h.get("invite_generation") or 1),
-        )
-
     async def create_consultation(self, consultation: Consultation) -> None:
-        c = consultation
-        async with self.r.pipeline(transaction=True) as pipe:
-            pipe.hset(self._consultation_key(c.id), mapping=self._consultation_hash(c))
-            pipe.zadd(f"{self.p}consultations", {c.id: c.scheduled_start})
-            pipe.zadd(f"{self.p}consultations:doctor:{c.doctor_id}", {c.id: c.scheduled_start})
-            await self._call(pipe.execute())
+        await self._write(CONSULTATIONS, consultation)
 
     async def get_consultation(self, consultation_id: str) -> Consultation | None:
-        h = await self._call(self.r.hgetall(self._consultation_key(consultation_id)))
-        return self._consultation(h) if h else None
+        return await self._get(CONSULTATIONS, consultation_id)
 
     async def list_consultations(self, doctor_id: str | None) -> list[Consultation]:
+        everyone, by_doctor = CONSULTATIONS.indexes
         index = (
-            f"{self.p}consultations"
+            self._idx(CONSULTATIONS, everyone)
             if doctor_id is None
-            else f"{self.p}consultations:doctor:{doctor_id}"
+            else self._idx(CONSULTATIONS, by_doctor, doctor_id)
         )
-        ids = await self._call(self.r.zrange(index, 0, -1))
-        found = [await self.get_consultation(i) for i in ids]
-        return [c for c in found if c is not None]
+        return await self._many(CONSULTATIONS, await self._ids(index))
 
     async def update_consultation(self, consultation: Consultation) -> None:
-        # The whole record and its indexes are rewritten, exactly as on creation.
-        await self.create_consultation(consultation)
+        await self._change(CONSULTATIONS, consultation.id, lambda _: consultation)
 
     async def record_code_failure(self, consultation_id: str, lock_at: int) -> Consultation:
-        await self._call(
-            self.r.eval(_CODE_FAILURE, 1, self._consultation_key(consultation_id), str(lock_at))
-        )
-        found = await self.get_consultation(consultation_id)
-        if found is None:
+        def counted(c: Consultation) -> Consultation:
+            failures = c.code_failures + 1
+            return c.evolve(
+                code_failures=failures, invite_locked=c.invite_locked or failures >= lock_at
+            )
+
+        changed = await self._change(CONSULTATIONS, consultation_id, counted)
+        if changed is None:
             raise KeyError(consultation_id)
-        return found
+        return changed
 
     # -- recordings and consent receipts
-    def _recording_key(self, recording_id: str) -> str:
-        return f"{self.p}recording:{recording_id}"
-
-    @staticmethod
-    def _recording_hash(r: Recording) -> Fields:
-        return {
-            "id": r.id,
-            "consultation_id": r.consultation_id,
-            "doctor_id": r.doctor_id,
-            "started_at": repr(r.started_at),
-            "key_id": r.key_id,
-            "file_name": r.file_name,
-            "status": r.status,
-            "stopped_at": "" if r.stopped_at is None else repr(r.stopped_at),
-            "size_bytes": str(r.size_bytes),
-            "stop_reason": r.stop_reason,
-            "deleted_at": "" if r.deleted_at is None else repr(r.deleted_at),
-        }
-
-    @staticmethod
-    def _recording(h: dict[str, str]) -> Recording:
-        return Recording(
-            id=h["id"],
-            consultation_id=h["consultation_id"],
-            doctor_id=h["doctor_id"],
-            started_at=float(h["started_at"]),
-            key_id=h["key_id"],
-            file_name=h["file_name"],
-            status=cast(RecordingStatus, h["status"]),
-            stopped_at=float(h["stopped_at"]) if h["stopped_at"] else None,
-            size_bytes=int(h["size_bytes"]),
-            stop_reason=h["stop_reason"],
-            deleted_at=float(h["deleted_at"]) if h["deleted_at"] else None,
-        )
-
     async def create_recording(self, recording: Recording) -> None:
-        r = recording
-        async with self.r.pipeline(transaction=True) as pipe:
-            pipe.hset(self._recording_key(r.id), mapping=self._recording_hash(r))
-            pipe.zadd(f"{self.p}recordings", {r.id: r.started_at})
-            await self._call(pipe.execute())
+        await self._write(RECORDINGS, recording)
 
     async def get_recording(self, recording_id: str) -> Recording | None:
-        h = await self._call(self.r.hgetall(self._recording_key(recording_id)))
-        return self._recording(h) if h else None
+        return await self._get(RECORDINGS, recording_id)
 
     async def list_recordings(
         self, consultation_id: str | None = None, doctor_id: str | None = None
     ) -> list[Recording]:
-        ids = await self._call(self.r.zrevrange(f"{self.p}recordings", 0, -1))
-        found = [await self.get_recording(i) for i in ids]
+        # Read the narrowest index; a consultation's recordings are all its doctor's.
+        everyone, by_doctor, by_consultation = RECORDINGS.indexes
+        if consultation_id is not None:
+            index = self._idx(RECORDINGS, by_consultation, consultation_id)
+        elif doctor_id is not None:
+            index = self._idx(RECORDINGS, by_doctor, doctor_id)
+        else:
+            index = self._idx(RECORDINGS, everyone)
+        ids = await self._ids(index, desc=True)
         return [
             r
-            for r in found
-            if r is not None
-            and (consultation_id is None or r.consultation_id == consultation_id)
-            and (doctor_id is None or r.doctor_id == doctor_id)
+            for r in await self._many(RECORDINGS, ids)
+            if doctor_id is None or r.doctor_id == doctor_id
         ]
 
     async def update_recording(self, recording: Recording) -> None:
-        fields = self._recording_hash(recording)
-        await self._call(self.r.hset(self._recording_key(recording.id), mapping=fields))
+        await self._change(RECORDINGS, recording.id, lambda _: recording)
 
+    # Receipts are a list per consultation, whole JSON values in the order they were given
+    # (a sorted set on ``at`` would not keep that order between receipts of the same time).
     async def add_consent_receipt(self, receipt: ConsentReceipt) -> None:
-        await self._call(
-            self.r.rpush(
-                f"{self.p}consents:{receipt.consultation_id}",
-                json.dumps(msgspec.structs.asdict(receipt), separators=(",", ":")),
-            )
-        )
+        key = f"{self.p}consents:{receipt.consultation_id}"
+        await self._call(self.r.rpush(key, CONSENT_RECEIPTS.encode(receipt)))
 
     async def delete_consent_receipts(self, consultation_id: str, before: float) -> int:
         removed = await self._call(
@@ -571,7 +580,7 @@ class RedisStore:
 
     async def list_consent_receipts(self, consultation_id: str) -> list[ConsentReceipt]:
         raw = await self._call(self.r.lrange(f"{self.p}consents:{consultation_id}", 0, -1))
-        return [ConsentReceipt(**json.loads(item)) for item in raw]
+        return [CONSENT_RECEIPTS.decode(item) for item in raw]
 
     # -- ephemeral
     async def claim_once(self, key: str, ttl: float, now: float) -> bool:
@@ -609,86 +618,265 @@ class RedisStore:
     # -- meta
     async def get_meta(self, name: str) -> str | None:
         value = await self._call(self.r.hget(f"{self.p}meta", name))
-        return cast(str | None, value)
+        return _text(value) if value is not None else None
 
     async def set_meta(self, name: str, value: str) -> None:
         await self._call(self.r.hset(f"{self.p}meta", name, value))
 
-    # -- audit: a list of canonical JSON entries, appended under WATCH on the list's tail
+    # -- audit: each entry a record keyed by its sequence number, in the sorted sets of
+    # records.py (scored on seq, and one on time); appended under WATCH on the whole trail's
+    # set, so that an entry appended by another instance meanwhile is chained onto.
+    @property
+    def _checkpoint_key(self) -> str:
+        return f"{self.p}audit:checkpoint"
+
+    async def _last_entry(self, r: Any) -> AuditEntry | None:
+        last = await self._ids(self._idx(AUDIT, _AUDIT_ALL), -1, -1, via=r)
+        raw = await r.get(self._rec(AUDIT, last[0])) if last else None
+        return AUDIT.decode(raw) if raw is not None else None
+
     async def append_audit(self, fields: AuditFields) -> AuditEntry:
-        log_key, checkpoint_key = f"{self.p}audit", f"{self.p}audit:checkpoint"
-        while True:
-            async with self.r.pipeline(transaction=True) as pipe:
-                try:
-                    await pipe.watch(log_key, checkpoint_key)
-                    last_raw = await pipe.lindex(log_key, -1)
-                    if last_raw:
-                        last = json.loads(last_raw)
-                        seq, prev = int(last["seq"]) + 1, str(last["hash"])
-                    else:
-                        # Empty after a purge: the chain goes on from the checkpoint.
-                        raw = await pipe.get(checkpoint_key)
-                        checkpoint = AuditCheckpoint.decode(str(raw)) if raw else None
-                        seq, prev = (
-                            (checkpoint.seq + 1, checkpoint.hash) if checkpoint else (1, GENESIS)
-                        )
-                    entry = chained_entry(fields, seq, prev)
-                    pipe.multi()  # type: ignore[no-untyped-call]
-                    pipe.rpush(log_key, _encode_entry(entry))
-                    await pipe.execute()
-                    return entry
-                except WatchError:
-                    continue  # another instance appended first: chain onto its entry
-                except (RedisConnectionError, TimeoutError, OSError) as exc:
-                    raise StoreUnavailable(str(exc)) from exc
+        async def body(pipe: Pipeline) -> AuditEntry:
+            last = await self._last_entry(pipe)
+            if last is not None:
+                seq, prev = last.seq + 1, last.hash
+            else:
+                # Empty after a purge: the chain goes on from the checkpoint.
+                raw = await pipe.get(self._checkpoint_key)
+                checkpoint = AuditCheckpoint.decode(str(raw)) if raw else None
+                seq, prev = (checkpoint.seq + 1, checkpoint.hash) if checkpoint else (1, GENESIS)
+            entry = chained_entry(fields, seq, prev)
+            _multi(pipe)
+            self._put(pipe, AUDIT, entry)
+            await pipe.execute()
+            return entry
+
+        return await self._transact([self._idx(AUDIT, _AUDIT_ALL), self._checkpoint_key], body)
 
     async def audit_checkpoint(self) -> AuditCheckpoint | None:
-        raw = await self._call(self.r.get(f"{self.p}audit:checkpoint"))
-        return AuditCheckpoint.decode(raw) if raw else None
+        raw = await self._call(self.r.get(self._checkpoint_key))
+        return AuditCheckpoint.decode(_text(raw)) if raw else None
 
     async def purge_audit(self, before: float, report: PurgeReport) -> AuditEntry | None:
-        log_key, checkpoint_key = f"{self.p}audit", f"{self.p}audit:checkpoint"
-        while True:
-            async with self.r.pipeline(transaction=True) as pipe:
-                try:
-                    await pipe.watch(log_key, checkpoint_key)
-                    entries = [
-                        AuditEntry(**json.loads(x)) for x in await pipe.lrange(log_key, 0, -1)
-                    ]
-                    removed = 0
-                    while removed < len(entries) and entries[removed].at < before:
-                        removed += 1
-                    if removed == 0:
-                        await pipe.unwatch()  # type: ignore[no-untyped-call]
-                        return None
-                    last = entries[removed - 1]
-                    checkpoint = AuditCheckpoint(last.seq, last.hash)
-                    entry = chained_entry(
-                        report(removed, checkpoint), entries[-1].seq + 1, entries[-1].hash
-                    )
-                    # Trim, checkpoint and report in one MULTI: all of it or none.
-                    pipe.multi()  # type: ignore[no-untyped-call]
-                    pipe.ltrim(log_key, removed, -1)
-                    pipe.set(checkpoint_key, checkpoint.encode())
-                    pipe.rpush(log_key, _encode_entry(entry))
-                    await pipe.execute()
-                    return entry
-                except WatchError:
-                    continue  # an entry was appended meanwhile: purge again with it
-                except (RedisConnectionError, TimeoutError, OSError) as exc:
-                    raise StoreUnavailable(str(exc)) from exc
+        trail = self._idx(AUDIT, _AUDIT_ALL)
+
+        async def body(pipe: Pipeline) -> AuditEntry | None:
+            # The oldest entries up to the first one dated at or after ``before``: a prefix,
+            # read a batch at a time from the start of the trail.
+            removed: list[AuditEntry] = []
+            while True:
+                seqs = await self._ids(trail, len(removed), len(removed) + _BATCH - 1, via=pipe)
+                batch = await self._many(AUDIT, seqs, pipe)
+                old = list(itertools.takewhile(lambda e: e.at < before, batch))
+                removed += old
+                if len(old) < len(batch) or len(seqs) < _BATCH:
+                    break
+            if not removed:
+                return None
+            head = await self._last_entry(pipe)
+            assert head is not None
+            checkpoint = AuditCheckpoint(removed[-1].seq, removed[-1].hash)
+            entry = chained_entry(report(len(removed), checkpoint), head.seq + 1, head.hash)
+            # Removal, checkpoint and report in one MULTI: all of it or none.
+            _multi(pipe)
+            self._delete(pipe, AUDIT, removed)
+            pipe.set(self._checkpoint_key, checkpoint.encode())
+            self._put(pipe, AUDIT, entry)
+            await pipe.execute()
+            return entry
+
+        return await self._transact([trail, self._checkpoint_key], body)
 
     async def audit_head(self) -> AuditEntry | None:
-        raw = await self._call(self.r.lindex(f"{self.p}audit", -1))
-        return AuditEntry(**json.loads(raw)) if raw else None
+        return await self._call(self._last_entry(self.r))
 
     async def all_audit(self) -> list[AuditEntry]:
-        raw = await self._call(self.r.lrange(f"{self.p}audit", 0, -1))
-        return [AuditEntry(**json.loads(item)) for item in raw]
+        seqs = await self._ids(self._idx(AUDIT, _AUDIT_ALL))
+        return await self._many(AUDIT, seqs)
 
     async def list_audit(self, query: AuditFilter) -> list[AuditEntry]:
-        entries = await self.all_audit()
-        if query.newest_first:
-            entries.reverse()
-        matches = (e for e in entries if query.matches(e))
-        return list(itertools.islice(matches, query.offset, query.offset + query.limit))
+        """A page of the entries ``query`` matches, read through the narrowest index.
+
+        Each filter on a field names one sorted set, a doctor's targets the union of theirs,
+        the period a range of the time index; the smallest of these drives. When it is the
+        query's only condition the page is one ranged read (ZRANGE ... LIMIT) and one MGET;
+        otherwise the driving set is read in order, a batch at a time, and its entries are
+        tested with ``query.matches`` until the page is full."""
+        q = query
+        drivers = [
+            [self._idx(AUDIT, _AUDIT_BY[name], getattr(q, name))]
+            for name in AUDIT_FILTERS
+            if getattr(q, name) is not None
+        ]
+        if q.targets is not None and q.target is None:
+            drivers.append([self._idx(AUDIT, _AUDIT_BY["target"], t) for t in sorted(q.targets)])
+        conditions = len(drivers) + (q.targets is not None and q.target is not None)
+        drivers.append([self._idx(AUDIT, _AUDIT_ALL)])
+        timed = q.since is not None or q.until is not None
+        low = "-inf" if q.since is None else repr(q.since)
+        high = "+inf" if q.until is None else f"({q.until!r}"
+        async with self.r.pipeline(transaction=False) as pipe:
+            for keys in drivers:
+                for key in keys:
+                    pipe.zcard(key)
+            if timed:
+                pipe.zcount(self._idx(AUDIT, _AUDIT_AT), low, high)
+            sizes = iter(await self._call(pipe.execute()))
+        costs = [sum(next(sizes) for _ in keys) for keys in drivers]
+        cost, keys = min(zip(costs, drivers, strict=True), key=lambda c: c[0])
+        window = next(sizes) if timed else None
+        conditions += timed
+        driven = keys != drivers[-1]
+        chunk = min(max(q.offset + q.limit, 16), _BATCH)
+        source: AsyncIterator[list[str]]
+        if window is not None and window < cost:
+            # The period is the narrowest: its members (sequence numbers only), in order.
+            seqs = await self._ids(self._idx(AUDIT, _AUDIT_AT), low, high, byscore=True)
+            ordered = sorted(seqs, key=int, reverse=q.newest_first)
+            if conditions == 1:
+                return await self._many(AUDIT, ordered[q.offset : q.offset + q.limit])
+            source = _batches(ordered, chunk)
+        elif len(keys) == 1 and conditions == int(driven):
+            # The one set is the whole query: the page by rank.
+            start, stop = q.offset, q.offset + q.limit - 1
+            seqs = await self._ids(keys[0], start, stop, desc=q.newest_first)
+            return await self._many(AUDIT, seqs)
+        else:
+            source = self._merged(keys, q.newest_first, chunk)
+        page: list[AuditEntry] = []
+        skip = q.offset
+        async for seqs in source:
+            while seqs:
+                # Fetch no more entries than could still be needed.
+                want = q.limit - len(page) + skip
+                batch, seqs = seqs[:want], seqs[want:]
+                for entry in await self._many(AUDIT, batch):
+                    if not q.matches(entry):
+                        continue
+                    if skip:
+                        skip -= 1
+                        continue
+                    page.append(entry)
+                    if len(page) == q.limit:
+                        return page
+        return page
+
+    async def _merged(
+        self, keys: Sequence[str], newest_first: bool, chunk: int
+    ) -> AsyncIterator[list[str]]:
+        """The members of the sorted sets ``keys`` (scored on sequence numbers) in score
+        order, merged, a batch at a time: each round reads at most ``chunk`` of each set
+        past the last score given, and gives what no set can still precede."""
+        bound: float | None = None
+        live = list(keys)
+        while live:
+            async with self.r.pipeline(transaction=False) as pipe:
+                for key in live:
+                    if newest_first:
+                        start = "+inf" if bound is None else f"({bound!r}"
+                        pipe.zrange(
+                            key,
+                            start,
+                            "-inf",
+                            desc=True,
+                            byscore=True,
+                            withscores=True,
+                            offset=0,
+                            num=chunk,
+                        )
+                    else:
+                        start = "-inf" if bound is None else f"({bound!r}"
+                        pipe.zrange(
+                            key, start, "+inf", byscore=True, withscores=True, offset=0, num=chunk
+                        )
+                reads: list[list[tuple[str, float]]] = await self._call(pipe.execute())
+            full = [read[-1][1] for read in reads if len(read) == chunk]
+            edge = (max if newest_first else min)(full) if full else None
+
+            def within(score: float, edge: float | None = edge) -> bool:
+                return edge is None or (score >= edge if newest_first else score <= edge)
+
+            given = sorted(
+                {(score, member) for read in reads for member, score in read if within(score)},
+                reverse=newest_first,
+            )
+            yield [member for _, member in given]
+            if edge is None:
+                return
+            bound = edge
+            live = [
+                key
+                for key, read in zip(live, reads, strict=True)
+                if len(read) == chunk or (read and not within(read[-1][1]))
+            ]
+
+    # -- the earlier layout (schema 1): records as hashes, indexes as sets, the trail a list
+    async def _upgrade(self) -> None:
+        """Convert a database written by the earlier layout, once, at open.
+
+        Each record hash becomes its JSON value with its index entries (one MULTI per
+        record, its TTL kept), the audit list its entries (one MULTI), then the old indexes
+        go. Safe to run by several instances at once and to resume after a crash: a record
+        already converted is skipped. Instances of the earlier version must be stopped
+        first (they would go on writing hashes)."""
+        marker = f"{self.p}schema"
+        if await self._call(self.r.get(marker)) == SCHEMA:
+            return
+        kinds: list[tuple[Kind[Any], str]] = [
+            (USERS, "user"),
+            (SESSIONS, "session"),
+            (CONSULTATIONS, "consultation"),
+            (RECORDINGS, "recording"),
+        ]
+        converted = 0
+        for kind, prefix in kinds:
+            async for key in self.r.scan_iter(match=f"{self.p}{prefix}:*", _type="hash"):
+                converted += await self._upgrade_record(kind, key)
+        converted += await self._upgrade_trail()
+        async with self.r.pipeline(transaction=True) as pipe:
+            for pattern in ("username:*", "user_sessions:*", "consultations:doctor:*"):
+                async for key in self.r.scan_iter(match=f"{self.p}{pattern}"):
+                    pipe.delete(key)
+            pipe.delete(*(f"{self.p}{name}" for name in ("users", "consultations", "recordings")))
+            pipe.set(marker, SCHEMA)
+            await self._call(pipe.execute())
+        if converted:
+            log.info("store: %d records converted to the layout of schema %s", converted, SCHEMA)
+
+    async def _upgrade_record(self, kind: Kind[Any], key: str) -> int:
+        async def body(pipe: Pipeline) -> int:
+            fields = {_text(k): _text(v) for k, v in (await pipe.hgetall(key)).items()}
+            if not fields:
+                return 0  # converted by another instance meanwhile
+            record = _from_hash(kind, fields)
+            if isinstance(record, Session) and "invite_generation" not in fields:
+                # Patient sessions saved before generations existed came from the first link.
+                record = record.evolve(invite_generation=1 if record.kind == "patient" else 0)
+            ttl = await pipe.pttl(key)
+            _multi(pipe)
+            self._put(pipe, kind, record, px=ttl if ttl > 0 else None)
+            pipe.delete(key)
+            await pipe.execute()
+            return 1
+
+        return await self._transact([key], body)
+
+    async def _upgrade_trail(self) -> int:
+        trail = f"{self.p}audit"
+
+        async def body(pipe: Pipeline) -> int:
+            if await pipe.type(trail) != "list":
+                return 0
+            entries = [AUDIT.decode(raw) for raw in await pipe.lrange(trail, 0, -1)]
+            _multi(pipe)
+            self._put_many(pipe, AUDIT, entries)
+            pipe.delete(trail)
+            await pipe.execute()
+            return len(entries)
+
+        return await self._transact([trail], body)
+
+
+async def _batches(items: Sequence[str], size: int) -> AsyncIterator[list[str]]:
+    for start in range(0, len(items), size):
+        yield list(items[start : start + size])

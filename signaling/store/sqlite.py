@@ -1,7 +1,14 @@
 """SQLite backend: the embedded default. One connection on one worker thread, WAL mode.
 
 Every operation runs as a whole on the worker thread, so each is atomic with respect to the
-others without extra locking; migrations are versioned with ``PRAGMA user_version``.
+others without extra locking; one that reads a record before writing it takes the write lock
+first (BEGIN IMMEDIATE), so that another process on the same file cannot interleave either.
+Migrations are versioned with ``PRAGMA user_version``.
+
+Records are stored whole (signaling/store/records.py): one table per kind, the record's JSON
+in ``body``. The fields its indexes name are generated columns that SQLite derives from the
+body (so a column can never disagree with its record), its unique values real columns beside
+it; those columns and their SQL indexes are made from the declaration at every open.
 """
 
 from __future__ import annotations
@@ -13,6 +20,8 @@ from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 from typing import Any, TypeVar
+
+import msgspec
 
 from signaling.audit_chain import GENESIS, chained_entry
 from signaling.models import (
@@ -34,10 +43,51 @@ from signaling.store.base import (
     SetupClaim,
     StoreUnavailable,
 )
+from signaling.store.records import (
+    AUDIT,
+    CONSENT_RECEIPTS,
+    CONSULTATIONS,
+    KINDS,
+    RECORDINGS,
+    SESSIONS,
+    USERS,
+    Kind,
+    fold_username,
+)
 
 T = TypeVar("T")
+R = TypeVar("R", bound=msgspec.Struct)
 
-MIGRATIONS: list[str] = [
+# The record tables of schema 4, with their boolean columns (stored as 0 or 1).
+_V4_TABLES = (
+    ("users", ("totp_confirmed", "disabled")),
+    ("sessions", ()),
+    ("consultations", ("invite_locked",)),
+    ("recordings", ()),
+    ("consent_receipts", ()),
+    ("audit", ()),
+)
+
+
+def _records_whole(db: sqlite3.Connection) -> None:
+    """Migration 5: each record table of schema 4 becomes the JSON bodies of its rows, in
+    rowid order (consent receipts keep their order); the derived columns and indexes are
+    then added by _sync_schema. Written against the old columns, not today's records."""
+    for table, flags in _V4_TABLES:
+        db.execute(f"ALTER TABLE {table} RENAME TO {table}_v4")
+        db.execute(f"CREATE TABLE {table} (body TEXT NOT NULL)")
+        for row in db.execute(f"SELECT * FROM {table}_v4 ORDER BY rowid").fetchall():
+            values = {name: row[name] for name in row.keys() if name != "username_key"}
+            for name in flags:
+                values[name] = bool(values[name])
+            # msgspec writes the BLOB column (totp_secret_enc) as base64, as records are.
+            db.execute(
+                f"INSERT INTO {table} (body) VALUES (?)", (msgspec.json.encode(values).decode(),)
+            )
+        db.execute(f"DROP TABLE {table}_v4")
+
+
+MIGRATIONS: list[str | Callable[[sqlite3.Connection], None]] = [
     # 1: initial schema
     """
     CREATE TABLE users (
@@ -144,58 +194,99 @@ MIGRATIONS: list[str] = [
     ALTER TABLE sessions ADD COLUMN invite_generation INTEGER NOT NULL DEFAULT 0;
     UPDATE sessions SET invite_generation = 1 WHERE kind = 'patient';
     """,
+    # 5: records stored whole (see _records_whole)
+    _records_whole,
 ]
 
-_USER_COLUMNS = (
-    "id, username, display_name, role, password_hash, created_at, totp_secret_enc, "
-    "totp_confirmed, totp_last_step, disabled"
-)
-_SESSION_COLUMNS = (
-    "id_hash, kind, created_at, last_seen, expires_at, csrf_token, user_id, consultation_id, "
-    "invite_generation"
-)
-_CONSULTATION_COLUMNS = (
-    "id, doctor_id, patient_name, scheduled_start, duration_minutes, note, status, created_at, "
-    "invite_nonce, access_code_hash, code_failures, invite_locked, ended_at, erased_at, "
-    "invite_generation"
-)
-_RECORDING_COLUMNS = (
-    "id, consultation_id, doctor_id, started_at, key_id, file_name, status, stopped_at, "
-    "size_bytes, stop_reason, deleted_at"
-)
-_CONSENT_COLUMNS = "id, consultation_id, recording_id, role, subject, decision, at"
-_AUDIT_COLUMNS = (
-    "seq, at, actor, actor_role, action, target, outcome, address, details, prev_hash, hash"
-)
+
+def _migrate(db: sqlite3.Connection, step: str | Callable[[sqlite3.Connection], None]) -> None:
+    if callable(step):
+        step(db)
+        return
+    for statement in step.split(";"):
+        if statement.strip():
+            db.execute(statement)
 
 
-def _user(row: sqlite3.Row) -> User:
-    return User(
-        id=row["id"],
-        username=row["username"],
-        display_name=row["display_name"],
-        role=row["role"],
-        password_hash=row["password_hash"],
-        created_at=row["created_at"],
-        totp_secret_enc=row["totp_secret_enc"],
-        totp_confirmed=bool(row["totp_confirmed"]),
-        totp_last_step=row["totp_last_step"],
-        disabled=bool(row["disabled"]),
+def _sync_schema(db: sqlite3.Connection) -> None:
+    """Give each kind's table the columns and indexes records.py declares (idempotent)."""
+    for kind in KINDS:
+        table = kind.name
+        db.execute(f"CREATE TABLE IF NOT EXISTS {table} (body TEXT NOT NULL)")
+        present = {row["name"] for row in db.execute(f"PRAGMA table_xinfo({table})")}
+        for column in kind.columns:
+            if column not in present:
+                db.execute(
+                    f"ALTER TABLE {table} ADD COLUMN {column} "
+                    f"GENERATED ALWAYS AS (json_extract(body, '$.{column}')) VIRTUAL"
+                )
+        for unique in kind.unique:
+            if unique.name not in present:
+                db.execute(f"ALTER TABLE {table} ADD COLUMN {unique.name} TEXT")
+                for rowid, text in db.execute(f"SELECT rowid, body FROM {table}").fetchall():
+                    value = unique.of(kind.decode(text))
+                    db.execute(f"UPDATE {table} SET {unique.name}=? WHERE rowid=?", (value, rowid))
+            db.execute(
+                f"CREATE UNIQUE INDEX IF NOT EXISTS {table}__{unique.name} "
+                f"ON {table}({unique.name})"
+            )
+        db.execute(f"CREATE UNIQUE INDEX IF NOT EXISTS {table}__key ON {table}({kind.key})")
+        for index in kind.indexes:
+            if index.columns and index.columns != (kind.key,):
+                db.execute(
+                    f"CREATE INDEX IF NOT EXISTS {table}__{index.name} "
+                    f"ON {table}({', '.join(index.columns)})"
+                )
+
+
+def _body(kind: Kind[R], record: R) -> tuple[Any, ...]:
+    """The values of ``body`` and of the unique columns, in _COLUMNS order."""
+    return (kind.encode(record).decode(), *(unique.of(record) for unique in kind.unique))
+
+
+def _columns(kind: Kind[Any]) -> list[str]:
+    return ["body", *(unique.name for unique in kind.unique)]
+
+
+def _insert(db: sqlite3.Connection, kind: Kind[R], record: R, replace: bool = False) -> None:
+    columns = _columns(kind)
+    verb = "INSERT OR REPLACE" if replace else "INSERT"
+    db.execute(
+        f"{verb} INTO {kind.name} ({', '.join(columns)}) VALUES ({', '.join('?' * len(columns))})",
+        _body(kind, record),
     )
 
 
-def _session(row: sqlite3.Row) -> Session:
-    return Session(**{k: row[k] for k in row.keys()})
+def _update(db: sqlite3.Connection, kind: Kind[R], record: R) -> None:
+    sets = ", ".join(f"{column}=?" for column in _columns(kind))
+    db.execute(
+        f"UPDATE {kind.name} SET {sets} WHERE {kind.key}=?",
+        (*_body(kind, record), getattr(record, kind.key)),
+    )
 
 
-def _consultation(row: sqlite3.Row) -> Consultation:
-    values = {k: row[k] for k in row.keys()}
-    values["invite_locked"] = bool(values["invite_locked"])
-    return Consultation(**values)
+def _select(
+    db: sqlite3.Connection, kind: Kind[R], where: str = "", params: Any = (), order: str = ""
+) -> list[R]:
+    rows = db.execute(f"SELECT body FROM {kind.name} {where} {order}", params).fetchall()
+    return [kind.decode(row[0]) for row in rows]
 
 
-def _audit(row: sqlite3.Row) -> AuditEntry:
-    return AuditEntry(**{k: row[k] for k in row.keys()})
+def _get(db: sqlite3.Connection, kind: Kind[R], key: object) -> R | None:
+    found = _select(db, kind, f"WHERE {kind.key}=?", (key,))
+    return found[0] if found else None
+
+
+def _change(
+    db: sqlite3.Connection, kind: Kind[R], key: object, change: Callable[[R], R | None]
+) -> R | None:
+    """Rewrite the stored record as ``change`` makes it; None (nothing written) when there is
+    no such record or ``change`` answers None. Run it under the write lock."""
+    stored = _get(db, kind, key)
+    changed = change(stored) if stored is not None else None
+    if changed is not None:
+        _update(db, kind, changed)
+    return changed
 
 
 class SqliteStore:
@@ -204,11 +295,16 @@ class SqliteStore:
         self._executor: ThreadPoolExecutor | None = None
         self._db: sqlite3.Connection | None = None
 
-    async def _run(self, fn: Callable[[sqlite3.Connection], T]) -> T:
+    async def _run(self, fn: Callable[[sqlite3.Connection], T], write: bool = False) -> T:
+        """Run ``fn`` as one transaction; ``write``: take the write lock first, for an
+        operation that reads what it then writes."""
+
         def call() -> T:
             if self._db is None:
                 raise StoreUnavailable("store is closed")
             with self._db:  # one transaction per operation
+                if write:
+                    self._db.execute("BEGIN IMMEDIATE")
                 return fn(self._db)
 
         if self._executor is None:
@@ -229,18 +325,24 @@ class SqliteStore:
             db.execute("PRAGMA busy_timeout=5000")
             # Deleted or overwritten content is zeroed, so an erasure leaves no old copy.
             db.execute("PRAGMA secure_delete=ON")
-            version = db.execute("PRAGMA user_version").fetchone()[0]
-            for number, script in enumerate(MIGRATIONS[version:], start=version + 1):
+            # Each step under the write lock, the version read inside it: two processes
+            # opening an old file at once migrate it once. The last step derives the
+            # columns and indexes records.py declares.
+            while True:
                 db.execute("BEGIN IMMEDIATE")
                 try:
-                    for statement in script.split(";"):
-                        if statement.strip():
-                            db.execute(statement)
-                    db.execute(f"PRAGMA user_version={number}")
+                    version = db.execute("PRAGMA user_version").fetchone()[0]
+                    if version < len(MIGRATIONS):
+                        _migrate(db, MIGRATIONS[version])
+                        db.execute(f"PRAGMA user_version={version + 1}")
+                    else:
+                        _sync_schema(db)
                     db.execute("COMMIT")
                 except Exception:
                     db.execute("ROLLBACK")
                     raise
+                if version >= len(MIGRATIONS):
+                    break
             # The python sqlite3 module manages transactions with "with db:" from here on.
             db.isolation_level = "DEFERRED"
             self._db = db
@@ -269,10 +371,9 @@ class SqliteStore:
 
     async def create_first_user(self, user: User, nonce_name: str, nonce: str) -> SetupClaim:
         def op(db: sqlite3.Connection) -> SetupClaim:
-            # The write lock first: even another process on the same file cannot claim the
+            # Under the write lock: even another process on the same file cannot claim the
             # link between the check and the insert, and a refusal or a failed insert rolls
             # the whole transaction back (the "with db" of _run commits or rolls back).
-            db.execute("BEGIN IMMEDIATE")
             claimed = db.execute(
                 "UPDATE meta SET value=? WHERE name=? AND value=? "
                 "AND NOT EXISTS (SELECT 1 FROM users)",
@@ -284,31 +385,19 @@ class SqliteStore:
             _insert_user(db, user)
             return "created"
 
-        return await self._run(op)
+        return await self._run(op, write=True)
 
     async def get_user(self, user_id: str) -> User | None:
-        row = await self._run(
-            lambda db: db.execute(
-                f"SELECT {_USER_COLUMNS} FROM users WHERE id=?", (user_id,)
-            ).fetchone()
-        )
-        return _user(row) if row else None
+        return await self._run(lambda db: _get(db, USERS, user_id))
 
     async def get_user_by_username(self, username: str) -> User | None:
-        row = await self._run(
-            lambda db: db.execute(
-                f"SELECT {_USER_COLUMNS} FROM users WHERE username_key=?", (username.casefold(),)
-            ).fetchone()
+        found = await self._run(
+            lambda db: _select(db, USERS, "WHERE username_key=?", (fold_username(username),))
         )
-        return _user(row) if row else None
+        return found[0] if found else None
 
     async def list_users(self) -> list[User]:
-        rows = await self._run(
-            lambda db: db.execute(
-                f"SELECT {_USER_COLUMNS} FROM users ORDER BY username_key"
-            ).fetchall()
-        )
-        return [_user(r) for r in rows]
+        return await self._run(lambda db: _select(db, USERS, order="ORDER BY username_key"))
 
     async def count_users(self) -> int:
         return int(
@@ -317,27 +406,27 @@ class SqliteStore:
 
     async def set_user_role(self, user_id: str, role: StaffRole) -> bool:
         def op(db: sqlite3.Connection) -> bool:
-            if role != "admin":
-                others = db.execute(
-                    "SELECT COUNT(*) FROM users WHERE role='admin' AND disabled=0 AND id<>?",
-                    (user_id,),
-                ).fetchone()[0]
-                if others == 0:
-                    return False
-            db.execute("UPDATE users SET role=? WHERE id=?", (role, user_id))
+            users = _select(db, USERS)
+            if role != "admin" and not any(
+                u.role == "admin" and not u.disabled and u.id != user_id for u in users
+            ):
+                return False
+            _change(db, USERS, user_id, lambda u: u.evolve(role=role))
             return True
 
-        return await self._run(op)
+        return await self._run(op, write=True)
 
     async def set_user_password(
         self, user_id: str, old_hash: str, new_hash: str, keep_session: str
     ) -> int | None:
         def op(db: sqlite3.Connection) -> int | None:
-            cursor = db.execute(
-                "UPDATE users SET password_hash=? WHERE id=? AND password_hash=?",
-                (new_hash, user_id, old_hash),
+            changed = _change(
+                db,
+                USERS,
+                user_id,
+                lambda u: u.evolve(password_hash=new_hash) if u.password_hash == old_hash else None,
             )
-            if cursor.rowcount != 1:
+            if changed is None:
                 return None
             return int(
                 db.execute(
@@ -345,62 +434,36 @@ class SqliteStore:
                 ).rowcount
             )
 
-        return await self._run(op)
+        return await self._run(op, write=True)
 
     async def update_user(self, user: User) -> None:
         # totp_last_step is only ever moved by advance_totp_step, so it stays monotonic.
-        await self._run(
-            lambda db: db.execute(
-                "UPDATE users SET display_name=?, role=?, password_hash=?, totp_secret_enc=?, "
-                "totp_confirmed=?, disabled=? WHERE id=?",
-                (
-                    user.display_name,
-                    user.role,
-                    user.password_hash,
-                    user.totp_secret_enc,
-                    int(user.totp_confirmed),
-                    int(user.disabled),
-                    user.id,
-                ),
-            )
-        )
+        def op(db: sqlite3.Connection) -> None:
+            try:
+                _change(db, USERS, user.id, lambda u: user.evolve(totp_last_step=u.totp_last_step))
+            except sqlite3.IntegrityError as exc:
+                raise DuplicateUsername(user.username) from exc
+
+        await self._run(op, write=True)
 
     async def advance_totp_step(self, user_id: str, step: int) -> bool:
-        def op(db: sqlite3.Connection) -> bool:
-            cursor = db.execute(
-                "UPDATE users SET totp_last_step=? WHERE id=? AND totp_last_step < ?",
-                (step, user_id, step),
-            )
-            return cursor.rowcount == 1
-
-        return await self._run(op)
+        changed = await self._run(
+            lambda db: _change(
+                db,
+                USERS,
+                user_id,
+                lambda u: u.evolve(totp_last_step=step) if u.totp_last_step < step else None,
+            ),
+            write=True,
+        )
+        return changed is not None
 
     # -- sessions
     async def put_session(self, session: Session) -> None:
-        await self._run(
-            lambda db: db.execute(
-                f"INSERT OR REPLACE INTO sessions ({_SESSION_COLUMNS}) VALUES (?,?,?,?,?,?,?,?,?)",
-                (
-                    session.id_hash,
-                    session.kind,
-                    session.created_at,
-                    session.last_seen,
-                    session.expires_at,
-                    session.csrf_token,
-                    session.user_id,
-                    session.consultation_id,
-                    session.invite_generation,
-                ),
-            )
-        )
+        await self._run(lambda db: _insert(db, SESSIONS, session, replace=True))
 
     async def get_session(self, id_hash: str) -> Session | None:
-        row = await self._run(
-            lambda db: db.execute(
-                f"SELECT {_SESSION_COLUMNS} FROM sessions WHERE id_hash=?", (id_hash,)
-            ).fetchone()
-        )
-        return _session(row) if row else None
+        return await self._run(lambda db: _get(db, SESSIONS, id_hash))
 
     async def delete_session(self, id_hash: str) -> None:
         await self._run(lambda db: db.execute("DELETE FROM sessions WHERE id_hash=?", (id_hash,)))
@@ -417,162 +480,59 @@ class SqliteStore:
 
     # -- consultations
     async def create_consultation(self, consultation: Consultation) -> None:
-        c = consultation
-        await self._run(
-            lambda db: db.execute(
-                f"INSERT INTO consultations ({_CONSULTATION_COLUMNS}) "
-                "VALUES (?,?,?,?,?,?,?,?,?,?,?,?,?,?,?)",
-                (
-                    c.id,
-                    c.doctor_id,
-                    c.patient_name,
-                    c.scheduled_start,
-                    c.duration_minutes,
-                    c.note,
-                    c.status,
-                    c.created_at,
-                    c.invite_nonce,
-                    c.access_code_hash,
-                    c.code_failures,
-                    int(c.invite_locked),
-                    c.ended_at,
-                    c.erased_at,
-                    c.invite_generation,
-                ),
-            )
-        )
+        await self._run(lambda db: _insert(db, CONSULTATIONS, consultation))
 
     async def get_consultation(self, consultation_id: str) -> Consultation | None:
-        row = await self._run(
-            lambda db: db.execute(
-                f"SELECT {_CONSULTATION_COLUMNS} FROM consultations WHERE id=?",
-                (consultation_id,),
-            ).fetchone()
-        )
-        return _consultation(row) if row else None
+        return await self._run(lambda db: _get(db, CONSULTATIONS, consultation_id))
 
     async def list_consultations(self, doctor_id: str | None) -> list[Consultation]:
-        def op(db: sqlite3.Connection) -> list[sqlite3.Row]:
-            if doctor_id is None:
-                return db.execute(
-                    f"SELECT {_CONSULTATION_COLUMNS} FROM consultations ORDER BY scheduled_start"
-                ).fetchall()
-            return db.execute(
-                f"SELECT {_CONSULTATION_COLUMNS} FROM consultations WHERE doctor_id=? "
-                "ORDER BY scheduled_start",
-                (doctor_id,),
-            ).fetchall()
-
-        return [_consultation(r) for r in await self._run(op)]
-
-    async def update_consultation(self, consultation: Consultation) -> None:
-        c = consultation
-        await self._run(
-            lambda db: db.execute(
-                "UPDATE consultations SET patient_name=?, scheduled_start=?, duration_minutes=?, "
-                "note=?, status=?, invite_nonce=?, access_code_hash=?, code_failures=?, "
-                "invite_locked=?, ended_at=?, erased_at=?, invite_generation=? WHERE id=?",
-                (
-                    c.patient_name,
-                    c.scheduled_start,
-                    c.duration_minutes,
-                    c.note,
-                    c.status,
-                    c.invite_nonce,
-                    c.access_code_hash,
-                    c.code_failures,
-                    int(c.invite_locked),
-                    c.ended_at,
-                    c.erased_at,
-                    c.invite_generation,
-                    c.id,
-                ),
-            )
+        where, params = ("WHERE doctor_id=?", (doctor_id,)) if doctor_id is not None else ("", ())
+        return await self._run(
+            lambda db: _select(db, CONSULTATIONS, where, params, "ORDER BY scheduled_start")
         )
 
-    async def record_code_failure(self, consultation_id: str, lock_at: int) -> Consultation:
-        def op(db: sqlite3.Connection) -> sqlite3.Row:
-            db.execute(
-                "UPDATE consultations SET code_failures = code_failures + 1, "
-                "invite_locked = CASE WHEN code_failures + 1 >= ? THEN 1 ELSE invite_locked END "
-                "WHERE id=?",
-                (lock_at, consultation_id),
-            )
-            row: sqlite3.Row = db.execute(
-                f"SELECT {_CONSULTATION_COLUMNS} FROM consultations WHERE id=?",
-                (consultation_id,),
-            ).fetchone()
-            return row
+    async def update_consultation(self, consultation: Consultation) -> None:
+        await self._run(lambda db: _update(db, CONSULTATIONS, consultation))
 
-        return _consultation(await self._run(op))
+    async def record_code_failure(self, consultation_id: str, lock_at: int) -> Consultation:
+        def counted(c: Consultation) -> Consultation:
+            failures = c.code_failures + 1
+            return c.evolve(
+                code_failures=failures, invite_locked=c.invite_locked or failures >= lock_at
+            )
+
+        changed = await self._run(
+            lambda db: _change(db, CONSULTATIONS, consultation_id, counted), write=True
+        )
+        if changed is None:
+            raise KeyError(consultation_id)
+        return changed
 
     # -- recordings and consent receipts
     async def create_recording(self, recording: Recording) -> None:
-        r = recording
-        await self._run(
-            lambda db: db.execute(
-                f"INSERT INTO recordings ({_RECORDING_COLUMNS}) VALUES (?,?,?,?,?,?,?,?,?,?,?)",
-                (
-                    r.id,
-                    r.consultation_id,
-                    r.doctor_id,
-                    r.started_at,
-                    r.key_id,
-                    r.file_name,
-                    r.status,
-                    r.stopped_at,
-                    r.size_bytes,
-                    r.stop_reason,
-                    r.deleted_at,
-                ),
-            )
-        )
+        await self._run(lambda db: _insert(db, RECORDINGS, recording))
 
     async def get_recording(self, recording_id: str) -> Recording | None:
-        row = await self._run(
-            lambda db: db.execute(
-                f"SELECT {_RECORDING_COLUMNS} FROM recordings WHERE id=?", (recording_id,)
-            ).fetchone()
-        )
-        return Recording(**dict(row)) if row else None
+        return await self._run(lambda db: _get(db, RECORDINGS, recording_id))
 
     async def list_recordings(
         self, consultation_id: str | None = None, doctor_id: str | None = None
     ) -> list[Recording]:
         clauses, params = [], []
-        if consultation_id is not None:
-            clauses.append("consultation_id=?")
-            params.append(consultation_id)
-        if doctor_id is not None:
-            clauses.append("doctor_id=?")
-            params.append(doctor_id)
+        for column, value in (("consultation_id", consultation_id), ("doctor_id", doctor_id)):
+            if value is not None:
+                clauses.append(f"{column}=?")
+                params.append(value)
         where = f"WHERE {' AND '.join(clauses)}" if clauses else ""
-        rows = await self._run(
-            lambda db: db.execute(
-                f"SELECT {_RECORDING_COLUMNS} FROM recordings {where} ORDER BY started_at DESC",
-                params,
-            ).fetchall()
+        return await self._run(
+            lambda db: _select(db, RECORDINGS, where, params, "ORDER BY started_at DESC")
         )
-        return [Recording(**dict(r)) for r in rows]
 
     async def update_recording(self, recording: Recording) -> None:
-        r = recording
-        await self._run(
-            lambda db: db.execute(
-                "UPDATE recordings SET status=?, stopped_at=?, size_bytes=?, stop_reason=?, "
-                "deleted_at=?, key_id=? WHERE id=?",
-                (r.status, r.stopped_at, r.size_bytes, r.stop_reason, r.deleted_at, r.key_id, r.id),
-            )
-        )
+        await self._run(lambda db: _update(db, RECORDINGS, recording))
 
     async def add_consent_receipt(self, receipt: ConsentReceipt) -> None:
-        c = receipt
-        await self._run(
-            lambda db: db.execute(
-                f"INSERT INTO consent_receipts ({_CONSENT_COLUMNS}) VALUES (?,?,?,?,?,?,?)",
-                (c.id, c.consultation_id, c.recording_id, c.role, c.subject, c.decision, c.at),
-            )
-        )
+        await self._run(lambda db: _insert(db, CONSENT_RECEIPTS, receipt))
 
     async def delete_consent_receipts(self, consultation_id: str, before: float) -> int:
         return await self._run(
@@ -585,14 +545,15 @@ class SqliteStore:
         )
 
     async def list_consent_receipts(self, consultation_id: str) -> list[ConsentReceipt]:
-        rows = await self._run(
-            lambda db: db.execute(
-                f"SELECT {_CONSENT_COLUMNS} FROM consent_receipts WHERE consultation_id=? "
-                "ORDER BY at, rowid",
+        return await self._run(
+            lambda db: _select(
+                db,
+                CONSENT_RECEIPTS,
+                "WHERE consultation_id=?",
                 (consultation_id,),
-            ).fetchall()
+                "ORDER BY at, rowid",
+            )
         )
-        return [ConsentReceipt(**dict(r)) for r in rows]
 
     # -- ephemeral
     async def claim_once(self, key: str, ttl: float, now: float) -> bool:
@@ -666,7 +627,7 @@ class SqliteStore:
 
     # -- audit
     async def append_audit(self, fields: AuditFields) -> AuditEntry:
-        return await self._run(lambda db: _append_audit(db, fields))
+        return await self._run(lambda db: _append_audit(db, fields), write=True)
 
     async def audit_checkpoint(self) -> AuditCheckpoint | None:
         return await self._run(_audit_checkpoint)
@@ -678,13 +639,11 @@ class SqliteStore:
             newer = db.execute("SELECT MIN(seq) FROM audit WHERE at>=?", (before,)).fetchone()[0]
             bound = "seq<?" if newer is not None else "1"
             params: tuple[Any, ...] = (newer,) if newer is not None else ()
-            last = db.execute(
-                f"SELECT seq, hash FROM audit WHERE {bound} ORDER BY seq DESC LIMIT 1", params
-            ).fetchone()
-            if last is None:
+            last = _select(db, AUDIT, f"WHERE {bound}", params, "ORDER BY seq DESC LIMIT 1")
+            if not last:
                 return None
             removed = db.execute(f"DELETE FROM audit WHERE {bound}", params).rowcount
-            checkpoint = AuditCheckpoint(last[0], last[1])
+            checkpoint = AuditCheckpoint(last[0].seq, last[0].hash)
             db.execute(
                 "INSERT INTO meta (name, value) VALUES (?, ?) "
                 "ON CONFLICT(name) DO UPDATE SET value=excluded.value",
@@ -692,7 +651,7 @@ class SqliteStore:
             )
             return _append_audit(db, report(removed, checkpoint))
 
-        return await self._run(op)
+        return await self._run(op, write=True)
 
     async def list_audit(self, query: AuditFilter) -> list[AuditEntry]:
         clauses: list[str] = []
@@ -719,27 +678,16 @@ class SqliteStore:
         where = f"WHERE {' AND '.join(clauses)}" if clauses else ""
         order = "DESC" if query.newest_first else "ASC"
         params += [query.limit, query.offset]
-        rows = await self._run(
-            lambda db: db.execute(
-                f"SELECT {_AUDIT_COLUMNS} FROM audit {where} ORDER BY seq {order} LIMIT ? OFFSET ?",
-                params,
-            ).fetchall()
+        return await self._run(
+            lambda db: _select(db, AUDIT, where, params, f"ORDER BY seq {order} LIMIT ? OFFSET ?")
         )
-        return [_audit(r) for r in rows]
 
     async def audit_head(self) -> AuditEntry | None:
-        row = await self._run(
-            lambda db: db.execute(
-                f"SELECT {_AUDIT_COLUMNS} FROM audit ORDER BY seq DESC LIMIT 1"
-            ).fetchone()
-        )
-        return _audit(row) if row else None
+        last = await self._run(lambda db: _select(db, AUDIT, order="ORDER BY seq DESC LIMIT 1"))
+        return last[0] if last else None
 
     async def all_audit(self) -> list[AuditEntry]:
-        rows = await self._run(
-            lambda db: db.execute(f"SELECT {_AUDIT_COLUMNS} FROM audit ORDER BY seq").fetchall()
-        )
-        return [_audit(r) for r in rows]
+        return await self._run(lambda db: _select(db, AUDIT, order="ORDER BY seq"))
 
 
 _CHECKPOINT = "audit_checkpoint"
@@ -753,37 +701,19 @@ def _audit_checkpoint(db: sqlite3.Connection) -> AuditCheckpoint | None:
 def _append_audit(db: sqlite3.Connection, fields: AuditFields) -> AuditEntry:
     # Runs inside the caller's transaction; after a purge the chain goes on from the
     # checkpoint (the last removed entry).
-    last = db.execute("SELECT seq, hash FROM audit ORDER BY seq DESC LIMIT 1").fetchone()
-    if last is not None:
-        seq, prev = last[0] + 1, last[1]
+    last = _select(db, AUDIT, order="ORDER BY seq DESC LIMIT 1")
+    if last:
+        seq, prev = last[0].seq + 1, last[0].hash
     else:
         checkpoint = _audit_checkpoint(db)
         seq, prev = (checkpoint.seq + 1, checkpoint.hash) if checkpoint else (1, GENESIS)
     entry = chained_entry(fields, seq, prev)
-    db.execute(
-        f"INSERT INTO audit ({_AUDIT_COLUMNS}) VALUES (?,?,?,?,?,?,?,?,?,?,?)",
-        tuple(getattr(entry, name) for name in _AUDIT_COLUMNS.split(", ")),
-    )
+    _insert(db, AUDIT, entry)
     return entry
 
 
 def _insert_user(db: sqlite3.Connection, user: User) -> None:
     try:
-        db.execute(
-            f"INSERT INTO users ({_USER_COLUMNS}, username_key) VALUES (?,?,?,?,?,?,?,?,?,?,?)",
-            (
-                user.id,
-                user.username,
-                user.display_name,
-                user.role,
-                user.password_hash,
-                user.created_at,
-                user.totp_secret_enc,
-                int(user.totp_confirmed),
-                user.totp_last_step,
-                int(user.disabled),
-                user.username.casefold(),
-            ),
-        )
+        _insert(db, USERS, user)
     except sqlite3.IntegrityError as exc:
         raise DuplicateUsername(user.username) from exc
