@@ -365,3 +365,52 @@ async def test_audit_head_is_the_last_entry(store: Store) -> None:
             )
         )
     assert await store.audit_head() == last
+
+
+async def test_audit_pages_answer_what_the_filter_matches(store: Store) -> None:
+    # However a backend reads a page (an index, a doctor's targets merged, the period, several
+    # conditions at once, an offset), it answers the filter's own test over the whole trail,
+    # in sequence order, also where the clock went back between two entries.
+    for i in range(60):
+        await store.append_audit(
+            AuditFields(
+                at=NOW + (i - 30 if i % 13 == 0 else i),
+                actor=f"u{i % 3}",
+                actor_role="doctor",
+                action="a" if i % 2 else "b",
+                target=f"t{i % 5}",
+                outcome="failure" if i % 7 == 0 else "success",
+                address="",
+                details="",
+            )
+        )
+    trail = await store.all_audit()
+    queries = [
+        {},
+        {"actor": "u1"},
+        {"action": "a", "outcome": "success"},
+        {"outcome": "failure"},
+        {"target": "t2"},
+        {"targets": frozenset({"t1", "t3"})},
+        {"targets": frozenset({"t1", "t3"}), "actor": "u2"},
+        {"targets": frozenset({"t1"}), "target": "t1"},
+        {"targets": frozenset({"t1"}), "target": "t2"},
+        {"targets": frozenset()},
+        {"since": NOW + 10},
+        {"until": NOW + 20},
+        {"since": NOW + 10, "until": NOW + 40},
+        {"since": NOW + 10, "until": NOW + 40, "actor": "u0"},
+        {"since": NOW - 30, "until": NOW + 1, "targets": frozenset({"t0", "t4"})},
+    ]
+    for conditions in queries:
+        for newest_first in (False, True):
+            for offset, limit in ((0, 1), (0, 100), (3, 5)):
+                query = AuditFilter(
+                    **conditions,  # type: ignore[arg-type]
+                    newest_first=newest_first,
+                    offset=offset,
+                    limit=limit,
+                )
+                ordered = list(reversed(trail)) if newest_first else trail
+                expected = [e for e in ordered if query.matches(e)][offset : offset + limit]
+                assert await store.list_audit(query) == expected, query
