@@ -414,3 +414,10 @@ async def test_audit_pages_answer_what_the_filter_matches(store: Store) -> None:
                 ordered = list(reversed(trail)) if newest_first else trail
                 expected = [e for e in ordered if query.matches(e)][offset : offset + limit]
                 assert await store.list_audit(query) == expected, query
+
+
+async def test_set_user_role_on_an_empty_store_changes_nothing(store: Store) -> None:
+    # Nobody to promote: nothing written; nobody left as admin: refused.
+    assert await store.set_user_role("absent", "admin")
+    assert not await store.set_user_role("absent", "doctor")
+    assert await store.count_users() == 0

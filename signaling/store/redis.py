@@ -318,12 +318,12 @@ class RedisStore:
         raw = await self._call(self.r.get(self._rec(kind, key)))
         return kind.decode(raw) if raw is not None else None
 
-    async def _many(self, kind: Kind[R], keys: Sequence[object], r: Any = None) -> list[R]:
-        """The records at ``keys`` that exist, in that order (``r``: a watching pipeline)."""
+    async def _many(self, kind: Kind[R], keys: Sequence[object], via: Any = None) -> list[R]:
+        """The records at ``keys`` that exist, in that order (``via``: a watching pipeline)."""
         found: list[R] = []
         for start in range(0, len(keys), _BATCH):
             names = [self._rec(kind, key) for key in keys[start : start + _BATCH]]
-            raws = await (r.mget(names) if r is not None else self._call(self.r.mget(names)))
+            raws = await (via.mget(names) if via is not None else self._call(self.r.mget(names)))
             found += [kind.decode(raw) for raw in raws if raw is not None]
         return found
 
@@ -411,7 +411,8 @@ class RedisStore:
 
         async def body(pipe: Pipeline) -> bool:
             ids = await self._ids(everyone, via=pipe)
-            await pipe.watch(*(self._rec(USERS, i) for i in ids))
+            if ids:
+                await pipe.watch(*(self._rec(USERS, i) for i in ids))
             users = await self._many(USERS, ids, pipe)
             if role != "admin" and not any(
                 u.role == "admin" and not u.disabled and u.id != user_id for u in users
@@ -630,9 +631,10 @@ class RedisStore:
     def _checkpoint_key(self) -> str:
         return f"{self.p}audit:checkpoint"
 
-    async def _last_entry(self, r: Any) -> AuditEntry | None:
-        last = await self._ids(self._idx(AUDIT, _AUDIT_ALL), -1, -1, via=r)
-        raw = await r.get(self._rec(AUDIT, last[0])) if last else None
+    async def _last_entry(self, via: Any) -> AuditEntry | None:
+        """The trail's last entry, read through ``via`` (the client or a watching pipeline)."""
+        last = await self._ids(self._idx(AUDIT, _AUDIT_ALL), -1, -1, via=via)
+        raw = await via.get(self._rec(AUDIT, last[0])) if last else None
         return AUDIT.decode(raw) if raw is not None else None
 
     async def append_audit(self, fields: AuditFields) -> AuditEntry:
