@@ -20,7 +20,7 @@ from aiohttp import web
 from aiohttp.test_utils import TestClient
 
 from config import ConfigError, Settings
-from signaling.audit import verify_chain
+from signaling.audit import AuditAction, verify_chain
 from signaling.clock import ManualClock
 from signaling.keys import SERVICES
 from signaling.models import ConsentReceipt
@@ -43,7 +43,9 @@ def sweeper(app: web.Application) -> RetentionSweeper:
     return RetentionSweeper(s.store, s.clock, s.settings, s.audit)
 
 
-async def write_entries(app: web.Application, count: int, action: str = "test.old") -> None:
+async def write_entries(
+    app: web.Application, count: int, action: AuditAction = "login.password"
+) -> None:
     for i in range(count):
         await app[SERVICES].audit.record(action, actor=f"u{i}", actor_role="doctor")
 
@@ -54,7 +56,7 @@ async def purge_a_year_of_entries(app: web.Application, clock: ManualClock) -> i
     await write_entries(app, 3)
     old = len(await store.all_audit())
     clock.advance(366 * DAY)
-    await write_entries(app, 2, "test.new")
+    await write_entries(app, 2, "login.success")
     report = await sweeper(app).sweep()
     assert report.audit_entries_purged == old
     return old
@@ -70,11 +72,11 @@ async def test_entries_older_than_the_audit_retention_are_purged_and_the_trail_v
     assert await store.audit_checkpoint() is None
     before = await store.all_audit()
     clock.advance(2 * DAY)
-    await write_entries(app, 2, "test.new")
+    await write_entries(app, 2, "login.success")
     report = await sweeper(app).sweep()
     assert report.audit_entries_purged == len(before)
     kept = await store.all_audit()
-    assert [e.action for e in kept] == ["test.new", "test.new", "audit.purged"]
+    assert [e.action for e in kept] == ["login.success", "login.success", "audit.purged"]
     # The checkpoint is the last removed entry, and the purge entry says so.
     checkpoint = await store.audit_checkpoint()
     assert checkpoint == AuditCheckpoint(before[-1].seq, before[-1].hash)
@@ -92,7 +94,7 @@ async def test_entries_older_than_the_audit_retention_are_purged_and_the_trail_v
     assert chain.broken is None
     assert (chain.head_seq, chain.head_hash) == (purge.seq, purge.hash)
     # New entries keep chaining, and a second sweep the same day purges nothing.
-    await write_entries(app, 1, "test.after")
+    await write_entries(app, 1, "session.end")
     assert (await sweeper(app).sweep()).audit_entries_purged == 0
     assert (await verify_chain(store)).broken is None
 
@@ -116,12 +118,12 @@ async def test_a_later_purge_removes_the_earlier_purge_entry_and_moves_the_check
     await purge_a_year_of_entries(app, clock)
     first = await store.audit_checkpoint()
     clock.advance(366 * DAY)
-    await write_entries(app, 1, "test.newest")
+    await write_entries(app, 1, "mfa.enrolled")
     report = await sweeper(app).sweep()
-    assert report.audit_entries_purged == 3  # two test.new and the first purge entry
+    assert report.audit_entries_purged == 3  # two login.success and the first purge entry
     second = await store.audit_checkpoint()
     assert first is not None and second is not None and second.seq == first.seq + 3
-    assert [e.action for e in await store.all_audit()] == ["test.newest", "audit.purged"]
+    assert [e.action for e in await store.all_audit()] == ["mfa.enrolled", "audit.purged"]
     assert (await verify_chain(store)).broken is None
 
 
