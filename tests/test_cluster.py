@@ -379,6 +379,7 @@ async def _race_once(cluster: Cluster, booking: Booking, doctor_ws: SignalClient
     assert (await doctor_ws.expect(Lobby)).waiting is None
 
 
+@pytest.mark.slow
 async def test_two_patient_joins_racing_on_two_instances_leave_one_seat_holder(
     cluster: Cluster, doctor: Staff
 ) -> None:
@@ -448,6 +449,7 @@ async def test_sigkill_of_a_lone_peers_instance_is_noticed_by_the_other_instance
     await booking.patient.close()
 
 
+@pytest.mark.slow
 async def test_redis_stopped_for_15_s_keeps_the_call_and_nothing_stored_is_lost(
     cluster: Cluster, doctor: Staff, monkeypatch: pytest.MonkeyPatch
 ) -> None:

@@ -66,6 +66,7 @@ def fill_change(page: Page, current: str, new: str, repeat: str, code: str) -> N
     page.press("#account-code", "Enter")  # the keyboard submits the form
 
 
+@pytest.mark.slow
 def test_doctor_changes_password_and_other_browser_is_signed_out(
     live_server: LiveServer, contexts: Contexts
 ) -> None:

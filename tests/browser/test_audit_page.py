@@ -77,6 +77,7 @@ def test_every_audited_action_has_a_name_in_french_and_english() -> None:
         assert not missing, (lang, sorted(missing))
 
 
+@pytest.mark.slow
 def test_admin_filters_exports_and_verifies_the_trail(
     live_server: LiveServer, contexts: Contexts
 ) -> None:

@@ -354,6 +354,7 @@ def test_doctor_shares_the_screen_then_goes_back_to_the_camera(
     assert_no_page_errors(patient)
 
 
+@pytest.mark.slow
 def test_a_broken_media_path_shows_reconnecting_and_the_call_comes_back(
     live_server: LiveServer, contexts: Contexts
 ) -> None:

@@ -29,6 +29,7 @@ RESTART_OFFERS = """() => window.__frames.filter((frame) => {
 }).length"""
 
 
+@pytest.mark.slow
 def test_frozen_relay_shows_reconnecting_and_an_ice_restart_brings_the_call_back(
     live_server: LiveServer, contexts: Contexts, coturn: Coturn
 ) -> None:

@@ -62,6 +62,7 @@ def doctor_on_dashboard(live_server: LiveServer, contexts: Contexts) -> tuple[Pa
     return doctor, url, code
 
 
+@pytest.mark.slow
 def test_patient_arrival_is_announced_on_the_dashboard_and_the_doctor_lets_them_in(
     live_server: LiveServer, contexts: Contexts
 ) -> None:
@@ -139,6 +140,7 @@ def test_arrival_comes_through_the_event_stream_without_polling(
     assert_no_page_errors(doctor)
 
 
+@pytest.mark.slow
 def test_dashboard_falls_back_to_polling_when_the_stream_is_refused(
     live_server: LiveServer, contexts: Contexts
 ) -> None:
@@ -189,6 +191,7 @@ def test_waiting_room_panel_in_english_on_a_phone(
     assert_no_page_errors(doctor)
 
 
+@pytest.mark.slow
 def test_a_new_link_shows_out_the_old_links_patient_and_the_list_names_each_link(
     live_server: LiveServer, contexts: Contexts
 ) -> None:

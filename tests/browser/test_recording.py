@@ -149,6 +149,7 @@ def media_seconds(packets: list[av.Packet[Any]]) -> float:
     return float(max(stamps) - min(stamps)) if stamps else 0.0
 
 
+@pytest.mark.slow
 def test_both_consent_in_the_pages_and_the_recording_holds_both_participants(
     live_server: LiveServer, contexts: Contexts
 ) -> None:
