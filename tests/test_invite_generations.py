@@ -16,7 +16,7 @@ from signaling.clock import ManualClock
 from signaling.keys import SERVICES
 from signaling.models import AuditEntry
 from signaling.protocol import Lobby, PeerLeft, RelayedOffer, Waiting
-from tests.conftest import Accounts, Staff
+from tests.conftest import Accounts, Staff, wait_until
 from tests.rtc import (
     RECEIVE_TIMEOUT,
     Booking,
@@ -76,6 +76,12 @@ async def close_code_sent(signal: SignalClient) -> int:
 
 async def entries(app: web.Application, action: str) -> list[AuditEntry]:
     return [e for e in await app[SERVICES].store.all_audit() if e.action == action]
+
+
+async def entries_written(app: web.Application, action: str) -> list[AuditEntry]:
+    """The entries of ``action`` once there is one: a room writes its entries after it has told
+    the sockets, so a test that heard the message may read the trail a moment too early."""
+    return await wait_until(lambda: entries(app, action), within=5)
 
 
 def details(entry: AuditEntry) -> dict[str, Any]:
@@ -139,7 +145,7 @@ async def test_a_token_minted_before_the_new_link_cannot_displace_the_admitted_p
     await patient_ws.expect(RelayedOffer)
     [refusal] = [
         e
-        for e in await entries(app, "signaling.token_refused")
+        for e in await entries_written(app, "signaling.token_refused")
         if details(e).get("reason") == "invite_superseded"
     ]
     assert refusal.outcome == "refused"
@@ -166,11 +172,11 @@ async def test_a_new_link_ends_the_old_patient_in_the_call(
     back = await connect(client)
     await back.send({"type": "resume", "v": 1, "resume": patient_welcome.resume})
     await back.expect_error("token_invalid")
-    [ended] = await entries(app, "signaling.superseded")
+    [ended] = await entries_written(app, "signaling.superseded")
     assert (ended.actor, ended.actor_role, ended.outcome) == ("patient", "patient", "ended")
     assert ended.target == booking.consultation_id
     assert details(ended)["generation"] == 1
-    calls = [details(e).get("reason") for e in await entries(app, "call.ended")]
+    calls = [details(e).get("reason") for e in await entries_written(app, "call.ended")]
     assert calls == ["superseded"]
     await doctor_ws.close()
 
