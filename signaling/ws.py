@@ -58,6 +58,7 @@ from signaling.protocol import (
     encode,
     message_type,
 )
+from signaling.rate_limit import TokenBucket
 from signaling.recording_session import RecordingChange, RecordingSession
 from signaling.room_state_redis import RedisRoomStates
 from signaling.room_watch import RoomWatch
@@ -74,26 +75,6 @@ CLOSE_PROTOCOL_ERROR = 4400
 CLOSE_TIMEOUT = 2.0
 # How long a join waits for the bus to be subscribed again (Redis just came back).
 BUS_WAIT_SECONDS = 2.0
-
-
-class TokenBucket:
-    """``rate`` messages per second on average, ``burst`` at once."""
-
-    __slots__ = ("capacity", "rate", "stamp", "tokens")
-
-    def __init__(self, rate: float, burst: int, now: float) -> None:
-        self.rate = rate
-        self.capacity = float(burst)
-        self.tokens = float(burst)
-        self.stamp = now
-
-    def take(self, now: float) -> bool:
-        self.tokens = min(self.capacity, self.tokens + (now - self.stamp) * self.rate)
-        self.stamp = now
-        if self.tokens < 1.0:
-            return False
-        self.tokens -= 1.0
-        return True
 
 
 @dataclass
