@@ -40,11 +40,11 @@ from tests.browser.conftest import (
     CHROMIUM,
     CHROMIUM_ARGS,
     DESKTOP,
-    PASSWORD,
     LiveServer,
     start_server,
 )
 from tests.browser.test_staff_pages import create_doctor, enrol_with_page_secret, sign_in
+from tests.conftest import PASSWORD
 
 # Armed on a page before the clock starts: the first frame the remote <video> presents.
 ARM_FIRST_FRAME = """(selector) => {

@@ -43,7 +43,6 @@ sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 from bench_signaling import (
     ORIGIN_HOST,
     Signaling,
-    free_port,
     latencies,
     message_mix,
     pct,
@@ -53,6 +52,8 @@ from bench_signaling import (
     serve_signaling,
     wait_listening,
 )
+
+from tests.servers import free_port
 
 Pair = tuple[aiohttp.ClientWebSocketResponse, aiohttp.ClientWebSocketResponse]
 

@@ -41,7 +41,6 @@ from typing import Any
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
-import aioice.ice  # noqa: E402
 import av  # noqa: E402
 from aiortc import (  # noqa: E402
     RTCConfiguration,
@@ -55,6 +54,7 @@ from media.keyring import Keyring, load_keyring  # noqa: E402
 from media.muxer import RecordingMuxer  # noqa: E402
 from media.passthrough import EncodedFrame, parse_vp8_frame  # noqa: E402
 from media.recording_service import RecorderProcess  # noqa: E402
+from tests.loopback import use_loopback_only  # noqa: E402
 
 WIDTH, HEIGHT, FPS = 640, 480, 30
 VIDEO_BITRATE = 1_000_000
@@ -258,7 +258,7 @@ async def mediarecorder_child(output: str) -> None:
     """
     from aiortc.contrib.media import MediaRecorder
 
-    aioice.ice.get_host_addresses = lambda use_ipv4, use_ipv6: ["127.0.0.1"]
+    use_loopback_only()
     loop = asyncio.get_running_loop()
     reader = asyncio.StreamReader()
     await loop.connect_read_pipe(lambda: asyncio.StreamReaderProtocol(reader), sys.stdin)
@@ -435,7 +435,7 @@ async def capacity_step(
 
 
 async def run(args: argparse.Namespace) -> None:
-    aioice.ice.get_host_addresses = lambda use_ipv4, use_ipv6: ["127.0.0.1"]
+    use_loopback_only()
     load = os.getloadavg()
     print(f"{os.cpu_count()} CPUs, load average {load[0]:.1f} (other work skews the figures)")
     print(f"pre-encoding {LOOP_SECONDS} s of {WIDTH}x{HEIGHT}@{FPS} VP8 and Opus...")

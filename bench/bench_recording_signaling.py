@@ -57,7 +57,6 @@ from bench_signaling import (  # noqa: E402
     CANDIDATE,
     ORIGIN_HOST,
     Signaling,
-    free_port,
     pct,
     raise_fd_limit,
     sdp_of_size,
@@ -68,6 +67,8 @@ from bench_signaling import (  # noqa: E402
 from media.encrypted_recording import RecordingReader  # noqa: E402
 from media.keyring import load_keyring  # noqa: E402
 from signaling.recordings import recording_context  # noqa: E402
+from tests.loopback import use_loopback_only  # noqa: E402
+from tests.servers import free_port  # noqa: E402
 
 Socket = aiohttp.ClientWebSocketResponse
 
@@ -116,10 +117,7 @@ async def start_recording(
 async def record_rooms(port: int, count: int, commands: Any, replies: Any) -> None:
     """Serve the parent's commands: "start" (all recordings, answered "ready" once every
     sender is connected), "stop" (answered with the frames sent), "quit"."""
-    import aioice.ice
-
-    # aioice leaves 127.0.0.1 out of its host candidates: loopback only, as in the tests.
-    aioice.ice.get_host_addresses = lambda use_ipv4, use_ipv6: ["127.0.0.1"]
+    use_loopback_only()
     video = [data for data, _ in encode_video()]
     audio = encode_audio()
     async with aiohttp.ClientSession() as session:

@@ -24,7 +24,6 @@ import asyncio
 import multiprocessing
 import os
 import resource
-import socket
 import statistics
 import sys
 import tempfile
@@ -39,18 +38,14 @@ from aiohttp import web
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
+from tests.servers import free_port
+
 ORIGIN_HOST = "127.0.0.1"
 
 
 def raise_fd_limit() -> None:
     _soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
     resource.setrlimit(resource.RLIMIT_NOFILE, (hard, hard))
-
-
-def free_port() -> int:
-    with socket.socket() as probe:
-        probe.bind((ORIGIN_HOST, 0))
-        return int(probe.getsockname()[1])
 
 
 def rss_kib(pid: int) -> int:

@@ -22,12 +22,11 @@ import aiohttp
 import pyotp
 
 from signaling.clock import Clock, ManualClock
-from tests.conftest import Accounts, Staff, deadline
+from tests.conftest import PASSWORD, Accounts, Staff, deadline
 from tests.rtc import Booking, SignalClient, book
 from tests.servers import RedisServer, free_port, stop_process, wait_for_port
 
 ROOT = Path(__file__).resolve().parent.parent
-PASSWORD = "a long enough password for dr.cluster"
 DOCTOR = "dr.cluster"
 
 

@@ -13,6 +13,7 @@ from pathlib import Path
 from typing import Any, Literal, TypeVar, overload
 
 import aiohttp
+import aioice.ice
 import pyotp
 import pytest
 import redis
@@ -25,6 +26,7 @@ from signaling.app import create_app, issue_setup_link
 from signaling.clock import ManualClock
 from signaling.keys import SERVICES
 from signaling.passwords import PRODUCTION_PARAMETERS, use_parameters
+from tests.loopback import loopback_host_addresses
 from tests.servers import RedisServer
 
 pytest_plugins = ["tests.log_scan"]
@@ -124,7 +126,20 @@ def pytest_generate_tests(metafunc: pytest.Metafunc) -> None:
 
 
 @pytest.fixture
-def settings(data_dir: Path, store_backend: str, request: pytest.FixtureRequest) -> Settings:
+def limits(request: pytest.FixtureRequest) -> dict[str, Any]:
+    """Signaling settings a test sets with ``with_limits`` (none by default)."""
+    return dict(getattr(request, "param", {}))
+
+
+def with_limits(**values: Any) -> pytest.MarkDecorator:
+    """Run the test with these signaling settings (SignalingSettings fields)."""
+    return pytest.mark.parametrize("limits", [values], indirect=True, ids=["limits"])
+
+
+@pytest.fixture
+def settings(
+    data_dir: Path, store_backend: str, limits: dict[str, Any], request: pytest.FixtureRequest
+) -> Settings:
     storage = StorageSettings(data_dir=str(data_dir), backend=store_backend)
     if store_backend == "redis":
         server: RedisServer = request.getfixturevalue("redis_server")
@@ -132,7 +147,18 @@ def settings(data_dir: Path, store_backend: str, request: pytest.FixtureRequest)
         flush.flushdb()
         flush.close()
         storage = dataclasses.replace(storage, redis_url=server.url)
-    return Settings(storage=storage).validate()
+    settings = Settings(storage=storage).validate()
+    if not limits:
+        return settings
+    signaling = dataclasses.replace(settings.signaling, **limits)
+    return settings.replace(signaling=signaling).validate()
+
+
+@pytest.fixture
+def loopback_only(monkeypatch: pytest.MonkeyPatch) -> None:
+    """aioice drops 127.0.0.1 from its host candidates: put it back, and only it (the aiortc
+    peers of a test talk to this machine only)."""
+    monkeypatch.setattr(aioice.ice, "get_host_addresses", loopback_host_addresses)
 
 
 @pytest.fixture

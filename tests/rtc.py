@@ -1,5 +1,6 @@
 """Helpers for signaling tests: tokens through the real HTTP API, a typed WebSocket client,
-aiortc peers with synthetic tracks, and the loopback patch aioice needs."""
+aiortc peers with synthetic tracks (the loopback_only fixture of tests/conftest.py keeps their
+candidates on this machine)."""
 
 from __future__ import annotations
 
@@ -15,9 +16,7 @@ from pathlib import Path
 from typing import Any, TypeVar
 
 import aiohttp
-import aioice.ice
 import msgspec
-import pytest
 from aiohttp.test_utils import TestClient
 from aioice import stun
 from aiortc import (
@@ -44,11 +43,6 @@ from tests.conftest import ORIGIN, Accounts, Staff, deadline
 
 M = TypeVar("M")
 RECEIVE_TIMEOUT = 10.0  # seconds on an ordinary machine: deadline() scales it
-
-
-def loopback_only(monkeypatch: pytest.MonkeyPatch) -> None:
-    """aioice drops 127.0.0.1 from its host candidates: put it back, and only it."""
-    monkeypatch.setattr(aioice.ice, "get_host_addresses", lambda use_ipv4, use_ipv6: ["127.0.0.1"])
 
 
 # -- tokens through the real API ----------------------------------------------------------
@@ -190,9 +184,10 @@ async def join(
 
 
 async def enter_call(
-    client: TestClient[Any, Any], booking: Booking
+    client: TestClient[Any, Any], booking: Booking, patient_name: str | None = None
 ) -> tuple[SignalClient, Welcome, SignalClient, Welcome]:
-    """Doctor joins, patient joins and waits, doctor admits: both are in the call."""
+    """Doctor joins, patient joins and waits, doctor admits: both are in the call.
+    ``patient_name``: the name the doctor's lobby must show for the patient, when given."""
     doctor, doctor_welcome = await join(client, await booking.doctor_token())
     assert doctor_welcome.role == "doctor"
     assert doctor_welcome.state == "waiting"
@@ -202,6 +197,8 @@ async def enter_call(
     await patient.expect(Waiting)
     lobby = await doctor.expect(Lobby)
     assert lobby.waiting is not None
+    if patient_name is not None:
+        assert lobby.waiting.name == patient_name
     await doctor.send({"type": "admit"})
     await patient.expect(Admitted)
     assert (await patient.expect(PeerJoined)).role == "doctor"

@@ -29,19 +29,18 @@ from signaling.protocol import Denied, PeerLeft, Waiting
 from signaling.retention import DAY, RetentionSweeper
 from signaling.settings_audit import record_settings_change
 from tests.conftest import PASSWORD, Accounts, Staff, deadline
-from tests.rtc import book, connect, enter_call, join, loopback_only
+from tests.rtc import book, connect, enter_call, join
 from tests.test_recordings_api import make_recording
 from tests.test_signaling_recording import record_then_patient_withdraws
 
-pytestmark = [pytest.mark.both_stores, pytest.mark.slow]
+pytestmark = [
+    pytest.mark.both_stores,
+    pytest.mark.slow,
+    pytest.mark.usefixtures("loopback_only"),
+]
 ROOT = Path(__file__).resolve().parent.parent
 # (action, actor, role, outcome); actor "@name" stands for that user's id.
 Expected = tuple[str, str, str, str]
-
-
-@pytest.fixture(autouse=True)
-def _loopback(monkeypatch: pytest.MonkeyPatch) -> None:
-    loopback_only(monkeypatch)
 
 
 @pytest.fixture

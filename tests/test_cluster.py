@@ -48,7 +48,6 @@ from tests.rtc import (
     Peer,
     SignalClient,
     join,
-    loopback_only,
     peers,
     rtc_config,
 )
@@ -181,10 +180,10 @@ def durable_keys(url: str) -> dict[str, str]:
         client.close()
 
 
+@pytest.mark.usefixtures("loopback_only")
 async def test_a_doctor_on_one_instance_and_a_patient_on_the_other_talk(
-    cluster: Cluster, doctor: Staff, monkeypatch: pytest.MonkeyPatch
+    cluster: Cluster, doctor: Staff
 ) -> None:
-    loopback_only(monkeypatch)
     booking = await cluster.book(doctor, patient_on=cluster.b)
     doctor_ws, _, patient_ws, _ = await call_across(cluster, booking)
     async with peers(rtc_config([]), rtc_config([])) as (doctor_peer, patient_peer):
@@ -269,12 +268,12 @@ async def close_code_sent(signal: SignalClient, within: float) -> int | None:
         assert isinstance(message, Waiting | ErrorMessage), message
 
 
+@pytest.mark.usefixtures("loopback_only")
 async def test_recording_across_instances_runs_on_the_doctors_and_hears_the_patient(
-    cluster: Cluster, doctor: Staff, monkeypatch: pytest.MonkeyPatch
+    cluster: Cluster, doctor: Staff
 ) -> None:
     """The recording runs on A (the doctor's instance); the patient's consent, send-only offer
     and withdrawal, sent to B, are handed over to A, and A's answers come back."""
-    loopback_only(monkeypatch)
     booking = await cluster.book(doctor, patient_on=cluster.b)
     doctor_ws, _, patient_ws, _ = await call_across(cluster, booking)
     recording_id = await record_then_patient_withdraws(doctor_ws, patient_ws, seconds=2)
@@ -394,10 +393,10 @@ async def test_two_patient_joins_racing_on_two_instances_leave_one_seat_holder(
     await booking.patient.close()
 
 
+@pytest.mark.usefixtures("loopback_only")
 async def test_sigkill_of_the_patients_instance_keeps_media_and_the_patient_resumes_on_the_other(
-    cluster: Cluster, doctor: Staff, monkeypatch: pytest.MonkeyPatch
+    cluster: Cluster, doctor: Staff
 ) -> None:
-    loopback_only(monkeypatch)
     booking = await cluster.book(doctor, patient_on=cluster.b)
     doctor_ws, _, patient_ws, patient_welcome = await call_across(cluster, booking)
     async with peers(rtc_config([]), rtc_config([])) as (doctor_peer, patient_peer):
@@ -450,10 +449,10 @@ async def test_sigkill_of_a_lone_peers_instance_is_noticed_by_the_other_instance
 
 
 @pytest.mark.slow
+@pytest.mark.usefixtures("loopback_only")
 async def test_redis_stopped_for_15_s_keeps_the_call_and_nothing_stored_is_lost(
-    cluster: Cluster, doctor: Staff, monkeypatch: pytest.MonkeyPatch
+    cluster: Cluster, doctor: Staff
 ) -> None:
-    loopback_only(monkeypatch)
     booking = await cluster.book(doctor, patient_on=cluster.b)
     later = await cluster.book(doctor, patient_on=cluster.a)
     doctor_ws, _, patient_ws, _ = await call_across(cluster, booking)

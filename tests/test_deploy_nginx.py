@@ -33,14 +33,13 @@ import pytest
 from config import load_settings
 from signaling.protocol import RelayedAnswer, RelayedOffer
 from signaling.selfsigned import ensure_self_signed
-from tests.conftest import Staff, deadline
-from tests.rtc import Booking, SignalClient, loopback_only, peers, rtc_config
+from tests.conftest import PASSWORD, Staff, deadline
+from tests.rtc import Booking, SignalClient, peers, rtc_config
 from tests.servers import free_port, wait_for_port
 
 ROOT = Path(__file__).resolve().parent.parent
 SHIPPED_SITE = ROOT / "deploy" / "nginx" / "teleconsult.conf"
 SHIPPED_SETTINGS = ROOT / "deploy" / "teleconsult.example.toml"
-PASSWORD = "a long enough password for dr.nginx"
 
 
 def nginx_binary() -> str | None:
@@ -459,12 +458,10 @@ async def next_waiting_event(stream: aiohttp.ClientResponse) -> list[dict[str, A
         lines = [] if line == "\n" else [*lines, line]
 
 
-async def test_a_doctor_and_a_patient_call_through_nginx_over_wss(
-    deployment: Deployment, monkeypatch: pytest.MonkeyPatch
-) -> None:
+@pytest.mark.usefixtures("loopback_only")
+async def test_a_doctor_and_a_patient_call_through_nginx_over_wss(deployment: Deployment) -> None:
     from signaling.protocol import Admitted, Lobby, PeerJoined, Waiting
 
-    loopback_only(monkeypatch)
     doctor = await sign_in(deployment)
     booking, invite = await book_through_nginx(deployment, doctor)
     sockets: list[SignalClient] = []

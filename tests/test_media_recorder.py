@@ -14,7 +14,6 @@ import struct
 from collections.abc import AsyncIterator
 from pathlib import Path
 
-import aioice.ice
 import av
 import av.error
 import pytest
@@ -32,11 +31,12 @@ from media.recording_service import (
     ServiceEvent,
     WorkerExited,
 )
+from signaling.models import SeatRole
 from tests.conftest import deadline, wait_until
 
-pytestmark = pytest.mark.slow
+pytestmark = [pytest.mark.slow, pytest.mark.usefixtures("loopback_only")]
 
-ROLES = ("doctor", "patient")
+ROLES: tuple[SeatRole, ...] = ("doctor", "patient")
 TITLES = {"doctor video", "doctor audio", "patient video", "patient audio"}
 NOISE_SIZE = (160, 120)  # small: the senders must keep real time on a busy 2-core machine
 # Container signatures that must never be on disk in clear: the EBML header, the "webm"
@@ -70,12 +70,6 @@ class NoiseVideoTrack(VideoStreamTrack):
         return frame
 
 
-@pytest.fixture(autouse=True)
-def loopback_only(monkeypatch: pytest.MonkeyPatch) -> None:
-    """aioice drops 127.0.0.1 from its host candidates: put it back, and only it."""
-    monkeypatch.setattr(aioice.ice, "get_host_addresses", lambda use_ipv4, use_ipv6: ["127.0.0.1"])
-
-
 @pytest.fixture
 def key_file(tmp_path: Path) -> Path:
     path = tmp_path / "keys" / "recording-master.key"
@@ -98,7 +92,7 @@ async def worker() -> AsyncIterator[RecorderProcess]:
 class Participant:
     """A consenting participant's send-only connection to the recorder."""
 
-    def __init__(self, role: str, video: MediaStreamTrack) -> None:
+    def __init__(self, role: SeatRole, video: MediaStreamTrack) -> None:
         self.role = role
         self.pc = RTCPeerConnection(RTCConfiguration(iceServers=[]))
         self.pc.addTransceiver(video, direction="sendonly")

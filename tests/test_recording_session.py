@@ -7,7 +7,6 @@ import asyncio
 import io
 from collections.abc import AsyncIterator
 
-import aioice.ice
 import av
 import pytest
 from aiortc import RTCSessionDescription
@@ -20,14 +19,9 @@ from signaling.errors import AppError
 from signaling.models import Consultation
 from signaling.recording_session import RecordingChange, RecordingSession
 from signaling.store.sqlite import SqliteStore
-from tests.test_media_recorder import Participant
+from tests.test_media_recorder import ROLES, Participant
 
-pytestmark = pytest.mark.slow
-
-
-@pytest.fixture(autouse=True)
-def loopback_only(monkeypatch: pytest.MonkeyPatch) -> None:
-    monkeypatch.setattr(aioice.ice, "get_host_addresses", lambda use_ipv4, use_ipv6: ["127.0.0.1"])
+pytestmark = [pytest.mark.slow, pytest.mark.usefixtures("loopback_only")]
 
 
 @pytest.fixture
@@ -71,7 +65,7 @@ async def test_both_consent_record_then_a_withdrawal_stops_it(
     assert rs.worker is None  # one consent starts nothing
     await rs.answer("patient", "patient:c1", True)
     assert [c.state for c in changes] == ["asked", "recording"]
-    peers = [Participant(role, VideoStreamTrack()) for role in ("doctor", "patient")]
+    peers = [Participant(role, VideoStreamTrack()) for role in ROLES]
     try:
         for p in peers:
             await p.pc.setLocalDescription(await p.pc.createOffer())

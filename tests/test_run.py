@@ -15,16 +15,10 @@ import aiohttp
 import pyotp
 import pytest
 
-from tests.conftest import deadline
+from tests.conftest import PASSWORD, deadline
+from tests.servers import free_port
 
 ROOT = Path(__file__).resolve().parent.parent
-PASSWORD = "a long enough password"
-
-
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
 
 
 def run(*args: str, data_dir: Path, stdin: str = "") -> subprocess.CompletedProcess[str]:
@@ -115,6 +109,7 @@ async def test_run_py_serves_and_add_user_signs_in_with_totp(
     assert uri, added.stdout
     assert "█" in added.stdout or "▀" in added.stdout  # the terminal QR code
     totp = pyotp.parse_uri(uri.group(0))
+    assert isinstance(totp, pyotp.TOTP)
 
     async with aiohttp.ClientSession(cookie_jar=aiohttp.CookieJar(unsafe=True)) as http:
         async with http.post(

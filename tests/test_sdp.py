@@ -15,7 +15,7 @@ from signaling.sdp import (
     validate_candidate,
     validate_sdp,
 )
-from tests.rtc import FINGERPRINT_256, loopback_only, make_sdp, peers, rtc_config
+from tests.rtc import FINGERPRINT_256, make_sdp, peers, rtc_config
 
 
 def refused(sdp: str) -> str:
@@ -134,8 +134,8 @@ def test_real_chromium_descriptions_and_candidates_are_accepted() -> None:
         validate_candidate("a=" + candidate["candidate"], candidate["sdp_mid"])
 
 
-async def test_real_aiortc_candidates_are_accepted(monkeypatch: pytest.MonkeyPatch) -> None:
-    loopback_only(monkeypatch)
+@pytest.mark.usefixtures("loopback_only")
+async def test_real_aiortc_candidates_are_accepted() -> None:
     async with peers(rtc_config([])) as (peer,):
         sdp = await peer.offer()
     validate_sdp(sdp)

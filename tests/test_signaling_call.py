@@ -10,44 +10,16 @@ from aiohttp.test_utils import TestClient
 from signaling.clock import ManualClock
 from signaling.keys import SERVICES
 from signaling.protocol import (
-    Admitted,
-    Lobby,
     PeerJoined,
     PeerLeft,
     RelayedAnswer,
     RelayedOffer,
-    Waiting,
     Welcome,
 )
 from tests.conftest import Accounts, Staff
-from tests.rtc import Booking, Peer, SignalClient, book, join, loopback_only, peers, rtc_config
+from tests.rtc import Peer, SignalClient, book, enter_call, peers, rtc_config
 
-
-@pytest.fixture(autouse=True)
-def _loopback(monkeypatch: pytest.MonkeyPatch) -> None:
-    loopback_only(monkeypatch)
-
-
-async def enter_call(
-    client: TestClient[Any, Any], booking: Booking
-) -> tuple[SignalClient, Welcome, SignalClient, Welcome]:
-    """Doctor joins, patient joins and waits, doctor admits: both are in the call."""
-    doctor, doctor_welcome = await join(client, await booking.doctor_token())
-    assert doctor_welcome.role == "doctor"
-    assert doctor_welcome.state == "waiting"
-    assert (await doctor.expect(Lobby)).waiting is None
-    patient, patient_welcome = await join(client, await booking.patient_token())
-    assert patient_welcome.role == "patient"
-    await patient.expect(Waiting)
-    lobby = await doctor.expect(Lobby)
-    assert lobby.waiting is not None
-    assert lobby.waiting.name == "Alice Patient"
-    await doctor.send({"type": "admit"})
-    await patient.expect(Admitted)
-    assert (await patient.expect(PeerJoined)).role == "doctor"
-    assert (await doctor.expect(Lobby)).waiting is None
-    assert (await doctor.expect(PeerJoined)).role == "patient"
-    return doctor, doctor_welcome, patient, patient_welcome
+pytestmark = pytest.mark.usefixtures("loopback_only")
 
 
 async def negotiate(
@@ -64,7 +36,9 @@ async def test_doctor_and_patient_exchange_audio_and_video_over_dtls_srtp(
     client: TestClient[Any, Any], accounts: Accounts, doctor: Staff, clock: ManualClock
 ) -> None:
     booking = await book(accounts, doctor, clock)
-    doctor_ws, doctor_welcome, patient_ws, _ = await enter_call(client, booking)
+    doctor_ws, doctor_welcome, patient_ws, _ = await enter_call(
+        client, booking, patient_name="Alice Patient"
+    )
     assert doctor_welcome.room == booking.consultation_id
     async with peers(rtc_config([]), rtc_config([])) as (doctor_peer, patient_peer):
         await negotiate(doctor_ws, doctor_peer, patient_ws, patient_peer)
@@ -82,7 +56,9 @@ async def test_renegotiation_and_a_fresh_ice_session_after_resume_restore_media(
     client: TestClient[Any, Any], accounts: Accounts, doctor: Staff, clock: ManualClock
 ) -> None:
     booking = await book(accounts, doctor, clock)
-    doctor_ws, doctor_welcome, patient_ws, _ = await enter_call(client, booking)
+    doctor_ws, doctor_welcome, patient_ws, _ = await enter_call(
+        client, booking, patient_name="Alice Patient"
+    )
     async with peers(rtc_config([]), rtc_config([])) as (doctor_peer, patient_peer):
         await negotiate(doctor_ws, doctor_peer, patient_ws, patient_peer)
         await doctor_peer.wait_connected()

@@ -42,7 +42,6 @@ from tests.rtc import (
     connect,
     enter_call,
     join,
-    loopback_only,
     make_sdp,
     peers,
     rtc_config,
@@ -143,8 +142,7 @@ class ServerThread:
 
 
 @pytest.fixture
-def server(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Iterator[ServerThread]:
-    loopback_only(monkeypatch)
+def server(tmp_path: Path, loopback_only: None) -> Iterator[ServerThread]:
     data = tmp_path / "data"
     data.mkdir(mode=0o700)
     server = ServerThread(data)

@@ -30,19 +30,13 @@ from tests.rtc import (
     book,
     enter_call,
     join,
-    loopback_only,
     rtc_config,
     silent,
 )
 
-pytestmark = pytest.mark.slow
+pytestmark = [pytest.mark.slow, pytest.mark.usefixtures("loopback_only")]
 
 coturn = test_turn.coturn  # the real coturn of the aiortc TURN tests, same secret
-
-
-@pytest.fixture(autouse=True)
-def _loopback(monkeypatch: pytest.MonkeyPatch) -> None:
-    loopback_only(monkeypatch)
 
 
 @pytest.fixture

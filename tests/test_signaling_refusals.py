@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import dataclasses
 import json
 from pathlib import Path
 from typing import Any
@@ -11,28 +10,12 @@ import aiohttp
 import pytest
 from aiohttp.test_utils import TestClient
 
-from config import Settings
 from signaling.clock import ManualClock
 from signaling.keys import SERVICES
 from signaling.protocol import ErrorMessage, Lobby, Pong, RelayedCandidate, RelayedOffer, Waiting
 from signaling.ws import SIGNALING
-from tests.conftest import ORIGIN, Accounts, Staff, wait_until
+from tests.conftest import ORIGIN, Accounts, Staff, wait_until, with_limits
 from tests.rtc import book, connect, enter_call, join, make_sdp, silent
-
-
-@pytest.fixture
-def limits(request: pytest.FixtureRequest) -> dict[str, Any]:
-    return dict(getattr(request, "param", {}))
-
-
-@pytest.fixture
-def settings(settings: Settings, limits: dict[str, Any]) -> Settings:
-    signaling = dataclasses.replace(settings.signaling, **limits)
-    return settings.replace(signaling=signaling).validate()
-
-
-def with_limits(**values: Any) -> pytest.MarkDecorator:
-    return pytest.mark.parametrize("limits", [values], indirect=True, ids=["limits"])
 
 
 async def audit_actions(client: TestClient[Any, Any]) -> list[tuple[str, str, str]]:

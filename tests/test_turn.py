@@ -20,7 +20,9 @@ from signaling.clock import ManualClock
 from signaling.protocol import IceServer, RelayedAnswer, RelayedOffer
 from signaling.turn import credential_expiry, ice_servers, turn_credential
 from tests.conftest import Accounts, Staff
-from tests.rtc import Coturn, Peer, book, enter_call, loopback_only, peers, rtc_config
+from tests.rtc import Coturn, Peer, book, enter_call, peers, rtc_config
+
+pytestmark = pytest.mark.usefixtures("loopback_only")
 
 SECRET = bytes(range(32))
 SECRET_TEXT = base64.b64encode(SECRET).decode()
@@ -96,11 +98,6 @@ def settings(settings: Settings, coturn: Coturn, tmp_path: Path) -> Settings:
         secret_file=str(secret_file),
     )
     return settings.replace(turn=turn).validate()
-
-
-@pytest.fixture(autouse=True)
-def _loopback(monkeypatch: pytest.MonkeyPatch) -> None:
-    loopback_only(monkeypatch)
 
 
 async def call(doctor_ws: Any, doctor_peer: Peer, patient_ws: Any, patient_peer: Peer) -> None:

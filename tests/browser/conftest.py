@@ -4,7 +4,6 @@ headless Chromium for the browser tests, with a fresh context (cookies, storage)
 from __future__ import annotations
 
 import asyncio
-import socket
 import threading
 from collections.abc import Coroutine, Iterator
 from pathlib import Path
@@ -25,9 +24,10 @@ from playwright.sync_api import (
 from playwright.sync_api import Error as PlaywrightError
 
 from config import SecuritySettings, ServerSettings, Settings, StorageSettings
-from signaling.app import WEB_ROOT, create_app
+from signaling.app import WEB_ROOT, create_app, issue_setup_link
 from signaling.keys import SERVICES
 from tests.conftest import deadline, deadline_ms
+from tests.servers import free_port
 
 from .audit import audit
 
@@ -47,18 +47,11 @@ CHROMIUM_ARGS = [
 DESKTOP: ViewportSize = {"width": 1280, "height": 800}
 PHONE: ViewportSize = {"width": 360, "height": 740}
 SCREENSHOTS = Path(__file__).resolve().parents[2] / "test-artifacts" / "screenshots"
-PASSWORD = "correct horse battery staple"
 # How long a page action or an expect() waits by default (Playwright's own: 30 s and 5 s).
 PAGE_TIMEOUT_MS = deadline_ms(10)
 expect.set_options(timeout=PAGE_TIMEOUT_MS)
 
 T = TypeVar("T")
-
-
-def free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return int(sock.getsockname()[1])
 
 
 class LiveServer:
@@ -109,6 +102,13 @@ class LiveServer:
     def services(self) -> Any:
         assert self.app is not None
         return self.app[SERVICES]
+
+    def setup_path(self) -> str:
+        """The path of a fresh first-run setup link (the one run.py prints), made by the app."""
+        assert self.app is not None
+        link = self.call(issue_setup_link(self.app))
+        assert link is not None and link.startswith(self.url), link
+        return link.removeprefix(self.url)
 
 
 def start_server(

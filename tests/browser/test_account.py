@@ -9,7 +9,9 @@ import pyotp
 import pytest
 from playwright.sync_api import Page, expect
 
-from .conftest import PASSWORD, Contexts, LiveServer, assert_no_page_errors, snap
+from tests.conftest import PASSWORD
+
+from .conftest import Contexts, LiveServer, assert_no_page_errors, snap
 
 pytestmark = pytest.mark.browser
 NEW_PASSWORD = "a brand new long passphrase"

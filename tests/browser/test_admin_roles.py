@@ -8,7 +8,9 @@ import json
 import pytest
 from playwright.sync_api import expect
 
-from .conftest import PASSWORD, Contexts, LiveServer, assert_no_page_errors, snap
+from tests.conftest import PASSWORD
+
+from .conftest import Contexts, LiveServer, assert_no_page_errors, snap
 from .test_audit_page import signed_in
 
 pytestmark = pytest.mark.browser

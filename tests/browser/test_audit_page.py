@@ -13,9 +13,9 @@ import pytest
 from playwright.sync_api import Page, expect
 
 from signaling.audit import AUDITED_ACTIONS
+from tests.conftest import PASSWORD
 
 from .conftest import (
-    PASSWORD,
     SCREENSHOTS,
     Contexts,
     LiveServer,

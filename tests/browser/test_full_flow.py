@@ -8,9 +8,9 @@ import re
 import pytest
 from playwright.sync_api import expect
 
-from signaling.app import issue_setup_link
+from tests.conftest import PASSWORD
 
-from .conftest import PASSWORD, Contexts, LiveServer, assert_no_page_errors, snap
+from .conftest import Contexts, LiveServer, assert_no_page_errors, snap
 from .test_staff_pages import enrol_with_page_secret, sign_in
 
 pytestmark = pytest.mark.browser
@@ -20,10 +20,8 @@ UPCOMING = "#list-today .consult-item, #list-upcoming .consult-item"
 
 def test_setup_admin_doctor_patient_end_to_end(live_server: LiveServer, contexts: Contexts) -> None:
     # First run: the setup link creates the administrator, who enrols an authenticator.
-    link = live_server.call(issue_setup_link(live_server.app))
-    assert link is not None
     admin = contexts.new_page()
-    admin.goto(link.removeprefix(live_server.url))
+    admin.goto(live_server.setup_path())
     admin.fill("#display-name", "Accueil")
     admin.fill("#username", "admin")
     admin.fill("#password", PASSWORD)

@@ -8,7 +8,9 @@ from dataclasses import dataclass
 import pytest
 from playwright.sync_api import Page, expect
 
-from .conftest import PASSWORD, Contexts, LiveServer, assert_no_page_errors, snap
+from tests.conftest import PASSWORD
+
+from .conftest import Contexts, LiveServer, assert_no_page_errors, snap
 
 pytestmark = pytest.mark.browser
 

@@ -7,9 +7,9 @@ import re
 import pytest
 from playwright.sync_api import Page, expect
 
-from signaling.app import issue_setup_link
+from tests.conftest import PASSWORD
 
-from .conftest import PASSWORD, Contexts, LiveServer, assert_no_page_errors, fresh_code, snap
+from .conftest import Contexts, LiveServer, assert_no_page_errors, fresh_code, snap
 
 pytestmark = pytest.mark.browser
 # Today's list, or the upcoming one when the next quarter hour is past midnight.
@@ -22,7 +22,8 @@ def enrol_with_page_secret(page: Page) -> str:
     secret = page.locator("#secret").inner_text()
     assert re.fullmatch(r"([A-Z2-7]{4} )*[A-Z2-7]{1,4}", secret), secret
     qr = page.locator("#qr")
-    assert qr.get_attribute("src").startswith("data:image/svg+xml;base64,")
+    src = qr.get_attribute("src")
+    assert src is not None and src.startswith("data:image/svg+xml;base64,"), src
     page.wait_for_function("() => document.querySelector('#qr').naturalWidth > 0")
     page.fill("#enrol-code", fresh_code(secret))
     page.click("#enrol-form button[type=submit]")
@@ -44,10 +45,9 @@ def create_doctor(server: LiveServer, username: str = "dr.martin") -> None:
 def test_setup_link_creates_admin_who_enrols_and_sees_admin_dashboard(
     live_server: LiveServer, contexts: Contexts
 ) -> None:
-    link = live_server.call(issue_setup_link(live_server.app))
-    assert link is not None
+    setup = live_server.setup_path()
     page = contexts.new_page()
-    page.goto(link.removeprefix(live_server.url))
+    page.goto(setup)
     expect(page.locator("#setup h1")).to_have_text("Créer le compte administrateur")
     page.fill("#display-name", "Accueil du cabinet")
     page.fill("#username", "admin")
@@ -67,7 +67,7 @@ def test_setup_link_creates_admin_who_enrols_and_sees_admin_dashboard(
 
     # The link is single use: opened again, it says so instead of showing the form.
     other = contexts.new_page()
-    other.goto(link.removeprefix(live_server.url))
+    other.goto(setup)
     expect(other.locator("#setup-failed")).to_be_visible()
     expect(other.locator("#setup-failed-body")).to_contain_text("déjà configuré")
 
