@@ -252,6 +252,7 @@ async def test_enrolment_offers_qr_code_and_standard_uri(accounts: Accounts) -> 
     body = await (await session.post("/api/auth/enrol")).json()
     assert body["qr_svg"].lstrip().startswith("<svg")
     totp = pyotp.parse_uri(body["otpauth_uri"])
+    assert isinstance(totp, pyotp.TOTP)
     assert totp.secret == body["secret"]
     assert totp.digits == 6 and totp.interval == 30
     assert "algorithm" not in body["otpauth_uri"] or "SHA1" in body["otpauth_uri"]

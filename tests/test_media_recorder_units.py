@@ -440,12 +440,10 @@ def test_protocol_messages_round_trip_as_json_lines() -> None:
     assert line.endswith(b"\n") and line.count(b"\n") == 1
     decoded = REQUEST_DECODER.decode(line)
     assert decoded == start and decoded.roles == ["doctor", "patient"]
-    assert (
-        REQUEST_DECODER.decode(
-            encode_line(Offer(id=2, recording_id="r", role="doctor", sdp="v=0\r\n"))
-        ).sdp
-        == "v=0\r\n"
+    offer = REQUEST_DECODER.decode(
+        encode_line(Offer(id=2, recording_id="r", role="doctor", sdp="v=0\r\n"))
     )
+    assert isinstance(offer, Offer) and offer.sdp == "v=0\r\n"
     event = RecordingFailed(recording_id="r", code="write_error", message="m", bytes=1, duration=2)
     assert WORKER_MESSAGE_DECODER.decode(encode_line(event)) == event
     stopped = Stopped(id=3, recording_id="r", bytes=10, duration=1.5, complete=True)

@@ -78,7 +78,7 @@ async def make_recording(
 
 
 def decoded_frames(data: bytes) -> int:
-    with av.open(io.BytesIO(data)) as container:
+    with av.open(io.BytesIO(data), "r") as container:
         return sum(1 for _ in container.decode(video=0))
 
 

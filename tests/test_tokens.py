@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from collections.abc import AsyncIterator
 from pathlib import Path
 
 import pytest
@@ -16,10 +17,10 @@ SECRET = b"k" * 32
 
 
 @pytest.fixture
-async def store(tmp_path: Path) -> SqliteStore:
+async def store(tmp_path: Path) -> AsyncIterator[SqliteStore]:
     s = SqliteStore(tmp_path / "db.sqlite3")
     await s.open()
-    yield s  # type: ignore[misc]
+    yield s
     await s.close()
 
 

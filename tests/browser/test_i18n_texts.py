@@ -66,7 +66,13 @@ def test_every_key_used_by_the_pages_is_translated() -> None:
 
 
 # The API paths the pages call; errors of other endpoints fall back to the server's message.
-PAGE_PATHS = ("/api/setup", "/api/auth/", "/api/me", "/api/users", "/api/consultations")
+PAGE_PATHS: tuple[str, ...] = (
+    "/api/setup",
+    "/api/auth/",
+    "/api/me",
+    "/api/users",
+    "/api/consultations",
+)
 PAGE_PATHS += ("/api/invites/", "/api/room-tokens")
 
 
