@@ -27,7 +27,7 @@ from redis.asyncio.retry import Retry
 from redis.backoff import NoBackoff
 from redis.exceptions import RedisError
 
-from signaling.bus import Inbox
+from signaling.bus import ForwardHandler, Inbox
 
 log = logging.getLogger("teleconsult.bus")
 
@@ -60,7 +60,7 @@ class RedisBus:
         # Told when another instance changed a shared room (None: any, messages were missed).
         self.on_room_changed: Callable[[str | None], None] = lambda room_id: None
         # Given the work another instance hands over (a recording message).
-        self.on_forward: Callable[[bytes], None] = lambda frame: None
+        self.on_forward: ForwardHandler = lambda frame: None
 
     # -- the Bus protocol
 
@@ -70,6 +70,10 @@ class RedisBus:
     @staticmethod
     def instance_of(connection_id: str) -> str:
         return connection_id.partition(".")[0]
+
+    @property
+    def ready(self) -> bool:
+        return self.subscribed
 
     async def wait_ready(self, within: float) -> bool:
         """Wait (a little) for the subscription, e.g. just after Redis came back."""
@@ -106,9 +110,14 @@ class RedisBus:
         self._outgoing.append((self._channel(instance), b"\nR\n" + room_id.encode()))
         self._wake.set()
 
-    def forward(self, instance: str, frame: bytes) -> None:
-        """Hand ``frame`` to ``instance``'s on_forward (in order with the messages)."""
-        self._outgoing.append((self._channel(instance), b"\nF\n" + frame))
+    def forward(self, connection_id: str, frame: bytes) -> None:
+        """Hand ``frame`` to the on_forward of ``connection_id``'s instance (in order with
+        the messages)."""
+        if self.is_local(connection_id):
+            self.on_forward(frame)
+            return
+        channel = self._channel(self.instance_of(connection_id))
+        self._outgoing.append((channel, b"\nF\n" + frame))
         self._wake.set()
 
     def __len__(self) -> int:

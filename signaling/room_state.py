@@ -86,8 +86,5 @@ class RoomStates(Protocol):
         """Tell the instances holding these connections that the room changed (in order
         with the messages published after)."""
 
-    def is_local(self, connection_id: str) -> bool:
-        """True when ``connection_id``'s socket lives in this process."""
-
     async def alive(self, connection_ids: list[str]) -> list[bool]:
         """For each connection id: is the instance holding it still alive?"""

@@ -182,9 +182,6 @@ class RedisRoomStates:
         for instance in instances:
             self.bus.notify_room(instance, room_id)
 
-    def is_local(self, connection_id: str) -> bool:
-        return self.bus.is_local(connection_id)
-
     async def alive(self, connection_ids: list[str]) -> list[bool]:
         try:
             return await self.bus.alive(connection_ids)

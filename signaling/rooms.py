@@ -632,7 +632,7 @@ class RoomRegistry:
         if states is None or room.state is RoomState.ENDED:
             return
         if not any(
-            s.connection_id is not None and states.is_local(s.connection_id)
+            s.connection_id is not None and self.bus.is_local(s.connection_id)
             for s in room.seats.values()
         ) and not any((room.id, role) in self._expiries for role in room.seats):
             self.discard(room)

@@ -5,7 +5,6 @@ from __future__ import annotations
 from aiohttp import web
 
 from signaling.api_types import Health
-from signaling.bus_redis import RedisBus
 from signaling.errors import AppError
 from signaling.http_api import ApiRegistry, json_response
 from signaling.keys import SERVICES
@@ -43,10 +42,6 @@ async def readyz(request: web.Request) -> web.Response:
     # With several instances, a socket taken before our bus channel is subscribed again
     # could not hear its peer: take this instance out of the proxy's rotation until then.
     signaling = request.app.get(SIGNALING)
-    if (
-        signaling is not None
-        and isinstance(signaling.bus, RedisBus)
-        and not signaling.bus.subscribed
-    ):
+    if signaling is not None and not signaling.bus.ready:
         raise AppError("unavailable", "The message bus is not subscribed yet.")
     return json_response(Health(status="ready"))

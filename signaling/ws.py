@@ -149,13 +149,12 @@ class Signaling:
             reply(encode(RecordingAnswer(sdp=await session.offer(role, message.sdp))), None)
 
     def recording_home(self, room: Room) -> str | None:
-        """Several instances: the instance of the doctor's socket when it is not this one
+        """Several instances: the doctor's connection when its socket is in another process
         (a room's recording runs in one process: the doctor's); None: here."""
-        bus = self.bus
         doctor = room.seats.get("doctor")
-        if not isinstance(bus, RedisBus) or doctor is None or doctor.connection_id is None:
+        if doctor is None or doctor.connection_id is None:
             return None
-        return None if bus.is_local(doctor.connection_id) else bus.instance_of(doctor.connection_id)
+        return None if self.bus.is_local(doctor.connection_id) else doctor.connection_id
 
     def forward_recording(
         self,
@@ -165,8 +164,8 @@ class Signaling:
         role: Role,
         message: RecordingMessage | None,
     ) -> None:
-        """Hand a recording message (None: the participant left) to the recording's home."""
-        assert isinstance(self.bus, RedisBus)
+        """Hand a recording message (None: the participant left) to the recording's home
+        (``home``: the doctor's connection, in another process)."""
         forwarded = ForwardedRecording(
             room.id, connection_id, role, None if message is None else msgspec.json.encode(message)
         )
