@@ -29,7 +29,7 @@ async def end_open_room(app: web.Application, consultation_id: str) -> None:
     signaling = app.get(SIGNALING)
     if signaling is None:
         return
-    await signaling.stop_recording(consultation_id, "cancelled")
+    await signaling.recordings.stop(consultation_id, "cancelled")
     # end_room reaches the room whichever instance holds its participants (shared state).
     await signaling.rooms.end_room(consultation_id, "cancelled")
 
@@ -46,7 +46,7 @@ async def end_superseded_patient(
     if await signaling.rooms.supersede_patient(consultation_id, generation):
         # A participant who can no longer withdraw is no longer recorded (the patient's own
         # instance stops it too when its socket closes; stopping twice is harmless).
-        await signaling.stop_recording(consultation_id, "participant_left")
+        await signaling.recordings.stop(consultation_id, "participant_left")
 
 
 async def _audit_sessions_ended(

@@ -12,16 +12,14 @@ import weakref
 from collections import deque
 from collections.abc import AsyncIterator, Awaitable, Callable
 from dataclasses import dataclass, field
-from typing import Any, cast
+from typing import Any
 
-import msgspec
 from aiohttp import WSCloseCode, WSMsgType, web
 
 from config import Settings
 from signaling.audit_actions import AuditAction
 from signaling.bus import Bus, LocalBus
 from signaling.bus_redis import RedisBus
-from signaling.consent import ConsentState
 from signaling.errors import AppError
 from signaling.http_api import client_address
 from signaling.keys import SERVICES, Services
@@ -42,11 +40,9 @@ from signaling.protocol import (
     Offer,
     Ping,
     Pong,
-    RecordingAnswer,
     RecordingConsent,
     RecordingOffer,
     RecordingRequest,
-    RecordingState,
     RecordingWithdraw,
     RelayedAnswer,
     RelayedCandidate,
@@ -59,10 +55,10 @@ from signaling.protocol import (
     message_type,
 )
 from signaling.rate_limit import TokenBucket
-from signaling.recording_session import RecordingChange, RecordingSession
+from signaling.recording_routing import RecordingMessage, RoomRecordings
 from signaling.room_state_redis import RedisRoomStates
 from signaling.room_watch import RoomWatch
-from signaling.rooms import JoinResult, Room, RoomRegistry, RoomState, Seat
+from signaling.rooms import JoinResult, Room, RoomRegistry, Seat
 from signaling.sdp import MAX_TRICKLE_CANDIDATES, validate_candidate, validate_sdp
 from signaling.store.base import StoreUnavailable
 from signaling.turn import credential_expiry, ice_servers
@@ -84,127 +80,12 @@ class Signaling:
     services: Services
     bus: Bus
     rooms: RoomRegistry
+    # The recording sessions of this process, and where a room's recording runs.
+    recordings: RoomRecordings
     sockets: weakref.WeakSet[web.WebSocketResponse] = field(default_factory=weakref.WeakSet)
     per_address: dict[str, int] = field(default_factory=dict)
-    # One recording session per room that ever asked to record.
-    recordings: dict[str, RecordingSession] = field(default_factory=dict)
     # Shared rooms: connection losses to save once Redis answers again (room, id, role).
     lost_later: list[tuple[Room, str, Role]] = field(default_factory=list)
-    _forwarding: asyncio.Lock = field(default_factory=asyncio.Lock)
-
-    async def recording_for(self, room: Room) -> RecordingSession:
-        session = self.recordings.get(room.id)
-        if session is None:
-            consultation = await self.services.store.get_consultation(room.id)
-            if consultation is None:
-                raise AppError("consultation_not_found")
-
-            async def announce(change: RecordingChange) -> None:
-                message = encode(
-                    RecordingState(
-                        state=change.state,  # type: ignore[arg-type]
-                        recording_id=change.recording_id,
-                        reason=change.reason,
-                    )
-                )
-                await room.refresh()  # shared rooms: the sockets as they are now
-                room.send_raw("doctor", message)
-                room.send_raw("patient", message)
-
-            s = self.services
-            session = RecordingSession(
-                consultation,
-                s.store,
-                s.clock,
-                s.settings,
-                s.audit,
-                announce,
-                loopback=s.settings.recording.worker_loopback,
-                turn_secret=s.turn_secret,
-            )
-            self.recordings[room.id] = session
-        return session
-
-    async def recording_message(
-        self,
-        room: Room,
-        role: Role,
-        subject: str,
-        message: RecordingMessage,
-        reply: Callable[[bytes, int | None], None],
-    ) -> None:
-        """One participant's recording message, handled where the room's recording runs."""
-        if isinstance(message, RecordingWithdraw):
-            # Withdrawing is always possible, whatever the room's state.
-            await (await self.recording_for(room)).withdraw(role, subject)
-            return
-        room.require(RoomState.IN_CALL, action="record")
-        session = await self.recording_for(room)
-        if isinstance(message, RecordingRequest):
-            await session.request(role, subject)
-        elif isinstance(message, RecordingConsent):
-            await session.answer(role, subject, message.granted)
-        else:
-            validate_sdp(message.sdp)
-            reply(encode(RecordingAnswer(sdp=await session.offer(role, message.sdp))), None)
-
-    def recording_home(self, room: Room) -> str | None:
-        """Several instances: the doctor's connection when its socket is in another process
-        (a room's recording runs in one process: the doctor's); None: here."""
-        doctor = room.seats.get("doctor")
-        if doctor is None or doctor.connection_id is None:
-            return None
-        return None if self.bus.is_local(doctor.connection_id) else doctor.connection_id
-
-    def forward_recording(
-        self,
-        home: str,
-        room: Room,
-        connection_id: str,
-        role: Role,
-        message: RecordingMessage | None,
-    ) -> None:
-        """Hand a recording message (None: the participant left) to the recording's home
-        (``home``: the doctor's connection, in another process)."""
-        forwarded = ForwardedRecording(
-            room.id, connection_id, role, None if message is None else msgspec.json.encode(message)
-        )
-        self.bus.forward(home, msgspec.json.encode(forwarded))
-
-    def forwarded(self, frame: bytes) -> None:
-        """A recording message another instance handed over (bus callback: must not block)."""
-        self.rooms.spawn(self._forwarded(msgspec.json.decode(frame, type=ForwardedRecording)))
-
-    async def _forwarded(self, job: ForwardedRecording) -> None:
-        # One at a time, in arrival order: a consent must not overtake the request before it.
-        async with self._forwarding:
-            room = self.rooms.get_or_create(job.room, "")
-            if job.message is None:
-                await self.stop_recording(room.id, "participant_left")
-                return
-            message = cast(RecordingMessage, decode_client(job.message))
-
-            def reply(payload: bytes, close_code: int | None) -> None:
-                self.bus.publish(job.connection, payload, close_code)
-
-            try:
-                await room.refresh()
-                seat = room.seats.get(job.role)
-                if seat is None or seat.connection_id != job.connection:
-                    raise AppError("not_joined")
-                await self.recording_message(room, job.role, seat.subject, message, reply)
-            except AppError as error:
-                ref = message_type(message)
-                payload = encode(ErrorMessage(code=error.code, message=error.message, ref=ref))
-                reply(payload, error.close_code)
-            except StoreUnavailable:
-                away = AppError("unavailable")
-                reply(encode(ErrorMessage(code=away.code, message=away.message)), None)
-
-    async def stop_recording(self, room_id: str, reason: str) -> None:
-        session = self.recordings.get(room_id)
-        if session is not None and session.state is not ConsentState.IDLE:
-            await session.stop(reason)
 
     def acquire_address(self, address: str) -> bool:
         count = self.per_address.get(address, 0)
@@ -219,18 +100,6 @@ class Signaling:
             self.per_address.pop(address, None)
         else:
             self.per_address[address] = count
-
-
-RecordingMessage = RecordingRequest | RecordingConsent | RecordingWithdraw | RecordingOffer
-
-
-class ForwardedRecording(msgspec.Struct):
-    """A participant's recording message sent to the instance its room records on."""
-
-    room: str
-    connection: str
-    role: Role
-    message: bytes | None  # the client message as JSON; None: the participant left
 
 
 SIGNALING = web.AppKey("signaling", Signaling)
@@ -372,12 +241,7 @@ class Connection:
     async def _leave(self) -> None:
         try:
             if self.room is not None:
-                # A participant who can no longer withdraw is no longer recorded.
-                home = self.signaling.recording_home(self.room)
-                if home is None:
-                    await self.signaling.stop_recording(self.room.id, "participant_left")
-                else:
-                    self.signaling.forward_recording(home, self.room, self.id, self.role, None)
+                await self.signaling.recordings.participant_left(self.room, self.id, self.role)
             if self.room is not None and not self.hung_up:
                 try:
                     await self.room.connection_lost(self.id, self.role)
@@ -712,13 +576,9 @@ class Connection:
 
     async def _on_recording(self, message: RecordingMessage) -> None:
         seat = await self._seat()
-        room = self._joined()
-        home = self.signaling.recording_home(room)
-        if home is not None:
-            # Several instances: the recording runs where the doctor's socket is.
-            self.signaling.forward_recording(home, room, self.id, self.role, message)
-            return
-        await self.signaling.recording_message(room, self.role, seat.subject, message, self.deliver)
+        await self.signaling.recordings.receive(
+            self._joined(), self.id, self.role, seat.subject, message, self.deliver
+        )
 
 
 # Messages relayed to the other participant: their handling time feeds the relay histogram.
@@ -807,10 +667,11 @@ def setup_signaling(app: web.Application) -> None:
         )
 
     registry = RoomRegistry(bus, settings.signaling.resume_grace_seconds, audit, states)
-    signaling = app[SIGNALING] = Signaling(services, bus, registry)
+    recordings = RoomRecordings(services, bus, registry)
+    signaling = app[SIGNALING] = Signaling(services, bus, registry, recordings)
+    bus.on_forward = recordings.forwarded
     if redis_bus is not None:
         redis_bus.on_room_changed = registry.room_changed
-        redis_bus.on_forward = signaling.forwarded
     app.router.add_get("/ws", websocket_handler)
     protocol_js = services.web_root / "protocol.js"
 

@@ -295,7 +295,7 @@ def test_a_recorder_failure_is_told_to_both_and_the_indicator_goes_off(
     doctor, patient = in_call(live_server, contexts)
     both_record(doctor, patient)
     # The recording worker dies (as on a crash or an out-of-memory kill).
-    sessions = list(live_server.app[SIGNALING].recordings.values())  # type: ignore[index]
+    sessions = list(live_server.app[SIGNALING].recordings.sessions.values())  # type: ignore[index]
     workers = [s.worker for s in sessions if s.worker is not None]
     assert len(workers) == 1
     os.kill(workers[0].pid, signal.SIGKILL)
