@@ -22,6 +22,7 @@ import aiohttp
 import pyotp
 
 from signaling.clock import Clock, ManualClock
+from tests.cli import run_cli
 from tests.conftest import PASSWORD, Accounts, Staff, deadline
 from tests.rtc import Booking, SignalClient, book
 from tests.servers import RedisServer, free_port, stop_process, wait_for_port
@@ -98,12 +99,12 @@ class Cluster:
             )
 
     def add_doctor(self) -> None:
-        added = subprocess.run(
-            [sys.executable, "run.py", "add-user", "--username", DOCTOR, "--role", "doctor",
-             "--display-name", "Dr Cluster", "--data-dir", str(self.data_dir)],
-            cwd=ROOT, env=self.env, input=PASSWORD + "\n", capture_output=True, text=True,
-            timeout=deadline(60),
-        )  # fmt: skip
+        added = run_cli(
+            *("add-user", "--username", DOCTOR, "--role", "doctor", "--display-name", "Dr Cluster"),
+            data_dir=self.data_dir,
+            stdin=PASSWORD + "\n",
+            env=self.env,
+        )
         assert added.returncode == 0, added.stdout + added.stderr
         uri = re.search(r"otpauth://\S+", added.stdout)
         assert uri, added.stdout

@@ -35,6 +35,8 @@ from signaling.protocol import (
     IceServer,
     Lobby,
     PeerJoined,
+    RelayedAnswer,
+    RelayedOffer,
     ServerMessage,
     Waiting,
     Welcome,
@@ -194,6 +196,15 @@ async def enter_call(
     assert (await doctor.expect(Lobby)).waiting is None
     patient, patient_welcome = await join(client, await booking.patient_token())
     assert patient_welcome.role == "patient"
+    await admit(doctor, patient, patient_name)
+    return doctor, doctor_welcome, patient, patient_welcome
+
+
+async def admit(
+    doctor: SignalClient, patient: SignalClient, patient_name: str | None = None
+) -> None:
+    """The patient, just welcomed, waits; the doctor's lobby shows them (named
+    ``patient_name``, when given) and the doctor admits them: both are in the call."""
     await patient.expect(Waiting)
     lobby = await doctor.expect(Lobby)
     assert lobby.waiting is not None
@@ -204,7 +215,6 @@ async def enter_call(
     assert (await patient.expect(PeerJoined)).role == "doctor"
     assert (await doctor.expect(Lobby)).waiting is None
     assert (await doctor.expect(PeerJoined)).role == "patient"
-    return doctor, doctor_welcome, patient, patient_welcome
 
 
 async def silent(signal: SignalClient, within: float = 0.3) -> bool:
@@ -297,6 +307,27 @@ async def peers(*configs: RTCConfiguration) -> AsyncIterator[list[Peer]]:
     finally:
         for peer in made:
             await peer.close()
+
+
+async def negotiate(
+    offerer: SignalClient, offer_peer: Peer, answerer: SignalClient, answer_peer: Peer
+) -> None:
+    """``offer_peer``'s offer relayed to ``answer_peer``, whose answer comes back relayed."""
+    await offerer.send({"type": "offer", "sdp": await offer_peer.offer()})
+    offer = await answerer.expect(RelayedOffer)
+    await answerer.send({"type": "answer", "sdp": await answer_peer.answer(offer.sdp)})
+    await offer_peer.accept((await offerer.expect(RelayedAnswer)).sdp)
+
+
+async def connect_media(
+    doctor: SignalClient, doctor_peer: Peer, patient: SignalClient, patient_peer: Peer
+) -> None:
+    """The doctor offers, the patient answers; both peers connect and receive audio and video."""
+    await negotiate(doctor, doctor_peer, patient, patient_peer)
+    await doctor_peer.wait_connected()
+    await patient_peer.wait_connected()
+    await doctor_peer.wait_frames()
+    await patient_peer.wait_frames()
 
 
 # -- session descriptions ------------------------------------------------------------------

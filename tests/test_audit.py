@@ -5,26 +5,20 @@ from __future__ import annotations
 import json
 import sqlite3
 import subprocess
-import sys
 from pathlib import Path
 from typing import Any
 
 from aiohttp import web
 
 from signaling.keys import SERVICES
-from tests.conftest import Staff, deadline
+from tests.cli import run_cli
+from tests.conftest import Staff
 
 ROOT = Path(__file__).resolve().parent.parent
 
 
 def verify(data_dir: Path) -> subprocess.CompletedProcess[str]:
-    return subprocess.run(
-        [sys.executable, "run.py", "audit", "verify", "--data-dir", str(data_dir)],
-        cwd=ROOT,
-        capture_output=True,
-        text=True,
-        timeout=deadline(60),
-    )
+    return run_cli("audit", "verify", data_dir=data_dir)
 
 
 async def test_sign_in_and_consultation_actions_are_audited(
@@ -195,22 +189,7 @@ async def test_an_anchor_detects_a_truncated_tail(
     tamper(data_dir, "DELETE FROM audit WHERE seq = (SELECT MAX(seq) FROM audit)")
     plain = verify(data_dir)
     assert plain.returncode == 0  # a cut-off tail still chains...
-    with_anchor = subprocess.run(
-        [
-            sys.executable,
-            "run.py",
-            "audit",
-            "verify",
-            "--anchor",
-            anchor,
-            "--data-dir",
-            str(data_dir),
-        ],
-        cwd=ROOT,
-        capture_output=True,
-        text=True,
-        timeout=deadline(60),
-    )
+    with_anchor = run_cli("audit", "verify", "--anchor", anchor, data_dir=data_dir)
     assert with_anchor.returncode == 1  # ...but the anchor kept outside is gone
     assert "anchor" in with_anchor.stdout
 

@@ -6,9 +6,6 @@ from __future__ import annotations
 
 import asyncio
 import dataclasses
-import os
-import subprocess
-import sys
 import uuid
 from collections import Counter
 from pathlib import Path
@@ -28,6 +25,7 @@ from signaling.models import AuditEntry
 from signaling.protocol import Denied, PeerLeft, Waiting
 from signaling.retention import DAY, RetentionSweeper
 from signaling.settings_audit import record_settings_change
+from tests.cli import run_cli, store_env
 from tests.conftest import PASSWORD, Accounts, Staff, deadline
 from tests.rtc import book, connect, enter_call, join
 from tests.test_recordings_api import make_recording
@@ -267,19 +265,12 @@ async def test_each_audited_action_is_written_exactly_once(
     await resp.read()
     await trail.step(("recording.downloaded", "@dr.house", "doctor", "success"))
     out = Path(settings.storage.data_dir).parent / "export.webm"
-    env = dict(os.environ)
-    env["TELECONSULT_STORAGE_BACKEND"] = settings.storage.backend
-    env["TELECONSULT_STORAGE_REDIS_URL"] = settings.storage.redis_url
-    command = [sys.executable, "run.py", "recording", "export", rid, "--out", str(out)]
-    command += ["--data-dir", settings.storage.data_dir]
     done = await asyncio.to_thread(
-        subprocess.run,
-        command,
-        cwd=ROOT,
-        env=env,
-        capture_output=True,
-        text=True,
-        timeout=deadline(120),
+        run_cli,
+        *("recording", "export", rid, "--out", str(out)),
+        data_dir=settings.storage.data_dir,
+        env=store_env(settings),
+        within=120,
     )
     assert done.returncode == 0, done.stderr
     await trail.step(("recording.exported", "cli", "admin", "success"))

@@ -8,10 +8,8 @@ removed or forged checkpoint is found.
 from __future__ import annotations
 
 import json
-import os
 import sqlite3
 import subprocess
-import sys
 from pathlib import Path
 from typing import Any
 
@@ -27,7 +25,8 @@ from signaling.models import ConsentReceipt
 from signaling.retention import DAY, RetentionSweeper
 from signaling.store.base import AuditCheckpoint, Store
 from signaling.store.redis import RedisStore
-from tests.conftest import Staff, deadline
+from tests.cli import run_cli, store_env
+from tests.conftest import Staff
 
 pytestmark = pytest.mark.both_stores
 ROOT = Path(__file__).resolve().parent.parent
@@ -190,20 +189,9 @@ async def test_audit_verify_command_starts_from_the_checkpoint(
     await purge_a_year_of_entries(app, clock)
     head = await store.audit_head()
     assert head is not None
-    command = [sys.executable, "run.py", "audit", "verify", "--data-dir", str(data_dir)]
-    env = dict(os.environ)
-    env["TELECONSULT_STORAGE_BACKEND"] = settings.storage.backend
-    env["TELECONSULT_STORAGE_REDIS_URL"] = settings.storage.redis_url
 
     def verify(*extra: str) -> subprocess.CompletedProcess[str]:
-        return subprocess.run(
-            command + list(extra),
-            cwd=ROOT,
-            env=env,
-            capture_output=True,
-            text=True,
-            timeout=deadline(60),
-        )
+        return run_cli("audit", "verify", *extra, data_dir=data_dir, env=store_env(settings))
 
     result = verify()
     assert result.returncode == 0, result.stdout + result.stderr

@@ -32,9 +32,7 @@ from signaling.protocol import (
     Lobby,
     PeerJoined,
     PeerLeft,
-    RelayedAnswer,
     RelayedCandidate,
-    RelayedOffer,
     ServerMessage,
     Waiting,
     Welcome,
@@ -47,6 +45,8 @@ from tests.rtc import (
     Closed,
     Peer,
     SignalClient,
+    admit,
+    connect_media,
     join,
     peers,
     rtc_config,
@@ -116,29 +116,8 @@ async def call_across(
         cluster, cluster.b, booking.patient, await booking.patient_token()
     )
     assert patient_welcome.role == "patient"
-    await patient_ws.expect(Waiting)
-    lobby = await doctor_ws.expect(Lobby)
-    assert lobby.waiting is not None and lobby.waiting.name == "Alice Patient"
-    await doctor_ws.send({"type": "admit"})
-    await patient_ws.expect(Admitted)
-    assert (await patient_ws.expect(PeerJoined)).role == "doctor"
-    assert (await doctor_ws.expect(Lobby)).waiting is None
-    assert (await doctor_ws.expect(PeerJoined)).role == "patient"
+    await admit(doctor_ws, patient_ws, "Alice Patient")
     return doctor_ws, doctor_welcome, patient_ws, patient_welcome
-
-
-async def connect_media(
-    doctor_ws: SignalClient, patient_ws: SignalClient, doctor_peer: Peer, patient_peer: Peer
-) -> None:
-    """Offer from the doctor, answer from the patient, both relayed across the instances."""
-    await doctor_ws.send({"type": "offer", "sdp": await doctor_peer.offer()})
-    offer = await patient_ws.expect(RelayedOffer)
-    await patient_ws.send({"type": "answer", "sdp": await patient_peer.answer(offer.sdp)})
-    await doctor_peer.accept((await doctor_ws.expect(RelayedAnswer)).sdp)
-    await doctor_peer.wait_connected()
-    await patient_peer.wait_connected()
-    await doctor_peer.wait_frames()
-    await patient_peer.wait_frames()
 
 
 async def frames_keep_coming(peer: Peer, seconds: float) -> None:
@@ -187,7 +166,7 @@ async def test_a_doctor_on_one_instance_and_a_patient_on_the_other_talk(
     booking = await cluster.book(doctor, patient_on=cluster.b)
     doctor_ws, _, patient_ws, _ = await call_across(cluster, booking)
     async with peers(rtc_config([]), rtc_config([])) as (doctor_peer, patient_peer):
-        await connect_media(doctor_ws, patient_ws, doctor_peer, patient_peer)
+        await connect_media(doctor_ws, doctor_peer, patient_ws, patient_peer)
         for peer in (doctor_peer, patient_peer):
             assert peer.srtp_profile().startswith("SRTP_")
         # Trickle both ways across the instances.
@@ -400,7 +379,7 @@ async def test_sigkill_of_the_patients_instance_keeps_media_and_the_patient_resu
     booking = await cluster.book(doctor, patient_on=cluster.b)
     doctor_ws, _, patient_ws, patient_welcome = await call_across(cluster, booking)
     async with peers(rtc_config([]), rtc_config([])) as (doctor_peer, patient_peer):
-        await connect_media(doctor_ws, patient_ws, doctor_peer, patient_peer)
+        await connect_media(doctor_ws, doctor_peer, patient_ws, patient_peer)
         killed_at = time.monotonic()
         cluster.b.kill()
         # The patient's socket is gone with its instance.
@@ -457,7 +436,7 @@ async def test_redis_stopped_for_15_s_keeps_the_call_and_nothing_stored_is_lost(
     later = await cluster.book(doctor, patient_on=cluster.a)
     doctor_ws, _, patient_ws, _ = await call_across(cluster, booking)
     async with peers(rtc_config([]), rtc_config([])) as (doctor_peer, patient_peer):
-        await connect_media(doctor_ws, patient_ws, doctor_peer, patient_peer)
+        await connect_media(doctor_ws, doctor_peer, patient_ws, patient_peer)
         token_before = await later.doctor_token()
         stored = durable_keys(cluster.redis.url)
         port = cluster.redis.port

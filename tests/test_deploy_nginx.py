@@ -31,11 +31,11 @@ import pyotp
 import pytest
 
 from config import load_settings
-from signaling.protocol import RelayedAnswer, RelayedOffer
 from signaling.selfsigned import ensure_self_signed
+from tests.cli import run_cli
 from tests.conftest import PASSWORD, Staff, deadline
-from tests.rtc import Booking, SignalClient, peers, rtc_config
-from tests.servers import free_port, wait_for_port
+from tests.rtc import Booking, SignalClient, connect_media, peers, rtc_config
+from tests.servers import free_port, stop_process, wait_for_port
 
 ROOT = Path(__file__).resolve().parent.parent
 SHIPPED_SITE = ROOT / "deploy" / "nginx" / "teleconsult.conf"
@@ -146,16 +146,6 @@ class Deployment:
         return self.app_output() + self.nginx_log_text()
 
 
-def _stop(proc: subprocess.Popen[bytes]) -> None:
-    if proc.poll() is None:
-        proc.terminate()
-        try:
-            proc.wait(timeout=deadline(10))
-        except subprocess.TimeoutExpired:
-            proc.kill()
-            proc.wait()
-
-
 @pytest.fixture(scope="module")
 def deployment(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Deployment]:
     nginx = nginx_binary()
@@ -229,12 +219,13 @@ def deployment(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Deployment]
         except RuntimeError:
             raise AssertionError((work / "nginx.stderr").read_text()) from None
         # A doctor, made with the command line while the service runs.
-        added = subprocess.run(
-            [sys.executable, "run.py", "add-user", "--username", "dr.nginx", "--role", "doctor",
-             "--display-name", "Dr Nginx", *common],
-            cwd=ROOT, env=env, input=PASSWORD + "\n", capture_output=True, text=True,
-            timeout=deadline(60),
-        )  # fmt: skip
+        added = run_cli(
+            *("add-user", "--username", "dr.nginx", "--role", "doctor"),
+            *("--display-name", "Dr Nginx", "--config", str(SHIPPED_SETTINGS)),
+            data_dir=data_dir,
+            stdin=PASSWORD + "\n",
+            env=env,
+        )
         assert added.returncode == 0, added.stdout + added.stderr
         uri = re.search(r"otpauth://\S+", added.stdout)
         assert uri, added.stdout
@@ -243,8 +234,8 @@ def deployment(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Deployment]
         )
     finally:
         if nginx_proc is not None:
-            _stop(nginx_proc)
-        _stop(app)
+            stop_process(nginx_proc)
+        stop_process(app)
 
 
 def doctor_totp(deployment: Deployment) -> pyotp.TOTP:
@@ -494,14 +485,7 @@ async def test_a_doctor_and_a_patient_call_through_nginx_over_wss(deployment: De
         assert (await doctor_ws.expect(PeerJoined)).role == "patient"
 
         async with peers(rtc_config([]), rtc_config([])) as (doctor_peer, patient_peer):
-            await doctor_ws.send({"type": "offer", "sdp": await doctor_peer.offer()})
-            offer = await patient_ws.expect(RelayedOffer)
-            await patient_ws.send({"type": "answer", "sdp": await patient_peer.answer(offer.sdp)})
-            await doctor_peer.accept((await doctor_ws.expect(RelayedAnswer)).sdp)
-            await doctor_peer.wait_connected()
-            await patient_peer.wait_connected()
-            await doctor_peer.wait_frames()
-            await patient_peer.wait_frames()
+            await connect_media(doctor_ws, doctor_peer, patient_ws, patient_peer)
             for peer in (doctor_peer, patient_peer):
                 assert peer.srtp_profile().startswith("SRTP_")
     finally:
@@ -647,10 +631,7 @@ async def test_an_online_backup_with_the_keys_restores_accounts_and_audit_trail(
     deployment: Deployment, tmp_path: Path
 ) -> None:
     restored = restore(deployment, tmp_path / "restored")
-    verified = subprocess.run(
-        [sys.executable, "run.py", "audit", "verify", "--data-dir", str(restored)],
-        cwd=ROOT, capture_output=True, text=True, timeout=deadline(60),
-    )  # fmt: skip
+    verified = run_cli("audit", "verify", data_dir=restored)
     assert verified.returncode == 0, verified.stdout + verified.stderr
     assert "audit trail intact" in verified.stdout
     # The keys match the database: the doctor's TOTP secret decrypts to what was enrolled.

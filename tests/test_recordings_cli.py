@@ -2,16 +2,13 @@
 
 from __future__ import annotations
 
-import subprocess
-import sys
 from pathlib import Path
 
 from aiohttp import web
 
-from tests.conftest import Staff, deadline
+from tests.cli import run_cli
+from tests.conftest import Staff
 from tests.test_recordings_api import decoded_frames, make_recording
-
-ROOT = Path(__file__).resolve().parent.parent
 
 
 async def test_cli_exports_a_recording(
@@ -19,41 +16,9 @@ async def test_cli_exports_a_recording(
 ) -> None:
     await make_recording(app, "c1", doctor.user["id"])
     out = tmp_path / "export.webm"
-    result = subprocess.run(
-        [
-            sys.executable,
-            "run.py",
-            "recording",
-            "export",
-            "rec1",
-            "--out",
-            str(out),
-            "--data-dir",
-            str(data_dir),
-        ],
-        cwd=ROOT,
-        capture_output=True,
-        text=True,
-        timeout=deadline(60),
-    )
+    result = run_cli("recording", "export", "rec1", "--out", str(out), data_dir=data_dir)
     assert result.returncode == 0, result.stderr
     assert out.stat().st_mode & 0o777 == 0o600
     assert decoded_frames(out.read_bytes()) == 10
-    again = subprocess.run(
-        [
-            sys.executable,
-            "run.py",
-            "recording",
-            "export",
-            "nope",
-            "--out",
-            str(out),
-            "--data-dir",
-            str(data_dir),
-        ],
-        cwd=ROOT,
-        capture_output=True,
-        text=True,
-        timeout=deadline(60),
-    )
+    again = run_cli("recording", "export", "nope", "--out", str(out), data_dir=data_dir)
     assert again.returncode == 1 and "no recording" in again.stderr

@@ -2,8 +2,6 @@
 
 from __future__ import annotations
 
-import subprocess
-import sys
 from pathlib import Path
 from typing import Any
 
@@ -16,7 +14,8 @@ from signaling.audit_chain import first_broken
 from signaling.clock import ManualClock
 from signaling.keys import SERVICES
 from signaling.retention import RetentionSweeper
-from tests.conftest import Staff, deadline
+from tests.cli import run_cli
+from tests.conftest import Staff
 from tests.test_consultations import create, invite_token
 
 pytestmark = pytest.mark.both_stores
@@ -101,13 +100,7 @@ async def test_admin_exports_then_erases_a_consultation_at_the_patients_request(
         raw = b"".join(p.read_bytes() for p in db.parent.glob(db.name + "*"))
         assert PATIENT.encode() not in raw
         assert b"penicillin" not in raw
-        result = subprocess.run(
-            [sys.executable, "run.py", "audit", "verify", "--data-dir", settings.storage.data_dir],
-            cwd=ROOT,
-            capture_output=True,
-            text=True,
-            timeout=deadline(60),
-        )
+        result = run_cli("audit", "verify", data_dir=settings.storage.data_dir)
         assert result.returncode == 0, result.stdout
 
 

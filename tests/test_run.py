@@ -15,21 +15,11 @@ import aiohttp
 import pyotp
 import pytest
 
+from tests.cli import run_cli
 from tests.conftest import PASSWORD, deadline
 from tests.servers import free_port
 
 ROOT = Path(__file__).resolve().parent.parent
-
-
-def run(*args: str, data_dir: Path, stdin: str = "") -> subprocess.CompletedProcess[str]:
-    return subprocess.run(
-        [sys.executable, "run.py", *args, "--data-dir", str(data_dir)],
-        cwd=ROOT,
-        input=stdin,
-        capture_output=True,
-        text=True,
-        timeout=deadline(60),
-    )
 
 
 @pytest.fixture
@@ -92,7 +82,7 @@ async def test_run_py_serves_and_add_user_signs_in_with_totp(
     assert (data_dir / "keys" / "secret.key").stat().st_mode & 0o777 == 0o600
     assert (data_dir / "teleconsult.sqlite3").exists()
 
-    added = run(
+    added = run_cli(
         "add-user",
         "--username",
         "dr.bernard",
@@ -134,13 +124,13 @@ async def test_run_py_serves_and_add_user_signs_in_with_totp(
             assert "/join/" in (await resp.json())["invite_url"]
 
     # The account commands act on the same data while the service runs.
-    assert run("disable-user", "--username", "dr.bernard", data_dir=data_dir).returncode == 0
+    assert run_cli("disable-user", "--username", "dr.bernard", data_dir=data_dir).returncode == 0
     async with aiohttp.ClientSession() as http:
         async with http.post(
             f"{base}/api/auth/login", json={"username": "dr.bernard", "password": PASSWORD}
         ) as resp:
             assert resp.status == 401
-    missing = run("reset-mfa", "--username", "nobody", data_dir=data_dir)
+    missing = run_cli("reset-mfa", "--username", "nobody", data_dir=data_dir)
     assert missing.returncode == 1 and "no user named nobody" in missing.stderr
     # Nothing secret was logged by the server.
     proc.terminate()
@@ -150,7 +140,7 @@ async def test_run_py_serves_and_add_user_signs_in_with_totp(
 
 
 def test_add_user_refuses_a_short_password(tmp_path: Path) -> None:
-    result = run(
+    result = run_cli(
         "add-user", "--username", "dr.x", "--role", "doctor", data_dir=tmp_path, stdin="short\n"
     )
     assert result.returncode == 1

@@ -17,19 +17,9 @@ from signaling.protocol import (
     Welcome,
 )
 from tests.conftest import Accounts, Staff
-from tests.rtc import Peer, SignalClient, book, enter_call, peers, rtc_config
+from tests.rtc import SignalClient, book, connect_media, enter_call, negotiate, peers, rtc_config
 
 pytestmark = pytest.mark.usefixtures("loopback_only")
-
-
-async def negotiate(
-    offerer: SignalClient, offer_peer: Peer, answerer: SignalClient, answer_peer: Peer
-) -> None:
-    await offerer.send({"type": "offer", "sdp": await offer_peer.offer()})
-    offer = await answerer.expect(RelayedOffer)
-    await answerer.send({"type": "answer", "sdp": await answer_peer.answer(offer.sdp)})
-    answer = await offerer.expect(RelayedAnswer)
-    await offer_peer.accept(answer.sdp)
 
 
 async def test_doctor_and_patient_exchange_audio_and_video_over_dtls_srtp(
@@ -41,11 +31,7 @@ async def test_doctor_and_patient_exchange_audio_and_video_over_dtls_srtp(
     )
     assert doctor_welcome.room == booking.consultation_id
     async with peers(rtc_config([]), rtc_config([])) as (doctor_peer, patient_peer):
-        await negotiate(doctor_ws, doctor_peer, patient_ws, patient_peer)
-        await doctor_peer.wait_connected()
-        await patient_peer.wait_connected()
-        await doctor_peer.wait_frames()
-        await patient_peer.wait_frames()
+        await connect_media(doctor_ws, doctor_peer, patient_ws, patient_peer)
         for peer in (doctor_peer, patient_peer):
             assert peer.srtp_profile().startswith("SRTP_")
     await doctor_ws.close()

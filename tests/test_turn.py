@@ -20,7 +20,7 @@ from signaling.clock import ManualClock
 from signaling.protocol import IceServer, RelayedAnswer, RelayedOffer
 from signaling.turn import credential_expiry, ice_servers, turn_credential
 from tests.conftest import Accounts, Staff
-from tests.rtc import Coturn, Peer, book, enter_call, peers, rtc_config
+from tests.rtc import Coturn, book, enter_call, negotiate, peers, rtc_config
 
 pytestmark = pytest.mark.usefixtures("loopback_only")
 
@@ -100,13 +100,6 @@ def settings(settings: Settings, coturn: Coturn, tmp_path: Path) -> Settings:
     return settings.replace(turn=turn).validate()
 
 
-async def call(doctor_ws: Any, doctor_peer: Peer, patient_ws: Any, patient_peer: Peer) -> None:
-    await doctor_ws.send({"type": "offer", "sdp": await doctor_peer.offer()})
-    offer = await patient_ws.expect(RelayedOffer)
-    await patient_ws.send({"type": "answer", "sdp": await patient_peer.answer(offer.sdp)})
-    await doctor_peer.accept((await doctor_ws.expect(RelayedAnswer)).sdp)
-
-
 def relayed_only(sdp: str) -> bool:
     candidates = [line for line in sdp.splitlines() if line.startswith("a=candidate:")]
     return bool(candidates) and all(" typ relay" in line for line in candidates)
@@ -128,7 +121,7 @@ async def test_a_relay_only_call_works_with_the_credentials_the_server_hands_out
     doctor_config = rtc_config(doctor_welcome.ice_servers, relay_only=True)
     patient_config = rtc_config(patient_welcome.ice_servers, relay_only=True)
     async with peers(doctor_config, patient_config) as (doctor_peer, patient_peer):
-        await call(doctor_ws, doctor_peer, patient_ws, patient_peer)
+        await negotiate(doctor_ws, doctor_peer, patient_ws, patient_peer)
         assert relayed_only(doctor_peer.pc.localDescription.sdp)
         assert relayed_only(patient_peer.pc.localDescription.sdp)
         await doctor_peer.wait_connected(within=20)
@@ -245,7 +238,7 @@ async def test_the_shipped_coturn_config_refuses_to_relay_to_loopback(
         doctor_config = rtc_config(servers, relay_only=True)
         patient_config = rtc_config(patient_servers, relay_only=True)
         async with peers(doctor_config, patient_config) as (doctor_peer, patient_peer):
-            await call(doctor_ws, doctor_peer, patient_ws, patient_peer)
+            await negotiate(doctor_ws, doctor_peer, patient_ws, patient_peer)
             # Allocation works (the credentials are good) ...
             assert relayed_only(doctor_peer.pc.localDescription.sdp)
             # ... but permissions towards loopback peers are refused.
