@@ -12,6 +12,8 @@ from aiohttp import web
 from config import Settings, load_or_create_key, read_key_file
 from signaling.audit import AuditTrail
 from signaling.auth import Accounts
+from signaling.bus import Bus, LocalBus
+from signaling.bus_redis import RedisBus
 from signaling.clock import Clock
 from signaling.consultations import Consultations
 from signaling.crypto import SecretBox, derive_key
@@ -26,8 +28,11 @@ from signaling.middleware import (
 )
 from signaling.openapi import build_openapi
 from signaling.pages import setup_pages
+from signaling.recording_routing import RoomRecordings
 from signaling.retention import setup_retention
-from signaling.rooms import RoomState
+from signaling.room_state_redis import RedisRoomStates
+from signaling.room_watch import RoomWatch
+from signaling.rooms import RoomRegistry, RoomState, seat_audit
 from signaling.routes_audit import routes as audit_routes
 from signaling.routes_auth import SETUP_NONCE
 from signaling.routes_auth import routes as auth_routes
@@ -46,7 +51,7 @@ from signaling.store.base import Store
 from signaling.store.redis import RedisStore
 from signaling.store.sqlite import SqliteStore
 from signaling.tokens import InviteTokens, RoomTokens, SetupTokens
-from signaling.ws import SIGNALING, setup_signaling
+from signaling.ws import SIGNALING, Signaling, setup_websocket
 
 log = logging.getLogger("teleconsult")
 VERSION = "0.1.0"
@@ -139,7 +144,6 @@ def create_app(
         setup_tokens=SetupTokens(
             derive_key(secret, "setup-tokens"), clock, settings.security.setup_link_minutes
         ),
-        web_root=web_root,
         turn_secret=load_turn_secret(settings),
         metrics=metrics,
     )
@@ -181,6 +185,52 @@ def create_app(
     setup_metrics(app)
     setup_waiting_streams(app)
     return app
+
+
+def bus_kind(settings: Settings) -> str:
+    """ "local" (one instance) or "redis" (several): by default, what the store is."""
+    chosen = settings.signaling.bus
+    if chosen:
+        return chosen
+    return "redis" if settings.storage.backend == "redis" else "local"
+
+
+def setup_signaling(app: web.Application) -> None:
+    """The live rooms and ``/ws``: for one instance, rooms in memory and a LocalBus; for
+    several, the rooms' state and the bus in Redis, and the room watch."""
+    services = app[SERVICES]
+    settings = services.settings
+    redis_bus: RedisBus | None = None
+    states: RedisRoomStates | None = None
+    bus: Bus
+    if bus_kind(settings) == "redis":
+        bus = redis_bus = RedisBus(settings.storage.redis_url)
+        states = RedisRoomStates(redis_bus)
+    else:
+        bus = LocalBus()
+    grace = settings.signaling.resume_grace_seconds
+    registry = RoomRegistry(bus, grace, seat_audit(services.audit), states)
+    recordings = RoomRecordings(services, bus, registry)
+    signaling = Signaling(services, bus, registry, recordings)
+    bus.on_forward = recordings.forwarded
+    if redis_bus is not None:
+        redis_bus.on_room_changed = registry.room_changed
+    setup_websocket(app, signaling)
+
+    async def rooms_ctx(app: web.Application) -> AsyncIterator[None]:
+        watch: RoomWatch | None = None
+        if redis_bus is not None and states is not None:
+            await redis_bus.start()
+            watch = RoomWatch(signaling.lost_later, registry, states)
+            watch.start()
+        yield
+        if watch is not None:
+            await watch.close()
+        await registry.close()
+        if redis_bus is not None:
+            await redis_bus.close()
+
+    app.cleanup_ctx.append(rooms_ctx)
 
 
 def setup_metrics(app: web.Application) -> None:

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 from dataclasses import dataclass, field
-from pathlib import Path
 
 from aiohttp import web
 
@@ -28,7 +27,6 @@ class Services:
     consultations: Consultations
     room_tokens: RoomTokens
     setup_tokens: SetupTokens
-    web_root: Path
     # The TURN shared secret, when TURN is configured.
     turn_secret: bytes | None = None
     metrics: Metrics = field(default_factory=Metrics)

@@ -3,7 +3,8 @@
 - ``/``, ``/admin``... (``site.PAGES``): the assembled HTML, ``Cache-Control: no-store``.
 - ``/v/<version>/static/...``, ``/v/<version>/protocol.js``: the assets of this process's
   version, immutable for a year; any other version is a 404 that is never cached.
-- ``/static/<file>``: the same snapshot unversioned, ``no-cache`` with an ETag.
+- ``/static/<file>``, ``/protocol.js``: the same snapshot unversioned, ``no-cache`` with an
+  ETag (``/protocol.js`` for a client outside the pages: the pages import it versioned).
 """
 
 from __future__ import annotations
@@ -62,9 +63,14 @@ async def serve_static(request: web.Request) -> web.StreamResponse:
     return _asset_response(request, asset, "no-cache")
 
 
+async def serve_protocol_js(request: web.Request) -> web.StreamResponse:
+    return _asset_response(request, request.app[SITE].assets["protocol.js"], "no-cache")
+
+
 def setup_pages(app: web.Application, web_root: Path) -> None:
     app[SITE] = load_site(web_root)
     for route, name in PAGES.items():
         app.router.add_get(route, _page(name), name=f"page:{name}")
     app.router.add_get(f"{VERSIONED_PREFIX}{{version}}/{{path:.+}}", serve_versioned)
     app.router.add_get("/static/{path:.+}", serve_static, name="static")
+    app.router.add_get("/protocol.js", serve_protocol_js)

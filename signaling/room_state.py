@@ -77,6 +77,9 @@ class RoomStates(Protocol):
     async def read(self, room_id: str) -> Snapshot | None:
         """The last saved snapshot, without taking the room (relays, watchers)."""
 
+    async def read_many(self, room_ids: list[str]) -> list[Snapshot | None]:
+        """``read`` for several rooms at once (the room watch)."""
+
     async def find_resume(self, secret_hash: str) -> tuple[str, SeatRole] | None: ...
 
     async def waiting(self) -> dict[str, WaitingEntry]:
@@ -88,3 +91,12 @@ class RoomStates(Protocol):
 
     async def alive(self, connection_ids: list[str]) -> list[bool]:
         """For each connection id: is the instance holding it still alive?"""
+
+    @property
+    def beat(self) -> float:
+        """Seconds between two signs of life of an instance (how often to look again)."""
+
+    def alive_is_known(self) -> bool:
+        """True when ``alive`` can be believed: this instance has itself been heard for a
+        whole lifetime of a sign of life (after an outage, the others need a beat to show
+        they are still there)."""

@@ -188,6 +188,13 @@ class RedisRoomStates:
         except (RedisError, OSError) as exc:
             raise StoreUnavailable(str(exc)) from exc
 
+    @property
+    def beat(self) -> float:
+        return self.bus.beat
+
+    def alive_is_known(self) -> bool:
+        return self.bus.steady_for(self.bus.ttl + self.bus.beat)
+
 
 def _text(value: bytes | str) -> str:
     return value.decode() if isinstance(value, bytes) else str(value)

@@ -18,9 +18,8 @@ import contextlib
 import logging
 import time
 
-from signaling.bus_redis import RedisBus
 from signaling.models import SeatRole
-from signaling.room_state_redis import RedisRoomStates
+from signaling.room_state import RoomStates
 from signaling.rooms import Room, RoomRegistry
 from signaling.store.base import StoreUnavailable
 
@@ -32,12 +31,11 @@ class RoomWatch:
         self,
         lost_later: list[tuple[Room, str, SeatRole]],
         registry: RoomRegistry,
-        bus: RedisBus,
-        states: RedisRoomStates,
+        states: RoomStates,
     ) -> None:
         self.lost_later = lost_later
         self.registry = registry
-        self.bus = bus
+        self.bus = registry.bus
         self.states = states
         self._task: asyncio.Task[None] | None = None
 
@@ -52,7 +50,7 @@ class RoomWatch:
 
     async def _run(self) -> None:
         while True:
-            await asyncio.sleep(self.bus.beat)
+            await asyncio.sleep(self.states.beat)
             try:
                 await self.sweep()
             except StoreUnavailable:
@@ -65,7 +63,7 @@ class RoomWatch:
             room, connection_id, role = self.lost_later[0]
             await room.connection_lost(connection_id, role)
             self.lost_later.pop(0)
-        if not self.bus.steady_for(self.bus.ttl + self.bus.beat):
+        if not self.states.alive_is_known():
             return
         rooms = list(self.registry.rooms.values())
         seen = [room.changes for room in rooms]
@@ -82,12 +80,12 @@ class RoomWatch:
             if seat.connection_id is not None and not self.bus.is_local(seat.connection_id)
         ]
         if remote:
-            alive = await self.bus.alive([connection_id for _, connection_id in remote])
+            alive = await self.states.alive([connection_id for _, connection_id in remote])
             for (role, connection_id), up in zip(remote, alive, strict=True):
                 if not up:
                     log.info("room %s: the %s's instance is gone", room.id, role)
                     await room.connection_lost(connection_id, role)
-        overdue = time.time() - self.registry.resume_grace - self.bus.beat
+        overdue = time.time() - self.registry.resume_grace - self.states.beat
         for role, seat in list(room.seats.items()):
             if not seat.connected and 0 < seat.lost_at < overdue:
                 await room.expire(role, seat.resume_hash)

@@ -40,6 +40,7 @@ from dataclasses import dataclass, field
 from enum import StrEnum
 from typing import Any
 
+from signaling.audit import AuditTrail
 from signaling.audit_actions import AuditAction
 from signaling.bus import Bus
 from signaling.errors import AppError, ErrorCode
@@ -119,6 +120,28 @@ class Seat:
 
 
 AuditHook = Callable[..., Awaitable[Any]]
+
+
+def seat_audit(trail: AuditTrail) -> AuditHook:
+    """The rooms' audit hook: an entry on the room, written as by the seat's holder (a
+    doctor's user id, or ``patient``)."""
+
+    async def audit(room: Room, action: AuditAction, seat: Seat, **details: Any) -> None:
+        outcome = details.pop("outcome", "success")
+        actor = seat.subject.partition(":")[2] if seat.role == "doctor" else "patient"
+        await trail.record(
+            action,
+            actor=actor or seat.role,
+            actor_role=seat.role,
+            target=room.id,
+            outcome=outcome,
+            address=seat.address,
+            **details,
+        )
+
+    return audit
+
+
 # Work left for after a change: audit writes (awaited once the room is let go).
 Pending = list[Callable[[], Awaitable[Any]]]
 

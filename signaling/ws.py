@@ -10,19 +10,16 @@ import asyncio
 import logging
 import weakref
 from collections import deque
-from collections.abc import AsyncIterator, Awaitable, Callable
+from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
 from typing import Any
 
 from aiohttp import WSCloseCode, WSMsgType, web
 
-from config import Settings
-from signaling.audit_actions import AuditAction
-from signaling.bus import Bus, LocalBus
-from signaling.bus_redis import RedisBus
+from signaling.bus import Bus
 from signaling.errors import AppError
 from signaling.http_api import client_address
-from signaling.keys import SERVICES, Services
+from signaling.keys import Services
 from signaling.models import Consultation
 from signaling.models import SeatRole as Role
 from signaling.protocol import (
@@ -56,8 +53,6 @@ from signaling.protocol import (
 )
 from signaling.rate_limit import TokenBucket
 from signaling.recording_routing import RecordingMessage, RoomRecordings
-from signaling.room_state_redis import RedisRoomStates
-from signaling.room_watch import RoomWatch
 from signaling.rooms import JoinResult, Room, RoomRegistry, Seat
 from signaling.sdp import MAX_TRICKLE_CANDIDATES, validate_candidate, validate_sdp
 from signaling.store.base import StoreUnavailable
@@ -631,55 +626,10 @@ async def websocket_handler(request: web.Request) -> web.StreamResponse:
         signaling.release_address(address)
 
 
-def bus_kind(settings: Settings) -> str:
-    """ "local" (one instance) or "redis" (several): by default, what the store is."""
-    chosen = settings.signaling.bus
-    if chosen:
-        return chosen
-    return "redis" if settings.storage.backend == "redis" else "local"
-
-
-def setup_signaling(app: web.Application) -> None:
-    """Add ``/ws`` and the signaling state to ``app`` (called once by create_app)."""
-    services = app[SERVICES]
-    settings = services.settings
-    redis_bus: RedisBus | None = None
-    states: RedisRoomStates | None = None
-    bus: Bus
-    if bus_kind(settings) == "redis":
-        # Several instances: messages over Redis pub/sub, rooms' state in Redis.
-        bus = redis_bus = RedisBus(settings.storage.redis_url)
-        states = RedisRoomStates(redis_bus)
-    else:
-        bus = LocalBus()
-
-    async def audit(room: Room, action: AuditAction, seat: Seat, **details: Any) -> None:
-        outcome = details.pop("outcome", "success")
-        actor = seat.subject.partition(":")[2] if seat.role == "doctor" else "patient"
-        await services.audit.record(
-            action,
-            actor=actor or seat.role,
-            actor_role=seat.role,
-            target=room.id,
-            outcome=outcome,
-            address=seat.address,
-            **details,
-        )
-
-    registry = RoomRegistry(bus, settings.signaling.resume_grace_seconds, audit, states)
-    recordings = RoomRecordings(services, bus, registry)
-    signaling = app[SIGNALING] = Signaling(services, bus, registry, recordings)
-    bus.on_forward = recordings.forwarded
-    if redis_bus is not None:
-        redis_bus.on_room_changed = registry.room_changed
+def setup_websocket(app: web.Application, signaling: Signaling) -> None:
+    """Serve ``/ws`` with ``signaling``; its sockets close (going away) at shutdown."""
+    app[SIGNALING] = signaling
     app.router.add_get("/ws", websocket_handler)
-    protocol_js = services.web_root / "protocol.js"
-
-    async def serve_protocol_js(request: web.Request) -> web.StreamResponse:
-        # The pages' shared client module (web/protocol.js), beside them at the site root.
-        return web.FileResponse(protocol_js, headers={"Cache-Control": "no-cache"})
-
-    app.router.add_get("/protocol.js", serve_protocol_js)
 
     async def close_sockets(app: web.Application) -> None:
         sockets = list(app[SIGNALING].sockets)
@@ -688,18 +638,4 @@ def setup_signaling(app: web.Application) -> None:
             return_exceptions=True,
         )
 
-    async def rooms_ctx(app: web.Application) -> AsyncIterator[None]:
-        watch: RoomWatch | None = None
-        if redis_bus is not None and states is not None:
-            await redis_bus.start()
-            watch = RoomWatch(signaling.lost_later, registry, redis_bus, states)
-            watch.start()
-        yield
-        if watch is not None:
-            await watch.close()
-        await registry.close()
-        if redis_bus is not None:
-            await redis_bus.close()
-
     app.on_shutdown.append(close_sockets)
-    app.cleanup_ctx.append(rooms_ctx)
