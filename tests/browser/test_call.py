@@ -108,6 +108,24 @@ def patient_to_waiting_room(contexts: Contexts, url: str, code: str, init_script
     return patient
 
 
+def open_the_call(doctor: Page) -> None:
+    """From the dashboard, the doctor opens the call page of Alice Dupont's consultation
+    (doctor_with_consultation's) and waits there for the patient."""
+    doctor.get_by_role("link", name="Démarrer la consultation avec Alice Dupont").click()
+    expect(doctor.locator("#call-status")).to_have_attribute("data-state", "waiting")
+
+
+def assert_in_call(doctor: Page, patient: Page) -> None:
+    """Both see the other's camera, frames advancing, over DTLS-SRTP, and both pages say so."""
+    expect(patient.locator("#call-step")).to_be_visible()
+    assert_remote_video_plays(patient, "#patient-remote")
+    assert_remote_video_plays(doctor, "#remote-video")
+    assert_encrypted(patient)
+    assert_encrypted(doctor)
+    expect(doctor.locator("#call-status")).to_have_attribute("data-state", "in_call")
+    expect(patient.locator("#patient-call-status")).to_have_attribute("data-state", "in_call")
+
+
 def assert_remote_video_plays(page: Page, selector: str) -> None:
     page.wait_for_function(f"() => ({FRAMES})({selector!r}) > 0", timeout=deadline_ms(20))
     first = page.evaluate(FRAMES, selector)
@@ -158,14 +176,7 @@ def test_doctor_admits_patient_and_they_talk_over_encrypted_video(
     expect(doctor.locator("#lobby")).to_be_hidden()
     expect(doctor).to_have_title("Téléconsultation — Consultation en cours")
 
-    # Both see the other's camera, frames advancing, over DTLS-SRTP.
-    expect(patient.locator("#call-step")).to_be_visible()
-    assert_remote_video_plays(patient, "#patient-remote")
-    assert_remote_video_plays(doctor, "#remote-video")
-    assert_encrypted(patient)
-    assert_encrypted(doctor)
-    expect(doctor.locator("#call-status")).to_have_attribute("data-state", "in_call")
-    expect(patient.locator("#patient-call-status")).to_have_attribute("data-state", "in_call")
+    assert_in_call(doctor, patient)
     expect(doctor.locator("#call-encryption")).to_contain_text("Chiffré de bout en bout")
     expect(patient.locator("#patient-encryption")).to_contain_text("DTLS-SRTP")
     snap(doctor, "call-doctor")
@@ -204,8 +215,7 @@ def test_doctor_admits_patient_and_they_talk_over_encrypted_video(
 
 def test_doctor_declines_the_waiting_patient(live_server: LiveServer, contexts: Contexts) -> None:
     doctor, url, code = doctor_with_consultation(live_server, contexts)
-    doctor.get_by_role("link", name="Démarrer la consultation avec Alice Dupont").click()
-    expect(doctor.locator("#call-status")).to_have_attribute("data-state", "waiting")
+    open_the_call(doctor)
     patient = patient_to_waiting_room(contexts, url, code)
     doctor.locator("#lobby").get_by_role("button", name="Refuser").click()
     expect(patient.locator("#connection-state")).to_have_attribute("data-state", "denied")
@@ -219,8 +229,7 @@ def test_patient_resumes_the_call_after_a_network_drop(
     live_server: LiveServer, contexts: Contexts
 ) -> None:
     doctor, url, code = doctor_with_consultation(live_server, contexts)
-    doctor.get_by_role("link", name="Démarrer la consultation avec Alice Dupont").click()
-    expect(doctor.locator("#call-status")).to_have_attribute("data-state", "waiting")
+    open_the_call(doctor)
     patient = patient_to_waiting_room(contexts, url, code, init_script=DROPPABLE_SOCKETS)
     doctor.locator("#lobby").get_by_role("button", name="Faire entrer").click()
     assert_remote_video_plays(patient, "#patient-remote")

@@ -16,9 +16,9 @@ from tests.servers import RedisServer
 
 from .conftest import Contexts, LiveServer, assert_no_page_errors, snap
 from .test_call import (
-    assert_encrypted,
-    assert_remote_video_plays,
+    assert_in_call,
     doctor_with_consultation,
+    open_the_call,
     patient_to_waiting_room,
 )
 
@@ -58,8 +58,7 @@ def test_a_consultation_with_the_doctor_on_one_instance_and_the_patient_on_anoth
     on_a, on_b = Contexts(browser, a.url), Contexts(browser, b.url)
     try:
         doctor, url, code = doctor_with_consultation(a, on_a)
-        doctor.get_by_role("link", name="Démarrer la consultation avec Alice Dupont").click()
-        expect(doctor.locator("#call-status")).to_have_attribute("data-state", "waiting")
+        open_the_call(doctor)
 
         # The invite link names A; the patient's requests all go to B.
         patient = patient_to_waiting_room(on_b, url, code)
@@ -69,13 +68,7 @@ def test_a_consultation_with_the_doctor_on_one_instance_and_the_patient_on_anoth
         item.get_by_role("button", name="Faire entrer").click()
         expect(doctor.locator("#lobby")).to_be_hidden()
 
-        expect(patient.locator("#call-step")).to_be_visible()
-        assert_remote_video_plays(patient, "#patient-remote")
-        assert_remote_video_plays(doctor, "#remote-video")
-        assert_encrypted(patient)
-        assert_encrypted(doctor)
-        expect(doctor.locator("#call-status")).to_have_attribute("data-state", "in_call")
-        expect(patient.locator("#patient-call-status")).to_have_attribute("data-state", "in_call")
+        assert_in_call(doctor, patient)
         snap(doctor, "cluster-call-doctor")
         snap(patient, "cluster-call-patient")
 

@@ -20,6 +20,7 @@ from .test_call import (
     assert_encrypted,
     assert_remote_video_plays,
     doctor_with_consultation,
+    open_the_call,
     patient_to_waiting_room,
 )
 
@@ -84,8 +85,7 @@ def start_call(
     """Doctor and patient in a call, both seeing the other's video."""
     doctor, url, code = doctor_with_consultation(live_server, contexts)
     doctor.add_init_script(init_script)  # for the call page the doctor opens next
-    doctor.get_by_role("link", name="Démarrer la consultation avec Alice Dupont").click()
-    expect(doctor.locator("#call-status")).to_have_attribute("data-state", "waiting")
+    open_the_call(doctor)
     patient = patient_to_waiting_room(contexts, url, code, init_script=init_script)
     doctor.locator("#lobby").get_by_role("button", name="Faire entrer").click()
     assert_remote_video_plays(patient, "#patient-remote")

@@ -15,7 +15,12 @@ from .conftest import (
     expected_console_seen,
     snap,
 )
-from .test_call import assert_remote_video_plays, doctor_with_consultation, patient_to_waiting_room
+from .test_call import (
+    assert_remote_video_plays,
+    doctor_with_consultation,
+    open_the_call,
+    patient_to_waiting_room,
+)
 
 pytestmark = pytest.mark.browser
 
@@ -87,8 +92,7 @@ def test_a_signaling_step_the_browser_refuses_is_said_on_the_page_and_in_the_con
     live_server: LiveServer, contexts: Contexts
 ) -> None:
     doctor, url, code = doctor_with_consultation(live_server, contexts)
-    doctor.get_by_role("link", name="Démarrer la consultation avec Alice Dupont").click()
-    expect(doctor.locator("#call-status")).to_have_attribute("data-state", "waiting")
+    open_the_call(doctor)
     patient = patient_to_waiting_room(contexts, url, code, REFUSE_FIRST_OFFER)
     expect_console(patient, "signaling: the answer step failed")
     doctor.locator("#lobby .waiting-item").get_by_role("button", name="Faire entrer").click()

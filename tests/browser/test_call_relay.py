@@ -9,7 +9,7 @@ from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
-from playwright.sync_api import Page, expect
+from playwright.sync_api import Page
 
 from config import SecuritySettings, TurnSettings
 from tests import test_turn
@@ -21,6 +21,7 @@ from .test_call import (
     assert_encrypted,
     assert_remote_video_plays,
     doctor_with_consultation,
+    open_the_call,
     patient_to_waiting_room,
 )
 
@@ -84,8 +85,7 @@ def test_relay_only_call_goes_through_turn_on_both_sides(
     live_server: LiveServer, contexts: Contexts, coturn: Coturn
 ) -> None:
     doctor, url, code = doctor_with_consultation(live_server, contexts)
-    doctor.get_by_role("link", name="Démarrer la consultation avec Alice Dupont").click()
-    expect(doctor.locator("#call-status")).to_have_attribute("data-state", "waiting")
+    open_the_call(doctor)
     patient = patient_to_waiting_room(contexts, url, code)
     doctor.locator("#lobby").get_by_role("button", name="Faire entrer").click()
 

@@ -27,7 +27,12 @@ from tests.conftest import deadline, deadline_ms
 from tests.rtc import Coturn
 
 from .conftest import SCREENSHOTS, Contexts, LiveServer, assert_no_page_errors, snap
-from .test_call import assert_remote_video_plays, doctor_with_consultation, patient_to_waiting_room
+from .test_call import (
+    assert_remote_video_plays,
+    doctor_with_consultation,
+    open_the_call,
+    patient_to_waiting_room,
+)
 from .test_call_relay import SELECTED_PAIR
 
 pytestmark = pytest.mark.browser
@@ -104,8 +109,7 @@ def live_server(tmp_path: Path, request: pytest.FixtureRequest) -> Iterator[Live
 
 def in_call(live_server: LiveServer, contexts: Contexts) -> tuple[Page, Page]:
     doctor, url, code = doctor_with_consultation(live_server, contexts)
-    doctor.get_by_role("link", name="Démarrer la consultation avec Alice Dupont").click()
-    expect(doctor.locator("#call-status")).to_have_attribute("data-state", "waiting")
+    open_the_call(doctor)
     # Before the patient is in the call there is nothing to record.
     expect(record_button(doctor)).to_be_hidden()
     patient = patient_to_waiting_room(contexts, url, code)
