@@ -11,7 +11,7 @@ from playwright.sync_api import expect
 from tests.conftest import PASSWORD
 
 from .conftest import Contexts, LiveServer, assert_no_page_errors, snap
-from .test_audit_page import signed_in
+from .test_staff_pages import signed_in
 
 pytestmark = pytest.mark.browser
 

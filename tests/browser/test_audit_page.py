@@ -23,21 +23,11 @@ from .conftest import (
     snap,
 )
 from .test_i18n_texts import dictionary
-from .test_staff_pages import enrol_with_page_secret, sign_in
+from .test_staff_pages import UPCOMING, enrol_with_page_secret, sign_in, signed_in
 
 pytestmark = pytest.mark.browser
-UPCOMING = "#list-today .consult-item, #list-upcoming .consult-item"
 # What an export link may carry: filters only, never a token or a code.
 EXPORT_PARAMS = {"consultation", "action", "actor", "outcome", "since", "until", "format", "limit"}
-
-
-def signed_in(contexts: Contexts, username: str) -> Page:
-    page = contexts.new_page()
-    page.goto("/")
-    sign_in(page, username)
-    enrol_with_page_secret(page)
-    expect(page.locator("#greeting")).to_be_visible()
-    return page
 
 
 def create_consultation(page: Page, patient: str) -> str:

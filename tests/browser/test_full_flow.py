@@ -11,11 +11,9 @@ from playwright.sync_api import expect
 from tests.conftest import PASSWORD
 
 from .conftest import Contexts, LiveServer, assert_no_page_errors, snap
-from .test_staff_pages import enrol_with_page_secret, sign_in
+from .test_staff_pages import UPCOMING, enrol_with_page_secret, sign_in, signed_in
 
 pytestmark = pytest.mark.browser
-# Today's list, or the upcoming one when the next quarter hour is past midnight.
-UPCOMING = "#list-today .consult-item, #list-upcoming .consult-item"
 
 
 def test_setup_admin_doctor_patient_end_to_end(live_server: LiveServer, contexts: Contexts) -> None:
@@ -104,11 +102,7 @@ def test_setup_admin_doctor_patient_end_to_end(live_server: LiveServer, contexts
 
 def test_doctor_cannot_use_the_admin_page(live_server: LiveServer, contexts: Contexts) -> None:
     live_server.call(live_server.services.accounts.create_user("dr.b", PASSWORD, "doctor", "Dr B"))
-    page = contexts.new_page()
-    page.goto("/")
-    sign_in(page, "dr.b")
-    enrol_with_page_secret(page)
-    expect(page.locator("#greeting")).to_be_visible()
+    page = signed_in(contexts, "dr.b")
     page.goto("/admin")
     expect(page.locator("#denied h1")).to_have_text("Réservé aux administrateurs")
     expect(page.locator("#admin")).to_be_hidden()

@@ -17,7 +17,7 @@ from .conftest import (
     fresh_code,
     start_server,
 )
-from .test_staff_pages import create_doctor, enrol_with_page_secret, sign_in
+from .test_staff_pages import create_doctor, sign_in, signed_in
 
 pytestmark = pytest.mark.browser
 
@@ -73,11 +73,7 @@ def test_a_code_used_once_is_refused_the_second_time(
     live_server: LiveServer, contexts: Contexts
 ) -> None:
     create_doctor(live_server)
-    page = contexts.new_page()
-    page.goto("/")
-    sign_in(page, "dr.martin")
-    enrol_with_page_secret(page)
-    expect(page.locator("#greeting")).to_be_visible()
+    page = signed_in(contexts, "dr.martin")
     used = page.locator("#enrol-code").input_value()
     assert len(used) == 6
     page.click("#signout")

@@ -36,6 +36,16 @@ def sign_in(page: Page, username: str, password: str = PASSWORD) -> None:
     page.click("#signin-form button[type=submit]")
 
 
+def signed_in(contexts: Contexts, username: str) -> Page:
+    """A new person's page, signed in as ``username`` (enrolled on the way) on the dashboard."""
+    page = contexts.new_page()
+    page.goto("/")
+    sign_in(page, username)
+    enrol_with_page_secret(page)
+    expect(page.locator("#greeting")).to_be_visible()
+    return page
+
+
 def create_doctor(server: LiveServer, username: str = "dr.martin") -> None:
     server.call(
         server.services.accounts.create_user(username, PASSWORD, "doctor", "Dr Claire Martin")
@@ -166,10 +176,7 @@ def test_start_opens_the_call_screen_with_the_local_camera(
     live_server: LiveServer, contexts: Contexts
 ) -> None:
     create_doctor(live_server)
-    page = contexts.new_page()
-    page.goto("/")
-    sign_in(page, "dr.martin")
-    enrol_with_page_secret(page)
+    page = signed_in(contexts, "dr.martin")
     page.fill("#patient-name", "Bob Durand")
     page.click("#create-form button[type=submit]")
     page.click("#invite-done")
