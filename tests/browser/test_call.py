@@ -99,13 +99,19 @@ def patient_to_waiting_room(contexts: Contexts, url: str, code: str, init_script
     patient = contexts.new_page(locale="fr-FR")
     patient.add_init_script(TRACK_PEERS + init_script)
     patient.goto(url)
+    enter_with_code(patient, code)
+    return patient
+
+
+def enter_with_code(patient: Page, code: str) -> None:
+    """On the invite page, the patient types the access code, sees the camera preview and
+    goes on to the waiting room."""
     patient.fill("#access-code", code)
     patient.click("#code-form button[type=submit]")
     expect(patient.locator("#devices-step h1")).to_be_visible()
     patient.wait_for_function("() => document.querySelector('#preview').videoWidth > 0")
     patient.click("#ready")
     expect(patient.locator("#waiting-step h1")).to_be_visible()
-    return patient
 
 
 def open_the_call(doctor: Page) -> None:

@@ -11,6 +11,7 @@ from playwright.sync_api import expect
 from tests.conftest import PASSWORD
 
 from .conftest import Contexts, LiveServer, assert_no_page_errors, snap
+from .test_call import enter_with_code
 from .test_staff_pages import UPCOMING, enrol_with_page_secret, sign_in, signed_in
 
 pytestmark = pytest.mark.browser
@@ -72,12 +73,7 @@ def test_setup_admin_doctor_patient_end_to_end(live_server: LiveServer, contexts
     patient.fill("#access-code", f"{(int(code) + 7) % 1_000_000:06d}")
     patient.click("#code-form button[type=submit]")
     expect(patient.locator("#code-form .alert-error")).to_contain_text("Il vous reste 4 essais")
-    patient.fill("#access-code", code)
-    patient.click("#code-form button[type=submit]")
-    expect(patient.locator("#devices-step h1")).to_be_visible()
-    patient.wait_for_function("() => document.querySelector('#preview').videoWidth > 0")
-    patient.click("#ready")
-    expect(patient.locator("#waiting-step h1")).to_be_visible()
+    enter_with_code(patient, code)
     expect(patient.locator("#waiting-doctor")).to_contain_text("Dr Claire Martin")
     assert_no_page_errors(patient)
 
