@@ -19,6 +19,7 @@ from signaling.consultations import Consultations
 from signaling.crypto import SecretBox, derive_key
 from signaling.http_api import ApiRegistry, client_address, json_response
 from signaling.keys import SERVICES, Services
+from signaling.live import SIGNALING, Signaling
 from signaling.metrics import Metrics, metrics_handler
 from signaling.middleware import (
     add_security_headers,
@@ -51,7 +52,7 @@ from signaling.store.base import Store
 from signaling.store.redis import RedisStore
 from signaling.store.sqlite import SqliteStore
 from signaling.tokens import InviteTokens, RoomTokens, SetupTokens
-from signaling.ws import SIGNALING, Signaling, setup_websocket
+from signaling.ws import setup_websocket
 
 log = logging.getLogger("teleconsult")
 VERSION = "0.1.0"

@@ -17,8 +17,9 @@ from signaling.errors import KINDS, ErrorKind
 BEGIN = "<!-- errors:begin -->"
 END = "<!-- errors:end -->"
 PROTOCOL_DOC = Path(__file__).resolve().parent.parent / "docs" / "protocol.md"
-# The close code of an error refused during the join that has none of its own (signaling/ws.py
-# closes with this; kept here as a literal so this module needs nothing of the live side).
+# The close code of an error refused during the join that has none of its own
+# (signaling/connection.py closes with this; kept here as a literal so this module needs
+# nothing of the live side).
 JOIN_REFUSED = 4400
 
 

@@ -17,9 +17,9 @@ from signaling.consultations import IssuedInvite
 from signaling.errors import AppError, ErrorCode
 from signaling.http_api import USER_KEY, ApiRegistry, audit_request, json_response
 from signaling.keys import SERVICES, Services
+from signaling.live import SIGNALING
 from signaling.models import Consultation
 from signaling.views import DAY, consultation_view, parse_iso
-from signaling.ws import SIGNALING
 
 routes = ApiRegistry()
 

@@ -8,8 +8,8 @@ from signaling.api_types import Health
 from signaling.errors import AppError
 from signaling.http_api import ApiRegistry, json_response
 from signaling.keys import SERVICES
+from signaling.live import SIGNALING
 from signaling.store.base import StoreUnavailable
-from signaling.ws import SIGNALING
 
 routes = ApiRegistry()
 

@@ -28,11 +28,11 @@ from aiohttp import web
 from signaling.errors import AppError
 from signaling.http_api import SESSION_COOKIE, USER_KEY, ApiRegistry, json_response
 from signaling.keys import SERVICES
+from signaling.live import SIGNALING
 from signaling.models import User
 from signaling.room_state import WaitingEntry
 from signaling.rooms import RoomRegistry
 from signaling.views import iso
-from signaling.ws import SIGNALING
 
 routes = ApiRegistry()
 

@@ -24,6 +24,7 @@ from aiohttp.test_utils import TestClient, TestServer
 from config import Settings, StorageSettings
 from signaling.app import create_app
 from signaling.keys import SERVICES
+from signaling.live import SIGNALING
 from signaling.protocol import (
     SERVER_DECODER,
     Admitted,
@@ -37,7 +38,6 @@ from signaling.protocol import (
     Waiting,
     Welcome,
 )
-from signaling.ws import SIGNALING
 from tests.cluster import Cluster, Instance, start_cluster, wait_until_ready
 from tests.conftest import Staff
 from tests.rtc import (

@@ -121,7 +121,7 @@ def test_protocol_error_table_lists_every_websocket_error_with_its_close() -> No
 
 
 def test_a_join_refused_without_a_close_code_of_its_own_closes_as_documented() -> None:
-    from signaling.ws import CLOSE_PROTOCOL_ERROR
+    from signaling.connection import CLOSE_PROTOCOL_ERROR
 
     assert JOIN_REFUSED == CLOSE_PROTOCOL_ERROR
 

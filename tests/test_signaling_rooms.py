@@ -12,10 +12,11 @@ import pytest
 from aiohttp import WSMsgType
 from aiohttp.test_utils import TestClient
 
-from signaling import ws as ws_module
+from signaling import connection as connection_module
 from signaling.bus import LocalBus
 from signaling.clock import ManualClock
 from signaling.keys import SERVICES
+from signaling.live import SIGNALING
 from signaling.protocol import (
     Admitted,
     Denied,
@@ -30,7 +31,6 @@ from signaling.protocol import (
 )
 from signaling.rooms import InvalidTransition, RoomRegistry, RoomState
 from signaling.store.sqlite import SqliteStore
-from signaling.ws import SIGNALING
 from tests.conftest import ORIGIN, Accounts, Staff, deadline, wait_until, with_limits
 from tests.rtc import SignalClient, book, connect, enter_call, join, make_sdp, silent
 
@@ -383,7 +383,7 @@ async def test_a_room_that_ends_closes_its_sockets_with_a_full_closing_handshake
     until the client answers with its own close frame (RFC 6455's closing handshake), so no
     client sees 1006 for want of a place to send that answer."""
     # How long the server waits for the answer: ample on a slow machine too.
-    monkeypatch.setattr(ws_module, "CLOSE_TIMEOUT", deadline(10))
+    monkeypatch.setattr(connection_module, "CLOSE_TIMEOUT", deadline(10))
     assert client.app is not None
     signaling = client.app[SIGNALING]
     booking = await book(accounts, doctor, clock)
