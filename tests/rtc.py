@@ -190,13 +190,23 @@ async def enter_call(
 ) -> tuple[SignalClient, Welcome, SignalClient, Welcome]:
     """Doctor joins, patient joins and waits, doctor admits: both are in the call.
     ``patient_name``: the name the doctor's lobby must show for the patient, when given."""
+    doctor, doctor_welcome, patient, patient_welcome = await knocking(client, booking, patient_name)
+    await let_in(doctor, patient)
+    return doctor, doctor_welcome, patient, patient_welcome
+
+
+async def knocking(
+    client: TestClient[Any, Any], booking: Booking, patient_name: str | None = None
+) -> tuple[SignalClient, Welcome, SignalClient, Welcome]:
+    """The doctor joins (an empty lobby), then the patient, who waits: the doctor's lobby
+    shows them (named ``patient_name``, when given)."""
     doctor, doctor_welcome = await join(client, await booking.doctor_token())
     assert doctor_welcome.role == "doctor"
     assert doctor_welcome.state == "waiting"
     assert (await doctor.expect(Lobby)).waiting is None
     patient, patient_welcome = await join(client, await booking.patient_token())
     assert patient_welcome.role == "patient"
-    await admit(doctor, patient, patient_name)
+    await sees_knock(doctor, patient, patient_name)
     return doctor, doctor_welcome, patient, patient_welcome
 
 
@@ -205,11 +215,24 @@ async def admit(
 ) -> None:
     """The patient, just welcomed, waits; the doctor's lobby shows them (named
     ``patient_name``, when given) and the doctor admits them: both are in the call."""
+    await sees_knock(doctor, patient, patient_name)
+    await let_in(doctor, patient)
+
+
+async def sees_knock(
+    doctor: SignalClient, patient: SignalClient, patient_name: str | None = None
+) -> None:
+    """The patient, just welcomed, waits; the doctor's lobby shows them (named
+    ``patient_name``, when given)."""
     await patient.expect(Waiting)
     lobby = await doctor.expect(Lobby)
     assert lobby.waiting is not None
     if patient_name is not None:
         assert lobby.waiting.name == patient_name
+
+
+async def let_in(doctor: SignalClient, patient: SignalClient) -> None:
+    """The doctor admits the waiting patient: both are in the call."""
     await doctor.send({"type": "admit"})
     await patient.expect(Admitted)
     assert (await patient.expect(PeerJoined)).role == "doctor"

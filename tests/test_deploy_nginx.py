@@ -34,7 +34,7 @@ from config import load_settings
 from signaling.selfsigned import ensure_self_signed
 from tests.cli import run_cli
 from tests.conftest import PASSWORD, Staff, deadline
-from tests.rtc import Booking, SignalClient, connect_media, peers, rtc_config
+from tests.rtc import Booking, SignalClient, connect_media, let_in, peers, rtc_config, sees_knock
 from tests.servers import free_port, stop_process, wait_for_port
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -451,7 +451,7 @@ async def next_waiting_event(stream: aiohttp.ClientResponse) -> list[dict[str, A
 
 @pytest.mark.usefixtures("loopback_only")
 async def test_a_doctor_and_a_patient_call_through_nginx_over_wss(deployment: Deployment) -> None:
-    from signaling.protocol import Admitted, Lobby, PeerJoined, Waiting
+    from signaling.protocol import Lobby
 
     doctor = await sign_in(deployment)
     booking, invite = await book_through_nginx(deployment, doctor)
@@ -473,16 +473,11 @@ async def test_a_doctor_and_a_patient_call_through_nginx_over_wss(deployment: De
         )
         sockets.append(patient_ws)
         assert welcome.role == "patient"
-        await patient_ws.expect(Waiting)
-        assert (await doctor_ws.expect(Lobby)).waiting is not None
+        await sees_knock(doctor_ws, patient_ws)
         [arrival] = await next_waiting_event(events)
         assert arrival["consultation_id"] == booking.consultation_id
         events.close()
-        await doctor_ws.send({"type": "admit"})
-        await patient_ws.expect(Admitted)
-        assert (await patient_ws.expect(PeerJoined)).role == "doctor"
-        assert (await doctor_ws.expect(Lobby)).waiting is None
-        assert (await doctor_ws.expect(PeerJoined)).role == "patient"
+        await let_in(doctor_ws, patient_ws)
 
         async with peers(rtc_config([]), rtc_config([])) as (doctor_peer, patient_peer):
             await connect_media(doctor_ws, doctor_peer, patient_ws, patient_peer)

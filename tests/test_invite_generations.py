@@ -25,6 +25,7 @@ from tests.rtc import (
     connect,
     enter_call,
     join,
+    knocking,
     make_sdp,
     silent,
 )
@@ -185,11 +186,7 @@ async def test_a_new_link_ends_the_old_patient_in_the_waiting_room(
     client: TestClient[Any, Any], accounts: Accounts, doctor: Staff, clock: ManualClock
 ) -> None:
     booking = await book(accounts, doctor, clock)
-    doctor_ws, _ = await join(client, await booking.doctor_token())
-    assert (await doctor_ws.expect(Lobby)).waiting is None
-    patient_ws, _ = await join(client, await booking.patient_token())
-    await patient_ws.expect(Waiting)
-    assert (await doctor_ws.expect(Lobby)).waiting is not None
+    doctor_ws, _, patient_ws, _ = await knocking(client, booking)
     await reissue(doctor, booking)
     await patient_ws.expect_error("invite_superseded")
     assert await close_code_sent(patient_ws) == 4410
