@@ -15,7 +15,7 @@ from signaling.keys import SERVICES
 from signaling.live import SIGNALING
 from signaling.protocol import ErrorMessage, Lobby, Pong, RelayedCandidate, RelayedOffer, Waiting
 from tests.conftest import ORIGIN, Accounts, Staff, wait_until, with_limits
-from tests.rtc import book, connect, enter_call, join, make_sdp, silent
+from tests.rtc import book, connect, enter_call, join, knocking, make_sdp, silent
 
 
 async def audit_actions(client: TestClient[Any, Any]) -> list[tuple[str, str, str]]:
@@ -259,11 +259,7 @@ async def test_nothing_is_relayed_before_admission(
     client: TestClient[Any, Any], accounts: Accounts, doctor: Staff, clock: ManualClock
 ) -> None:
     booking = await book(accounts, doctor, clock)
-    doctor_ws, _ = await join(client, await booking.doctor_token())
-    await doctor_ws.expect(Lobby)
-    patient_ws, _ = await join(client, await booking.patient_token())
-    await patient_ws.expect(Waiting)
-    await doctor_ws.expect(Lobby)
+    doctor_ws, _, patient_ws, _ = await knocking(client, booking)
     await doctor_ws.send({"type": "offer", "sdp": make_sdp()})
     assert (await doctor_ws.expect_error("invalid_state")).ref == "offer"
     await patient_ws.send({"type": "offer", "sdp": make_sdp()})

@@ -32,7 +32,7 @@ from signaling.protocol import (
 from signaling.rooms import InvalidTransition, RoomRegistry, RoomState
 from signaling.store.sqlite import SqliteStore
 from tests.conftest import ORIGIN, Accounts, Staff, deadline, wait_until, with_limits
-from tests.rtc import SignalClient, book, connect, enter_call, join, make_sdp, silent
+from tests.rtc import SignalClient, book, connect, enter_call, join, knocking, make_sdp, silent
 
 
 async def resume(client: TestClient[Any, Any], secret: str) -> tuple[SignalClient, Welcome]:
@@ -117,11 +117,7 @@ async def test_a_denied_patient_is_closed_with_4003(
     client: TestClient[Any, Any], accounts: Accounts, doctor: Staff, clock: ManualClock
 ) -> None:
     booking = await book(accounts, doctor, clock)
-    doctor_ws, _ = await join(client, await booking.doctor_token())
-    await doctor_ws.expect(Lobby)
-    patient_ws, _ = await join(client, await booking.patient_token())
-    await patient_ws.expect(Waiting)
-    await doctor_ws.expect(Lobby)
+    doctor_ws, _, patient_ws, _ = await knocking(client, booking)
     await doctor_ws.send({"type": "deny"})
     await patient_ws.expect(Denied)
     assert await patient_ws.closed_with() == 4003
