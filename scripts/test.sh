@@ -25,9 +25,12 @@ if [ ! -x .venv/bin/python ]; then
     python3 -m venv .venv
 fi
 # Exactly the locked versions, hash-checked (requirements-test.lock, refreshed by
-# scripts/lock.sh), then the project itself, built by the locked setuptools.
+# scripts/lock.sh), then the project itself, built by the locked setuptools. Editable: a
+# copied install would keep serving modules since deleted or moved in the tree, and tests
+# could pass against code that no longer exists.
 .venv/bin/python -m pip install -q --disable-pip-version-check --require-hashes \
     -r requirements-test.lock
-.venv/bin/python -m pip install -q --disable-pip-version-check --no-deps --no-build-isolation .
+.venv/bin/python -m pip install -q --disable-pip-version-check --no-deps --no-build-isolation \
+    --editable .
 
 exec .venv/bin/python -m pytest "$@"
