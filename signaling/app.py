@@ -31,9 +31,10 @@ from signaling.openapi import build_openapi
 from signaling.pages import setup_pages
 from signaling.recording_routing import RoomRecordings
 from signaling.retention import setup_retention
+from signaling.room import RoomState
+from signaling.room_registry import RoomRegistry, seat_audit
 from signaling.room_state_redis import RedisRoomStates
 from signaling.room_watch import RoomWatch
-from signaling.rooms import RoomRegistry, RoomState, seat_audit
 from signaling.routes_audit import routes as audit_routes
 from signaling.routes_auth import SETUP_NONCE
 from signaling.routes_auth import routes as auth_routes
@@ -210,7 +211,7 @@ def setup_signaling(app: web.Application) -> None:
     else:
         bus = LocalBus()
     grace = settings.signaling.resume_grace_seconds
-    registry = RoomRegistry(bus, grace, seat_audit(services.audit), states)
+    registry = RoomRegistry(bus, services.clock, grace, seat_audit(services.audit), states)
     recordings = RoomRecordings(services, bus, registry)
     signaling = Signaling(services, bus, registry, recordings)
     bus.on_forward = recordings.forwarded
@@ -222,7 +223,7 @@ def setup_signaling(app: web.Application) -> None:
         watch: RoomWatch | None = None
         if redis_bus is not None and states is not None:
             await redis_bus.start()
-            watch = RoomWatch(signaling.lost_later, registry, states)
+            watch = RoomWatch(registry, states)
             watch.start()
         yield
         if watch is not None:

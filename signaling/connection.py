@@ -31,7 +31,7 @@ from signaling.protocol import (
     message_type,
 )
 from signaling.rate_limit import TokenBucket
-from signaling.rooms import Room
+from signaling.room import Room
 from signaling.store.base import StoreUnavailable
 
 log = logging.getLogger("teleconsult.ws")
@@ -250,7 +250,7 @@ class Connection:
                     await self.room.connection_lost(self.id, self.role)
                 except StoreUnavailable:
                     # Shared rooms while Redis is away: saved once it is back.
-                    self.signaling.lost_later.append((self.room, self.id, self.role))
+                    self.signaling.rooms.lost_later.append((self.room, self.id, self.role))
             await self._finish_writer()
         finally:
             # Cancelled itself (server shutdown): never leave the writer behind.

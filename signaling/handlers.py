@@ -39,7 +39,7 @@ from signaling.protocol import (
     encode,
 )
 from signaling.recording_routing import RecordingMessage
-from signaling.rooms import JoinResult, Room, Seat
+from signaling.room import JoinResult, Room, Seat
 from signaling.sdp import MAX_TRICKLE_CANDIDATES, validate_candidate, validate_sdp
 from signaling.turn import credential_expiry, ice_servers
 

@@ -10,9 +10,8 @@ from aiohttp import web
 
 from signaling.bus import Bus
 from signaling.keys import Services
-from signaling.models import SeatRole
 from signaling.recording_routing import RoomRecordings
-from signaling.rooms import Room, RoomRegistry
+from signaling.room_registry import RoomRegistry
 
 
 @dataclass
@@ -26,8 +25,6 @@ class Signaling:
     recordings: RoomRecordings
     sockets: weakref.WeakSet[web.WebSocketResponse] = field(default_factory=weakref.WeakSet)
     per_address: dict[str, int] = field(default_factory=dict)
-    # Shared rooms: connection losses to save once Redis answers again (room, id, role).
-    lost_later: list[tuple[Room, str, SeatRole]] = field(default_factory=list)
 
     def acquire_address(self, address: str) -> bool:
         count = self.per_address.get(address, 0)

@@ -41,7 +41,8 @@ from signaling.protocol import (
     message_type,
 )
 from signaling.recording_session import RecordingChange, RecordingSession
-from signaling.rooms import Room, RoomRegistry, RoomState
+from signaling.room import Room, RoomState
+from signaling.room_registry import RoomRegistry
 from signaling.sdp import validate_sdp
 from signaling.store.base import StoreUnavailable
 

@@ -16,24 +16,17 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
-import time
 
-from signaling.models import SeatRole
+from signaling.room import Room
+from signaling.room_registry import RoomRegistry
 from signaling.room_state import RoomStates
-from signaling.rooms import Room, RoomRegistry
 from signaling.store.base import StoreUnavailable
 
 log = logging.getLogger("teleconsult.rooms")
 
 
 class RoomWatch:
-    def __init__(
-        self,
-        lost_later: list[tuple[Room, str, SeatRole]],
-        registry: RoomRegistry,
-        states: RoomStates,
-    ) -> None:
-        self.lost_later = lost_later
+    def __init__(self, registry: RoomRegistry, states: RoomStates) -> None:
         self.registry = registry
         self.bus = registry.bus
         self.states = states
@@ -59,17 +52,18 @@ class RoomWatch:
                 log.exception("room watch failed")
 
     async def sweep(self) -> None:
-        while self.lost_later:
-            room, connection_id, role = self.lost_later[0]
+        lost_later = self.registry.lost_later
+        while lost_later:
+            room, connection_id, role = lost_later[0]
             await room.connection_lost(connection_id, role)
-            self.lost_later.pop(0)
+            lost_later.pop(0)
         if not self.states.alive_is_known():
             return
         rooms = list(self.registry.rooms.values())
         seen = [room.changes for room in rooms]
         snapshots = await self.states.read_many([room.id for room in rooms])
         for room, snapshot, at in zip(rooms, snapshots, seen, strict=True):
-            room.accept(snapshot, at)
+            self.registry.accept(room, snapshot, at)
             await self._check(room)
             self.registry.forget_if_idle(room)
 
@@ -85,7 +79,7 @@ class RoomWatch:
                 if not up:
                     log.info("room %s: the %s's instance is gone", room.id, role)
                     await room.connection_lost(connection_id, role)
-        overdue = time.time() - self.registry.resume_grace - self.states.beat
+        overdue = self.registry.clock.now() - self.registry.resume_grace - self.states.beat
         for role, seat in list(room.seats.items()):
             if not seat.connected and 0 < seat.lost_at < overdue:
                 await room.expire(role, seat.resume_hash)

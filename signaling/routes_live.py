@@ -30,8 +30,8 @@ from signaling.http_api import SESSION_COOKIE, USER_KEY, ApiRegistry, json_respo
 from signaling.keys import SERVICES
 from signaling.live import SIGNALING
 from signaling.models import User
+from signaling.room_registry import RoomRegistry
 from signaling.room_state import WaitingEntry
-from signaling.rooms import RoomRegistry
 from signaling.views import iso
 
 routes = ApiRegistry()

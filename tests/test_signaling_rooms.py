@@ -29,7 +29,8 @@ from signaling.protocol import (
     Waiting,
     Welcome,
 )
-from signaling.rooms import InvalidTransition, RoomRegistry, RoomState
+from signaling.room import InvalidTransition, RoomState
+from signaling.room_registry import RoomRegistry
 from signaling.store.sqlite import SqliteStore
 from tests.conftest import ORIGIN, Accounts, Staff, deadline, wait_until, with_limits
 from tests.rtc import SignalClient, book, connect, enter_call, join, knocking, make_sdp, silent
@@ -57,6 +58,19 @@ async def test_the_doctor_sees_who_waits_and_the_patient_learns_nothing(
     other, _ = await join(client, await booking.doctor_token())
     await other.expect(Lobby)
     assert await silent(patient_ws)
+
+
+async def test_a_waiting_patient_is_dated_by_the_service_clock(
+    client: TestClient[Any, Any], accounts: Accounts, doctor: Staff, clock: ManualClock
+) -> None:
+    """The room's times come from the application's clock, as every other time does."""
+    booking = await book(accounts, doctor, clock)
+    clock.advance(90)
+    patient_ws, _ = await join(client, await booking.patient_token())
+    await patient_ws.expect(Waiting)
+    doctor_ws, _ = await join(client, await booking.doctor_token())
+    lobby = await doctor_ws.expect(Lobby)
+    assert lobby.waiting is not None and lobby.waiting.since == clock.now()
 
 
 async def test_a_second_doctor_tab_replaces_the_first_with_4000(
@@ -321,7 +335,7 @@ async def test_the_room_state_machine_refuses_bad_transitions_with_one_error_typ
     async def no_audit(*args: Any, **kwargs: Any) -> None:
         return None
 
-    registry = RoomRegistry(bus, 30.0, no_audit)
+    registry = RoomRegistry(bus, ManualClock(), 30.0, no_audit)
     room = registry.get_or_create("room-1", "Alice")
     await room.join("d1", "doctor", "user:1", "", lambda result: None)
     with pytest.raises(InvalidTransition):
