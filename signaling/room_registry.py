@@ -27,7 +27,7 @@ from signaling.clock import Clock
 from signaling.models import SeatRole
 from signaling.protocol import EndReason
 from signaling.room import Change, InvalidTransition, Room, RoomState, Seat, hash_secret
-from signaling.room_state import ResumeChanges, RoomStates, Snapshot, WaitingEntry
+from signaling.room_state import ResumeChanges, RoomSnapshot, RoomStates, SeatRecord, WaitingEntry
 
 log = logging.getLogger("teleconsult.rooms")
 
@@ -65,28 +65,29 @@ def seat_audit(trail: AuditTrail) -> AuditHook:
     return audit
 
 
-def snapshot_of(room: Room) -> Snapshot | None:
-    """The room as saved for the other instances; None when there is nothing to keep."""
-    if room.state is RoomState.ENDED:
-        return {"state": "ended", "name": room.patient_name, "seats": {}}
+def snapshot_of(room: Room) -> RoomSnapshot | None:
+    """The room as saved for the other instances; None when there is nothing to keep (an
+    ended room keeps its state only, so that every instance knows it ended)."""
     if room.state is RoomState.WAITING and not room.seats:
         return None
-    seats = {
-        role: [
-            s.subject,
-            s.connection_id,
-            s.resume_hash,
-            s.since,
-            s.address,
-            s.lost_at,
-            s.generation,
-        ]
-        for role, s in room.seats.items()
-    }
-    return {"state": room.state.value, "name": room.patient_name, "seats": seats}
+    ended = room.state is RoomState.ENDED
+    seats = {} if ended else {role: _record(seat) for role, seat in room.seats.items()}
+    return RoomSnapshot(room.state.value, room.patient_name, seats)
 
 
-def restore(room: Room, snapshot: Snapshot | None) -> None:
+def _record(seat: Seat) -> SeatRecord:
+    return SeatRecord(
+        subject=seat.subject,
+        connection_id=seat.connection_id,
+        resume_hash=seat.resume_hash,
+        since=seat.since,
+        address=seat.address,
+        lost_at=seat.lost_at,
+        generation=seat.generation,
+    )
+
+
+def restore(room: Room, snapshot: RoomSnapshot | None) -> None:
     """Take the saved state over this handle's (which may be stale)."""
     if snapshot is None:
         # Nothing saved: empty, unless this handle saw the end (ended is terminal).
@@ -94,12 +95,20 @@ def restore(room: Room, snapshot: Snapshot | None) -> None:
             room.state = RoomState.WAITING
             room.seats = {}
         return
-    room.state = RoomState(snapshot["state"])
-    room.patient_name = snapshot["name"]
-    # A seat saved by an instance that predates generations has six fields.
+    room.state = RoomState(snapshot.state)
+    room.patient_name = snapshot.name
     room.seats = {
-        role: Seat(role, s[0], s[1], s[2], s[3], s[4], s[5], s[6] if len(s) > 6 else 0)
-        for role, s in snapshot["seats"].items()
+        role: Seat(
+            role,
+            subject=s.subject,
+            connection_id=s.connection_id,
+            resume_hash=s.resume_hash,
+            since=s.since,
+            address=s.address,
+            lost_at=s.lost_at,
+            generation=s.generation,
+        )
+        for role, s in snapshot.seats.items()
     }
 
 
@@ -205,7 +214,7 @@ class RoomRegistry:
             at = room.changes
             self.accept(room, await states.read(room.id), at)
 
-    def accept(self, room: Room, snapshot: Snapshot | None, at: int) -> None:
+    def accept(self, room: Room, snapshot: RoomSnapshot | None, at: int) -> None:
         """Take a snapshot read when ``room.changes`` was ``at``, unless the room changed
         since (then it is older than what this handle knows, or about to be re-read)."""
         if room.changes == at:

@@ -7,18 +7,102 @@ last saved snapshot; the room runs the same Python rules as on one instance; ``c
 the new snapshot and the resume-secret index and lets the room go, in one atomic step that
 only succeeds while the lease is still held (a fenced write). Rooms never call Redis: they
 see this protocol, implemented by :mod:`signaling.room_state_redis`.
+
+The snapshot is a typed, versioned record (:class:`RoomSnapshot`, ``v`` = 2), saved as JSON.
+Its first form (no ``v``: seats as positional lists, written by earlier releases) is still
+read, so rooms saved before an upgrade carry on; a change saves them in the current form.
 """
 
 from __future__ import annotations
 
 from collections.abc import Sequence
 from dataclasses import dataclass, field
-from typing import Any, Protocol
+from typing import Protocol
+
+import msgspec
 
 from signaling.models import SeatRole
+from signaling.protocol import RoomStateName
 
-# A room snapshot as saved: plain JSON-able data (see Room.snapshot / Room.restore).
-Snapshot = dict[str, Any]
+SNAPSHOT_VERSION = 2
+
+
+class SeatRecord(msgspec.Struct, frozen=True):
+    """A seat as saved (see signaling.room.Seat)."""
+
+    subject: str
+    connection_id: str | None
+    resume_hash: str
+    since: float
+    address: str = ""
+    lost_at: float = 0.0
+    generation: int = 0
+
+
+class RoomSnapshot(msgspec.Struct, frozen=True):
+    """A room as saved for the other instances."""
+
+    state: RoomStateName
+    name: str
+    seats: dict[SeatRole, SeatRecord]
+    v: int = SNAPSHOT_VERSION
+
+
+class _SeatV1(msgspec.Struct, frozen=True, array_like=True):
+    # Version 1 saved a seat as a list of these, in this order; one saved before invite
+    # generations existed has six.
+    subject: str
+    connection_id: str | None
+    resume_hash: str
+    since: float
+    address: str
+    lost_at: float
+    generation: int = 0
+
+
+class _SnapshotV1(msgspec.Struct, frozen=True):
+    state: RoomStateName
+    name: str
+    seats: dict[SeatRole, _SeatV1]
+
+
+class _Version(msgspec.Struct):
+    v: int = 1  # version 1 had no version field
+
+
+class UnreadableSnapshot(ValueError):
+    """A snapshot of a version this code does not know (saved by a later release)."""
+
+
+_VERSION = msgspec.json.Decoder(_Version)
+_V1 = msgspec.json.Decoder(_SnapshotV1)
+_CURRENT = msgspec.json.Decoder(RoomSnapshot)
+
+
+def encode_snapshot(snapshot: RoomSnapshot) -> bytes:
+    return msgspec.json.encode(snapshot)
+
+
+def decode_snapshot(raw: bytes | str) -> RoomSnapshot:
+    version = _VERSION.decode(raw).v
+    if version == SNAPSHOT_VERSION:
+        return _CURRENT.decode(raw)
+    if version == 1:
+        old = _V1.decode(raw)
+        seats = {
+            role: SeatRecord(
+                s.subject,
+                s.connection_id,
+                s.resume_hash,
+                s.since,
+                s.address,
+                s.lost_at,
+                s.generation,
+            )
+            for role, s in old.seats.items()
+        }
+        return RoomSnapshot(old.state, old.name, seats)
+    raise UnreadableSnapshot(f"room snapshot version {version} (this release reads 1 and 2)")
 
 
 @dataclass(frozen=True)
@@ -55,14 +139,14 @@ class ResumeChanges:
 
 
 class RoomStates(Protocol):
-    async def begin(self, room_id: str) -> tuple[str, Snapshot | None]:
+    async def begin(self, room_id: str) -> tuple[str, RoomSnapshot | None]:
         """Take the room (waiting for another holder) and read it: (lease token, snapshot)."""
 
     async def commit(
         self,
         room_id: str,
         token: str,
-        snapshot: Snapshot | None,
+        snapshot: RoomSnapshot | None,
         resume: ResumeChanges,
         ttl: float,
         waiting: WaitingEntry | None,
@@ -74,10 +158,10 @@ class RoomStates(Protocol):
     async def release(self, room_id: str, token: str) -> None:
         """Let the room go without saving (the change failed)."""
 
-    async def read(self, room_id: str) -> Snapshot | None:
+    async def read(self, room_id: str) -> RoomSnapshot | None:
         """The last saved snapshot, without taking the room (relays, watchers)."""
 
-    async def read_many(self, room_ids: list[str]) -> list[Snapshot | None]:
+    async def read_many(self, room_ids: list[str]) -> list[RoomSnapshot | None]:
         """``read`` for several rooms at once (the room watch)."""
 
     async def find_resume(self, secret_hash: str) -> tuple[str, SeatRole] | None: ...

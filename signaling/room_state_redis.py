@@ -11,7 +11,6 @@ one token, so a command retried after a lost reply does not wait for its own lea
 from __future__ import annotations
 
 import asyncio
-import json
 import secrets
 from collections.abc import Sequence
 from typing import cast
@@ -20,7 +19,13 @@ from redis.exceptions import RedisError
 
 from signaling.bus_redis import RedisBus
 from signaling.models import SeatRole
-from signaling.room_state import ResumeChanges, Snapshot, WaitingEntry
+from signaling.room_state import (
+    ResumeChanges,
+    RoomSnapshot,
+    WaitingEntry,
+    decode_snapshot,
+    encode_snapshot,
+)
 from signaling.store.base import StoreUnavailable
 
 LEASE_MS = 5000
@@ -74,7 +79,7 @@ class RedisRoomStates:
     def _resume_key(self, secret_hash: str) -> str:
         return f"{self.p}resume:{secret_hash}"
 
-    async def begin(self, room_id: str) -> tuple[str, Snapshot | None]:
+    async def begin(self, room_id: str) -> tuple[str, RoomSnapshot | None]:
         token = secrets.token_hex(8)
         loop = asyncio.get_running_loop()
         deadline = loop.time() + WAIT_SECONDS
@@ -87,7 +92,7 @@ class RedisRoomStates:
             except (RedisError, OSError) as exc:
                 raise StoreUnavailable(str(exc)) from exc
             if taken:
-                return token, (json.loads(raw) if raw else None)
+                return token, (decode_snapshot(raw) if raw else None)
             if loop.time() > deadline:
                 raise StoreUnavailable(f"room {room_id} stays held by another change")
             await asyncio.sleep(pause)
@@ -97,14 +102,14 @@ class RedisRoomStates:
         self,
         room_id: str,
         token: str,
-        snapshot: Snapshot | None,
+        snapshot: RoomSnapshot | None,
         resume: ResumeChanges,
         ttl: float,
         waiting: WaitingEntry | None,
     ) -> None:
         args: list[str | int] = [
             token,
-            "" if snapshot is None else json.dumps(snapshot, separators=(",", ":")),
+            "" if snapshot is None else encode_snapshot(snapshot).decode(),
             int(ttl * 1000),
             "" if waiting is None else waiting.encode(),
             len(resume.forgotten),
@@ -127,21 +132,21 @@ class RedisRoomStates:
         except (RedisError, OSError) as exc:
             raise StoreUnavailable(str(exc)) from exc
 
-    async def read(self, room_id: str) -> Snapshot | None:
+    async def read(self, room_id: str) -> RoomSnapshot | None:
         try:
             raw = await self.bus.redis.get(self._keys(room_id)[1])
         except (RedisError, OSError) as exc:
             raise StoreUnavailable(str(exc)) from exc
-        return None if raw is None else cast(Snapshot, json.loads(raw))
+        return None if raw is None else decode_snapshot(raw)
 
-    async def read_many(self, room_ids: list[str]) -> list[Snapshot | None]:
+    async def read_many(self, room_ids: list[str]) -> list[RoomSnapshot | None]:
         if not room_ids:
             return []
         try:
             raws = await self.bus.redis.mget([self._keys(r)[1] for r in room_ids])
         except (RedisError, OSError) as exc:
             raise StoreUnavailable(str(exc)) from exc
-        return [None if raw is None else cast(Snapshot, json.loads(raw)) for raw in raws]
+        return [None if raw is None else decode_snapshot(raw) for raw in raws]
 
     @property
     def _waiting_key(self) -> str:

@@ -11,7 +11,6 @@ from __future__ import annotations
 
 import asyncio
 import hashlib
-import json
 import time
 from collections.abc import AsyncIterator, Iterator
 from pathlib import Path
@@ -38,6 +37,7 @@ from signaling.protocol import (
     Waiting,
     Welcome,
 )
+from signaling.room_state import RoomSnapshot, decode_snapshot
 from tests.cluster import Cluster, Instance, start_cluster, wait_until_ready
 from tests.conftest import Staff
 from tests.rtc import (
@@ -135,15 +135,14 @@ async def relayed(sender: SignalClient, receiver: SignalClient) -> None:
     assert got.candidate == CANDIDATE
 
 
-def room_snapshot(cluster: Cluster, room_id: str) -> dict[str, object]:
+def room_snapshot(cluster: Cluster, room_id: str) -> RoomSnapshot:
     client = redis.Redis.from_url(cluster.redis.url)
     try:
         raw = client.get(f"tc:room:{room_id}")
     finally:
         client.close()
-    assert raw is not None
-    snapshot: dict[str, object] = json.loads(raw)
-    return snapshot
+    assert isinstance(raw, bytes)
+    return decode_snapshot(raw)
 
 
 def durable_keys(url: str) -> dict[str, str]:
@@ -329,11 +328,9 @@ async def _race_once(cluster: Cluster, booking: Booking, doctor_ws: SignalClient
     holder = outcomes.index(None)
     loser = 1 - holder
     # Both instances agree: the saved seat is the holder's, the loser's secret is void on both.
-    snapshot = room_snapshot(cluster, booking.consultation_id)
-    seats = snapshot["seats"]
-    assert isinstance(seats, dict)
+    seats = room_snapshot(cluster, booking.consultation_id).seats
     expected = hashlib.sha256(welcomes[holder].resume.encode()).hexdigest()
-    assert seats["patient"][2] == expected
+    assert seats["patient"].resume_hash == expected
     for instance in cluster.instances:
         ws = await cluster.connect(instance, booking.patient)
         await ws.send({"type": "resume", "v": 1, "resume": welcomes[loser].resume})
@@ -420,9 +417,8 @@ async def test_sigkill_of_a_lone_peers_instance_is_noticed_by_the_other_instance
     cluster.b.kill()
     left = await doctor_ws.expect(PeerLeft, within=10.0)
     assert (left.role, left.reason) == ("patient", "disconnected")
-    snapshot = room_snapshot(cluster, booking.consultation_id)
-    seats = snapshot["seats"]
-    assert isinstance(seats, dict) and seats["patient"][1] is None  # kept for a resume
+    seats = room_snapshot(cluster, booking.consultation_id).seats
+    assert seats["patient"].connection_id is None  # kept for a resume
     await doctor_ws.close()
     await booking.patient.close()
 
