@@ -106,9 +106,9 @@ class Seat:
     subject: str
     connection_id: str | None
     resume_hash: str
-    since: float  # wall-clock time the seat was taken (shown to the doctor for a patient)
+    since: float  # when the seat was taken, by the service clock (shown to the doctor)
     address: str = ""
-    # Wall-clock time its connection dropped (0: connected or never lost).
+    # When its connection dropped, by the service clock (0: connected or never lost).
     lost_at: float = 0.0
     # A patient's invite generation (the link it came through); 0 for the doctor.
     generation: int = 0
