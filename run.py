@@ -37,7 +37,7 @@ def _settings(args: argparse.Namespace) -> Settings:
             server, tls_cert_file=args.tls_cert or "", tls_key_file=args.tls_key or ""
         )
     if getattr(args, "self_signed", False):
-        from signaling.selfsigned import ensure_self_signed
+        from signaling.accounts.selfsigned import ensure_self_signed
 
         cert, key = ensure_self_signed(Path(storage.data_dir) / "tls", server.host)
         server = dataclasses.replace(server, tls_cert_file=str(cert), tls_key_file=str(key))
@@ -45,8 +45,8 @@ def _settings(args: argparse.Namespace) -> Settings:
 
 
 def _serve(args: argparse.Namespace) -> int:
+    from signaling.api.edge import start_edge
     from signaling.app import create_app, issue_setup_link
-    from signaling.edge import start_edge
 
     settings = _settings(args)
     app = create_app(settings, record_settings=True)
@@ -57,7 +57,7 @@ def _serve(args: argparse.Namespace) -> int:
 
     async def main() -> None:
         # Deadlines for slow clients, a connection limit, quiet parser errors: safe with no
-        # proxy in front (signaling/edge.py).
+        # proxy in front (signaling/api/edge.py).
         runner = await start_edge(app, settings.server, ssl_context)
         stop = asyncio.Event()
         loop = asyncio.get_running_loop()
@@ -113,7 +113,7 @@ def _with_services(args: argparse.Namespace, work: Callable[..., Awaitable[int]]
 
 
 def _add_user(args: argparse.Namespace) -> int:
-    from signaling import mfa
+    from signaling.accounts import mfa
     from signaling.errors import AppError
     from signaling.keys import Services
 
@@ -176,7 +176,7 @@ def _user_action(action: str) -> Callable[[argparse.Namespace], int]:
 
 
 def _audit_verify(args: argparse.Namespace) -> int:
-    from signaling.audit import verify_chain
+    from signaling.audit.trail import verify_chain
     from signaling.keys import Services
 
     async def work(services: Services) -> int:
@@ -211,7 +211,7 @@ def _recording_export(args: argparse.Namespace) -> int:
 
     from media.encrypted_recording import RecordingError
     from signaling.keys import Services
-    from signaling.recordings import RecordingLibrary
+    from signaling.recording.recordings import RecordingLibrary
 
     async def work(services: Services) -> int:
         library = RecordingLibrary(services.store, services.clock, services.settings)
@@ -238,8 +238,8 @@ def _recording_export(args: argparse.Namespace) -> int:
 
 
 def _recording_list(args: argparse.Namespace) -> int:
+    from signaling.api.views import iso
     from signaling.keys import Services
-    from signaling.views import iso
 
     async def work(services: Services) -> int:
         for r in await services.store.list_recordings():

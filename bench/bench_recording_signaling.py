@@ -66,7 +66,7 @@ from bench_signaling import (  # noqa: E402
 
 from media.encrypted_recording import RecordingReader  # noqa: E402
 from media.keyring import load_keyring  # noqa: E402
-from signaling.recordings import recording_context  # noqa: E402
+from signaling.recording.recordings import recording_context  # noqa: E402
 from tests.loopback import use_loopback_only  # noqa: E402
 from tests.servers import free_port  # noqa: E402
 

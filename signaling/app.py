@@ -10,50 +10,50 @@ from pathlib import Path
 from aiohttp import web
 
 from config import Settings, load_or_create_key, read_key_file
-from signaling.audit import AuditTrail
-from signaling.auth import Accounts
-from signaling.bus import Bus, LocalBus
-from signaling.bus_redis import RedisBus
-from signaling.clock import Clock
-from signaling.consultations import Consultations
-from signaling.crypto import SecretBox, derive_key
-from signaling.http_api import ApiRegistry, client_address, json_response
-from signaling.keys import SERVICES, Services
-from signaling.live import SIGNALING, Signaling
-from signaling.metrics import Metrics, metrics_handler
-from signaling.middleware import (
+from signaling.accounts.auth import Accounts
+from signaling.api.http_api import ApiRegistry, client_address, json_response
+from signaling.api.middleware import (
     add_security_headers,
     body_limit_middleware,
     error_middleware,
     origin_middleware,
 )
-from signaling.openapi import build_openapi
-from signaling.pages import setup_pages
-from signaling.recording_routing import RoomRecordings
-from signaling.retention import setup_retention
-from signaling.room import RoomState
-from signaling.room_registry import RoomRegistry, seat_audit
-from signaling.room_state_redis import RedisRoomStates
-from signaling.room_watch import RoomWatch
-from signaling.routes_audit import routes as audit_routes
-from signaling.routes_auth import SETUP_NONCE
-from signaling.routes_auth import routes as auth_routes
-from signaling.routes_consultations import routes as consultation_routes
-from signaling.routes_health import routes as health_routes
-from signaling.routes_invites import routes as invite_routes
-from signaling.routes_live import routes as live_routes
-from signaling.routes_live import setup_waiting_streams
-from signaling.routes_me import routes as me_routes
-from signaling.routes_patient_rights import routes as patient_rights_routes
-from signaling.routes_recordings import routes as recording_routes
-from signaling.routes_room_tokens import routes as room_token_routes
-from signaling.routes_users import routes as user_routes
-from signaling.settings_audit import record_settings_change
+from signaling.api.openapi import build_openapi
+from signaling.api.pages import setup_pages
+from signaling.api.routes_audit import routes as audit_routes
+from signaling.api.routes_auth import SETUP_NONCE
+from signaling.api.routes_auth import routes as auth_routes
+from signaling.api.routes_consultations import routes as consultation_routes
+from signaling.api.routes_health import routes as health_routes
+from signaling.api.routes_invites import routes as invite_routes
+from signaling.api.routes_live import routes as live_routes
+from signaling.api.routes_live import setup_waiting_streams
+from signaling.api.routes_me import routes as me_routes
+from signaling.api.routes_patient_rights import routes as patient_rights_routes
+from signaling.api.routes_recordings import routes as recording_routes
+from signaling.api.routes_room_tokens import routes as room_token_routes
+from signaling.api.routes_users import routes as user_routes
+from signaling.api.routes_ws import setup_websocket
+from signaling.audit.settings_audit import record_settings_change
+from signaling.audit.trail import AuditTrail
+from signaling.clock import Clock
+from signaling.cluster.bus_redis import RedisBus
+from signaling.cluster.room_state_redis import RedisRoomStates
+from signaling.cluster.room_watch import RoomWatch
+from signaling.consultations.booking import Consultations
+from signaling.consultations.retention import setup_retention
+from signaling.consultations.tokens import InviteTokens, RoomTokens, SetupTokens
+from signaling.crypto import SecretBox, derive_key
+from signaling.keys import SERVICES, Services
+from signaling.live.bus import Bus, LocalBus
+from signaling.live.recording_routing import RoomRecordings
+from signaling.live.room import RoomState
+from signaling.live.room_registry import RoomRegistry, seat_audit
+from signaling.live.signaling_state import SIGNALING, Signaling
+from signaling.metrics import Metrics, metrics_handler
 from signaling.store.base import Store
 from signaling.store.redis import RedisStore
 from signaling.store.sqlite import SqliteStore
-from signaling.tokens import InviteTokens, RoomTokens, SetupTokens
-from signaling.ws import setup_websocket
 
 log = logging.getLogger("teleconsult")
 VERSION = "0.1.0"

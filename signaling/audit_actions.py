@@ -1,6 +1,6 @@
 """The closed set of audited actions: one ``Literal`` that mypy checks wherever an action is
 written (``AuditTrail.record``, the room's audit hook, the API routes), and what each one
-records, for docs/architecture.md's table (``python -m signaling.audit_docs``).
+records, for docs/architecture.md's table (``python -m signaling.api.audit_docs``).
 
 A module of its own, importing nothing, so that every layer that names an action (the trail,
 the access refusals it owns, the live rooms, the chain's purge entry) can take the type
@@ -65,7 +65,7 @@ AuditAction = Literal[
     "audit.purged",
     "settings.initial",
     "settings.changed",
-    # Refused access to another's records or to admin endpoints (signaling/access_audit.py).
+    # Refused access to another's records or to admin endpoints (signaling/audit/access_audit.py).
     "access.refused",
     "access.refused_suppressed",
 ]

@@ -83,7 +83,7 @@ WsPhase = Literal["handshake", "join", "room", "any"]
 @dataclass(frozen=True)
 class Ws:
     """Where a WebSocket client meets an error: docs/protocol.md's error table is generated
-    from these (``python -m signaling.error_docs``), so say it here, once.
+    from these (``python -m signaling.api.error_docs``), so say it here, once.
 
     ``phase``: "handshake" (refused before the upgrade, as a plain HTTP answer), "join" (in
     answer to ``join``/``resume``, which closes the socket), "room" (after the join) or "any".

@@ -7,14 +7,14 @@ from dataclasses import dataclass, field
 from aiohttp import web
 
 from config import Settings
-from signaling.audit import AuditTrail
-from signaling.auth import Accounts
+from signaling.accounts.auth import Accounts
+from signaling.api.site import Site
+from signaling.audit.trail import AuditTrail
 from signaling.clock import Clock
-from signaling.consultations import Consultations
+from signaling.consultations.booking import Consultations
+from signaling.consultations.tokens import RoomTokens, SetupTokens
 from signaling.metrics import Metrics
-from signaling.site import Site
 from signaling.store.base import Store
-from signaling.tokens import RoomTokens, SetupTokens
 
 
 @dataclass
@@ -33,5 +33,5 @@ class Services:
 
 
 SERVICES = web.AppKey("services", Services)
-# web/ as served: assembled pages and the assets of one version (signaling/pages.py).
+# web/ as served: assembled pages and the assets of one version (signaling/api/pages.py).
 SITE = web.AppKey("site", Site)

@@ -22,10 +22,10 @@ from aiohttp.test_utils import TestClient
 from argon2.profiles import CHEAPEST
 
 from config import Settings, StorageSettings
+from signaling.accounts.passwords import PRODUCTION_PARAMETERS, use_parameters
 from signaling.app import create_app, issue_setup_link
 from signaling.clock import ManualClock
 from signaling.keys import SERVICES
-from signaling.passwords import PRODUCTION_PARAMETERS, use_parameters
 from tests.loopback import loopback_host_addresses
 from tests.servers import RedisServer
 

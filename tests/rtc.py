@@ -28,7 +28,7 @@ from aiortc import (
 from aiortc.mediastreams import AudioStreamTrack, MediaStreamTrack, VideoStreamTrack
 
 from signaling.clock import ManualClock
-from signaling.protocol import (
+from signaling.live.protocol import (
     SERVER_DECODER,
     Admitted,
     ErrorMessage,

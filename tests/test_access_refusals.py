@@ -14,12 +14,12 @@ import pytest
 from aiohttp import web
 from aiohttp.test_utils import TestClient
 
-from signaling.access_audit import REFUSALS_PER_WINDOW, WINDOW_SECONDS
-from signaling.audit import AuditTrail
+from signaling.audit.access_audit import REFUSALS_PER_WINDOW, WINDOW_SECONDS
+from signaling.audit.trail import AuditTrail
 from signaling.clock import ManualClock
 from signaling.keys import SERVICES
 from signaling.models import AuditEntry
-from signaling.recordings import RecordingLibrary
+from signaling.recording.recordings import RecordingLibrary
 from signaling.store.sqlite import SqliteStore
 from tests.conftest import Accounts, Staff
 from tests.rtc import book

@@ -16,15 +16,15 @@ from aiohttp import web
 from aiohttp.test_utils import TestClient
 
 from config import Settings
-from signaling.access_audit import REFUSALS_PER_WINDOW, WINDOW_SECONDS
-from signaling.audit import AUDITED_ACTIONS
+from signaling.audit.access_audit import REFUSALS_PER_WINDOW, WINDOW_SECONDS
+from signaling.audit.settings_audit import record_settings_change
+from signaling.audit.trail import AUDITED_ACTIONS
 from signaling.clock import ManualClock
+from signaling.consultations.retention import DAY, RetentionSweeper
 from signaling.crypto import derive_key
 from signaling.keys import SERVICES
+from signaling.live.protocol import Denied, PeerLeft, Waiting
 from signaling.models import AuditEntry
-from signaling.protocol import Denied, PeerLeft, Waiting
-from signaling.retention import DAY, RetentionSweeper
-from signaling.settings_audit import record_settings_change
 from tests.cli import run_cli, store_env
 from tests.conftest import PASSWORD, Accounts, Staff, deadline
 from tests.rtc import book, connect, enter_call, join

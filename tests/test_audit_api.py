@@ -10,7 +10,7 @@ import pytest
 from aiohttp import web
 
 from config import Settings
-from signaling.audit import AUDITED_ACTIONS
+from signaling.audit.trail import AUDITED_ACTIONS
 from signaling.clock import ManualClock
 from signaling.keys import SERVICES
 from signaling.store.redis import RedisStore
@@ -126,7 +126,7 @@ async def test_verify_reports_an_intact_chain_then_the_first_broken_entry(
 async def test_the_period_filter_keeps_entries_from_since_up_to_until(
     app: web.Application, admin: Staff, clock: ManualClock
 ) -> None:
-    from signaling.views import iso
+    from signaling.api.views import iso
 
     start = clock.now()
     step = 600  # ten minutes apart: the admin's session stays alive

@@ -7,7 +7,7 @@ from collections.abc import AsyncIterator
 
 import pytest
 
-from signaling.audit import verify_trail
+from signaling.audit.trail import verify_trail
 from signaling.store.base import AuditFields
 from signaling.store.redis import RedisStore
 from tests.servers import RedisServer

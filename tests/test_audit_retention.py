@@ -18,11 +18,11 @@ from aiohttp import web
 from aiohttp.test_utils import TestClient
 
 from config import ConfigError, Settings
-from signaling.audit import AuditAction, verify_chain
+from signaling.audit.trail import AuditAction, verify_chain
 from signaling.clock import ManualClock
+from signaling.consultations.retention import DAY, RetentionSweeper
 from signaling.keys import SERVICES
 from signaling.models import ConsentReceipt
-from signaling.retention import DAY, RetentionSweeper
 from signaling.store.base import AuditCheckpoint, Store
 from signaling.store.redis import RedisStore
 from tests.cli import run_cli, store_env

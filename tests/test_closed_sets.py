@@ -9,16 +9,18 @@ from typing import Any, get_args, get_type_hints
 
 import pytest
 
-from signaling import audit, protocol, tokens
-from signaling.audit import AuditTrail
+from signaling.audit import trail as audit
+from signaling.audit.trail import AuditTrail
 from signaling.audit_actions import AUDITED_ACTIONS, AuditAction
 from signaling.clock import ManualClock
-from signaling.consent import ConsentBook
+from signaling.consultations import tokens
+from signaling.consultations.tokens import RoomClaims
 from signaling.errors import ERROR_CODES, KINDS, AppError, ErrorCode
+from signaling.live import protocol
+from signaling.live.protocol import PeerJoined
 from signaling.models import SEAT_ROLES, STAFF_ROLES, SeatRole, StaffRole, User
-from signaling.protocol import PeerJoined
+from signaling.recording.consent import ConsentBook
 from signaling.store.sqlite import SqliteStore
-from signaling.tokens import RoomClaims
 
 
 def test_every_error_code_has_its_kind_in_the_order_the_docs_list_them() -> None:

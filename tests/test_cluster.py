@@ -23,8 +23,7 @@ from aiohttp.test_utils import TestClient, TestServer
 from config import Settings, StorageSettings
 from signaling.app import create_app
 from signaling.keys import SERVICES
-from signaling.live import SIGNALING
-from signaling.protocol import (
+from signaling.live.protocol import (
     SERVER_DECODER,
     Admitted,
     Ended,
@@ -37,7 +36,8 @@ from signaling.protocol import (
     Waiting,
     Welcome,
 )
-from signaling.room_state import RoomSnapshot, decode_snapshot
+from signaling.live.room_state import RoomSnapshot, decode_snapshot
+from signaling.live.signaling_state import SIGNALING
 from tests.cluster import Cluster, Instance, start_cluster, wait_until_ready
 from tests.conftest import Staff
 from tests.rtc import (

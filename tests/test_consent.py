@@ -9,8 +9,8 @@ from typing import Any
 import pytest
 
 from signaling.clock import ManualClock
-from signaling.consent import ConsentBook, ConsentState
 from signaling.errors import AppError
+from signaling.recording.consent import ConsentBook, ConsentState
 from signaling.store.sqlite import SqliteStore
 
 

@@ -11,11 +11,11 @@ import pytest
 from aiohttp import web
 from aiohttp.test_utils import TestClient
 
-from signaling.api_types import MAX_DAYS_AHEAD
+from signaling.api.api_types import MAX_DAYS_AHEAD
+from signaling.api.views import iso
 from signaling.clock import ManualClock
 from signaling.keys import SERVICES
 from signaling.models import Consultation
-from signaling.views import iso
 from tests.conftest import Staff
 
 pytestmark = pytest.mark.both_stores

@@ -8,9 +8,9 @@ import pytest
 from aiohttp import web
 from aiohttp.test_utils import TestClient
 
+from signaling.api.views import iso
 from signaling.clock import ManualClock
 from signaling.keys import SERVICES
-from signaling.views import iso
 from tests.conftest import Accounts, Staff, new_session
 
 pytestmark = pytest.mark.both_stores

@@ -31,7 +31,7 @@ import pyotp
 import pytest
 
 from config import load_settings
-from signaling.selfsigned import ensure_self_signed
+from signaling.accounts.selfsigned import ensure_self_signed
 from tests.cli import run_cli
 from tests.conftest import PASSWORD, Staff, deadline
 from tests.rtc import Booking, SignalClient, connect_media, let_in, peers, rtc_config, sees_knock
@@ -414,7 +414,7 @@ async def book_through_nginx(deployment: Deployment, doctor: Staff) -> tuple[Boo
 async def join_over_wss(
     deployment: Deployment, http: aiohttp.ClientSession, token: str, origin: str | None = None
 ) -> tuple[SignalClient, Any]:
-    from signaling.protocol import Welcome
+    from signaling.live.protocol import Welcome
 
     ws = await http.ws_connect(
         f"wss://localhost:{deployment.https_port}/ws",
@@ -451,7 +451,7 @@ async def next_waiting_event(stream: aiohttp.ClientResponse) -> list[dict[str, A
 
 @pytest.mark.usefixtures("loopback_only")
 async def test_a_doctor_and_a_patient_call_through_nginx_over_wss(deployment: Deployment) -> None:
-    from signaling.protocol import Lobby
+    from signaling.live.protocol import Lobby
 
     doctor = await sign_in(deployment)
     booking, invite = await book_through_nginx(deployment, doctor)

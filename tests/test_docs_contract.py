@@ -21,11 +21,9 @@ from aiohttp import web
 from aiohttp.test_utils import TestClient
 
 from config import Settings
-from signaling import audit_docs
-from signaling.api_types import LoginResponse
-from signaling.app import all_routes
-from signaling.audit import AUDITED_ACTIONS
-from signaling.error_docs import (
+from signaling.api import audit_docs
+from signaling.api.api_types import LoginResponse
+from signaling.api.error_docs import (
     BEGIN,
     END,
     JOIN_REFUSED,
@@ -33,8 +31,10 @@ from signaling.error_docs import (
     websocket_kinds,
     websocket_table,
 )
+from signaling.api.http_api import CSRF_HEADER, UNSAFE_METHODS, Endpoint
+from signaling.app import all_routes
+from signaling.audit.trail import AUDITED_ACTIONS
 from signaling.errors import KINDS
-from signaling.http_api import CSRF_HEADER, UNSAFE_METHODS, Endpoint
 from signaling.keys import SERVICES
 from tests.conftest import ORIGIN, PASSWORD, Accounts, Staff
 
@@ -97,7 +97,7 @@ def committed_table() -> str:
 def test_protocol_error_table_is_the_generated_one() -> None:
     assert committed_table() == websocket_table().strip("\n"), (
         "docs/protocol.md's error table differs from signaling/errors.py: "
-        "run `python -m signaling.error_docs` and commit the result"
+        "run `python -m signaling.api.error_docs` and commit the result"
     )
 
 
@@ -121,7 +121,7 @@ def test_protocol_error_table_lists_every_websocket_error_with_its_close() -> No
 
 
 def test_a_join_refused_without_a_close_code_of_its_own_closes_as_documented() -> None:
-    from signaling.connection import CLOSE_PROTOCOL_ERROR
+    from signaling.live.connection import CLOSE_PROTOCOL_ERROR
 
     assert JOIN_REFUSED == CLOSE_PROTOCOL_ERROR
 
@@ -129,9 +129,11 @@ def test_a_join_refused_without_a_close_code_of_its_own_closes_as_documented() -
 def test_the_generator_rewrites_only_the_table(tmp_path: Path) -> None:
     doc = tmp_path / "protocol.md"
     doc.write_text(f"before\n\n{BEGIN}\nstale\n{END}\n\nafter\n")
-    check = [sys.executable, "-m", "signaling.error_docs", "--check", str(doc)]
+    check = [sys.executable, "-m", "signaling.api.error_docs", "--check", str(doc)]
     assert subprocess.run(check, cwd=ROOT, capture_output=True).returncode == 1
-    subprocess.run([sys.executable, "-m", "signaling.error_docs", str(doc)], cwd=ROOT, check=True)
+    subprocess.run(
+        [sys.executable, "-m", "signaling.api.error_docs", str(doc)], cwd=ROOT, check=True
+    )
     text = doc.read_text()
     assert text.startswith("before\n\n") and text.endswith("\n\nafter\n")
     assert "stale" not in text and websocket_table().strip("\n") in text
@@ -147,7 +149,7 @@ def test_architecture_audit_actions_table_is_the_generated_one() -> None:
     committed = text.split(audit_docs.BEGIN, 1)[1].split(audit_docs.END, 1)[0]
     assert committed.strip("\n") == audit_docs.actions_table().strip("\n"), (
         "docs/architecture.md's audit actions differ from signaling/audit_actions.py: "
-        "run `python -m signaling.audit_docs` and commit the result"
+        "run `python -m signaling.api.audit_docs` and commit the result"
     )
     listed = re.findall(r"^\| `([a-z_.]+)` \|", committed, re.M)
     assert listed == list(AUDITED_ACTIONS)
@@ -159,9 +161,11 @@ def test_the_audit_actions_generator_rewrites_only_its_table(tmp_path: Path) -> 
     doc.write_text(
         f"before\n{BEGIN}\nx\n{END}\n{audit_docs.BEGIN}\nstale\n{audit_docs.END}\nafter\n"
     )
-    check = [sys.executable, "-m", "signaling.audit_docs", "--check", str(doc)]
+    check = [sys.executable, "-m", "signaling.api.audit_docs", "--check", str(doc)]
     assert subprocess.run(check, cwd=ROOT, capture_output=True).returncode == 1
-    subprocess.run([sys.executable, "-m", "signaling.audit_docs", str(doc)], cwd=ROOT, check=True)
+    subprocess.run(
+        [sys.executable, "-m", "signaling.api.audit_docs", str(doc)], cwd=ROOT, check=True
+    )
     text = doc.read_text()
     assert text.startswith(f"before\n{BEGIN}\nx\n{END}\n") and text.endswith("\nafter\n")
     assert "stale" not in text and audit_docs.actions_table() in text

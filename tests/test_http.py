@@ -210,7 +210,7 @@ async def test_only_the_latest_setup_link_works(
 async def test_invite_and_setup_tokens_never_reach_the_access_log(
     client: TestClient[Any, Any], caplog: pytest.LogCaptureFixture
 ) -> None:
-    from signaling.middleware import RedactingAccessLogger
+    from signaling.api.middleware import RedactingAccessLogger
 
     logger = RedactingAccessLogger(logging.getLogger("teleconsult.access"), "")
     caplog.set_level(logging.INFO, "teleconsult.access")

@@ -1,4 +1,4 @@
-"""The HTTP edge with no proxy in front (signaling/edge.py): slow clients, oversized bodies,
+"""The HTTP edge with no proxy in front (signaling/api/edge.py): slow clients, oversized bodies,
 too many connections, the parser's own answers and the Server header.
 
 Each test speaks raw HTTP over an asyncio socket to the service served on a free port by
@@ -27,10 +27,10 @@ from aiohttp import web
 from aiohttp.test_utils import TestClient
 
 from config import ConfigError, Settings, load_settings
+from signaling.api.edge import start_edge
+from signaling.api.routes_live import STREAM_TIMING, StreamTiming
 from signaling.app import create_app
 from signaling.clock import ManualClock
-from signaling.edge import start_edge
-from signaling.routes_live import STREAM_TIMING, StreamTiming
 from tests.conftest import Accounts, deadline, wait_until
 from tests.servers import free_port, stop_process, wait_for_port
 

@@ -14,8 +14,8 @@ from aiohttp.test_utils import TestClient
 
 from signaling.clock import ManualClock
 from signaling.keys import SERVICES
+from signaling.live.protocol import Lobby, PeerLeft, RelayedOffer, Waiting
 from signaling.models import AuditEntry
-from signaling.protocol import Lobby, PeerLeft, RelayedOffer, Waiting
 from tests.conftest import Accounts, Staff, wait_until
 from tests.rtc import (
     RECEIVE_TIMEOUT,

@@ -15,10 +15,10 @@ from aiohttp import web
 from aiohttp.test_utils import TestClient
 
 from config import Settings, TurnSettings
+from signaling.api.routes_live import MAX_STREAMS_PER_USER, STREAM_TIMING, StreamTiming
 from signaling.app import create_app
 from signaling.clock import ManualClock
-from signaling.protocol import Admitted, Waiting
-from signaling.routes_live import MAX_STREAMS_PER_USER, STREAM_TIMING, StreamTiming
+from signaling.live.protocol import Admitted, Waiting
 from tests.conftest import Accounts, Staff, wait_until
 from tests.rtc import book, join
 

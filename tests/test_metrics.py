@@ -58,7 +58,7 @@ async def test_metrics_are_refused_to_remote_addresses(client: TestClient[Any, A
 async def test_metrics_follow_joins_refusals_rooms_and_relays(
     accounts: Accounts, doctor: Any, clock: Any, client: TestClient[Any, Any]
 ) -> None:
-    from signaling.protocol import RelayedOffer
+    from signaling.live.protocol import RelayedOffer
     from tests.rtc import book, connect, enter_call, make_sdp
 
     booking = await book(accounts, doctor, clock)

@@ -12,14 +12,14 @@ WIRING = "signaling/app.py"
 # The one place each Redis implementation may be named: the wiring, and the implementations
 # built on another one (the room states over the bus's connection).
 ONLY_IN_WIRING = {
-    "signaling.bus_redis": {WIRING, "signaling/room_state_redis.py"},
-    "signaling.room_state_redis": {WIRING},
-    "signaling.room_watch": {WIRING},
+    "signaling.cluster.bus_redis": {WIRING, "signaling/cluster/room_state_redis.py"},
+    "signaling.cluster.room_state_redis": {WIRING},
+    "signaling.cluster.room_watch": {WIRING},
     "signaling.store.redis": {WIRING},
 }
 REDIS_CLIENTS = {
-    "signaling/bus_redis.py",
-    "signaling/room_state_redis.py",
+    "signaling/cluster/bus_redis.py",
+    "signaling/cluster/room_state_redis.py",
     "signaling/store/redis.py",
 }
 

@@ -14,10 +14,10 @@ from aiohttp import web
 from aiohttp.test_utils import TestClient
 
 from config import Settings
+from signaling.api.site import PAGES, SiteError, load_site
 from signaling.app import create_app
 from signaling.clock import ManualClock
 from signaling.keys import SITE
-from signaling.site import PAGES, SiteError, load_site
 
 WEB = Path(__file__).resolve().parent.parent / "web"
 PAGE_PATHS = {

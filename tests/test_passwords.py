@@ -11,8 +11,8 @@ from pathlib import Path
 from argon2 import PasswordHasher, extract_parameters
 from argon2.profiles import CHEAPEST, RFC_9106_LOW_MEMORY
 
-from signaling import passwords
-from signaling.passwords import PRODUCTION_PARAMETERS, hash_password, verify_password
+from signaling.accounts import passwords
+from signaling.accounts.passwords import PRODUCTION_PARAMETERS, hash_password, verify_password
 from tests.conftest import deadline
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -21,7 +21,7 @@ ROOT = Path(__file__).resolve().parent.parent
 PRODUCTION_PROBE = """
 import asyncio, json
 from argon2 import extract_parameters
-from signaling import passwords
+from signaling.accounts import passwords
 
 stored = asyncio.run(passwords.hash_password("a long enough password"))
 print(json.dumps({

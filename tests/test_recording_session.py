@@ -13,11 +13,11 @@ from aiortc import RTCSessionDescription
 from aiortc.mediastreams import VideoStreamTrack
 
 from config import Settings
-from signaling.audit import AuditTrail
+from signaling.audit.trail import AuditTrail
 from signaling.clock import ManualClock
 from signaling.errors import AppError
 from signaling.models import Consultation
-from signaling.recording_session import RecordingChange, RecordingSession
+from signaling.recording.recording_session import RecordingChange, RecordingSession
 from signaling.store.sqlite import SqliteStore
 from tests.test_media_recorder import ROLES, Participant
 

@@ -18,10 +18,10 @@ from aiohttp import web
 from media.encrypted_recording import RecordingWriter
 from media.keyring import load_keyring_from_settings
 from signaling.clock import ManualClock
+from signaling.consultations.retention import RetentionSweeper
 from signaling.keys import SERVICES
 from signaling.models import Recording
-from signaling.recordings import RecordingLibrary, recording_context
-from signaling.retention import RetentionSweeper
+from signaling.recording.recordings import RecordingLibrary, recording_context
 from tests.conftest import Accounts, Staff
 
 pytestmark = pytest.mark.both_stores

@@ -73,7 +73,7 @@ async def test_a_redis_outage_is_answered_clearly_and_nothing_is_lost(
     assert [c["id"] for c in listed["consultations"]] == [booking.consultation_id]
     ws = await connect(client)
     await ws.send({"type": "join", "v": 1, "token": await booking.doctor_token()})
-    from signaling.protocol import Welcome
+    from signaling.live.protocol import Welcome
 
     assert (await ws.expect(Welcome)).role == "doctor"
     await ws.close()

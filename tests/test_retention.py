@@ -10,10 +10,10 @@ from aiohttp import web
 from aiohttp.test_utils import TestClient
 
 from config import Settings
-from signaling.audit_chain import first_broken
 from signaling.clock import ManualClock
+from signaling.consultations.retention import RetentionSweeper
 from signaling.keys import SERVICES
-from signaling.retention import RetentionSweeper
+from signaling.store.audit_chain import first_broken
 from tests.cli import run_cli
 from tests.conftest import Staff
 from tests.test_consultations import create, invite_token
@@ -107,7 +107,7 @@ async def test_admin_exports_then_erases_a_consultation_at_the_patients_request(
 async def test_erasure_at_the_patients_request_crypto_shreds_the_recordings(
     app: web.Application, admin: Staff, doctor: Staff, clock: ManualClock
 ) -> None:
-    from signaling.recordings import RecordingLibrary
+    from signaling.recording.recordings import RecordingLibrary
     from tests.test_recordings_api import make_recording
 
     created = await create(doctor, clock)

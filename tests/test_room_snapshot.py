@@ -15,8 +15,8 @@ from aiohttp.test_utils import TestClient
 
 from config import Settings, StorageSettings
 from signaling.clock import ManualClock
-from signaling.protocol import PeerJoined, Welcome
-from signaling.room_state import (
+from signaling.live.protocol import PeerJoined, Welcome
+from signaling.live.room_state import (
     SNAPSHOT_VERSION,
     RoomSnapshot,
     SeatRecord,

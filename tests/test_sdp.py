@@ -1,4 +1,4 @@
-"""DTLS-SRTP checks on session descriptions (signaling/sdp.py)."""
+"""DTLS-SRTP checks on session descriptions (signaling/live/sdp.py)."""
 
 from __future__ import annotations
 
@@ -9,7 +9,7 @@ from typing import Any
 import pytest
 
 from signaling.errors import AppError
-from signaling.sdp import (
+from signaling.live.sdp import (
     MAX_MEDIA_SECTIONS,
     MAX_SDP_CANDIDATES,
     validate_candidate,

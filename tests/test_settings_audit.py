@@ -13,12 +13,12 @@ from aiohttp import web
 
 from config import Settings
 from signaling.app import create_app
-from signaling.audit import AuditTrail
+from signaling.audit.settings_audit import DIGESTS_META, record_settings_change, setting_digests
+from signaling.audit.trail import AuditTrail
 from signaling.clock import ManualClock
 from signaling.crypto import derive_key
 from signaling.keys import SERVICES
 from signaling.models import AuditEntry
-from signaling.settings_audit import DIGESTS_META, record_settings_change, setting_digests
 from signaling.store.sqlite import SqliteStore
 
 pytestmark = pytest.mark.both_stores

@@ -9,7 +9,7 @@ from aiohttp.test_utils import TestClient
 
 from signaling.clock import ManualClock
 from signaling.keys import SERVICES
-from signaling.protocol import (
+from signaling.live.protocol import (
     PeerJoined,
     PeerLeft,
     RelayedAnswer,

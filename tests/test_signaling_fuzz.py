@@ -24,7 +24,7 @@ from config import Settings, SignalingSettings, StorageSettings
 from signaling.app import create_app
 from signaling.clock import ManualClock
 from signaling.errors import KINDS
-from signaling.protocol import (
+from signaling.live.protocol import (
     SERVER_DECODER,
     ErrorMessage,
     Lobby,

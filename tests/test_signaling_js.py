@@ -10,7 +10,7 @@ from typing import Any
 from aiohttp.test_utils import TestClient
 
 from signaling.clock import ManualClock
-from signaling.protocol import (
+from signaling.live.protocol import (
     Lobby,
     PeerJoined,
     PeerLeft,

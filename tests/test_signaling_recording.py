@@ -20,8 +20,8 @@ from config import Settings, TurnSettings
 from signaling.app import create_app
 from signaling.clock import ManualClock
 from signaling.keys import SERVICES
-from signaling.protocol import RecordingAnswer, RecordingState
-from signaling.recordings import RecordingLibrary
+from signaling.live.protocol import RecordingAnswer, RecordingState
+from signaling.recording.recordings import RecordingLibrary
 from tests import test_turn
 from tests.conftest import Accounts, Staff
 from tests.rtc import (

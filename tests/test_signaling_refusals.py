@@ -12,8 +12,15 @@ from aiohttp.test_utils import TestClient
 
 from signaling.clock import ManualClock
 from signaling.keys import SERVICES
-from signaling.live import SIGNALING
-from signaling.protocol import ErrorMessage, Lobby, Pong, RelayedCandidate, RelayedOffer, Waiting
+from signaling.live.protocol import (
+    ErrorMessage,
+    Lobby,
+    Pong,
+    RelayedCandidate,
+    RelayedOffer,
+    Waiting,
+)
+from signaling.live.signaling_state import SIGNALING
 from tests.conftest import ORIGIN, Accounts, Staff, wait_until, with_limits
 from tests.rtc import book, connect, enter_call, join, knocking, make_sdp, silent
 

@@ -12,12 +12,11 @@ import pytest
 from aiohttp import WSMsgType
 from aiohttp.test_utils import TestClient
 
-from signaling import connection as connection_module
-from signaling.bus import LocalBus
 from signaling.clock import ManualClock
 from signaling.keys import SERVICES
-from signaling.live import SIGNALING
-from signaling.protocol import (
+from signaling.live import connection as connection_module
+from signaling.live.bus import LocalBus
+from signaling.live.protocol import (
     Admitted,
     Denied,
     Ended,
@@ -29,8 +28,9 @@ from signaling.protocol import (
     Waiting,
     Welcome,
 )
-from signaling.room import InvalidTransition, RoomState
-from signaling.room_registry import RoomRegistry
+from signaling.live.room import InvalidTransition, RoomState
+from signaling.live.room_registry import RoomRegistry
+from signaling.live.signaling_state import SIGNALING
 from signaling.store.sqlite import SqliteStore
 from tests.conftest import ORIGIN, Accounts, Staff, deadline, wait_until, with_limits
 from tests.rtc import SignalClient, book, connect, enter_call, join, knocking, make_sdp, silent
@@ -365,7 +365,7 @@ async def test_the_room_state_machine_refuses_bad_transitions_with_one_error_typ
 async def test_cancelling_a_consultation_ends_its_open_room(
     client: Any, accounts: Any, doctor: Any, clock: Any
 ) -> None:
-    from signaling.protocol import Ended
+    from signaling.live.protocol import Ended
     from tests.rtc import book, join
 
     booking = await book(accounts, doctor, clock)

@@ -9,8 +9,8 @@ from pathlib import Path
 import pytest
 
 from config import ConfigError
-from signaling.audit_chain import GENESIS, first_broken
 from signaling.models import Consultation, Session, User
+from signaling.store.audit_chain import GENESIS, first_broken
 from signaling.store.base import (
     SETUP_NONCE_USED,
     AuditFields,

@@ -19,7 +19,6 @@ from typing import Any
 import msgspec
 import pytest
 
-from signaling.audit_chain import GENESIS, chained_entry, first_broken
 from signaling.models import (
     AuditEntry,
     AuditFields,
@@ -29,6 +28,7 @@ from signaling.models import (
     Session,
     User,
 )
+from signaling.store.audit_chain import GENESIS, chained_entry, first_broken
 from signaling.store.base import AuditFilter, DuplicateUsername, Store
 from signaling.store.redis import RedisStore
 from signaling.store.sqlite import MIGRATIONS, SqliteStore

@@ -9,9 +9,9 @@ import pytest
 from itsdangerous import URLSafeTimedSerializer
 
 from signaling.clock import ManualClock
+from signaling.consultations.tokens import INVITE_SALT, ROOM_SALT, InviteTokens, RoomTokens, _timed
 from signaling.errors import AppError
 from signaling.store.sqlite import SqliteStore
-from signaling.tokens import INVITE_SALT, ROOM_SALT, InviteTokens, RoomTokens, _timed
 
 SECRET = b"k" * 32
 

@@ -17,8 +17,8 @@ from aiohttp.test_utils import TestClient
 
 from config import Settings, TurnSettings
 from signaling.clock import ManualClock
-from signaling.protocol import IceServer, RelayedAnswer, RelayedOffer
-from signaling.turn import credential_expiry, ice_servers, turn_credential
+from signaling.live.protocol import IceServer, RelayedAnswer, RelayedOffer
+from signaling.live.turn import credential_expiry, ice_servers, turn_credential
 from tests.conftest import Accounts, Staff
 from tests.rtc import Coturn, book, enter_call, negotiate, peers, rtc_config
 

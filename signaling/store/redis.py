@@ -32,7 +32,6 @@ from redis.exceptions import ConnectionError as RedisConnectionError
 from redis.exceptions import RedisError, TimeoutError, WatchError
 
 from config import ConfigError
-from signaling.audit_chain import GENESIS, chained_entry
 from signaling.models import (
     AuditEntry,
     AuditFields,
@@ -43,6 +42,7 @@ from signaling.models import (
     StaffRole,
     User,
 )
+from signaling.store.audit_chain import GENESIS, chained_entry
 from signaling.store.base import (
     SETUP_NONCE_USED,
     AuditCheckpoint,

@@ -23,7 +23,6 @@ from typing import Any, TypeVar
 
 import msgspec
 
-from signaling.audit_chain import GENESIS, chained_entry
 from signaling.models import (
     AuditEntry,
     ConsentReceipt,
@@ -33,6 +32,7 @@ from signaling.models import (
     StaffRole,
     User,
 )
+from signaling.store.audit_chain import GENESIS, chained_entry
 from signaling.store.base import (
     SETUP_NONCE_USED,
     AuditCheckpoint,

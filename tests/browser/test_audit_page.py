@@ -12,7 +12,7 @@ from urllib.parse import parse_qsl, urlsplit
 import pytest
 from playwright.sync_api import Page, expect
 
-from signaling.audit import AUDITED_ACTIONS
+from signaling.audit.trail import AUDITED_ACTIONS
 from tests.conftest import PASSWORD
 
 from .conftest import (

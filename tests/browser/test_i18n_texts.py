@@ -5,8 +5,8 @@ from __future__ import annotations
 import re
 from pathlib import Path
 
+from signaling.api.site import load_site
 from signaling.app import all_routes
-from signaling.site import load_site
 
 WEB = Path(__file__).resolve().parents[2] / "web"
 _ENTRY = re.compile(r'^\s*"([\w.]+)":', re.MULTILINE)

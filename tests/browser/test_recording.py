@@ -21,7 +21,7 @@ import pytest
 from playwright.sync_api import Locator, Page, expect
 
 from config import SecuritySettings, TurnSettings
-from signaling.live import SIGNALING
+from signaling.live.signaling_state import SIGNALING
 from tests import test_turn
 from tests.conftest import deadline, deadline_ms
 from tests.rtc import Coturn

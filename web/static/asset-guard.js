@@ -1,5 +1,5 @@
 // Recovers a page whose assets this server does not hold. A page names its modules and styles
-// under /v/<version>/ (signaling/site.py); the server answers 404 for any version but its own
+// under /v/<version>/ (signaling/api/site.py); the server answers 404 for any version but its own
 // (right after an upgrade, or from an instance of another version during a rolling upgrade).
 // A module graph with one missing file does not run at all, so nothing of two versions is ever
 // mixed; this reloads the page once to fetch HTML and assets of one version again, and if that

@@ -1,5 +1,5 @@
 // Texts of the audit trail page, in French and English (merged by i18n-dict.js).
-// audit.action.<action> names each action the service records (signaling/audit.py).
+// audit.action.<action> names each action the service records (signaling/audit/trail.py).
 export const AUDIT = {
   fr: {
     "audit.page_title": "Téléconsultation — Journal d'audit",

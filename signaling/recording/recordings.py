@@ -1,0 +1,103 @@
+"""The recording library: who may list, download and delete which recording, and retention.
+
+Files live under ``<data_dir>/recordings`` encrypted (media.encrypted_recording), each bound
+to its recording id through the AEAD context, so a file moved into another recording's place
+does not decrypt. Downloads decrypt on the fly, segment by segment: no plaintext file is ever
+written. Deleting crypto-shreds: the header holding the wrapped data key is overwritten, then
+the file is removed.
+"""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import Iterator
+from pathlib import Path
+
+from config import Settings
+from media.encrypted_recording import RecordingReader, shred
+from media.keyring import Keyring, load_keyring_from_settings
+from signaling.audit.access_audit import AccessRefused
+from signaling.clock import Clock
+from signaling.models import Recording, User
+from signaling.store.base import Store
+
+DAY = 86400.0
+
+
+def recording_context(recording_id: str) -> bytes:
+    """Associated data binding a recording file to its id (writer and reader must agree)."""
+    return f"teleconsult.recording:{recording_id}".encode()
+
+
+class RecordingLibrary:
+    def __init__(self, store: Store, clock: Clock, settings: Settings) -> None:
+        self.store = store
+        self.clock = clock
+        self.settings = settings
+        self.directory = settings.storage.data_path / "recordings"
+
+    def keyring(self) -> Keyring:
+        # Loaded each time, so a master-key rotation is picked up without a restart.
+        return load_keyring_from_settings(self.settings)
+
+    def path_of(self, recording: Recording) -> Path:
+        return self.directory / Path(recording.file_name).name
+
+    async def visible_to(self, user: User, recording_id: str) -> Recording:
+        recording = await self.store.get_recording(recording_id)
+        if (
+            recording is None
+            or recording.status == "deleted"
+            or (user.role != "admin" and recording.doctor_id != user.id)
+        ):
+            # Audited with the reason; the answer is the same for all three.
+            gone = recording is None or recording.status == "deleted"
+            raise AccessRefused(
+                "recording_not_found",
+                user,
+                "not_found" if gone else "not_owner",
+                "recording",
+                recording_id,
+            )
+        return recording
+
+    async def list_for(self, user: User, consultation_id: str | None) -> list[Recording]:
+        found = await self.store.list_recordings(
+            consultation_id=consultation_id, doctor_id=None if user.role == "admin" else user.id
+        )
+        return [r for r in found if r.status != "deleted"]
+
+    def plaintext(self, recording: Recording) -> Iterator[bytes]:
+        """Decrypted chunks; a file cut short (a recorder killed mid-way) yields what is whole."""
+        recover = recording.status != "complete"
+        reader = RecordingReader.open(
+            self.path_of(recording),
+            self.keyring(),
+            recover=recover,
+            context=recording_context(recording.id),
+        )
+        try:
+            yield from reader.chunks()
+        finally:
+            reader.close()
+
+    async def delete(self, recording: Recording, reason: str) -> Recording:
+        await asyncio.to_thread(shred, self.path_of(recording), missing_ok=True)
+        deleted = recording.evolve(
+            status="deleted",
+            deleted_at=self.clock.now(),
+            stop_reason=recording.stop_reason or reason,
+        )
+        await self.store.update_recording(deleted)
+        return deleted
+
+    async def purge_expired(self) -> list[Recording]:
+        """Crypto-shred recordings past their retention; answers those purged (for the audit)."""
+        limit = self.clock.now() - self.settings.recording.retention_days * DAY
+        purged: list[Recording] = []
+        for recording in await self.store.list_recordings():
+            if recording.status != "deleted" and recording.started_at < limit:
+                if recording.status == "recording":
+                    continue  # still being written: the next sweep takes it
+                purged.append(await self.delete(recording, "retention"))
+        return purged
