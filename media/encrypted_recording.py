@@ -46,6 +46,9 @@ recording can be re-wrapped under a new master key without re-encrypting its seg
 
 Crypto-shredding: the data key exists only wrapped in the header, so :func:`shred` overwrites
 the header and unlinks the file; retiring a master key shreds everything it wrapped.
+
+Over 400 lines on purpose: the writer, the reader and shredding share one byte format and
+one nonce and key schedule; kept together, a change to the format is made in one place.
 """
 
 from __future__ import annotations

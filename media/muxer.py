@@ -19,6 +19,9 @@ The size in the header is a hint; players follow the keyframes when it changes.
 :class:`MuxerThread` runs one in its own thread, fed from any thread, so neither aiortc's
 decoder threads nor the event loop ever touch the container, and a slow disk (the writer
 fsyncs) does not stall the event loop.
+
+Over 400 lines on purpose: the timeline (arrival alignment, unwrapping, clamping), the
+header wait and the VP8 integrity checks are one algorithm over the same per-source state.
 """
 
 from __future__ import annotations

@@ -2,6 +2,9 @@
 
 Anything raised that is not an :class:`AppError` is logged and answered as ``internal_error``,
 so a message meant for the log (with a path, a query, a token) never reaches a client.
+
+Over 400 lines on purpose: it is one table, each error with its status, close code, message and
+where a WebSocket client meets it; the docs' tables are generated from it, so it stays whole.
 """
 
 from __future__ import annotations

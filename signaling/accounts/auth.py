@@ -1,4 +1,8 @@
-"""Accounts, two-step sign-in (password, then TOTP), lockouts and server-side sessions."""
+"""Accounts, two-step sign-in (password, then TOTP), lockouts and server-side sessions.
+
+Slightly over 400 lines: sign-in, its lockouts and the sessions it opens share one set of
+rules (what counts as a failure, what ends a session); split apart they would be read apart.
+"""
 
 from __future__ import annotations
 

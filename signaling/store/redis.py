@@ -14,6 +14,9 @@ application's clock (passed in as ``now``), with a Redis TTL on top so that noth
 Durable data is only durable with AOF: ``open()`` refuses a server with ``appendonly no``
 unless told otherwise. A database of the earlier layout (records as hashes) is converted by
 ``open()``, see :meth:`RedisStore._upgrade`.
+
+Over 400 lines on purpose: the whole Store protocol, the page-at-a-time audit reads and the
+one-time conversion of the earlier layout; each operation is a transaction of its own.
 """
 
 from __future__ import annotations
