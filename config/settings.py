@@ -56,6 +56,21 @@ class ServerSettings:
         return f"{scheme}://{host}:{self.port}"
 
     @property
+    def allowed_origins(self) -> frozenset[str]:
+        """The page origins the service answers for: :attr:`origin` and, with no ``public_url``
+        on a loopback or wildcard address, every loopback alias of its own port
+        (``localhost``, ``127.0.0.1``, ``[::1]``): the service prints ``127.0.0.1`` as where it
+        listens, and a newcomer opens that."""
+        if self.public_url:
+            return frozenset({self.origin})
+        loopback = ("127.0.0.1", "localhost", "::1", "0.0.0.0", "::", "")  # noqa: S104
+        if self.host not in loopback:
+            return frozenset({self.origin})
+        scheme = "https" if self.tls else "http"
+        aliases = ("localhost", "127.0.0.1", "[::1]")
+        return frozenset({self.origin, *(f"{scheme}://{a}:{self.port}" for a in aliases)})
+
+    @property
     def secure_cookies(self) -> bool:
         return self.origin.startswith("https://")
 

@@ -243,7 +243,8 @@ _KINDS = [
         "origin_refused",
         403,
         4403,
-        "Connections from this origin are refused.",
+        "This page was opened at an address the service does not answer for: open it at "
+        "the address the service printed at start-up, or set server.public_url to this one.",
         websocket=Ws(
             "handshake",
             "the `Origin` header is missing or is not the service's origin (see *Transport*)",

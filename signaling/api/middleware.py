@@ -84,8 +84,8 @@ async def origin_middleware(request: web.Request, handler: Handler) -> StreamRes
     can tell a wrong origin from a missing token (endpoint_errors declares it)."""
     if request.method in UNSAFE_METHODS:
         origin = request.headers.get("Origin")
-        expected = request.app[SERVICES].settings.server.origin
-        if origin is not None and origin != expected:
+        allowed = request.app[SERVICES].settings.server.allowed_origins
+        if origin is not None and origin not in allowed:
             raise AppError("origin_refused")
     return await handler(request)
 

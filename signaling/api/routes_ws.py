@@ -19,7 +19,7 @@ async def websocket_handler(request: web.Request) -> web.StreamResponse:
     signaling = request.app[SIGNALING]
     settings = signaling.services.settings
     # Refused before the upgrade: no WebSocket is ever opened for a foreign page.
-    if request.headers.get("Origin") != settings.server.origin:
+    if request.headers.get("Origin") not in settings.server.allowed_origins:
         signaling.services.metrics.refusals.labels("origin_refused").inc()
         raise AppError("origin_refused")
     address = client_address(request)
