@@ -23,7 +23,7 @@ from signaling.keys import SERVICES
 from signaling.live.protocol import RecordingAnswer, RecordingState
 from signaling.recording.recordings import RecordingLibrary
 from tests import test_turn
-from tests.conftest import Accounts, Staff
+from tests.conftest import Accounts, Staff, wait_until
 from tests.rtc import (
     Coturn,
     SignalClient,
@@ -238,8 +238,8 @@ async def test_relay_only_participants_record_through_turn_and_the_recorder_has_
         for pc in pcs:
             assert candidate_types(pc.localDescription.sdp) == {"relay"}
             assert "relay" in candidate_types(pc.remoteDescription.sdp)
-        await asyncio.sleep(2)
-        assert all(pc.connectionState == "connected" for pc in pcs)
+        await wait_until(lambda: all(pc.connectionState == "connected" for pc in pcs), within=5)
+        await asyncio.sleep(2)  # two seconds of media to record: a workload, not a wait
         await doctor_ws.send({"type": "recording_withdraw"})
         await both_see("idle", doctor_ws, patient_ws)
     finally:
