@@ -1,6 +1,6 @@
 """Chromium benchmark: from the doctor's click on "let in" to the first remote video frame.
 
-    python bench/bench_browser_call.py [--calls 12]
+    python bench/bench_browser_call.py [--calls 12] [--firefox]
 
 Two headless Chromium contexts (Debian's /usr/bin/chromium, the browser tests' flags, fake
 camera and microphone) place ``--calls`` whole consultations through the real service on
@@ -16,6 +16,12 @@ between the pages (next to no signaling delay), no service and no waiting room. 
 starts right before ``createOffer``. The ratio service/baseline of the medians says what the
 service adds (the admit message and its relay, the patient's switch to the call view, every
 offer, answer and candidate through the server's WebSocket).
+
+With ``--firefox`` the patient is on Firefox ESR (tests/browser/firefox.py, over WebDriver
+BiDi) and the doctor on Chromium, and the baseline is a bare Chromium<->Firefox pair: the two
+browsers share no BroadcastChannel, so the bench itself carries a complete offer and a complete
+answer (ICE gathered first, no trickle) between them. Both browsers stamp times from the same
+system clock (``performance.timeOrigin + performance.now()``).
 
 Prints median and p95 per side (doctor sees patient, patient sees doctor) and for the later
 of the two (both see each other), for the service and the baseline. Goal: service median
@@ -43,8 +49,10 @@ from tests.browser.conftest import (
     LiveServer,
     start_server,
 )
+from tests.browser.firefox import FIREFOX, Firefox, FirefoxPage
+from tests.browser.journey import CallPage, wait_attribute
 from tests.browser.test_staff_pages import create_doctor, enrol_with_page_secret, sign_in
-from tests.conftest import PASSWORD
+from tests.conftest import PASSWORD, deadline_ms
 
 # Armed on a page before the clock starts: the first frame the remote <video> presents.
 ARM_FIRST_FRAME = """(selector) => {
@@ -63,10 +71,8 @@ RECORD_ADMIT_CLICK = """() => {
   }, { capture: true, once: true });
 }"""
 
-# Baseline page: camera on, a remote <video>, one RTCPeerConnection without ICE servers, and
-# signaling over a BroadcastChannel between the two pages (same browser context): trickle ICE
-# with next to no signaling delay, the best this browser can do on this machine.
-BASELINE_SETUP = """async (channelName) => {
+# Both baselines' pages: camera on, a remote <video>, one RTCPeerConnection without ICE servers.
+MEDIA_AND_PEER = """
   document.body.replaceChildren();
   const video = document.createElement("video");
   video.id = "remote"; video.autoplay = true; video.muted = true; video.playsInline = true;
@@ -77,6 +83,16 @@ BASELINE_SETUP = """async (channelName) => {
   pc.addEventListener("track", (e) => {
     if (video.srcObject !== e.streams[0]) video.srcObject = e.streams[0];
   });
+"""
+
+# Baseline page: camera on, a remote <video>, one RTCPeerConnection without ICE servers, and
+# signaling over a BroadcastChannel between the two pages (same browser context): trickle ICE
+# with next to no signaling delay, the best this browser can do on this machine.
+BASELINE_SETUP = (
+    """async (channelName) => {
+"""
+    + MEDIA_AND_PEER
+    + """
   const channel = new BroadcastChannel(channelName);
   pc.addEventListener("icecandidate", (e) => {
     channel.postMessage({ candidate: e.candidate ? e.candidate.toJSON() : null });
@@ -104,6 +120,41 @@ BASELINE_SETUP = """async (channelName) => {
   window.__stream = stream;
   window.__channel = channel;
 }"""
+)
+# Cross-browser baseline: no shared channel, so each side gathers all its candidates before
+# its description is read (the bench carries offer and answer between the browsers).
+DIRECT_SETUP = (
+    """async () => {
+"""
+    + MEDIA_AND_PEER
+    + """
+  const gathered = () => new Promise((done) => {
+    if (pc.iceGatheringState === "complete") return done();
+    pc.addEventListener("icegatheringstatechange", () => {
+      if (pc.iceGatheringState === "complete") done();
+    });
+  });
+  window.__offer = async () => {
+    window.__startAt = performance.timeOrigin + performance.now();
+    await pc.setLocalDescription(await pc.createOffer());
+    await gathered();
+    return pc.localDescription.sdp;
+  };
+  window.__answer = async (sdp) => {
+    await pc.setRemoteDescription({ type: "offer", sdp });
+    await pc.setLocalDescription(await pc.createAnswer());
+    await gathered();
+    return pc.localDescription.sdp;
+  };
+  window.__accept = (sdp) => pc.setRemoteDescription({ type: "answer", sdp });
+  window.__pc = pc;
+  window.__stream = stream;
+}"""
+)
+DIRECT_CLOSE = """() => {
+  window.__pc.close();
+  for (const t of window.__stream.getTracks()) t.stop();
+}"""
 BASELINE_START = """async () => {
   window.__startAt = performance.timeOrigin + performance.now();
   await window.__pc.setLocalDescription(await window.__pc.createOffer());
@@ -115,7 +166,8 @@ BASELINE_CLOSE = """() => {
   for (const t of window.__stream.getTracks()) t.stop();
 }"""
 
-FIRST_FRAME_TIMEOUT_MS = 20_000
+# Page waits grow with TELECONSULT_TEST_TIME_FACTOR, as the tests' do, on a busy machine.
+FIRST_FRAME_TIMEOUT_MS = deadline_ms(20)
 VIEWPORT: ViewportSize = {"width": DESKTOP["width"], "height": DESKTOP["height"]}
 
 
@@ -129,7 +181,7 @@ class Sample:
         return max(self.doctor_ms, self.patient_ms)
 
 
-def first_frame_at(page: Page) -> float:
+def first_frame_at(page: CallPage) -> float:
     page.wait_for_function("() => window.__firstFrame !== null", timeout=FIRST_FRAME_TIMEOUT_MS)
     return float(page.evaluate("() => window.__firstFrame"))
 
@@ -138,7 +190,7 @@ def new_page(browser: Browser, base_url: str) -> Page:
     context = browser.new_context(
         viewport=VIEWPORT, locale="fr-FR", base_url=base_url, permissions=["camera", "microphone"]
     )
-    context.set_default_timeout(15_000)
+    context.set_default_timeout(deadline_ms(15))
     return context.new_page()
 
 
@@ -165,18 +217,20 @@ def signed_in_doctor(browser: Browser, server: LiveServer) -> Page:
     return doctor
 
 
-def service_call(browser: Browser, server: LiveServer, doctor: Page) -> Sample:
+def service_call(
+    browser: Browser, server: LiveServer, doctor: Page, firefox: Firefox | None
+) -> Sample:
     consultation_id, path, code = make_invite(server)
     doctor.goto(f"/call/{consultation_id}")
     expect(doctor.locator("#call-status")).to_have_attribute("data-state", "waiting")
-    patient = new_page(browser, server.url)
+    patient: CallPage = firefox.new_page(server.url) if firefox else new_page(browser, server.url)
     try:
         patient.goto(path)
         patient.fill("#access-code", code)
         patient.click("#code-form button[type=submit]")
         patient.wait_for_function("() => document.querySelector('#preview').videoWidth > 0")
         patient.click("#ready")
-        expect(patient.locator("#connection-state")).to_have_attribute("data-state", "waiting")
+        wait_attribute(patient, "#connection-state", "data-state", "waiting")
         admit = doctor.locator("#lobby .waiting-item").get_by_role("button", name="Faire entrer")
         expect(admit).to_be_visible()
         doctor.evaluate(ARM_FIRST_FRAME, "#remote-video")
@@ -192,14 +246,17 @@ def service_call(browser: Browser, server: LiveServer, doctor: Page) -> Sample:
         doctor.click("#hang-up")
         doctor.locator("#confirm-ok").click()
         expect(doctor.locator("#greeting")).to_be_visible()
-        patient.context.close()
+        if isinstance(patient, FirefoxPage):
+            patient.close()
+        else:
+            patient.context.close()  # type: ignore[attr-defined]
 
 
 def baseline_call(browser: Browser, server: LiveServer, number: int) -> Sample:
     context = browser.new_context(
         viewport=VIEWPORT, base_url=server.url, permissions=["camera", "microphone"]
     )
-    context.set_default_timeout(15_000)
+    context.set_default_timeout(deadline_ms(15))
     try:
         offerer, answerer = context.new_page(), context.new_page()  # doctor, patient
         for page in (offerer, answerer):
@@ -214,6 +271,29 @@ def baseline_call(browser: Browser, server: LiveServer, number: int) -> Sample:
         return sample
     finally:
         context.close()
+
+
+def baseline_call_with_firefox(browser: Browser, firefox: Firefox, server: LiveServer) -> Sample:
+    """The bare pair across engines: Chromium offers (the doctor's side), Firefox answers."""
+    offerer = new_page(browser, server.url)
+    answerer = firefox.new_page(server.url)
+    try:
+        pages: tuple[CallPage, CallPage] = (offerer, answerer)
+        for page in pages:
+            page.goto("/healthz")  # same origin as the service: a secure context on 127.0.0.1
+            page.evaluate(DIRECT_SETUP)
+            page.evaluate(ARM_FIRST_FRAME, "#remote")
+        offer = offerer.evaluate("() => window.__offer()")
+        answer = answerer.evaluate("(sdp) => window.__answer(sdp)", offer)
+        offerer.evaluate("(sdp) => window.__accept(sdp)", answer)
+        started = float(offerer.evaluate("() => window.__startAt"))
+        sample = Sample(first_frame_at(offerer) - started, first_frame_at(answerer) - started)
+        for page in pages:
+            page.evaluate(DIRECT_CLOSE)
+        return sample
+    finally:
+        offerer.context.close()
+        answerer.close()
 
 
 def p95(values: list[float]) -> float:
@@ -235,29 +315,43 @@ def summary(name: str, samples: list[Sample]) -> dict[str, float]:
     return medians
 
 
-def run(calls: int) -> int:
+def run(calls: int, with_firefox: bool) -> int:
     with tempfile.TemporaryDirectory() as tmp, sync_playwright() as playwright:
         server = start_server(Path(tmp))
         browser = playwright.chromium.launch(
             executable_path=CHROMIUM, headless=True, args=CHROMIUM_ARGS
         )
+        firefox = Firefox(Path(tmp) / "firefox-profile").start() if with_firefox else None
+
+        def baseline(number: int) -> Sample:
+            if firefox is not None:
+                return baseline_call_with_firefox(browser, firefox, server)
+            return baseline_call(browser, server, number)
+
         try:
             doctor = signed_in_doctor(browser, server)
-            # One unmeasured round of each warms the browser (codec, first page loads).
-            service_call(browser, server, doctor)
-            baseline_call(browser, server, 0)
+            # One unmeasured round of each warms the browsers (codec, first page loads).
+            service_call(browser, server, doctor, firefox)
+            baseline(0)
             service: list[Sample] = []
-            baseline: list[Sample] = []
+            base_samples: list[Sample] = []
             # Interleaved, so a busy moment of the machine falls on both alike.
             for number in range(1, calls + 1):
-                service.append(service_call(browser, server, doctor))
-                baseline.append(baseline_call(browser, server, number))
+                service.append(service_call(browser, server, doctor, firefox))
+                base_samples.append(baseline(number))
         finally:
+            if firefox is not None:
+                firefox.stop()
             browser.close()
             server.stop()
-    print(f"Chromium {CHROMIUM}, loopback, {calls} calls each, fake camera")
+    if firefox is not None:
+        print(f"doctor on Chromium {CHROMIUM}, patient on Firefox {FIREFOX} ({firefox.version})")
+        print(f"loopback, {calls} calls each, fake camera")
+    else:
+        print(f"Chromium {CHROMIUM}, loopback, {calls} calls each, fake camera")
     ours = summary("service: doctor clicks 'let in' -> first remote frame", service)
-    base = summary("baseline: bare RTCPeerConnection pair, createOffer -> first frame", baseline)
+    bare = "bare Chromium<->Firefox pair, complete offer/answer" if firefox else "bare pair"
+    base = summary(f"baseline: {bare}, createOffer -> first frame", base_samples)
     print("ratio service/baseline (medians)")
     for label, value in ours.items():
         print(f"  {label:22s} {value / base[label]:5.2f}x")
@@ -270,10 +364,13 @@ def run(calls: int) -> int:
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--calls", type=int, default=12, help="measured calls (at least 10)")
+    parser.add_argument(
+        "--firefox", action="store_true", help="the patient on Firefox ESR, the doctor on Chromium"
+    )
     args = parser.parse_args(argv)
     if args.calls < 10:
         parser.error("--calls: at least 10")
-    return run(args.calls)
+    return run(args.calls, args.firefox)
 
 
 if __name__ == "__main__":

@@ -5,8 +5,10 @@ This package imports nothing else of the project, so every other package can dep
 
 from config.errors import ConfigError
 from config.loader import load_settings
-from config.secrets import load_or_create_key, read_key_file
+from config.secrets import load_or_create_key, read_key_file, read_password_file
 from config.settings import (
+    ClinicSettings,
+    MailSettings,
     RecordingSettings,
     RetentionSettings,
     SecuritySettings,
@@ -18,7 +20,9 @@ from config.settings import (
 )
 
 __all__ = [
+    "ClinicSettings",
     "ConfigError",
+    "MailSettings",
     "RecordingSettings",
     "RetentionSettings",
     "SecuritySettings",
@@ -30,4 +34,5 @@ __all__ = [
     "load_or_create_key",
     "load_settings",
     "read_key_file",
+    "read_password_file",
 ]

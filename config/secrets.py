@@ -13,18 +13,33 @@ from config.errors import ConfigError
 KEY_BYTES = 32
 
 
-def read_key_file(path: Path) -> bytes:
-    """Read a base64 key; refuse a file that group or others could read."""
+def _read_private(path: Path, what: str) -> str:
+    """A file's text; refuse a file that group or others could read."""
     try:
         info = path.stat()
     except FileNotFoundError:
-        raise ConfigError(f"{path}: key file does not exist") from None
+        raise ConfigError(f"{path}: {what} does not exist") from None
     if info.st_mode & (stat.S_IRWXG | stat.S_IRWXO):
         raise ConfigError(
-            f"{path}: key file is accessible by group or others "
+            f"{path}: {what} is accessible by group or others "
             f"(mode {stat.S_IMODE(info.st_mode):04o}); run: chmod 600 {path}"
         )
-    raw = path.read_text(encoding="ascii").strip()
+    return path.read_text(encoding="utf-8")
+
+
+def read_password_file(path: Path) -> str:
+    """A password kept in a file of its own (its first line, without the line end)."""
+    password = _read_private(path, "password file").split("\n", 1)[0].rstrip("\r")
+    if not password:
+        raise ConfigError(f"{path}: the password file is empty")
+    return password
+
+
+def read_key_file(path: Path) -> bytes:
+    """Read a base64 key; refuse a file that group or others could read."""
+    raw = _read_private(path, "key file").strip()
+    if not raw.isascii():
+        raise ConfigError(f"{path}: expected a base64-encoded key")
     try:
         key = base64.b64decode(raw, validate=True)
     except ValueError:

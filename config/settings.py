@@ -3,11 +3,29 @@
 from __future__ import annotations
 
 import dataclasses
+import ipaddress
+import re
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 from urllib.parse import urlsplit
+from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
+from psycopg.conninfo import conninfo_to_dict
+
+from config.clinic_rules import (
+    DEFAULT_EMERGENCY_EN,
+    DEFAULT_EMERGENCY_FR,
+    MAX_LENGTHS,
+    clinic_field_problem,
+)
 from config.errors import ConfigError
+
+# A service bound on one of these listens on every address of the machine.
+WILDCARD_HOSTS = ("0.0.0.0", "::")  # noqa: S104 - compared, not bound
+LOOPBACK_HOSTS = ("127.0.0.1", "localhost", "::1")
+_LABEL = r"[A-Za-z0-9](?:[A-Za-z0-9-]{0,61}[A-Za-z0-9])?"
+HOST_NAME = re.compile(rf"(?=.{{1,253}}$){_LABEL}(?:\.{_LABEL})*")
 
 
 @dataclass(frozen=True)
@@ -18,6 +36,11 @@ class ServerSettings:
     # Behind a reverse proxy this must be the proxy's public origin: it is checked against
     # the WebSocket Origin header and used to build invite links.
     public_url: str = ""
+    # Listening on every address (host 0.0.0.0 or ::) with no public_url: the addresses (or
+    # names) of this machine that other devices of the network open. The first is the base of
+    # invite links; all are accepted as page origins and named in the --self-signed
+    # certificate. Empty: found at start (config/lan.py), the default route's address first.
+    lan_addresses: tuple[str, ...] = ()
     tls_cert_file: str = ""
     tls_key_file: str = ""
     # Trust X-Forwarded-For / X-Forwarded-Proto from the reverse proxy (only behind one).
@@ -45,34 +68,59 @@ class ServerSettings:
 
     @property
     def origin(self) -> str:
+        """The origin links are built on: ``public_url``'s, else the first LAN address's when
+        listening on every address, else ``localhost`` or the host itself."""
         if self.public_url:
             parts = urlsplit(self.public_url)
             return f"{parts.scheme}://{parts.netloc}"
-        scheme = "https" if self.tls else "http"
-        wildcard = ("127.0.0.1", "0.0.0.0", "::", "")  # noqa: S104 - compared, not bound
-        host = "localhost" if self.host in wildcard else self.host
-        if ":" in host and not host.startswith("["):
-            host = f"[{host}]"
-        return f"{scheme}://{host}:{self.port}"
+        if self.lan_origins:
+            return self.lan_origins[0]
+        wildcard = (*WILDCARD_HOSTS, "127.0.0.1", "")
+        return self.origin_of("localhost" if self.host in wildcard else self.host)
+
+    @property
+    def lan_origins(self) -> tuple[str, ...]:
+        """The origins other devices of the network open: one per ``lan_addresses``, when
+        listening on every address with no ``public_url``."""
+        if self.public_url or self.host not in WILDCARD_HOSTS:
+            return ()
+        return tuple(self.origin_of(address) for address in self.lan_addresses)
 
     @property
     def allowed_origins(self) -> frozenset[str]:
         """The page origins the service answers for: :attr:`origin` and, with no ``public_url``
         on a loopback or wildcard address, every loopback alias of its own port
-        (``localhost``, ``127.0.0.1``, ``[::1]``): the service prints ``127.0.0.1`` as where it
-        listens, and a newcomer opens that."""
+        (``localhost``, ``127.0.0.1``, ``[::1]``: the service prints ``127.0.0.1`` as where it
+        listens, and a newcomer opens that) and every LAN origin."""
         if self.public_url:
             return frozenset({self.origin})
-        loopback = ("127.0.0.1", "localhost", "::1", "0.0.0.0", "::", "")  # noqa: S104
-        if self.host not in loopback:
+        if self.host not in (*LOOPBACK_HOSTS, *WILDCARD_HOSTS, ""):
             return frozenset({self.origin})
+        aliases = ("localhost", "127.0.0.1", "::1")
+        return frozenset({self.origin, *(self.origin_of(a) for a in aliases), *self.lan_origins})
+
+    def origin_of(self, host: str) -> str:
+        """The origin of this service when opened at ``host`` (a name or an address)."""
         scheme = "https" if self.tls else "http"
-        aliases = ("localhost", "127.0.0.1", "[::1]")
-        return frozenset({self.origin, *(f"{scheme}://{a}:{self.port}" for a in aliases)})
+        if ":" in host and not host.startswith("["):
+            host = f"[{host}]"
+        return f"{scheme}://{host}:{self.port}"
 
     @property
     def secure_cookies(self) -> bool:
         return self.origin.startswith("https://")
+
+
+def dsn_without_password(dsn: str) -> bool:
+    """A non-empty, well-formed libpq connection string that holds no password: settings
+    are printed and audited, a secret in them would leak."""
+    if not dsn.strip():
+        return False
+    try:
+        parsed = conninfo_to_dict(dsn)
+    except Exception:  # psycopg's message may quote the string: say nothing of it
+        return False
+    return "password" not in parsed
 
 
 @dataclass(frozen=True)
@@ -82,6 +130,12 @@ class StorageSettings:
     redis_url: str = "redis://127.0.0.1:6379/0"
     # Durable data in Redis is only durable with AOF; refuse to start without it unless told.
     redis_require_aof: bool = True
+    # "postgres": a libpq connection string WITHOUT the password, e.g. "host=db.example
+    # dbname=teleconsult user=teleconsult sslmode=verify-full" or a postgresql:// URL.
+    postgres_dsn: str = ""
+    # A file holding the password (mode 0600); empty: libpq's own (PGPASSFILE, ~/.pgpass).
+    postgres_password_file: str = ""
+    postgres_pool_size: int = 10
 
     @property
     def data_path(self) -> Path:
@@ -108,6 +162,15 @@ class SecuritySettings:
     invite_grace_minutes: int = 60
     invite_max_code_attempts: int = 5
     setup_link_minutes: int = 30
+    # How long an enrolment or reset link (made by an admin or run.py add-user) stays usable.
+    account_link_hours: int = 72
+    # Passkeys (signaling/accounts/passkey_policy.py), the initial policy until an admin saves
+    # one on the admin page: who must sign in with one ("nobody", "admins", "everyone"),
+    # whether the authenticator code still signs in an account bound to use a passkey, and
+    # whether a passkey alone (with user verification) may be the whole sign-in.
+    passkeys_required_for: str = "nobody"
+    passkey_totp_fallback: bool = True
+    passwordless_sign_in: bool = False
 
 
 @dataclass(frozen=True)
@@ -143,6 +206,9 @@ class RecordingSettings:
     enabled: bool = True
     # Empty: <data_dir>/keys/recording-master.key, generated on first run.
     master_key_file: str = ""
+    # Where the encrypted recording files go. Empty: <data_dir>/recordings. Several instances
+    # point it at one shared mount (NFS, CephFS...) so any of them plays any recording.
+    directory: str = ""
     retention_days: int = 30
     # Host candidates of the recording peer: "include" adds 127.0.0.1 to the machine's
     # addresses (browser and server on one machine, the embedded default), "off" leaves the
@@ -166,6 +232,53 @@ class RetentionSettings:
     sweep_interval_minutes: int = 60
 
 
+MAIL_SECURITY = ("starttls", "tls", "none")
+
+
+@dataclass(frozen=True)
+class MailSettings:
+    """Invitations and reminders by email (signaling/mail/). No host: no email is sent."""
+
+    host: str = ""
+    port: int = 587
+    # "starttls": plain connection upgraded before anything else is said (submission, 587);
+    # "tls": TLS from the first byte (submissions, 465); "none": only for a relay on the same
+    # machine or network (refused with a username: a password never goes in clear).
+    security: str = "starttls"
+    username: str = ""
+    # The SMTP password, first line of this file (mode 0600 like the key files).
+    password_file: str = ""
+    # Certificates to trust for the SMTP server besides the system's (a private relay).
+    ca_file: str = ""
+    # The sender, e.g. "Cabinet Dupont <visio@cabinet-dupont.fr>".
+    from_address: str = ""
+    timeout_seconds: float = 15.0
+    # A reminder goes this long before the start to a patient invited by email (0: none);
+    # the retention sweeper sends it, so it is late by up to retention.sweep_interval_minutes.
+    reminder_lead_minutes: int = 120
+
+    @property
+    def enabled(self) -> bool:
+        return bool(self.host)
+
+
+@dataclass(frozen=True)
+class ClinicSettings:
+    """Who the patient deals with: named in invitations and on the patient's pages so they
+    can be recognised. The initial values: an admin's edit on the admin page (kept in the
+    store, signaling/clinic/details.py) wins over them once saved."""
+
+    name: str = ""
+    phone: str = ""
+    # Short free text, e.g. "Lun–ven 8h–19h"; empty: not given.
+    hours: str = ""
+    # Shown on every patient step, the error pages and the invitations, in each language.
+    emergency_fr: str = DEFAULT_EMERGENCY_FR
+    emergency_en: str = DEFAULT_EMERGENCY_EN
+    # Times in emails are written in this zone (the .ics carries UTC; calendars convert).
+    timezone: str = "Europe/Paris"
+
+
 @dataclass(frozen=True)
 class Settings:
     server: ServerSettings = field(default_factory=ServerSettings)
@@ -175,6 +288,8 @@ class Settings:
     signaling: SignalingSettings = field(default_factory=SignalingSettings)
     recording: RecordingSettings = field(default_factory=RecordingSettings)
     retention: RetentionSettings = field(default_factory=RetentionSettings)
+    mail: MailSettings = field(default_factory=MailSettings)
+    clinic: ClinicSettings = field(default_factory=ClinicSettings)
 
     @property
     def secret_key_path(self) -> Path:
@@ -187,6 +302,12 @@ class Settings:
         if self.recording.master_key_file:
             return Path(self.recording.master_key_file)
         return self.storage.data_path / "keys" / "recording-master.key"
+
+    @property
+    def recordings_path(self) -> Path:
+        if self.recording.directory:
+            return Path(self.recording.directory)
+        return self.storage.data_path / "recordings"
 
     def replace(self, **sections: object) -> Settings:
         return dataclasses.replace(self, **sections)  # type: ignore[arg-type]
@@ -208,6 +329,18 @@ class Settings:
                 "server.public_url",
                 "an http:// or https:// URL such as https://visio.clinic.example",
             )
+        for address in s.lan_addresses:
+            require(
+                _is_address_or_host_name(address),
+                "server.lan_addresses",
+                "IP addresses or host names of this machine, such as 192.168.1.20",
+            )
+        require(
+            not s.lan_addresses or (s.host in WILDCARD_HOSTS and not s.public_url),
+            "server.lan_addresses",
+            'to be empty unless host is "0.0.0.0" or "::" with no public_url '
+            "(invite links then use public_url or the host)",
+        )
         require(
             bool(s.tls_cert_file) == bool(s.tls_key_file),
             "server.tls_key_file",
@@ -230,7 +363,19 @@ class Settings:
             "between 1 and 1000000",
         )
         st = self.storage
-        require(st.backend in ("sqlite", "redis"), "storage.backend", '"sqlite" or "redis"')
+        require(
+            st.backend in ("sqlite", "redis", "postgres"),
+            "storage.backend",
+            '"sqlite", "redis" or "postgres"',
+        )
+        if st.backend == "postgres":
+            require(
+                dsn_without_password(st.postgres_dsn),
+                "storage.postgres_dsn",
+                "a libpq connection string or postgresql:// URL without a password "
+                "(the password goes in storage.postgres_password_file)",
+            )
+            require(st.postgres_pool_size > 0, "storage.postgres_pool_size", "a positive integer")
         require(bool(st.data_dir), "storage.data_dir", "a directory path")
         if st.backend == "redis":
             require(
@@ -250,8 +395,14 @@ class Settings:
             "invite_grace_minutes",
             "invite_max_code_attempts",
             "setup_link_minutes",
+            "account_link_hours",
         ):
             require(getattr(sec, name) > 0, f"security.{name}", "a positive integer")
+        require(
+            sec.passkeys_required_for in ("nobody", "admins", "everyone"),
+            "security.passkeys_required_for",
+            '"nobody", "admins" or "everyone"',
+        )
         require(
             5 <= sec.room_token_ttl_seconds <= 120,
             "security.room_token_ttl_seconds",
@@ -290,9 +441,10 @@ class Settings:
             require(getattr(sig, name) > 0, f"signaling.{name}", "a positive number of seconds")
         require(sig.bus in ("", "local", "redis"), "signaling.bus", '"local" or "redis"')
         require(
-            sig.bus != "redis" or st.backend == "redis",
+            sig.bus != "redis" or st.backend in ("redis", "postgres"),
             "signaling.bus",
-            '"local" unless storage.backend is "redis" (the shared rooms live in that Redis)',
+            '"local" unless storage.backend is "redis" or "postgres" (the shared rooms live in '
+            "storage.redis_url)",
         )
         require(self.recording.retention_days > 0, "recording.retention_days", "a positive integer")
         require(
@@ -312,4 +464,61 @@ class Settings:
             "retention.consent_receipt_days",
             "at least recording.retention_days (a receipt outlives its recording)",
         )
+        self._validate_mail(require)
         return self
+
+    def _validate_mail(self, require: Callable[[bool, str, str], None]) -> None:
+        m, clinic = self.mail, self.clinic
+        require(m.security in MAIL_SECURITY, "mail.security", '"starttls", "tls" or "none"')
+        require(1 <= m.port <= 65535, "mail.port", "a port number between 1 and 65535")
+        require(0 < m.timeout_seconds <= 120, "mail.timeout_seconds", "between 0 and 120")
+        require(
+            0 <= m.reminder_lead_minutes <= 7 * 24 * 60,
+            "mail.reminder_lead_minutes",
+            "between 0 (no reminder) and 10080 (a week)",
+        )
+        require(
+            bool(m.username) == bool(m.password_file),
+            "mail.password_file",
+            "username and password_file to be set together",
+        )
+        require(
+            not (m.username and m.security == "none"),
+            "mail.security",
+            '"starttls" or "tls" with a username (a password never travels in clear)',
+        )
+        if m.enabled:
+            require(
+                "@" in m.from_address and "\n" not in m.from_address,
+                "mail.from_address",
+                'the sender, e.g. "Cabinet Dupont <visio@cabinet-dupont.fr>", with mail.host',
+            )
+            require(
+                bool(clinic.name),
+                "clinic.name",
+                "the clinic's name when mail.host is set (invitations name who sends them)",
+            )
+            require(
+                m.reminder_lead_minutes == 0
+                or self.retention.sweep_interval_minutes < m.reminder_lead_minutes,
+                "mail.reminder_lead_minutes",
+                "0 (no reminder) or more than retention.sweep_interval_minutes (the sweeper "
+                "sends reminders: a shorter lead could pass between two sweeps)",
+            )
+        try:
+            ZoneInfo(clinic.timezone)
+        except (ZoneInfoNotFoundError, ValueError):
+            require(False, "clinic.timezone", 'an IANA time zone such as "Europe/Paris"')
+        for name in MAX_LENGTHS:
+            value = getattr(clinic, name)
+            # An empty name is refused above when mail needs it; the rest is the admin's rule.
+            problem = clinic_field_problem(name, value) if value or name != "name" else None
+            require(problem is None, f"clinic.{name}", problem or "")
+
+
+def _is_address_or_host_name(value: str) -> bool:
+    try:
+        ipaddress.ip_address(value)
+    except ValueError:
+        return HOST_NAME.fullmatch(value) is not None
+    return True

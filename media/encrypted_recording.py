@@ -63,7 +63,7 @@ from collections.abc import Generator, Iterator
 from dataclasses import dataclass
 from pathlib import Path
 from types import TracebackType
-from typing import Protocol
+from typing import Protocol, Self
 
 from cryptography.exceptions import InvalidTag
 from cryptography.hazmat.primitives import hashes
@@ -261,6 +261,7 @@ class RecordingWriter:
         context: bytes = b"",
         close_sink: bool = True,
         name: str | None = None,
+        defer_first_segment: bool = False,
         _dir_to_sync: Path | None = None,
     ) -> None:
         if fsync_every < 0:
@@ -288,6 +289,14 @@ class RecordingWriter:
         self._complete = False
         self._write_out(header_bytes, "header")
         self._committed = HEADER_SIZE
+        self._deferred = defer_first_segment
+        if defer_first_segment:
+            # Segment 0 is sealed last, in its place (close(first_segment=...)): a muxer on a
+            # seekable output comes back to its first bytes (sizes, duration, index) at the
+            # end. Each segment is still sealed exactly once, so no nonce is ever reused.
+            self._sink_seek(HEADER_SIZE + self.header.encrypted_segment_size)
+            self._index = 1
+            self._committed += self.header.encrypted_segment_size
 
     @classmethod
     def create(
@@ -298,8 +307,13 @@ class RecordingWriter:
         segment_size: int = SEGMENT_SIZE,
         fsync_every: int = DEFAULT_FSYNC_EVERY,
         context: bytes = b"",
+        defer_first_segment: bool = False,
     ) -> RecordingWriter:
-        """Create ``path`` (mode 0600, must not exist) and write a recording into it."""
+        """Create ``path`` (mode 0600, must not exist) and write a recording into it.
+
+        ``defer_first_segment``: ``write()`` takes the plaintext from offset ``segment_size``
+        on, and ``close(first_segment=...)`` gives the first ``segment_size`` bytes (or the
+        whole plaintext when it is shorter and nothing else was written)."""
         path = Path(path)
         fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_CLOEXEC, 0o600)
         sink = os.fdopen(fd, "wb", buffering=0)
@@ -311,6 +325,7 @@ class RecordingWriter:
                 fsync_every=fsync_every,
                 context=context,
                 name=str(path),
+                defer_first_segment=defer_first_segment,
                 _dir_to_sync=path.parent,
             )
         except BaseException:
@@ -347,18 +362,24 @@ class RecordingWriter:
         except OSError as exc:
             raise self._fail(exc, "flushing") from exc
 
-    def close(self) -> None:
+    def close(self, first_segment: bytes | None = None) -> None:
         """Seal the last segment, fsync, close. Raises RecordingWriteError if that fails or an
-        earlier write failed (the recording then stays unfinished)."""
+        earlier write failed (the recording then stays unfinished). ``first_segment`` is
+        required by, and only by, a writer made with ``defer_first_segment``."""
         if self._closed:
             return
+        if (first_segment is not None) != self._deferred:
+            raise ValueError("first_segment goes with defer_first_segment, and only with it")
         try:
             if self._failure is not None:
                 raise _write_error(
                     self._failure.errno,
                     f"{self.name}: not finalized, an earlier write failed: {self._failure}",
                 )
-            self._seal(self._view[: self._fill], last=True)
+            if first_segment is not None:
+                self._seal_first_segment(first_segment)
+            else:
+                self._seal(self._view[: self._fill], last=True)
             self._sync()
             self._complete = True
         finally:
@@ -449,6 +470,37 @@ class RecordingWriter:
         if not last and self._fsync_every and self._index % self._fsync_every == 0:
             self._sync()
 
+    def _seal_first_segment(self, plaintext: bytes) -> None:
+        size = self._segment_size
+        if len(plaintext) == size:
+            self._seal(self._view[: self._fill], last=True)
+            sealed = self._aead.encrypt(_nonce(self._prefix, 0, False), plaintext, None)
+            self._sink_seek(HEADER_SIZE)
+            self._write_out(sealed, "segment 0")
+        elif len(plaintext) < size and self._index == 1 and self._fill == 0:
+            # The whole recording fits in segment 0: it is the last one, and the reserved
+            # room is given back.
+            self._sink_seek(HEADER_SIZE)
+            truncate = getattr(self._sink, "truncate", None)
+            if truncate is not None:
+                truncate(HEADER_SIZE)
+            self._index = 0
+            self._committed = HEADER_SIZE
+            self._seal(memoryview(plaintext), last=True)
+        else:
+            raise ValueError(
+                f"first segment of {len(plaintext)} bytes with {self._position} bytes after it"
+            )
+
+    def _sink_seek(self, offset: int) -> None:
+        seek = getattr(self._sink, "seek", None)
+        if seek is None:
+            raise ValueError("defer_first_segment needs a seekable sink")
+        try:
+            seek(offset)
+        except OSError as exc:
+            raise self._fail(exc, "seeking") from exc
+
     def _write_out(self, data: bytes, what: str) -> None:
         view = memoryview(data)
         try:
@@ -525,7 +577,25 @@ class RecordingWriter:
 # -- reading ---------------------------------------------------------------------------------
 
 
-class RecordingReader:
+class _ClosedOnExit:
+    """``with reader:`` closes it (the readers own their file)."""
+
+    def close(self) -> None:
+        raise NotImplementedError
+
+    def __enter__(self) -> Self:
+        return self
+
+    def __exit__(
+        self,
+        exc_type: type[BaseException] | None,
+        exc: BaseException | None,
+        tb: TracebackType | None,
+    ) -> None:
+        self.close()
+
+
+class RecordingReader(_ClosedOnExit):
     """Authenticates and decrypts a recording segment by segment (memory: two segments).
 
     The header is checked at construction, so a wrong key or a tampered header fails before
@@ -575,17 +645,6 @@ class RecordingReader:
     def close(self) -> None:
         if self._owned is not None:
             self._owned.close()
-
-    def __enter__(self) -> RecordingReader:
-        return self
-
-    def __exit__(
-        self,
-        exc_type: type[BaseException] | None,
-        exc: BaseException | None,
-        tb: TracebackType | None,
-    ) -> None:
-        self.close()
 
     def __iter__(self) -> Iterator[bytes]:
         return self.chunks()
@@ -686,6 +745,61 @@ class RecordingReader:
             why,
             index,
         )
+
+
+class RecordingRanges(_ClosedOnExit):
+    """Random access to a *complete* recording's plaintext, for HTTP Range requests: the
+    segments holding a byte range are read at their offsets and authenticated one by one
+    (segment i is at ``HEADER_SIZE + i * (segment_size + 16)``; every segment but the last
+    is full, so the sizes follow from the file's length). The last segment is opened with
+    the last flag, so a truncated file fails there. Memory: one segment."""
+
+    def __init__(self, path: Path | str, keyring: Keyring, *, context: bytes = b"") -> None:
+        self.name = str(path)
+        self._file = open(path, "rb")  # closed in close()
+        try:
+            raw = self._file.read(HEADER_SIZE)
+            self.header, data_key = _open_header(raw, keyring, context, self.name)
+            self._aead = _segment_aead(data_key, raw, context)
+            body = os.fstat(self._file.fileno()).st_size - HEADER_SIZE
+            full = self.header.encrypted_segment_size
+            self._segments = body // full + 1
+            last = body - (self._segments - 1) * full
+            if last < TAG_BYTES:
+                raise RecordingIntegrityError(f"{self.name}: truncated (no last segment)")
+            self.size = (self._segments - 1) * self.header.segment_size + last - TAG_BYTES
+        except BaseException:
+            self._file.close()
+            raise
+
+    def read(self, start: int, stop: int) -> Iterator[bytes]:
+        """Plaintext bytes ``[start, stop)``, one segment's worth at a time."""
+        if not 0 <= start <= stop <= self.size:
+            raise ValueError(f"range {start}-{stop} outside 0-{self.size}")
+        size = self.header.segment_size
+        index = start // size
+        while start < stop:
+            plaintext = self._segment(index)
+            offset = start - index * size
+            piece = plaintext[offset : offset + stop - start]
+            yield piece
+            start += len(piece)
+            index += 1
+
+    def _segment(self, index: int) -> bytes:
+        full = self.header.encrypted_segment_size
+        self._file.seek(HEADER_SIZE + index * full)
+        sealed = self._file.read(full)
+        last = index == self._segments - 1
+        try:
+            return self._aead.decrypt(_nonce(self.header.nonce_prefix, index, last), sealed, None)
+        except InvalidTag:
+            raise RecordingIntegrityError(
+                f"{self.name}: segment {index}: authentication failed"
+            ) from None
+
+    def close(self) -> None:
+        self._file.close()
 
 
 def decrypt_file(

@@ -14,6 +14,7 @@ server: the passthrough patch is process-wide.
 from __future__ import annotations
 
 import asyncio
+import concurrent.futures
 import contextlib
 import itertools
 import logging
@@ -175,8 +176,12 @@ class Recorder:
 
         The connections are left to :meth:`close`, so the reply does not wait for them.
         """
+        return await asyncio.wrap_future(self.stop_intake())
+
+    def stop_intake(self) -> concurrent.futures.Future[MuxResult]:
+        """Stop taking frames in, now; the future resolves once the file is sealed."""
         self._stopped = True
-        return await asyncio.wrap_future(self._muxer.stop())
+        return self._muxer.stop()
 
     async def close(self) -> None:
         """Stop (if not yet) and close every participant's connection."""

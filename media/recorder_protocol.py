@@ -33,6 +33,8 @@ Events (worker -> server, no ``id``):
 - ``ready`` once at start (pid, loopback mode);
 - ``participant_connected`` / ``participant_disconnected`` (recording_id, role): the
   participant's DTLS-SRTP connection to the recorder came up / went away;
+- ``intake_stopped`` (recording_id): a ``stop`` has stopped taking media in; the file is
+  being sealed (the ``stopped`` reply follows), so the room can be told at once;
 - ``error`` (recording_id, code, message, bytes, duration): the recording stopped by itself
   (``write_error`` for a full disk or an I/O error); the file is valid up to its last
   complete segment and reads with ``RecordingReader(recover=True)``.
@@ -159,7 +161,11 @@ class RecordingFailed(msgspec.Struct, tag="error", tag_field="type"):
     duration: float
 
 
-Event = Ready | ParticipantConnected | ParticipantDisconnected | RecordingFailed
+class IntakeStopped(msgspec.Struct, tag="intake_stopped", tag_field="type"):
+    recording_id: str
+
+
+Event = Ready | ParticipantConnected | ParticipantDisconnected | IntakeStopped | RecordingFailed
 WorkerMessage = Reply | Event
 
 REQUEST_DECODER: Final = msgspec.json.Decoder(Request)

@@ -41,6 +41,7 @@ from media.recorder_protocol import (
     Answer,
     ErrorCode,
     Failed,
+    IntakeStopped,
     Offer,
     ParticipantConnected,
     ParticipantDisconnected,
@@ -175,7 +176,9 @@ class Worker:
     async def _stop(self, request: Stop) -> Stopped:
         recording = self._get(request.recording_id)
         if recording.final is None:
-            result = await recording.recorder.stop()
+            sealed = recording.recorder.stop_intake()
+            self._send(IntakeStopped(recording_id=request.recording_id))
+            result = await asyncio.wrap_future(sealed)
             if recording.final is None:
                 recording.final = self._figures(request.recording_id, recording, result)
             self._close_later(recording.recorder)

@@ -10,14 +10,27 @@ if [ "$(id -u)" != 0 ]; then SUDO="sudo"; fi
 
 missing=()
 command -v chromium >/dev/null || missing+=(chromium)
+# The cross-browser journeys (tests/browser/test_firefox_*.py) drive Debian's Firefox ESR over
+# WebDriver BiDi (tests/bidi.py): no browser download, no driver binary.
+command -v firefox-esr >/dev/null || missing+=(firefox-esr)
+# Debian's WebKitGTK (no WebRTC in it) shows the unsupported-browser page: test_webkit_*.py.
+command -v WebKitWebDriver >/dev/null || missing+=(webkit2gtk-driver)
+command -v xvfb-run >/dev/null || missing+=(xvfb xauth)
 command -v redis-server >/dev/null || missing+=(redis-server)
+# The postgres store's tests start their own cluster with Debian's server binaries.
+compgen -G "/usr/lib/postgresql/*/bin/pg_ctl" >/dev/null || missing+=(postgresql)
 command -v turnserver >/dev/null || missing+=(coturn)
 command -v nginx >/dev/null || [ -x /usr/sbin/nginx ] || missing+=(nginx-light)
+# tests/netns.py: a network namespace and a veth pair stand for another device of the LAN.
+command -v ip >/dev/null || [ -x /usr/sbin/ip ] || [ -x /sbin/ip ] || missing+=(iproute2)
+command -v ffprobe >/dev/null || missing+=(ffmpeg)  # recordings are checked with ffprobe
 python3 -c "import ensurepip, venv" 2>/dev/null || missing+=(python3-venv)
 if [ ${#missing[@]} -gt 0 ]; then
     echo "installing system packages: ${missing[*]}"
-    $SUDO apt-get update -qq
+    $SUDO apt-get update -qq -o DPkg::Lock::Timeout=600
+    # Another apt on the machine holds the dpkg lock for a while: wait for it, not fail.
     DEBIAN_FRONTEND=noninteractive $SUDO apt-get install -y -qq --no-install-recommends \
+        -o DPkg::Lock::Timeout=600 \
         "${missing[@]}" >/dev/null
 fi
 

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import logging
 import secrets
 from collections.abc import AsyncIterator
@@ -9,8 +10,9 @@ from pathlib import Path
 
 from aiohttp import web
 
-from config import Settings, load_or_create_key, read_key_file
+from config import Settings, load_or_create_key, read_key_file, read_password_file
 from signaling.accounts.auth import Accounts
+from signaling.accounts.common_passwords import common_passwords
 from signaling.api.http_api import ApiRegistry, client_address, json_response
 from signaling.api.middleware import (
     add_security_headers,
@@ -20,19 +22,27 @@ from signaling.api.middleware import (
 )
 from signaling.api.openapi import build_openapi
 from signaling.api.pages import setup_pages
+from signaling.api.routes_account_links import routes as account_link_routes
+from signaling.api.routes_assistants import routes as assistant_routes
 from signaling.api.routes_audit import routes as audit_routes
 from signaling.api.routes_auth import SETUP_NONCE
 from signaling.api.routes_auth import routes as auth_routes
+from signaling.api.routes_clinic import routes as clinic_routes
 from signaling.api.routes_consultations import routes as consultation_routes
 from signaling.api.routes_health import routes as health_routes
+from signaling.api.routes_invite_mail import routes as invite_mail_routes
 from signaling.api.routes_invites import routes as invite_routes
 from signaling.api.routes_live import routes as live_routes
 from signaling.api.routes_live import setup_waiting_streams
 from signaling.api.routes_me import routes as me_routes
+from signaling.api.routes_passkey_policy import routes as passkey_policy_routes
+from signaling.api.routes_passkeys import routes as passkey_routes
 from signaling.api.routes_patient_rights import routes as patient_rights_routes
 from signaling.api.routes_recordings import routes as recording_routes
 from signaling.api.routes_room_tokens import routes as room_token_routes
+from signaling.api.routes_session_lock import routes as session_lock_routes
 from signaling.api.routes_users import routes as user_routes
+from signaling.api.routes_waiting_messages import routes as waiting_message_routes
 from signaling.api.routes_ws import setup_websocket
 from signaling.audit.settings_audit import record_settings_change
 from signaling.audit.trail import AuditTrail
@@ -46,13 +56,19 @@ from signaling.consultations.tokens import InviteTokens, RoomTokens, SetupTokens
 from signaling.crypto import SecretBox, derive_key
 from signaling.keys import SERVICES, Services
 from signaling.live.bus import Bus, LocalBus
+from signaling.live.call_summary import with_call_summary
 from signaling.live.recording_routing import RoomRecordings
 from signaling.live.room import RoomState
 from signaling.live.room_registry import RoomRegistry, seat_audit
 from signaling.live.signaling_state import SIGNALING, Signaling
+from signaling.mail.invitations import InviteMailer
+from signaling.mail.smtp import SmtpSender
 from signaling.metrics import Metrics, metrics_handler
+from signaling.recording.repair import setup_recording_repair
 from signaling.store.base import Store
+from signaling.store.postgres import PostgresStore
 from signaling.store.redis import RedisStore
+from signaling.store.short_lived_redis import RedisShortLivedStore
 from signaling.store.sqlite import SqliteStore
 
 log = logging.getLogger("teleconsult")
@@ -61,9 +77,22 @@ WEB_ROOT = Path(__file__).resolve().parent.parent / "web"
 
 
 def make_store(settings: Settings) -> Store:
-    if settings.storage.backend == "redis":
-        return RedisStore(settings.storage.redis_url, settings.storage.redis_require_aof)
-    return SqliteStore(settings.storage.sqlite_path)
+    st = settings.storage
+    if st.backend == "redis":
+        return RedisStore(st.redis_url, st.redis_require_aof)
+    if st.backend == "postgres":
+        # Several instances share a Redis for their bus: short-lived keys live there, with
+        # their TTLs; one instance alone keeps them in a PostgreSQL table.
+        shared = bus_kind(settings) == "redis"
+        return PostgresStore(
+            st.postgres_dsn,
+            password=read_password_file(Path(st.postgres_password_file))
+            if st.postgres_password_file
+            else None,
+            short_lived=RedisShortLivedStore(st.redis_url) if shared else None,
+            pool_size=st.postgres_pool_size,
+        )
+    return SqliteStore(st.sqlite_path)
 
 
 def load_secret(settings: Settings) -> bytes:
@@ -79,20 +108,38 @@ def load_turn_secret(settings: Settings) -> bytes | None:
     return read_key_file(Path(settings.turn.secret_file))
 
 
+def make_mail_transport(settings: Settings) -> SmtpSender | None:
+    """The SMTP sender when ``mail.host`` is set (its password read now: a missing or
+    readable-by-others file refuses start-up, like a key file)."""
+    mail = settings.mail
+    if not mail.enabled:
+        return None
+    password = read_password_file(Path(mail.password_file)) if mail.password_file else None
+    return SmtpSender(mail, password)
+
+
 def all_routes() -> ApiRegistry:
     registry = ApiRegistry()
     for part in (
         health_routes,
         auth_routes,
+        session_lock_routes,
         user_routes,
+        account_link_routes,
+        assistant_routes,
         me_routes,
+        passkey_routes,
+        passkey_policy_routes,
         consultation_routes,
+        invite_mail_routes,
         invite_routes,
+        clinic_routes,
         room_token_routes,
         patient_rights_routes,
         audit_routes,
         recording_routes,
         live_routes,
+        waiting_message_routes,
     ):
         registry.endpoints.extend(part.endpoints)
     return registry
@@ -148,6 +195,9 @@ def create_app(
         ),
         turn_secret=load_turn_secret(settings),
         metrics=metrics,
+        mailer=InviteMailer(
+            settings, clock, store, audit, consultations, make_mail_transport(settings)
+        ),
     )
     app = web.Application(
         middlewares=[error_middleware, body_limit_middleware, origin_middleware],
@@ -158,6 +208,9 @@ def create_app(
 
     async def open_store(app: web.Application) -> AsyncIterator[None]:
         await store.open()
+        # Read the common-password list now, off the event loop, rather than at the first
+        # password check (a few tens of milliseconds of decompression, once per process).
+        await asyncio.to_thread(common_passwords)
         yield
         await store.close()
 
@@ -173,6 +226,7 @@ def create_app(
 
         app.cleanup_ctx.append(audit_settings)
     setup_retention(app)  # after the store: cleanup contexts run in order
+    setup_recording_repair(app, clustered=bus_kind(settings) == "redis")
 
     registry = all_routes()
     registry.install(app)
@@ -211,7 +265,8 @@ def setup_signaling(app: web.Application) -> None:
     else:
         bus = LocalBus()
     grace = settings.signaling.resume_grace_seconds
-    registry = RoomRegistry(bus, services.clock, grace, seat_audit(services.audit), states)
+    audit = with_call_summary(seat_audit(services.audit), services.store, services.clock)
+    registry = RoomRegistry(bus, services.clock, grace, audit, states)
     recordings = RoomRecordings(services, bus, registry)
     signaling = Signaling(services, bus, registry, recordings)
     bus.on_forward = recordings.forwarded

@@ -18,15 +18,28 @@ AuditAction = Literal[
     "account.locked",
     "address.locked",
     "mfa.enrolled",
+    "login.passkey",
+    "passkey.enrolled",
+    "passkey.removed",
+    "passkey.clone_suspected",
+    "passkey.policy_changed",
     "mfa.reset",
     "session.end",
+    "session.locked",
+    "session.unlocked",
     "user.created",
     "user.disabled",
     "user.enabled",
     "user.role_changed",
     "user.password_changed",
+    "user.link_issued",
+    "user.link_used",
+    "user.unlocked",
+    "user.assists_changed",
     "consultation.created",
     "consultation.cancelled",
+    "consultation.rescheduled",
+    "consultation.edited",
     "consultation.ended",
     "consultation.exported",
     "consultation.erased",
@@ -34,6 +47,8 @@ AuditAction = Literal[
     "invite.code",
     "invite.used",
     "invite.locked",
+    "invite.emailed",
+    "invite.reminded",
     "patient.sessions_ended",
     "patient.session_refused",
     "token.issued",
@@ -46,6 +61,7 @@ AuditAction = Literal[
     "signaling.resume",
     "signaling.disconnected",
     "signaling.superseded",
+    "waiting.message_sent",
     "call.started",
     "call.ended",
     "recording.requested",
@@ -53,18 +69,23 @@ AuditAction = Literal[
     "consent.declined",
     "consent.withdrawn",
     "recording.started",
+    "recording.stop_requested",
     "recording.stopped",
+    "recording.repaired",
     "recording.listed",
+    "recording.viewed",
     "recording.downloaded",
     "recording.exported",
     "recording.deleted",
     "recording.purged",
     "retention.purged",
     "audit.exported",
+    "store.exported",
     "audit.incident_report",
     "audit.purged",
     "settings.initial",
     "settings.changed",
+    "clinic.updated",
     # Refused access to another's records or to admin endpoints (signaling/audit/access_audit.py).
     "access.refused",
     "access.refused_suppressed",
@@ -84,15 +105,42 @@ MEANINGS: dict[AuditAction, str] = {
     "address.locked": "a source address reached `security.address_failure_threshold` failures "
     "(passwords, codes, access codes) and is locked",
     "mfa.enrolled": "a user's first correct code confirmed their authenticator app",
+    "login.passkey": "a passkey used as the second step of sign-in, or as the whole sign-in "
+    "(method passwordless), or refused (the reason: "
+    "unknown passkey, challenge unknown or used, wrong origin, bad signature, counter gone back)",
+    "passkey.enrolled": "a staff member enrolled a passkey from My account, or was refused it",
+    "passkey.removed": "a staff member removed a passkey, or was refused (its last second factor)",
+    "passkey.clone_suspected": "a passkey signed with a counter not above the last one seen: "
+    "another copy of the key may exist; the sign-in was refused",
+    "passkey.policy_changed": "an admin saved the clinic's passkey policy (the fields changed, "
+    "with their old and new values: who must use a passkey, the code as fallback, sign-in by "
+    "passkey alone)",
     "mfa.reset": "an admin (or `run.py reset-mfa`) reset a user's two-factor setup",
     "session.end": "a staff member signed out",
+    "session.locked": "a staff session was locked after `security.session_idle_minutes` "
+    "without a request (recorded when the server first meets it locked)",
+    "session.unlocked": "a staff member unlocked their session with password and code, or was "
+    "refused it (with the reason)",
     "user.created": "an account created by an admin, the setup link or `run.py add-user`",
     "user.disabled": "an account disabled (its sessions end)",
     "user.enabled": "an account enabled again",
     "user.role_changed": "an account's role changed (old and new role; its sessions end)",
     "user.password_changed": "a user changed their own password, or was refused it",
-    "consultation.created": "a doctor booked a consultation",
+    "user.link_issued": "an enrolment or reset link made for an account (a reset ends its "
+    "sessions and voids its password and authenticator)",
+    "user.link_used": "an enrolment or reset link used: password chosen and authenticator "
+    "confirmed, or refused (with the reason)",
+    "user.unlocked": "an admin ended an account's lockout",
+    "user.assists_changed": "an admin set which doctors an assistant schedules for (old and "
+    "new list of doctor ids)",
+    "consultation.created": "a doctor, or its assistant, booked a consultation (an assistant's "
+    "actions on a consultation all name the doctor in `for_doctor`)",
     "consultation.cancelled": "a consultation cancelled (its links stop working, its room ends)",
+    "consultation.rescheduled": "a consultation moved to another time by its doctor or its "
+    "assistant (its links stay valid)",
+    "consultation.edited": "a consultation's time, duration, patient name or note changed by "
+    "its doctor or its assistant (`fields` names what changed, never the values; its links "
+    "stay valid)",
     "consultation.ended": "the doctor ended the consultation from the call",
     "consultation.exported": "an admin exported everything held about a consultation (a "
     "patient's request of access)",
@@ -102,6 +150,11 @@ MEANINGS: dict[AuditAction, str] = {
     "invite.code": "a wrong access code given for a patient link",
     "invite.used": "a patient link and its access code redeemed",
     "invite.locked": "a patient link locked after too many wrong codes",
+    "invite.emailed": "the doctor sent (or sent again) the patient link by email: the "
+    "language, whether the call changed the address, and, when it failed, the reason "
+    "(`mail_refused`, `mail_unreachable`); never the address",
+    "invite.reminded": "the sweeper emailed the patient a reminder before the consultation "
+    "(the language and, when it failed, the reason; never the address)",
     "patient.sessions_ended": "a re-issued link or a cancellation ended the patient sessions "
     "of the earlier links",
     "patient.session_refused": "a request of an ended patient session refused (with the "
@@ -117,6 +170,9 @@ MEANINGS: dict[AuditAction, str] = {
     "signaling.disconnected": "a participant's connection dropped without a hang-up (the seat "
     "is kept for the resume grace)",
     "signaling.superseded": "a patient of a replaced link shown out of the room",
+    "waiting.message_sent": "the doctor or its assistant wrote to the patient in the "
+    "waiting room: which preset (`kind`), or `free_text` and its `length` in characters, "
+    "never the text; refused with the reason `not_waiting` when nobody waited",
     "call.started": "the call began (the patient admitted)",
     "call.ended": "the call ended (with the reason)",
     "recording.requested": "the doctor asked to record",
@@ -124,8 +180,15 @@ MEANINGS: dict[AuditAction, str] = {
     "consent.declined": "a participant declined the recording",
     "consent.withdrawn": "a participant withdrew consent (the recording stops)",
     "recording.started": "the service started recording, both consents held",
+    "recording.stop_requested": "a participant stopped the recording, consent not withdrawn "
+    "(the receipt says `stopped`)",
     "recording.stopped": "a recording stopped (with the reason; a failure if incomplete)",
+    "recording.repaired": "an unfinished recording (a crash, a killed recorder) given its "
+    "duration and cues at start or by `run.py recording repair` (`empty`: it holds no media, "
+    "marked so and not tried again)",
     "recording.listed": "a staff member listed recordings",
+    "recording.viewed": "a recording played in the recordings page (once per session and "
+    "recording every 10 minutes, however many ranges the player asks)",
     "recording.downloaded": "a recording downloaded, decrypted on the fly (a failure if it "
     "could not be read)",
     "recording.exported": "a recording decrypted into a file by `run.py recording export`",
@@ -133,11 +196,15 @@ MEANINGS: dict[AuditAction, str] = {
     "recording.purged": "a recording removed by retention",
     "retention.purged": "the retention sweep's report: what it erased and purged",
     "audit.exported": "audit entries exported (with the format and the count)",
+    "store.exported": "the durable records exported by `run.py store export` (to move them "
+    "to another store)",
     "audit.incident_report": "an admin produced a breach report on a consultation, recording "
     "or user",
     "audit.purged": "the oldest audit entries removed by retention, behind a checkpoint",
     "settings.initial": "the settings at the first start (key names only)",
     "settings.changed": "the settings keys changed since the previous start (names only)",
+    "clinic.updated": "an admin saved the clinic's details (the fields changed, with their old "
+    "and new values: public, not health data)",
     "access.refused": "a staff member refused another's record or an admin endpoint (kind, "
     "route, reason)",
     "access.refused_suppressed": "the count of an actor's refusals past the cap of a window",

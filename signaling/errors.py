@@ -32,17 +32,27 @@ ErrorCode = Literal[
     "account_locked",
     "address_locked",
     "not_authenticated",
+    "session_locked",
     "enrolment_required",
     "mfa_unreadable",
     "csrf_failed",
     "forbidden",
     "weak_password",
+    "common_password",
     "wrong_password",
     "password_unchanged",
     "username_taken",
+    "passkey_refused",
+    "passkey_unavailable",
+    "passkey_not_found",
+    "last_second_factor",
+    "passkey_required",
+    "passkey_enrolment_required",
+    "passwordless_disabled",
     "last_admin",
     "setup_done",
     "setup_link_invalid",
+    "account_link_invalid",
     # consultations and invites
     "consultation_not_found",
     "consultation_cancelled",
@@ -52,6 +62,11 @@ ErrorCode = Literal[
     "invite_locked",
     "invalid_access_code",
     "invite_superseded",
+    # invitations by email
+    "mail_not_configured",
+    "patient_email_missing",
+    "mail_refused",
+    "mail_unreachable",
     # room tokens
     "token_invalid",
     "token_expired",
@@ -73,9 +88,13 @@ ErrorCode = Literal[
     "invalid_sdp",
     "too_many_candidates",
     "peer_absent",
+    "not_waiting",
     # recordings
     "recording_not_found",
     "recording_unreadable",
+    "recording_file_missing",
+    "recording_empty",
+    "range_not_satisfiable",
     "consent_required",
 ]
 ERROR_CODES: tuple[ErrorCode, ...] = get_args(ErrorCode)
@@ -143,6 +162,14 @@ _KINDS = [
     ErrorKind("account_locked", 429, None, "Too many failed attempts; try again later."),
     ErrorKind("address_locked", 429, None, "Too many failed attempts from this address."),
     ErrorKind("not_authenticated", 401, None, "Sign in first."),
+    # Past security.session_idle_minutes without a request: kept, not ended, until
+    # POST /api/auth/unlock (password and code) or the absolute limit.
+    ErrorKind(
+        "session_locked",
+        401,
+        None,
+        "Your session is locked after a period without activity; confirm your password and code.",
+    ),
     ErrorKind("enrolment_required", 403, None, "Set up your authenticator app first."),
     ErrorKind(
         "mfa_unreadable",
@@ -157,20 +184,66 @@ _KINDS = [
         None,
         "You are not allowed to do this.",
         websocket=Ws(
-            "room",
-            "a patient sends `admit`, `deny`, `hang_up` with `end: true` or "
-            "`recording_request`; `recording_request` on a service that does not record",
+            "any",
+            "a patient sends `admit`, `deny`, `hang_up` with `end: true`, `file_exchanged` or "
+            "`recording_request`; `recording_request` on a service that does not record; "
+            "at `join`, a doctor's token whose account may no longer take the seat (an "
+            "assistant, a disabled account, no longer the consultation's doctor): closes 4400",
         ),
     ),
     ErrorKind("weak_password", 400, None, "The password is too short."),
+    ErrorKind(
+        "common_password",
+        400,
+        None,
+        "This password is among the most common (leaked) passwords; choose another.",
+    ),
     ErrorKind("wrong_password", 403, None, "The current password is wrong."),
     ErrorKind(
         "password_unchanged", 400, None, "The new password must differ from the current one."
     ),
     ErrorKind("username_taken", 409, None, "This username is already taken."),
+    ErrorKind("passkey_refused", 401, None, "This passkey was not accepted; try again."),
+    ErrorKind(
+        "passkey_unavailable",
+        400,
+        None,
+        "Passkeys work only when the service is opened at its name, not at an IP address.",
+    ),
+    ErrorKind("passkey_not_found", 404, None, "No such passkey on this account."),
+    ErrorKind(
+        "last_second_factor",
+        409,
+        None,
+        "This is the account's last second factor: add another before removing it.",
+    ),
+    ErrorKind(
+        "passkey_required",
+        403,
+        None,
+        "This account signs in with its passkey: the authenticator code is not accepted.",
+    ),
+    ErrorKind(
+        "passkey_enrolment_required",
+        403,
+        None,
+        "Add a passkey to your account (My account) before anything else.",
+    ),
+    ErrorKind(
+        "passwordless_disabled",
+        403,
+        None,
+        "Signing in with a passkey alone is not enabled on this service.",
+    ),
     ErrorKind("last_admin", 409, None, "The service needs at least one active administrator."),
     ErrorKind("setup_done", 409, None, "The service is already set up."),
     ErrorKind("setup_link_invalid", 403, None, "This setup link is invalid or expired."),
+    ErrorKind(
+        "account_link_invalid",
+        403,
+        None,
+        "This link is invalid, expired or already used; ask your administrator for a new one.",
+    ),
     # -- consultations and invites
     ErrorKind(
         "consultation_not_found",
@@ -208,6 +281,34 @@ _KINDS = [
             "at the join), or a patient of an earlier link still in the room when the new one "
             "was issued (shown out)",
         ),
+    ),
+    # -- invitations by email (nothing is lost when one fails: the consultation, its link and
+    # the address stay as they were, and sending again works)
+    ErrorKind(
+        "mail_not_configured",
+        409,
+        None,
+        "Sending by email is not set up on this service; give the patient the link yourself.",
+    ),
+    ErrorKind(
+        "patient_email_missing",
+        409,
+        None,
+        "This consultation has no email address for the patient; add one first.",
+    ),
+    ErrorKind(
+        "mail_refused",
+        502,
+        None,
+        "The mail server refused the message; check the patient's address, or try again "
+        "later. The consultation and its link are unchanged.",
+    ),
+    ErrorKind(
+        "mail_unreachable",
+        503,
+        None,
+        "The mail server could not be reached; try again in a moment. The consultation and "
+        "its link are unchanged.",
     ),
     # -- room tokens
     ErrorKind(
@@ -380,6 +481,14 @@ _KINDS = [
             "disconnected",
         ),
     ),
+    # A message to the waiting room (HTTP only: the patient's socket never meets it).
+    ErrorKind(
+        "not_waiting",
+        409,
+        None,
+        "Nobody waits in this consultation's waiting room now (not arrived, gone, or already "
+        "in the call): the message was not sent.",
+    ),
     # -- recordings
     ErrorKind("recording_not_found", 404, None, "No such recording."),
     ErrorKind(
@@ -387,6 +496,26 @@ _KINDS = [
         500,
         None,
         "This recording cannot be decrypted: it is damaged or its key is gone.",
+    ),
+    ErrorKind(
+        "recording_file_missing",
+        404,
+        None,
+        "This recording's file is not in this server's recordings directory (with several "
+        "instances, that directory must be shared).",
+    ),
+    ErrorKind(
+        "recording_empty",
+        409,
+        None,
+        "This recording holds no picture or sound (it stopped before any arrived): there is "
+        "nothing to play or download. It can be deleted.",
+    ),
+    ErrorKind(
+        "range_not_satisfiable",
+        416,
+        None,
+        "The requested byte range is not in this recording (one range, within its size).",
     ),
     ErrorKind(
         "consent_required",

@@ -1,4 +1,5 @@
-"""Two real signaling instances (``run.py serve`` processes) sharing one real Redis.
+"""Two real signaling instances (``run.py serve`` processes) sharing one real Redis (and, when
+asked, one real PostgreSQL database for the records).
 
 Both run on loopback ports with the same data directory (so the same secret key) and the same
 public origin, as two instances behind one reverse proxy would. The doctor account is made
@@ -9,7 +10,6 @@ from __future__ import annotations
 
 import asyncio
 import dataclasses
-import os
 import re
 import signal
 import subprocess
@@ -22,7 +22,7 @@ import aiohttp
 import pyotp
 
 from signaling.clock import Clock, ManualClock
-from tests.cli import run_cli
+from tests.cli import command_env, run_cli
 from tests.conftest import PASSWORD, Accounts, Staff, deadline
 from tests.rtc import Booking, SignalClient, book
 from tests.servers import RedisServer, free_port, stop_process, wait_for_port
@@ -37,6 +37,8 @@ class Instance:
     port: int
     log: Path
     proc: subprocess.Popen[bytes] | None = None
+    # Settings of this instance alone (TELECONSULT_* variables), over the cluster's.
+    env: dict[str, str] = dataclasses.field(default_factory=dict)
 
     @property
     def base(self) -> str:
@@ -93,7 +95,7 @@ class Cluster:
             instance.proc = subprocess.Popen(
                 [sys.executable, "run.py", "serve", "--port", str(instance.port), *common],
                 cwd=ROOT,
-                env=self.env,
+                env={**self.env, **instance.env},
                 stdout=out,
                 stderr=subprocess.STDOUT,
             )
@@ -101,6 +103,7 @@ class Cluster:
     def add_doctor(self) -> None:
         added = run_cli(
             *("add-user", "--username", DOCTOR, "--role", "doctor", "--display-name", "Dr Cluster"),
+            "--credentials-stdin",
             data_dir=self.data_dir,
             stdin=PASSWORD + "\n",
             env=self.env,
@@ -137,20 +140,38 @@ class Cluster:
         return SignalClient(ws)
 
 
-def start_cluster(tmp: Path, redis: RedisServer, count: int = 2) -> Cluster:
-    """``count`` instances on one Redis, the first one's origin shared by all (the proxy's)."""
+def start_cluster(
+    tmp: Path,
+    redis: RedisServer,
+    count: int = 2,
+    postgres_dsn: str | None = None,
+    settings: dict[str, str] | None = None,
+) -> Cluster:
+    """``count`` instances on one Redis, the first one's origin shared by all (the proxy's).
+    With ``postgres_dsn``: records in that PostgreSQL database, the rest in Redis.
+    ``settings``: more TELECONSULT_* variables, the same for every instance."""
     ports = [free_port() for _ in range(count)]
     origin = f"http://localhost:{ports[0]}"
+    stores = (
+        {
+            "TELECONSULT_STORAGE_BACKEND": "postgres",
+            "TELECONSULT_STORAGE_POSTGRES_DSN": postgres_dsn,
+            "TELECONSULT_SIGNALING_BUS": "redis",
+        }
+        if postgres_dsn is not None
+        else {"TELECONSULT_STORAGE_BACKEND": "redis"}
+    )
     env = {
-        **os.environ,
+        **command_env(),
         "PYTHONUNBUFFERED": "1",
         "TELECONSULT_SERVER_PUBLIC_URL": origin,
-        "TELECONSULT_STORAGE_BACKEND": "redis",
+        **stores,
         "TELECONSULT_STORAGE_REDIS_URL": redis.url,
         # A dropped seat is kept long enough for the tests' reconnections.
         "TELECONSULT_SIGNALING_RESUME_GRACE_SECONDS": "30",
         # The recording worker's only candidates: loopback (tests talk to nothing else).
         "TELECONSULT_RECORDING_WORKER_LOOPBACK": "only",
+        **(settings or {}),
     }
     data_dir = tmp / "data"
     data_dir.mkdir(mode=0o700, exist_ok=True)
@@ -171,6 +192,17 @@ def start_cluster(tmp: Path, redis: RedisServer, count: int = 2) -> Cluster:
         cluster.stop()
         raise
     return cluster
+
+
+async def alive_but_not_ready(cluster: Cluster) -> None:
+    """Every instance answers /healthz, and /readyz with ``unavailable`` (503)."""
+    async with aiohttp.ClientSession() as http:
+        for instance in cluster.instances:
+            async with http.get(f"{instance.base}/healthz") as resp:
+                assert resp.status == 200
+            async with http.get(f"{instance.base}/readyz") as resp:
+                assert resp.status == 503
+                assert (await resp.json())["error"]["code"] == "unavailable"
 
 
 async def wait_until_ready(instance: Instance, within: float) -> float:

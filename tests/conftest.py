@@ -4,13 +4,14 @@ from __future__ import annotations
 
 import asyncio
 import dataclasses
+import gc
 import inspect
 import os
 import re
 import time
 from collections.abc import AsyncIterator, Awaitable, Callable, Iterator
 from pathlib import Path
-from typing import Any, Literal, TypeVar, overload
+from typing import Any, TypeVar, overload
 
 import aiohttp
 import aioice.ice
@@ -26,7 +27,9 @@ from signaling.accounts.passwords import PRODUCTION_PARAMETERS, use_parameters
 from signaling.app import create_app, issue_setup_link
 from signaling.clock import ManualClock
 from signaling.keys import SERVICES
+from signaling.models import StaffRole
 from tests.loopback import loopback_host_addresses
+from tests.postgres_cluster import PostgresCluster
 from tests.servers import RedisServer
 
 pytest_plugins = ["tests.log_scan"]
@@ -99,6 +102,15 @@ def wait_until_sync(predicate: Callable[[], T], within: float, interval: float =
     return answer
 
 
+@pytest.fixture(autouse=True, scope="module")
+def _collect_garbage_after_each_module() -> Iterator[None]:
+    """A resource a test module leaves unclosed (an event loop, a socket, a response) is
+    reported when the garbage collector meets it, which can be in any later test. Collecting
+    at the end of each module reports it on that module's last test, where it was made."""
+    yield
+    gc.collect()
+
+
 @pytest.fixture
 def production_password_cost() -> Iterator[None]:
     """For a test about argon2's real cost (e.g. timing): the service's parameters."""
@@ -119,10 +131,13 @@ def data_dir(tmp_path: Path) -> Path:
 
 
 def pytest_generate_tests(metafunc: pytest.Metafunc) -> None:
-    # Modules marked both_stores run every test on SQLite and on a real Redis.
+    # Modules marked both_stores run every test on SQLite and on the two stores of several
+    # instances: a real Redis, a real PostgreSQL.
     if "store_backend" in metafunc.fixturenames:
-        both = metafunc.definition.get_closest_marker("both_stores") is not None
-        metafunc.parametrize("store_backend", ["sqlite", "redis"] if both else ["sqlite"])
+        every = metafunc.definition.get_closest_marker("both_stores") is not None
+        metafunc.parametrize(
+            "store_backend", ["sqlite", "redis", "postgres"] if every else ["sqlite"]
+        )
 
 
 @pytest.fixture
@@ -147,6 +162,9 @@ def settings(
         flush.flushdb()
         flush.close()
         storage = dataclasses.replace(storage, redis_url=server.url)
+    if store_backend == "postgres":
+        cluster: PostgresCluster = request.getfixturevalue("postgres_cluster")
+        storage = dataclasses.replace(storage, postgres_dsn=cluster.new_database())
     settings = Settings(storage=storage).validate()
     if not limits:
         return settings
@@ -217,7 +235,7 @@ class Accounts:
         return session
 
     async def create(
-        self, username: str, role: Literal["admin", "doctor"] = "doctor", password: str = PASSWORD
+        self, username: str, role: StaffRole = "doctor", password: str = PASSWORD
     ) -> None:
         services = self.app[SERVICES]
         await services.accounts.create_user(username, password, role, username.title())
@@ -258,6 +276,23 @@ async def accounts(
     helper = Accounts(app, clock, client)
     yield helper
     for session in helper.sessions:
+        await closed_with_every_response_read(session)
+
+
+async def closed_with_every_response_read(session: aiohttp.ClientSession) -> None:
+    """Close ``session``, failing the test that left a response unread: its connection would
+    otherwise be reported unclosed whenever the garbage collector meets it, in some later
+    test. A body still arriving is given its time."""
+    connector = session.connector
+    try:
+        if connector is not None:
+            await wait_until(lambda: not connector._acquired, within=5)
+    except TimeoutError:
+        raise AssertionError(
+            f"{len(connector._acquired) if connector else 0} response(s) left unread: "
+            "read each body (or close the response) before the test ends"
+        ) from None
+    finally:
         await session.close()
 
 
@@ -287,3 +322,11 @@ def redis_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[RedisServ
     server = RedisServer(tmp_path_factory.mktemp("redis")).start()
     yield server
     server.stop()
+
+
+@pytest.fixture(scope="session")
+def postgres_cluster() -> Iterator[PostgresCluster]:
+    """One real PostgreSQL cluster for the session; each test takes a new database of it."""
+    cluster = PostgresCluster().start()
+    yield cluster
+    cluster.remove()

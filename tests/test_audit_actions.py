@@ -8,14 +8,18 @@ import asyncio
 import dataclasses
 import uuid
 from collections import Counter
+from collections.abc import Iterator
+from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
+import pyotp
 import pytest
 from aiohttp import web
 from aiohttp.test_utils import TestClient
 
-from config import Settings
+from config import ClinicSettings, MailSettings, Settings
+from signaling.api.views import iso
 from signaling.audit.access_audit import REFUSALS_PER_WINDOW, WINDOW_SECONDS
 from signaling.audit.settings_audit import record_settings_change
 from signaling.audit.trail import AUDITED_ACTIONS
@@ -23,13 +27,16 @@ from signaling.clock import ManualClock
 from signaling.consultations.retention import DAY, RetentionSweeper
 from signaling.crypto import derive_key
 from signaling.keys import SERVICES
-from signaling.live.protocol import Denied, PeerLeft, Waiting
+from signaling.live.protocol import Denied, PeerLeft, StaffMessage, Waiting
 from signaling.models import AuditEntry
 from tests.cli import run_cli, store_env
-from tests.conftest import PASSWORD, Accounts, Staff, deadline
+from tests.conftest import ORIGIN, PASSWORD, Accounts, Staff, deadline
+from tests.mail_server import SmtpServer, start_smtp_server
 from tests.rtc import book, connect, enter_call, join
+from tests.test_passkeys import enrol, password_step, send_assertion, sign_in_options
 from tests.test_recordings_api import make_recording
 from tests.test_signaling_recording import record_then_patient_withdraws
+from tests.webauthn_authenticator import SoftwareAuthenticator
 
 pytestmark = [
     pytest.mark.both_stores,
@@ -42,13 +49,29 @@ Expected = tuple[str, str, str, str]
 
 
 @pytest.fixture
-def settings(settings: Settings) -> Settings:
+def smtp(tmp_path: Path) -> Iterator[SmtpServer]:
+    server = start_smtp_server(tmp_path / "smtp", "plain")
+    yield server
+    server.stop()
+
+
+@pytest.fixture
+def settings(settings: Settings, smtp: SmtpServer) -> Settings:
     # Small thresholds, so that locks come within a few attempts.
     security = dataclasses.replace(
         settings.security, lockout_threshold=3, address_failure_threshold=6
     )
     recording = dataclasses.replace(settings.recording, worker_loopback="only")
-    return dataclasses.replace(settings, security=security, recording=recording)
+    mail = MailSettings(
+        host="127.0.0.1", port=smtp.port, security="none", from_address="visio@clinic.example"
+    )
+    return dataclasses.replace(
+        settings,
+        security=security,
+        recording=recording,
+        mail=mail,
+        clinic=ClinicSettings(name="Clinic"),
+    )
 
 
 class Trail:
@@ -109,6 +132,66 @@ async def sign_in_steps(
     return staff
 
 
+async def enrol_by_link(trail: Trail, accounts: Accounts, link: str, me: str) -> Staff:
+    """Use a one-time link as its holder would: the chosen password is PASSWORD."""
+    token = link.partition("#")[2]
+    session = accounts.new_session()
+    resp = await session.post("/api/account-link", json={"token": token})
+    assert resp.status == 200, await resp.text()
+    totp = pyotp.TOTP((await resp.json())["secret"])
+    body = {"token": token, "password": PASSWORD, "code": accounts.next_code(totp)}
+    resp = await session.post("/api/account-link/complete", json=body)
+    assert resp.status == 200, await resp.text()
+    signed_in = await resp.json()
+    await trail.step(
+        ("user.link_used", me, "doctor", "success"), ("login.success", me, "doctor", "success")
+    )
+    return Staff(session, signed_in["user"], signed_in["csrf_token"], totp, PASSWORD)
+
+
+async def passkey_steps(trail: Trail, accounts: Accounts, doctor: Staff) -> None:
+    me = "@dr.house"
+    address_failures = await accounts.app[SERVICES].store.get_count(
+        "fail:addr:127.0.0.1", accounts.clock.now()
+    )
+    key = SoftwareAuthenticator()
+    resp = await enrol(doctor, SoftwareAuthenticator(), origin="https://evil.example")
+    assert resp.status == 401, await resp.text()
+    await trail.step(("passkey.enrolled", me, "doctor", "failure"))
+    assert (await enrol(doctor, key)).status == 201
+    await trail.step(("passkey.enrolled", me, "doctor", "success"))
+    signed_in: list[Expected] = [
+        ("login.password", me, "doctor", "success"),
+        ("login.passkey", me, "doctor", "success"),
+        ("login.success", me, "doctor", "success"),
+    ]
+    session = await password_step(accounts, "dr.house")
+    resp = await send_assertion(session, key.get(await sign_in_options(session), ORIGIN))
+    assert resp.status == 200, await resp.text()
+    await trail.step(*signed_in)
+    session = await password_step(accounts, "dr.house")
+    clone = key.get(await sign_in_options(session), ORIGIN, count_up=False)
+    assert (await send_assertion(session, clone)).status == 401
+    await trail.step(
+        ("login.password", me, "doctor", "success"),
+        ("passkey.clone_suspected", me, "doctor", "failure"),
+        ("login.passkey", me, "doctor", "failure"),
+    )
+    # The genuine key again (its failure count starts over), then removed.
+    resp = await send_assertion(session, key.get(await sign_in_options(session), ORIGIN))
+    assert resp.status == 200, await resp.text()
+    await trail.step(*signed_in[1:])
+    resp = await doctor.post(f"/api/me/passkeys/{key.id}/delete")
+    assert resp.status == 200, await resp.text()
+    await trail.step(("passkey.removed", me, "doctor", "success"))
+    # The clone's refusal counted against this address too: put the count back as it was,
+    # later steps count up to the address's lock from there.
+    store, now = accounts.app[SERVICES].store, accounts.clock.now()
+    await store.delete_key("fail:addr:127.0.0.1")
+    for _ in range(address_failures):
+        await store.incr("fail:addr:127.0.0.1", 15 * 60, now)
+
+
 async def test_each_audited_action_is_written_exactly_once(
     app: web.Application,
     client: TestClient[Any, Any],
@@ -123,14 +206,17 @@ async def test_each_audited_action_is_written_exactly_once(
 
     # -- accounts
     resp = await admin.post(
-        "/api/users",
-        json={"username": "dr.house", "password": PASSWORD, "role": "doctor", "display_name": ""},
+        "/api/users", json={"username": "dr.house", "role": "doctor", "display_name": ""}
     )
     assert resp.status == 201, await resp.text()
-    doctor_id = (await resp.json())["id"]
+    created = await resp.json()
+    doctor_id = created["user"]["id"]
     trail.ids["dr.house"] = doctor_id
-    await trail.step(("user.created", "@boss", "admin", "success"))
-    doctor = await sign_in_steps(trail, accounts, "dr.house", "doctor", first=True)
+    await trail.step(
+        ("user.created", "@boss", "admin", "success"),
+        ("user.link_issued", "@boss", "admin", "success"),
+    )
+    doctor = await enrol_by_link(trail, accounts, created["link"], "@dr.house")
 
     resp = await accounts.new_session().post(
         "/api/auth/login", json={"username": "dr.house", "password": "wrong password!"}
@@ -155,6 +241,9 @@ async def test_each_audited_action_is_written_exactly_once(
         ("login.password", "@dr.house", "doctor", "failure"),
         ("account.locked", "", "unknown", "locked"),
     )
+    resp = await admin.post(f"/api/users/{doctor_id}/unlock")
+    assert resp.status == 200, await resp.text()
+    await trail.step(("user.unlocked", "@boss", "admin", "success"))
 
     resp = await admin.post(f"/api/users/{doctor_id}/reset-mfa")
     assert resp.status == 200, await resp.text()
@@ -169,8 +258,42 @@ async def test_each_audited_action_is_written_exactly_once(
         resp = await admin.post(f"/api/users/{doctor_id}/role", json={"role": role})
         assert resp.status == 200, await resp.text()
         await trail.step(("user.role_changed", "@boss", "admin", "success"))
-    clock.advance(settings.security.lockout_minutes * 60 + 1)  # the account lock is over
+    clock.advance(settings.security.lockout_minutes * 60 + 1)  # the address's failures expire
+    resp = await admin.post("/api/users", json={"username": "sec.anne", "role": "assistant"})
+    assert resp.status == 201, await resp.text()
+    await trail.step(
+        ("user.created", "@boss", "admin", "success"),
+        ("user.link_issued", "@boss", "admin", "success"),
+    )
+    resp = await admin.post(
+        f"/api/users/{(await resp.json())['user']['id']}/assists",
+        json={"doctor_ids": [doctor_id]},
+    )
+    assert resp.status == 200, await resp.text()
+    await trail.step(("user.assists_changed", "@boss", "admin", "success"))
+    resp = await admin.post(
+        "/api/clinic",
+        json={
+            "name": "Clinic",
+            "phone": "01 23 45 67 89",
+            "hours": "Lun–ven 8h–19h",
+            "emergency_fr": "En cas d'urgence, appelez le 15 ou le 112.",
+            "emergency_en": "In an emergency, call 15 or 112.",
+        },
+    )
+    assert resp.status == 200, await resp.text()
+    await trail.step(("clinic.updated", "@boss", "admin", "success"))
+    resp = await admin.post(
+        "/api/passkey-policy",
+        json={"required_for": "nobody", "totp_fallback": True, "passwordless": True},
+    )
+    assert resp.status == 200, await resp.text()
+    await trail.step(("passkey.policy_changed", "@boss", "admin", "success"))
     doctor = await sign_in_steps(trail, accounts, "dr.house", "doctor", first=True)
+    resp = await admin.post(f"/api/users/{doctor_id}/reset-link")
+    assert resp.status == 200, await resp.text()
+    await trail.step(("user.link_issued", "@boss", "admin", "success"))
+    doctor = await enrol_by_link(trail, accounts, (await resp.json())["link"], "@dr.house")
 
     # -- own password: a refused change, then a change and back (later steps sign in with it)
     new_password = "another long passphrase"
@@ -191,6 +314,30 @@ async def test_each_audited_action_is_written_exactly_once(
         )
         assert resp.status == 200, await resp.text()
         await trail.step(("user.password_changed", "@dr.house", "doctor", "success"))
+
+    # -- the idle lock: locked, a wrong code refused, then unlocked
+    clock.advance(settings.security.session_idle_minutes * 60 + 1)
+    resp = await doctor.client.get("/api/me")
+    assert resp.status == 401, await resp.text()
+    await trail.step(("session.locked", "@dr.house", "doctor", "locked"))
+    resp = await doctor.post("/api/auth/unlock", json={"password": PASSWORD, "code": "000000"})
+    assert resp.status == 401, await resp.text()
+    await trail.step(("session.unlocked", "@dr.house", "doctor", "failure"))
+    resp = await doctor.post(
+        "/api/auth/unlock", json={"password": PASSWORD, "code": accounts.next_code(doctor.totp)}
+    )
+    assert resp.status == 200, await resp.text()
+    await trail.step(("session.unlocked", "@dr.house", "doctor", "success"), settle=0.1)
+    resp = await admin.post(
+        "/api/auth/unlock", json={"password": PASSWORD, "code": accounts.next_code(admin.totp)}
+    )
+    assert resp.status == 200, await resp.text()  # the admin's session, idle as long
+    await trail.step(
+        ("session.locked", "@boss", "admin", "locked"),
+        ("session.unlocked", "@boss", "admin", "success"),
+    )
+    # -- passkeys: a refused enrolment, one enrolled, a sign-in with it, a clone, a removal
+    await passkey_steps(trail, accounts, doctor)
 
     # -- consultations and invites
     booking = await book(accounts, doctor, clock)
@@ -239,6 +386,21 @@ async def test_each_audited_action_is_written_exactly_once(
         ("recording.requested", "@dr.house", "doctor", "success"),
         ("consent.declined", "patient", "patient", "success"),
     )
+    # -- a stop that is not a withdrawal
+    await doctor_ws.send({"type": "recording_request"})
+    await patient_ws.send({"type": "recording_consent", "granted": True})
+    await doctor_ws.send({"type": "recording_consent", "granted": True})
+    await trail.step(
+        ("recording.requested", "@dr.house", "doctor", "success"),
+        ("consent.given", "patient", "patient", "success"),
+        ("consent.given", "@dr.house", "doctor", "success"),
+        ("recording.started", "system", "system", "success"),
+    )
+    await doctor_ws.send({"type": "recording_stop"})
+    await trail.step(
+        ("recording.stop_requested", "@dr.house", "doctor", "success"),
+        ("recording.stopped", "system", "system", "success"),
+    )
 
     patient_ws.drop()
     while not isinstance(await doctor_ws.recv(), PeerLeft):  # past the recording states
@@ -264,16 +426,36 @@ async def test_each_audited_action_is_written_exactly_once(
     assert resp.status == 200
     await resp.read()
     await trail.step(("recording.downloaded", "@dr.house", "doctor", "success"))
+    for _ in range(2):  # a player's ranges: one view
+        resp = await doctor.client.get(
+            f"/api/recordings/{rid}/media", headers={"Range": "bytes=0-99"}
+        )
+        assert resp.status == 206
+        await resp.read()
+    await trail.step(("recording.viewed", "@dr.house", "doctor", "success"))
+
+    async def recording_cli(*args: str) -> None:
+        done = await asyncio.to_thread(
+            run_cli,
+            "recording",
+            *args,
+            data_dir=settings.storage.data_dir,
+            env=store_env(settings),
+            within=120,
+        )
+        assert done.returncode == 0, done.stderr
+
+    await make_recording(app, cid, trail.ids["dr.house"], recording_id="rec-legacy")
+    await recording_cli("repair", "--id", "rec-legacy")
+    await trail.step(("recording.repaired", "cli", "admin", "success"))
     out = Path(settings.storage.data_dir).parent / "export.webm"
-    done = await asyncio.to_thread(
-        run_cli,
-        *("recording", "export", rid, "--out", str(out)),
-        data_dir=settings.storage.data_dir,
-        env=store_env(settings),
-        within=120,
-    )
-    assert done.returncode == 0, done.stderr
+    await recording_cli("export", rid, "--out", str(out))
     await trail.step(("recording.exported", "cli", "admin", "success"))
+    moved = await asyncio.to_thread(
+        run_cli, "store", "export", data_dir=settings.storage.data_dir, env=store_env(settings)
+    )
+    assert moved.returncode == 0, moved.stderr
+    await trail.step(("store.exported", "cli", "admin", "success"))
     resp = await doctor.post(f"/api/recordings/{rid}/delete")
     assert resp.status == 200, await resp.text()
     await trail.step(("recording.deleted", "@dr.house", "doctor", "success"))
@@ -326,6 +508,12 @@ async def test_each_audited_action_is_written_exactly_once(
         ("signaling.join", "patient", "patient", "success"),
         ("signaling.waiting", "patient", "patient", "success"),
     )
+    resp = await doctor.post(
+        f"/api/consultations/{other.consultation_id}/waiting-message", json={"preset": "soon_10"}
+    )
+    assert resp.status == 200, await resp.text()
+    assert (await patient_ws.expect(StaffMessage)).preset == "soon_10"
+    await trail.step(("waiting.message_sent", "@dr.house", "doctor", "success"))
     resp = await doctor.post(f"/api/consultations/{other.consultation_id}/invite")
     assert resp.status == 200, await resp.text()
     invite = (await resp.json())["invite_url"].rsplit("/join/", 1)[1]
@@ -358,6 +546,18 @@ async def test_each_audited_action_is_written_exactly_once(
             *(locked if n == attempts else []),
             *(address if failures + n == threshold else []),
         )
+    later = datetime.fromtimestamp(clock.now() + 3600, UTC).isoformat()
+    resp = await doctor.post(
+        f"/api/consultations/{other.consultation_id}/reschedule",
+        json={"scheduled_start": later, "duration_minutes": 20},
+    )
+    assert resp.status == 200, await resp.text()
+    await trail.step(("consultation.rescheduled", "@dr.house", "doctor", "success"))
+    resp = await doctor.post(
+        f"/api/consultations/{other.consultation_id}/edit", json={"patient_name": "Renamed"}
+    )
+    assert resp.status == 200, await resp.text()
+    await trail.step(("consultation.edited", "@dr.house", "doctor", "success"))
     resp = await doctor.post(f"/api/consultations/{other.consultation_id}/cancel")
     assert resp.status == 200, await resp.text()
     await trail.step(
@@ -378,6 +578,25 @@ async def test_each_audited_action_is_written_exactly_once(
     resp = await admin.client.get("/api/audit/export", params={"format": "csv"})
     assert resp.status == 200
     await trail.step(("audit.exported", "@boss", "admin", "success"))
+
+    # -- the link by email, and later its reminder
+    resp = await doctor.post(
+        "/api/consultations",
+        json={
+            "patient_name": "Mail Patient",
+            "patient_email": "patient@mail.example",
+            "scheduled_start": iso(clock.now() + 300 * 60),
+        },
+    )
+    assert resp.status == 201, await resp.text()
+    mailed = (await resp.json())["consultation"]["id"]
+    await trail.step(
+        ("consultation.created", "@dr.house", "doctor", "success"),
+        ("invite.created", "@dr.house", "doctor", "success"),
+    )
+    resp = await doctor.post(f"/api/consultations/{mailed}/email", json={})
+    assert resp.status == 200, await resp.text()
+    await trail.step(("invite.emailed", "@dr.house", "doctor", "success"))
 
     # -- sign-out, then failures from one address until it is locked
     resp = await doctor.post("/api/auth/logout")
@@ -404,6 +623,12 @@ async def test_each_audited_action_is_written_exactly_once(
     changed = settings.replace(security=dataclasses.replace(settings.security, lockout_minutes=99))
     await record_settings_change(services.store, services.audit, changed, digest_key)
     await trail.step(("settings.changed", "system", "system", "success"))
+
+    # -- the reminder of the consultation emailed above, less than two hours before it
+    clock.advance(190 * 60)
+    consultations = await services.store.list_consultations(None)
+    assert await services.mailer.send_due_reminders(consultations) == 1
+    await trail.step(("invite.reminded", "system", "system", "success"))
 
     # -- retention: a recording purged, then a year later the old audit entries
     await make_recording(app, cid, doctor_id, recording_id="rec-old")

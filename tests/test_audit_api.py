@@ -6,6 +6,7 @@ from __future__ import annotations
 import sqlite3
 from typing import Any
 
+import psycopg
 import pytest
 from aiohttp import web
 
@@ -113,6 +114,12 @@ async def test_verify_reports_an_intact_chain_then_the_first_broken_entry(
         entry = json.loads(str(await store.r.get("tc:rec:audit:2")))
         entry["actor"] = "someone-else"
         await store.r.set("tc:rec:audit:2", json.dumps(entry))
+    elif settings.storage.backend == "postgres":
+        with psycopg.connect(settings.storage.postgres_dsn, autocommit=True) as pg:
+            pg.execute(
+                "UPDATE audit SET body = jsonb_set(body::jsonb, '{actor}', '\"someone-else\"')"
+                "::json WHERE seq = 2"
+            )
     else:
         with sqlite3.connect(settings.storage.sqlite_path) as db:
             db.execute(

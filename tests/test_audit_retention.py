@@ -13,6 +13,7 @@ import subprocess
 from pathlib import Path
 from typing import Any
 
+import psycopg
 import pytest
 from aiohttp import web
 from aiohttp.test_utils import TestClient
@@ -134,6 +135,13 @@ async def tamper_checkpoint(store: Store, settings: Settings, value: str | None)
         else:
             await store.r.set("tc:audit:checkpoint", value)
         return
+    if settings.storage.backend == "postgres":
+        with psycopg.connect(settings.storage.postgres_dsn, autocommit=True) as pg:
+            if value is None:
+                pg.execute("DELETE FROM meta WHERE name = 'audit_checkpoint'")
+            else:
+                pg.execute("UPDATE meta SET value = %s WHERE name = 'audit_checkpoint'", (value,))
+        return
     with sqlite3.connect(settings.storage.sqlite_path) as db:
         if value is None:
             db.execute("DELETE FROM meta WHERE name='audit_checkpoint'")
@@ -145,6 +153,10 @@ async def drop_oldest_entry(store: Store, settings: Settings) -> None:
     if isinstance(store, RedisStore):
         [(seq, _)] = await store.r.zpopmin("tc:idx:audit:all_by_seq")  # type: ignore[str-unpack]
         await store.r.delete(f"tc:rec:audit:{seq!s}")
+        return
+    if settings.storage.backend == "postgres":
+        with psycopg.connect(settings.storage.postgres_dsn, autocommit=True) as pg:
+            pg.execute("DELETE FROM audit WHERE seq = (SELECT MIN(seq) FROM audit)")
         return
     with sqlite3.connect(settings.storage.sqlite_path) as db:
         db.execute("DELETE FROM audit WHERE seq=(SELECT MIN(seq) FROM audit)")

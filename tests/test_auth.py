@@ -166,13 +166,16 @@ async def test_unknown_user_and_wrong_password_answer_alike(accounts: Accounts) 
     assert unknown[2] > known[2] / 10
 
 
-async def test_staff_session_expires_after_idle_time(doctor: Staff, clock: ManualClock) -> None:
+async def test_staff_session_locks_after_idle_time(doctor: Staff, clock: ManualClock) -> None:
     clock.advance(29 * 60)
     assert (await doctor.client.get("/api/me")).status == 200
     clock.advance(29 * 60)  # active 29 minutes ago: still within the idle timeout
     assert (await doctor.client.get("/api/me")).status == 200
     clock.advance(31 * 60)
-    assert (await doctor.client.get("/api/me")).status == 401
+    resp = await doctor.client.get("/api/me")
+    assert resp.status == 401
+    # Locked until password and code (tests/test_session_lock.py), not ended.
+    assert (await resp.json())["error"]["code"] == "session_locked"
 
 
 async def test_staff_session_ends_after_absolute_lifetime(

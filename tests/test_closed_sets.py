@@ -63,7 +63,7 @@ async def test_an_undeclared_audit_action_is_refused_and_writes_nothing(
 
 
 def test_staff_roles_and_seat_roles_are_two_sets_each_defined_once() -> None:
-    assert STAFF_ROLES == get_args(StaffRole) == ("admin", "doctor")
+    assert STAFF_ROLES == get_args(StaffRole) == ("admin", "doctor", "assistant")
     assert SEAT_ROLES == get_args(SeatRole) == ("doctor", "patient")
     # Accounts hold a staff role; tokens, protocol messages and consent name a seat.
     assert get_type_hints(User)["role"] == StaffRole

@@ -1,4 +1,5 @@
-"""Two signaling processes sharing one Redis act as one service for live rooms.
+"""Two signaling processes sharing one Redis act as one service for live rooms, with their
+records in Redis or in PostgreSQL.
 
 A doctor on instance A and a patient on instance B meet, are admitted and exchange media;
 two patient connections racing on A and B leave exactly one seat holder; SIGKILLing the
@@ -14,6 +15,7 @@ import hashlib
 import time
 from collections.abc import AsyncIterator, Iterator
 from pathlib import Path
+from typing import Any
 
 import aiohttp
 import pytest
@@ -33,12 +35,13 @@ from signaling.live.protocol import (
     PeerLeft,
     RelayedCandidate,
     ServerMessage,
+    StaffMessage,
     Waiting,
     Welcome,
 )
 from signaling.live.room_state import RoomSnapshot, decode_snapshot
 from signaling.live.signaling_state import SIGNALING
-from tests.cluster import Cluster, Instance, start_cluster, wait_until_ready
+from tests.cluster import Cluster, Instance, alive_but_not_ready, start_cluster, wait_until_ready
 from tests.conftest import Staff, wait_until
 from tests.rtc import (
     Booking,
@@ -54,6 +57,7 @@ from tests.rtc import (
 from tests.servers import RedisServer
 from tests.test_signaling_recording import record_then_patient_withdraws
 
+WAITING_ROOM_TEXT = "Le docteur arrive dans un instant, merci."
 CANDIDATE = "candidate:1 1 udp 2122260223 127.0.0.1 50000 typ host"
 
 
@@ -64,9 +68,15 @@ def own_redis(tmp_path: Path) -> Iterator[RedisServer]:
     server.stop()
 
 
-@pytest.fixture
-def cluster(tmp_path: Path, own_redis: RedisServer) -> Iterator[Cluster]:
-    started = start_cluster(tmp_path, own_redis)
+@pytest.fixture(params=["redis", "postgres+redis"])
+def cluster(
+    tmp_path: Path, own_redis: RedisServer, request: pytest.FixtureRequest
+) -> Iterator[Cluster]:
+    # Records in Redis (the Redis store), or in PostgreSQL with the live state in Redis.
+    dsn = None
+    if request.param == "postgres+redis":
+        dsn = request.getfixturevalue("postgres_cluster").new_database()
+    started = start_cluster(tmp_path, own_redis, postgres_dsn=dsn)
     yield started
     started.stop()
     # The instances' own logs hold no patient name and no TOTP secret either.
@@ -209,6 +219,32 @@ async def test_the_dashboard_sees_and_cancels_a_patient_waiting_on_the_other_ins
     await booking.patient.close()
 
 
+async def test_a_message_written_on_one_instance_reaches_the_patient_waiting_on_the_other(
+    cluster: Cluster, doctor: Staff
+) -> None:
+    """The doctor's dashboard on A writes to the waiting room: the patient, whose socket
+    lives on B, receives it; the text reaches neither instance's log."""
+    booking = await cluster.book(doctor, patient_on=cluster.b)
+    patient_ws, _ = await join_on(
+        cluster, cluster.b, booking.patient, await booking.patient_token()
+    )
+    await patient_ws.expect(Waiting)
+    url = f"/api/consultations/{booking.consultation_id}/waiting-message"
+    for body in ({"preset": "check_microphone"}, {"text": WAITING_ROOM_TEXT}):
+        resp = await doctor.post(url, json=body)
+        assert resp.status == 200, await resp.text()
+        got = await patient_ws.expect(StaffMessage)
+        assert (got.preset, got.text, got.from_role) == (
+            body.get("preset"),
+            body.get("text", ""),
+            "doctor",
+        )
+    await patient_ws.close()
+    await booking.patient.close()
+    for instance in cluster.instances:
+        assert WAITING_ROOM_TEXT not in instance.output(), instance.name
+
+
 async def test_a_new_link_on_one_instance_shows_out_the_patient_on_the_other(
     cluster: Cluster, doctor: Staff
 ) -> None:
@@ -260,11 +296,18 @@ async def test_recording_across_instances_runs_on_the_doctors_and_hears_the_pati
     booking = await cluster.book(doctor, patient_on=cluster.b)
     doctor_ws, _, patient_ws, _ = await call_across(cluster, booking)
     recording_id = await record_then_patient_withdraws(doctor_ws, patient_ws, seconds=2)
-    resp = await doctor.client.get("/api/recordings")
-    assert resp.status == 200, await resp.text()
-    listed = {r["id"]: r for r in (await resp.json())["recordings"]}
-    recording = listed[recording_id]
-    assert recording["status"] == "complete" and recording["size_bytes"] > 0, recording
+
+    async def once_complete() -> dict[str, Any] | None:
+        # Complete once A's recorder has sealed the file (its remux pass comes after the stop).
+        resp = await doctor.client.get("/api/recordings")
+        assert resp.status == 200, await resp.text()
+        listed = {r["id"]: r for r in (await resp.json())["recordings"]}
+        recording: dict[str, Any] = listed[recording_id]
+        assert recording["status"] in ("recording", "complete"), recording
+        return recording if recording["status"] == "complete" else None
+
+    recording = await wait_until(once_complete, within=30)
+    assert recording["size_bytes"] > 0, recording
     await doctor_ws.close()
     await patient_ws.close()
     await booking.patient.close()
@@ -440,17 +483,14 @@ async def test_redis_stopped_for_15_s_keeps_the_call_and_nothing_stored_is_lost(
         await connect_media(doctor_ws, doctor_peer, patient_ws, patient_peer)
         token_before = await later.doctor_token()
         stored = durable_keys(cluster.redis.url)
+        # Records as the service reads them, from wherever they live (Redis, or PostgreSQL).
+        listed = await consultations_listed(doctor)
+        assert {booking.consultation_id, later.consultation_id} <= listed.keys()
         port = cluster.redis.port
         cluster.redis.stop()
         stopped_at = time.monotonic()
         during = {"audio": patient_peer.frames["audio"], "video": patient_peer.frames["video"]}
-        async with aiohttp.ClientSession() as http:
-            for instance in cluster.instances:
-                async with http.get(f"{instance.base}/healthz") as resp:
-                    assert resp.status == 200
-                async with http.get(f"{instance.base}/readyz") as resp:
-                    assert resp.status == 503
-                    assert (await resp.json())["error"]["code"] == "unavailable"
+        await alive_but_not_ready(cluster)
         # A new join is refused clearly, on either instance.
         for instance in cluster.instances:
             ws = await cluster.connect(instance, later.doctor.client)
@@ -478,14 +518,24 @@ async def test_redis_stopped_for_15_s_keeps_the_call_and_nothing_stored_is_lost(
         await _relayed_when_back(doctor_ws, patient_ws, back_at)
         assert time.monotonic() - back_at < 10.0
         await frames_keep_coming(patient_peer, 0.5)
-    # Nothing stored before the outage is missing or changed in kind.
+    # Nothing stored before the outage is missing or changed in kind: the keys without a
+    # time to live (the Redis store's records; few or none beside PostgreSQL), and every
+    # consultation with its patient as the service lists them.
     after = durable_keys(cluster.redis.url)
     missing = {k: v for k, v in stored.items() if after.get(k) != v}
     assert not missing, missing
+    assert await consultations_listed(doctor) == listed
     for ws in (doctor_ws, patient_ws, late_doctor_ws, late_patient_ws):
         await ws.close()
     await booking.patient.close()
     await later.patient.close()
+
+
+async def consultations_listed(staff: Staff) -> dict[str, str]:
+    """The doctor's consultations as the dashboard lists them: id -> patient's name."""
+    resp = await staff.client.get("/api/consultations")
+    assert resp.status == 200, await resp.text()
+    return {c["id"]: c["patient_name"] for c in (await resp.json())["consultations"]}
 
 
 async def _join_when_back(cluster: Cluster, booking: Booking, back_at: float) -> SignalClient:

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import os
 import subprocess
 import sys
 from pathlib import Path
@@ -10,6 +9,7 @@ from pathlib import Path
 import pytest
 
 from config import ConfigError, load_or_create_key, load_settings, read_key_file
+from tests.cli import command_env
 from tests.conftest import deadline
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -132,7 +132,7 @@ def test_server_refuses_to_start_with_a_readable_key(tmp_path: Path) -> None:
         capture_output=True,
         text=True,
         timeout=deadline(60),
-        env={**os.environ, "PYTHONPATH": str(ROOT)},
+        env={**command_env(), "PYTHONPATH": str(ROOT)},
     )
     assert result.returncode == 2
     assert "accessible by group or others" in result.stderr
@@ -146,11 +146,17 @@ def test_server_refuses_to_start_with_an_unknown_setting(tmp_path: Path) -> None
         capture_output=True,
         text=True,
         timeout=deadline(60),
-        env={**os.environ, "TELECONSULT_SERVER_COLOUR": "blue"},
+        env={**command_env(), "TELECONSULT_SERVER_COLOUR": "blue"},
     )
     assert result.returncode == 2
     assert result.stderr.strip() == (
         "configuration error: server.colour: unknown setting (known: body_timeout_seconds, "
-        "header_timeout_seconds, host, keepalive_timeout_seconds, max_body_bytes, "
+        "header_timeout_seconds, host, keepalive_timeout_seconds, lan_addresses, max_body_bytes, "
         "max_connections, port, public_url, tls_cert_file, tls_key_file, trust_proxy_headers)"
     )
+
+
+def test_recordings_directory_defaults_under_the_data_dir_or_is_the_shared_mount() -> None:
+    assert load_settings(environ={}).recordings_path == Path("data") / "recordings"
+    shared = load_settings(environ={"TELECONSULT_RECORDING_DIRECTORY": "/mnt/recordings"})
+    assert shared.recordings_path == Path("/mnt/recordings")

@@ -11,7 +11,7 @@ from pathlib import Path
 import pytest
 
 ROOT = Path(__file__).resolve().parent.parent
-DOMAIN = ("accounts", "consultations", "audit", "live", "recording")
+DOMAIN = ("accounts", "consultations", "audit", "live", "recording", "mail")
 
 
 def module_name(path: Path) -> str:

@@ -32,7 +32,7 @@ import pytest
 
 from config import load_settings
 from signaling.accounts.selfsigned import ensure_self_signed
-from tests.cli import run_cli
+from tests.cli import command_env, run_cli
 from tests.conftest import PASSWORD, Staff, deadline
 from tests.rtc import Booking, SignalClient, connect_media, let_in, peers, rtc_config, sees_knock
 from tests.servers import free_port, stop_process, wait_for_port
@@ -165,7 +165,7 @@ def deployment(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Deployment]
     turn_key.write_text("dGVzdCB0dXJuIHNlY3JldCBmb3IgdGhlIG5naW54IHRlc3Q=\n")
     turn_key.chmod(0o600)
     env = {
-        **os.environ,
+        **command_env(),
         "PYTHONUNBUFFERED": "1",
         "TELECONSULT_SERVER_PUBLIC_URL": f"https://localhost:{https_port}",
         "TELECONSULT_SERVER_TRUST_PROXY_HEADERS": "true",
@@ -220,7 +220,7 @@ def deployment(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Deployment]
             raise AssertionError((work / "nginx.stderr").read_text()) from None
         # A doctor, made with the command line while the service runs.
         added = run_cli(
-            *("add-user", "--username", "dr.nginx", "--role", "doctor"),
+            *("add-user", "--username", "dr.nginx", "--role", "doctor", "--credentials-stdin"),
             *("--display-name", "Dr Nginx", "--config", str(SHIPPED_SETTINGS)),
             data_dir=data_dir,
             stdin=PASSWORD + "\n",

@@ -11,7 +11,6 @@ import asyncio
 import dataclasses
 import json
 import logging
-import os
 import re
 import subprocess
 import sys
@@ -31,6 +30,7 @@ from signaling.api.edge import start_edge
 from signaling.api.routes_live import STREAM_TIMING, StreamTiming
 from signaling.app import create_app
 from signaling.clock import ManualClock
+from tests.cli import command_env
 from tests.conftest import Accounts, deadline, wait_until
 from tests.servers import free_port, stop_process, wait_for_port
 
@@ -488,7 +488,7 @@ def served(tmp_path: Path) -> Iterator[tuple[int, subprocess.Popen[bytes], Path]
     port = free_port()
     output = tmp_path / "output.log"
     env = {
-        **os.environ,
+        **command_env(),
         "PYTHONUNBUFFERED": "1",
         "TELECONSULT_SERVER_HEADER_TIMEOUT_SECONDS": "1",
         "TELECONSULT_SERVER_MAX_CONNECTIONS": "64",

@@ -14,7 +14,7 @@ from aiohttp.test_utils import TestClient
 
 from signaling.clock import ManualClock
 from signaling.keys import SERVICES
-from signaling.live.protocol import Lobby, PeerLeft, RelayedOffer, Waiting
+from signaling.live.protocol import Lobby, PatientLeft, PeerLeft, RelayedOffer, Waiting
 from signaling.models import AuditEntry
 from tests.conftest import Accounts, Staff, wait_until
 from tests.rtc import (
@@ -168,7 +168,10 @@ async def test_a_new_link_ends_the_old_patient_in_the_call(
     assert await close_code_sent(patient_ws) == 4410
     left = await doctor_ws.expect(PeerLeft)
     assert (left.role, left.reason) == ("patient", "superseded")
-    assert (await doctor_ws.expect(Lobby)).waiting is None
+    lobby = await doctor_ws.expect(Lobby)
+    assert lobby.waiting is None
+    # The doctor is told this patient cannot come back through their link.
+    assert lobby.left == PatientLeft(reason="superseded", may_return=False)
     # Its place cannot be taken back with the resume secret either.
     back = await connect(client)
     await back.send({"type": "resume", "v": 1, "resume": patient_welcome.resume})
@@ -190,9 +193,42 @@ async def test_a_new_link_ends_the_old_patient_in_the_waiting_room(
     await reissue(doctor, booking)
     await patient_ws.expect_error("invite_superseded")
     assert await close_code_sent(patient_ws) == 4410
-    assert (await doctor_ws.expect(Lobby)).waiting is None
+    lobby = await doctor_ws.expect(Lobby)
+    assert lobby.waiting is None
+    assert lobby.left == PatientLeft(reason="superseded", may_return=False)
     resp = await doctor.client.get("/api/waiting")
     assert (await resp.json())["waiting"] == []
+    await doctor_ws.close()
+
+
+async def test_a_patient_who_left_comes_back_without_the_code_until_a_new_link(
+    client: TestClient[Any, Any], accounts: Accounts, doctor: Staff, clock: ManualClock
+) -> None:
+    booking = await book(accounts, doctor, clock)
+    doctor_ws, _, patient_ws, _ = await knocking(client, booking)
+    await patient_ws.send({"type": "hang_up"})
+    lobby = await doctor_ws.expect(Lobby)
+    assert lobby.waiting is None
+    assert lobby.left == PatientLeft(reason="left", may_return=True)
+    # The same browser (its patient cookie) comes back: its session still answers, a fresh
+    # room token takes the seat again, and the doctor sees the patient wait, with no "left".
+    resp = await patient_call(booking, "GET", "/api/patient/session", None)
+    assert resp.status == 200, await resp.text()
+    assert (await resp.json())["consultation"]["consultation_id"] == booking.consultation_id
+    back, welcome = await join(client, await booking.patient_token())
+    assert welcome.state == "waiting"
+    await back.expect(Waiting)
+    lobby = await doctor_ws.expect(Lobby)
+    assert lobby.waiting is not None and lobby.left is None
+    await back.send({"type": "hang_up"})
+    assert (await doctor_ws.expect(Lobby)).left == PatientLeft(reason="left", may_return=True)
+    # A new link ends the remembered session: no way back without the new link and code.
+    await reissue(doctor, booking)
+    resp = await patient_call(booking, "GET", "/api/patient/session", None)
+    assert resp.status == 410
+    assert (await resp.json())["error"]["code"] == "invite_superseded"
+    resp = await patient_call(booking, "POST", "/api/room-tokens", "consultation")
+    assert (await resp.json())["error"]["code"] == "invite_superseded"
     await doctor_ws.close()
 
 

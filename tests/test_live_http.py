@@ -154,8 +154,10 @@ async def test_polling_does_not_keep_an_idle_session_alive(
     clock.advance(2 * 60)
     resp = await doctor.client.get("/api/waiting")
     assert resp.status == 401
-    # An ordinary request would have kept it: the session is gone, not merely hidden.
-    assert (await doctor.client.get("/api/me")).status == 401
+    assert (await resp.json())["error"]["code"] == "session_locked"
+    # An ordinary request would have kept it alive: the session is locked for every request.
+    resp = await doctor.client.get("/api/me")
+    assert (await resp.json())["error"]["code"] == "session_locked"
 
 
 async def test_stream_sends_an_arrival_and_the_admission(
@@ -188,7 +190,7 @@ async def test_stream_refuses_non_doctors(client: TestClient[Any, Any], admin: S
     assert (await resp.json())["error"]["code"] == "not_authenticated"
 
 
-async def test_stream_ends_when_the_session_expires_and_does_not_extend_it(
+async def test_stream_locks_with_the_session_and_does_not_extend_it(
     client: TestClient[Any, Any], doctor: Staff, clock: ManualClock
 ) -> None:
     stream = await open_stream(doctor)
@@ -198,11 +200,13 @@ async def test_stream_ends_when_the_session_expires_and_does_not_extend_it(
         clock.advance(60)
         assert await stream.next() == ("", "heartbeat")
     clock.advance(2 * 60)
-    assert await stream.next_event() == ("session_ended", "{}")
-    assert await stream.next() == ("eof", "")
-    stream.response.release()
-    # The stream did not keep the session: it is gone for every request.
-    assert (await doctor.client.get("/api/me")).status == 401
+    # Locked, not ended: the stream stays, with counts instead of names.
+    assert await stream.next_event() == ("session_locked", "{}")
+    assert await stream.next_event() == ("waiting_count", '{"waiting_count":0}')
+    stream.response.close()
+    # The stream did not keep the session: it is locked for every request.
+    resp = await doctor.client.get("/api/me")
+    assert (await resp.json())["error"]["code"] == "session_locked"
 
 
 async def test_stream_ends_at_sign_out(

@@ -7,7 +7,7 @@ from typing import Any
 import pytest
 from aiohttp.test_utils import TestClient
 
-from tests.conftest import Accounts
+from tests.conftest import Accounts, wait_until
 
 pytestmark = pytest.mark.both_stores
 
@@ -68,7 +68,14 @@ async def test_metrics_follow_joins_refusals_rooms_and_relays(
     intruder = await connect(client)
     await intruder.send({"type": "join", "v": 1, "token": "not-a-token"})
     assert await intruder.closed_with() == 4401
-    text = await (await client.get("/metrics")).text()
+
+    async def both_joins_counted() -> str:
+        # A join is counted once its handler is done, audit entry written: the patient's may
+        # still be writing when the relayed offer arrives.
+        text = await (await client.get("/metrics")).text()
+        return text if 'teleconsult_joins_total{role="patient"}' in text else ""
+
+    text = await wait_until(both_joins_counted, within=5)
     assert value(text, 'teleconsult_joins_total{role="doctor"}') == 1
     assert value(text, 'teleconsult_joins_total{role="patient"}') == 1
     assert value(text, 'teleconsult_join_refusals_total{reason="token_invalid"}') == 1

@@ -16,11 +16,21 @@ ONLY_IN_WIRING = {
     "signaling.cluster.room_state_redis": {WIRING},
     "signaling.cluster.room_watch": {WIRING},
     "signaling.store.redis": {WIRING},
+    # Short-lived keys in Redis: the Redis store's own, the PostgreSQL store's when wired so.
+    "signaling.store.short_lived_redis": {WIRING, "signaling/store/redis.py"},
+    # The client every Redis implementation opens.
+    "signaling.store.redis_client": {
+        "signaling/cluster/bus_redis.py",
+        "signaling/store/redis.py",
+        "signaling/store/short_lived_redis.py",
+    },
 }
 REDIS_CLIENTS = {
     "signaling/cluster/bus_redis.py",
     "signaling/cluster/room_state_redis.py",
     "signaling/store/redis.py",
+    "signaling/store/short_lived_redis.py",
+    "signaling/store/redis_client.py",
 }
 
 

@@ -61,3 +61,9 @@ async def test_the_suite_hashes_cheaply_and_still_verifies_costly_hashes() -> No
     costly = PasswordHasher.from_parameters(RFC_9106_LOW_MEMORY).hash("pass phrase")
     assert await verify_password(costly, "pass phrase")
     assert not await verify_password(None, "pass phrase")
+
+
+async def test_no_hash_and_an_empty_hash_match_no_password_not_even_the_dummys() -> None:
+    dummy = "not a real password, only a timing equaliser"
+    assert not await verify_password(None, dummy)
+    assert not await verify_password("", dummy)  # an account waiting for its link

@@ -80,6 +80,7 @@ async def test_both_consent_record_then_a_withdrawal_stops_it(
     stored = await rs.store.get_recording(rid)
     assert stored is not None and stored.status == "complete"
     assert stored.stop_reason == "consent_withdrawn" and stored.size_bytes > 0
+    assert stored.seekable and 0 < stored.duration_seconds <= 3 + 1
     data = b"".join(rs.library.plaintext(stored))
     with av.open(io.BytesIO(data), mode="r") as container:
         kinds = sorted(s.type for s in container.streams)

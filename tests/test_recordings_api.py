@@ -23,6 +23,7 @@ from signaling.keys import SERVICES
 from signaling.models import Recording
 from signaling.recording.recordings import RecordingLibrary, recording_context
 from tests.conftest import Accounts, Staff
+from tests.test_consultations import create
 
 pytestmark = pytest.mark.both_stores
 ROOT = Path(__file__).resolve().parent.parent
@@ -157,3 +158,40 @@ async def test_recordings_are_purged_after_their_retention(
     assert (await sweeper.sweep()).recordings_purged == 1
     rec = await services.store.get_recording("rec1")
     assert rec is not None and rec.status == "deleted"
+
+
+async def test_the_consultations_tell_their_doctor_and_admins_how_many_recordings_they_have(
+    app: web.Application, accounts: Accounts, doctor: Staff, admin: Staff, clock: ManualClock
+) -> None:
+    recorded = (await create(doctor, clock, patient_name="Alice Dupont"))["consultation"]["id"]
+    plain = (await create(doctor, clock, patient_name="Bob Martin"))["consultation"]["id"]
+    await make_recording(app, recorded, doctor.user["id"], "rec1")
+    await make_recording(app, recorded, doctor.user["id"], "rec2")
+    await make_recording(app, recorded, doctor.user["id"], "rec3")
+    assert (await doctor.post("/api/recordings/rec3/delete")).status == 200
+    await accounts.create("sec.anne", role="assistant")
+    assistant = await accounts.sign_in("sec.anne")
+    resp = await admin.post(
+        f"/api/users/{assistant.user['id']}/assists", json={"doctor_ids": [doctor.user["id"]]}
+    )
+    assert resp.status == 200, await resp.text()
+
+    async def counts(staff: Staff) -> dict[str, Any]:
+        resp = await staff.client.get("/api/consultations")
+        assert resp.status == 200
+        listed = (await resp.json())["consultations"]
+        return {c["id"]: c.get("recordings", "absent") for c in listed}
+
+    async def count_of_one(staff: Staff, cid: str) -> Any:
+        resp = await staff.client.get(f"/api/consultations/{cid}")
+        assert resp.status == 200
+        return (await resp.json()).get("recordings", "absent")
+
+    # A deleted recording is not counted: the recordings page does not list it either.
+    assert await counts(doctor) == {recorded: 2, plain: 0}
+    assert await counts(admin) == {recorded: 2, plain: 0}
+    assert await count_of_one(doctor, recorded) == 2
+    assert await count_of_one(admin, plain) == 0
+    # The secretariat sees no recordings, and not whether there are any.
+    assert await counts(assistant) == {recorded: "absent", plain: "absent"}
+    assert await count_of_one(assistant, recorded) == "absent"

@@ -17,6 +17,7 @@ from aiohttp.test_utils import TestClient
 from config import Settings
 from signaling.app import create_app
 from signaling.clock import ManualClock
+from signaling.store.short_lived_redis import RedisShortLivedStore
 from tests.conftest import Accounts
 from tests.rtc import book, connect
 from tests.servers import RedisServer
@@ -77,3 +78,21 @@ async def test_a_redis_outage_is_answered_clearly_and_nothing_is_lost(
 
     assert (await ws.expect(Welcome)).role == "doctor"
     await ws.close()
+
+
+async def test_short_lived_keys_answer_at_once_when_redis_is_back(own_redis: RedisServer) -> None:
+    # PostgreSQL + Redis: the short-lived keys' own client sits idle through an outage (no
+    # readiness check goes through it), so its pooled connection is dead when Redis returns;
+    # the first claim after must still answer, not `unavailable` (a patient's first join).
+    keys = RedisShortLivedStore(own_redis.url)
+    await keys.open()
+    try:
+        assert await keys.claim_once("before", 60, time.time())
+        port = own_redis.port
+        own_redis.stop()  # and nothing asks it anything meanwhile
+        own_redis.port = port
+        own_redis.start()
+        assert await keys.claim_once("after", 60, time.time())
+        assert not await keys.claim_once("before", 60, time.time())  # kept through the outage
+    finally:
+        await keys.close()

@@ -2,9 +2,12 @@
 
 from __future__ import annotations
 
+import contextlib
+import sqlite3
 from pathlib import Path
 from typing import Any
 
+import psycopg
 import pytest
 from aiohttp import web
 from aiohttp.test_utils import TestClient
@@ -14,6 +17,7 @@ from signaling.clock import ManualClock
 from signaling.consultations.retention import RetentionSweeper
 from signaling.keys import SERVICES
 from signaling.store.audit_chain import first_broken
+from signaling.store.redis import RedisStore
 from tests.cli import run_cli
 from tests.conftest import Staff
 from tests.test_consultations import create, invite_token
@@ -53,6 +57,39 @@ async def test_patient_details_are_erased_after_the_retention_period(
     assert len(purge) == 1
     assert first_broken(entries) is None
     assert (await sweeper(app).sweep()).consultations_erased == 0  # once only
+
+
+async def short_lived_rows(settings: Settings) -> set[str]:
+    """The keys the store's table of short-lived keys holds (SQLite, PostgreSQL alone)."""
+    if settings.storage.backend == "sqlite":
+        with contextlib.closing(sqlite3.connect(settings.storage.sqlite_path)) as db:
+            return {row[0] for row in db.execute("SELECT key FROM ephemeral")}
+    async with await psycopg.AsyncConnection.connect(settings.storage.postgres_dsn) as conn:
+        cursor = await conn.execute("SELECT key FROM ephemeral")
+        return {row[0] for row in await cursor.fetchall()}
+
+
+async def test_a_sweep_removes_the_expired_short_lived_keys(
+    app: web.Application, client: TestClient[Any, Any], clock: ManualClock, settings: Settings
+) -> None:
+    # Used token ids, failure counters and lockouts expire. Where a table holds them, a read
+    # only ever clears the one key it asks for, so without the sweep every used link and
+    # every failed attempt would stay a row for ever.
+    store = app[SERVICES].store
+    await store.claim_once("used:old", ttl=60, now=clock.now())
+    await store.incr("failures:old", ttl=60, now=clock.now())
+    await store.claim_once("used:live", ttl=3600, now=clock.now())
+    clock.advance(120)
+    report = await sweeper(app).sweep()
+    assert await store.get_count("used:live", clock.now()) == 1
+    if isinstance(store, RedisStore):
+        # Redis removes them itself: each carries its TTL, nothing is left for the sweep.
+        assert report.ephemeral_keys_purged == 0
+        assert await store.r.pttl("tc:eph:used:old") > 0
+        assert await store.r.pttl("tc:cnt:failures:old") > 0
+        return
+    assert report.ephemeral_keys_purged == 2
+    assert await short_lived_rows(settings) == {"used:live"}
 
 
 async def test_admin_exports_then_erases_a_consultation_at_the_patients_request(

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import os
 import re
 import socket
 import subprocess
@@ -15,7 +14,7 @@ import aiohttp
 import pyotp
 import pytest
 
-from tests.cli import run_cli
+from tests.cli import add_doctor, read_until, run_cli, start_service
 from tests.conftest import PASSWORD, deadline
 from tests.servers import free_port
 
@@ -26,14 +25,7 @@ ROOT = Path(__file__).resolve().parent.parent
 def server(tmp_path: Path) -> Iterator[tuple[str, Path, subprocess.Popen[str]]]:
     port = free_port()
     data_dir = tmp_path / "data"
-    proc = subprocess.Popen(
-        [sys.executable, "-u", "run.py", "--port", str(port), "--data-dir", str(data_dir)],
-        cwd=ROOT,
-        stdout=subprocess.PIPE,
-        stderr=subprocess.STDOUT,
-        text=True,
-        env={**os.environ, "PYTHONUNBUFFERED": "1"},
-    )
+    proc = start_service("--port", str(port), data_dir=data_dir)
     base = f"http://127.0.0.1:{port}"
     limit = time.monotonic() + deadline(30)
     while time.monotonic() < limit:
@@ -55,18 +47,6 @@ def server(tmp_path: Path) -> Iterator[tuple[str, Path, subprocess.Popen[str]]]:
         proc.kill()
 
 
-def read_until(proc: subprocess.Popen[str], pattern: str, limit: float = 15) -> str:
-    assert proc.stdout is not None
-    seen = ""
-    deadline = time.monotonic() + limit
-    while time.monotonic() < deadline:
-        line = proc.stdout.readline()
-        seen += line
-        if re.search(pattern, seen):
-            return seen
-    raise AssertionError(f"{pattern!r} not printed; got: {seen}")
-
-
 async def test_run_py_serves_and_add_user_signs_in_with_totp(
     server: tuple[str, Path, subprocess.Popen[str]],
 ) -> None:
@@ -82,24 +62,9 @@ async def test_run_py_serves_and_add_user_signs_in_with_totp(
     assert (data_dir / "keys" / "secret.key").stat().st_mode & 0o777 == 0o600
     assert (data_dir / "teleconsult.sqlite3").exists()
 
-    added = run_cli(
-        "add-user",
-        "--username",
-        "dr.bernard",
-        "--role",
-        "doctor",
-        "--display-name",
-        "Dr Bernard",
-        data_dir=data_dir,
-        stdin=PASSWORD + "\n",
-    )
-    assert added.returncode == 0, added.stderr
+    added, totp = add_doctor(data_dir, display_name="Dr Bernard")
     assert PASSWORD not in added.stdout + added.stderr
-    uri = re.search(r"otpauth://\S+", added.stdout)
-    assert uri, added.stdout
     assert "█" in added.stdout or "▀" in added.stdout  # the terminal QR code
-    totp = pyotp.parse_uri(uri.group(0))
-    assert isinstance(totp, pyotp.TOTP)
 
     async with aiohttp.ClientSession(cookie_jar=aiohttp.CookieJar(unsafe=True)) as http:
         async with http.post(
@@ -141,14 +106,54 @@ async def test_run_py_serves_and_add_user_signs_in_with_totp(
 
 def test_add_user_refuses_a_short_password(tmp_path: Path) -> None:
     result = run_cli(
-        "add-user", "--username", "dr.x", "--role", "doctor", data_dir=tmp_path, stdin="short\n"
+        *("add-user", "--username", "dr.x", "--role", "doctor", "--credentials-stdin"),
+        data_dir=tmp_path,
+        stdin="short\n",
     )
     assert result.returncode == 1
     assert "at least 12 characters" in result.stderr
 
 
+def test_add_user_prints_a_one_time_enrolment_link_and_takes_no_password(tmp_path: Path) -> None:
+    result = run_cli(
+        "add-user", "--username", "dr.link", "--role", "doctor", data_dir=tmp_path, stdin=""
+    )
+    assert result.returncode == 0, result.stderr
+    link = re.search(r"(\S+)/enrol#(\S+)", result.stdout)
+    assert link, result.stdout
+    again = run_cli("reset-link", "--username", "dr.link", data_dir=tmp_path)
+    assert again.returncode == 0, again.stderr
+    second = re.search(r"/enrol#(\S+)", again.stdout)
+    assert second and second.group(1) != link.group(2)
+
+
+def test_automation_brings_its_own_password_and_totp_secret_on_stdin(tmp_path: Path) -> None:
+    secret = pyotp.random_base32(32)
+    result = run_cli(
+        *("add-user", "--username", "dr.bot", "--role", "doctor", "--credentials-stdin"),
+        data_dir=tmp_path,
+        stdin=f"{PASSWORD}\n{secret}\n",
+    )
+    assert result.returncode == 0, result.stderr
+    assert f"key: {secret}" in result.stdout and PASSWORD not in result.stdout
+    bad = run_cli(
+        *("add-user", "--username", "dr.bot2", "--role", "doctor", "--credentials-stdin"),
+        data_dir=tmp_path,
+        stdin=f"{PASSWORD}\nnot base32!\n",
+    )
+    assert bad.returncode == 1 and "128 bits" in bad.stderr
+
+
 def test_every_command_has_help() -> None:
-    for command in ([], ["serve"], ["add-user"], ["reset-mfa"], ["disable-user"], ["enable-user"]):
+    for command in (
+        [],
+        ["serve"],
+        ["add-user"],
+        ["reset-link"],
+        ["reset-mfa"],
+        ["disable-user"],
+        ["enable-user"],
+    ):
         result = subprocess.run(
             [sys.executable, "run.py", *command, "--help"],
             cwd=ROOT,
@@ -178,7 +183,7 @@ async def test_self_signed_serves_https_with_hsts(tmp_path: Path) -> None:
         text=True,
     )
     try:
-        read_until(proc, r"Teleconsultation service on https://localhost:" + str(port))
+        read_until(proc, r"Open it in a browser on this computer: https://localhost:" + str(port))
         async with aiohttp.ClientSession() as http:
             async with http.get(f"https://127.0.0.1:{port}/healthz", ssl=False) as resp:
                 assert resp.status == 200

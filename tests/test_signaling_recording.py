@@ -17,14 +17,17 @@ from aiortc import RTCConfiguration, RTCPeerConnection, RTCSessionDescription
 from aiortc.mediastreams import AudioStreamTrack, VideoStreamTrack
 
 from config import Settings, TurnSettings
+from media.recording_service import SPAWN_TIMEOUT
 from signaling.app import create_app
 from signaling.clock import ManualClock
 from signaling.keys import SERVICES
 from signaling.live.protocol import RecordingAnswer, RecordingState
+from signaling.models import Recording
 from signaling.recording.recordings import RecordingLibrary
 from tests import test_turn
 from tests.conftest import Accounts, Staff, wait_until
 from tests.rtc import (
+    RECEIVE_TIMEOUT,
     Coturn,
     SignalClient,
     book,
@@ -45,8 +48,14 @@ def settings(settings: Settings) -> Settings:
     return dataclasses.replace(settings, recording=recording)
 
 
+# "recording" comes once the worker process has started (it imports aiortc and PyAV: up to
+# media.recording_service.SPAWN_TIMEOUT on a busy machine).
+STATE_WITHIN = {"recording": SPAWN_TIMEOUT + 5}
+
+
 async def both_see(state: str, *clients: SignalClient) -> list[RecordingState]:
-    seen = [await c.expect(RecordingState) for c in clients]
+    within = STATE_WITHIN.get(state, RECEIVE_TIMEOUT)  # recv() scales it by deadline()
+    seen = [await c.expect(RecordingState, within=within) for c in clients]
     assert [s.state for s in seen] == [state] * len(clients)
     return seen
 
@@ -62,6 +71,19 @@ async def send_to_recorder(
     answer = await signal.expect(RecordingAnswer)
     await pc.setRemoteDescription(RTCSessionDescription(sdp=answer.sdp, type="answer"))
     return pc
+
+
+async def stored_once_stopped(app: web.Application, recording_id: str) -> Recording:
+    """The record once the stop is through: the room hears "idle" as intake stops, and the
+    record is closed after the file is made seekable."""
+
+    async def closed() -> Recording | None:
+        found = await app[SERVICES].store.get_recording(recording_id)
+        return found if found is not None and found.status != "recording" else None
+
+    found = await wait_until(closed, within=30)
+    assert found is not None
+    return found
 
 
 async def record_then_patient_withdraws(
@@ -98,13 +120,22 @@ async def test_both_consent_then_a_withdrawal_stops_the_recording(
     doctor_ws, _, patient_ws, _ = await enter_call(client, booking)
     rid = await record_then_patient_withdraws(doctor_ws, patient_ws, seconds=3)
     services = app[SERVICES]
-    recording = await services.store.get_recording(rid)
-    assert recording is not None and recording.status == "complete"
+    recording = await stored_once_stopped(app, rid)
+    assert recording.status == "complete" and recording.seekable
+    assert 0 < recording.duration_seconds <= 3 + 1  # media flowed for at most the 3 s
+    assert recording.media_started_at is not None and recording.media_ended_at is not None
+    assert recording.media_ended_at == recording.stopped_at  # the test's clock stands still
+    span = recording.media_ended_at - recording.media_started_at
+    assert span == pytest.approx(recording.duration_seconds)
     data = b"".join(
         RecordingLibrary(services.store, services.clock, services.settings).plaintext(recording)
     )
     with av.open(io.BytesIO(data), mode="r") as container:
         assert sorted(s.type for s in container.streams) == ["audio", "audio", "video", "video"]
+        # The file says how long it is (the remux pass), as the record does.
+        assert container.duration is not None
+        seconds = container.duration / av.time_base
+        assert seconds == pytest.approx(recording.duration_seconds, rel=0.02)
         assert sum(1 for _ in container.decode(video=0)) > 10
     receipts = await services.store.list_consent_receipts(booking.consultation_id)
     assert [(r.role, r.decision) for r in receipts] == [
@@ -112,6 +143,51 @@ async def test_both_consent_then_a_withdrawal_stops_the_recording(
         ("doctor", "granted"),
         ("patient", "withdrawn"),
     ]
+    await doctor_ws.close()
+    await patient_ws.close()
+
+
+async def test_a_stop_is_not_a_withdrawal_in_the_protocol_the_receipts_or_the_trail(
+    client: TestClient[Any, Any],
+    app: web.Application,
+    accounts: Accounts,
+    doctor: Staff,
+    clock: ManualClock,
+) -> None:
+    booking = await book(accounts, doctor, clock)
+    doctor_ws, _, patient_ws, _ = await enter_call(client, booking)
+    await doctor_ws.send({"type": "recording_stop"})  # nothing is being recorded
+    await doctor_ws.expect_error("invalid_state")
+    await doctor_ws.send({"type": "recording_request"})
+    asked = await both_see("asked", doctor_ws, patient_ws)
+    rid = asked[0].recording_id
+    await patient_ws.send({"type": "recording_consent", "granted": True})
+    await doctor_ws.send({"type": "recording_consent", "granted": True})
+    await both_see("recording", doctor_ws, patient_ws)
+    pcs = [await send_to_recorder(doctor_ws), await send_to_recorder(patient_ws)]
+    try:
+        await wait_until(lambda: all(pc.connectionState == "connected" for pc in pcs), within=10)
+        await doctor_ws.send({"type": "recording_stop"})
+        stopped = await both_see("idle", doctor_ws, patient_ws)
+    finally:
+        for pc in pcs:
+            await pc.close()
+    assert [s.reason for s in stopped] == ["stopped_by_doctor"] * 2
+    recording = await stored_once_stopped(app, rid)
+    assert (recording.status, recording.stop_reason) == ("complete", "stopped_by_doctor")
+    store = app[SERVICES].store
+    receipts = await store.list_consent_receipts(booking.consultation_id)
+    assert [(r.role, r.decision) for r in receipts] == [
+        ("patient", "granted"),
+        ("doctor", "granted"),
+        ("doctor", "stopped"),
+    ]
+    trail = [e for e in await store.all_audit() if e.details and rid in e.details]
+    actions = [(e.action, e.actor_role) for e in trail]
+    assert ("recording.stop_requested", "doctor") in actions
+    assert ("consent.withdrawn", "doctor") not in actions
+    (stop,) = [e for e in trail if e.action == "recording.stopped"]
+    assert '"reason":"stopped_by_doctor"' in stop.details.replace(" ", "")
     await doctor_ws.close()
     await patient_ws.close()
 
@@ -246,8 +322,8 @@ async def test_relay_only_participants_record_through_turn_and_the_recorder_has_
         for pc in pcs:
             await pc.close()
     services = client.server.app[SERVICES]
-    recording = await services.store.get_recording(asked[0].recording_id)
-    assert recording is not None and recording.status == "complete"
+    recording = await stored_once_stopped(client.server.app, asked[0].recording_id)
+    assert recording.status == "complete"
     data = b"".join(
         RecordingLibrary(services.store, services.clock, services.settings).plaintext(recording)
     )

@@ -21,6 +21,7 @@ from signaling.live.protocol import (
     Denied,
     Ended,
     Lobby,
+    PatientLeft,
     PeerJoined,
     PeerLeft,
     Pong,
@@ -232,6 +233,7 @@ async def test_a_place_not_resumed_within_the_grace_period_is_lost(
     assert (left.role, left.reason) == ("patient", "disconnected")
     lobby = await doctor_ws.expect(Lobby, within=10.0)  # the grace period ran out
     assert lobby.waiting is None
+    assert lobby.left == PatientLeft(reason="disconnected", may_return=True)
     late = await connect(client)
     await late.send({"type": "resume", "v": 1, "resume": patient_welcome.resume})
     await late.expect_error("token_invalid")

@@ -1,15 +1,18 @@
-"""The Store contract. Every backend must pass it (Redis joins the parametrisation later)."""
+"""The Store contract. Every backend must pass it: SQLite, Redis, PostgreSQL (alone, and with its
+short-lived keys in Redis)."""
 
 from __future__ import annotations
 
 import asyncio
+import itertools
 from collections.abc import AsyncIterator
 from pathlib import Path
 
 import pytest
+import redis
 
 from config import ConfigError
-from signaling.models import Consultation, Session, User
+from signaling.models import AccountLink, Consultation, Session, User
 from signaling.store.audit_chain import GENESIS, first_broken
 from signaling.store.base import (
     SETUP_NONCE_USED,
@@ -19,24 +22,45 @@ from signaling.store.base import (
     Store,
     StoreUnavailable,
 )
+from signaling.store.postgres import PostgresStore
 from signaling.store.redis import RedisStore
+from signaling.store.short_lived_redis import RedisShortLivedStore
 from signaling.store.sqlite import SqliteStore
+from tests.postgres_cluster import PostgresCluster
 from tests.servers import RedisServer
 
 NOW = 1_800_000_000.0
 
 
-@pytest.fixture(params=["sqlite", "redis"])
-async def store(request: pytest.FixtureRequest, tmp_path: Path) -> AsyncIterator[Store]:
-    backend: Store
-    if request.param == "redis":
+async def open_store(backend: str, request: pytest.FixtureRequest, tmp_path: Path) -> Store:
+    """An opened, empty store of ``backend``: "sqlite", "redis", "postgres" or
+    "postgres+redis" (short-lived keys in Redis, as with several instances)."""
+    store: Store
+    if backend == "redis":
         server: RedisServer = request.getfixturevalue("redis_server")
-        backend = RedisStore(server.url)
-        await backend.open()
-        await backend.r.flushdb()
+        store = RedisStore(server.url)
+        await store.open()
+        await store.r.flushdb()
+    elif backend.startswith("postgres"):
+        cluster: PostgresCluster = request.getfixturevalue("postgres_cluster")
+        short_lived = None
+        if backend.endswith("+redis"):
+            server = request.getfixturevalue("redis_server")
+            flush = redis.Redis.from_url(server.url)
+            flush.flushdb()
+            flush.close()
+            short_lived = RedisShortLivedStore(server.url)
+        store = PostgresStore(cluster.new_database(), short_lived=short_lived)
+        await store.open()
     else:
-        backend = SqliteStore(tmp_path / "store.sqlite3")
-        await backend.open()
+        store = SqliteStore(tmp_path / "store.sqlite3")
+        await store.open()
+    return store
+
+
+@pytest.fixture(params=["sqlite", "redis", "postgres", "postgres+redis"])
+async def store(request: pytest.FixtureRequest, tmp_path: Path) -> AsyncIterator[Store]:
+    backend = await open_store(request.param, request, tmp_path)
     yield backend
     await backend.close()
 
@@ -72,6 +96,30 @@ async def test_stopped_redis_is_unavailable_then_recovers(tmp_path: Path) -> Non
     finally:
         await store.close()
         server.stop()
+
+
+def another_instance(store: PostgresStore) -> PostgresStore:
+    """A second PostgresStore on the same database (and the same Redis for short-lived keys,
+    when the first has one): what another instance of the service is."""
+    first = store._short_lived
+    short_lived = (
+        RedisShortLivedStore(first.url) if isinstance(first, RedisShortLivedStore) else None
+    )
+    return PostgresStore(store.dsn, short_lived=short_lived)
+
+
+async def another_connection(store: Store) -> Store:
+    """The same backend again, opened apart: what a second process would race with."""
+    other: Store
+    if isinstance(store, SqliteStore):
+        other = SqliteStore(store.path)
+    elif isinstance(store, PostgresStore):
+        other = another_instance(store)
+    else:
+        assert isinstance(store, RedisStore)
+        other = RedisStore(store.url)
+    await other.open()
+    return other
 
 
 def user(name: str = "dr.a", role: str = "doctor") -> User:
@@ -113,6 +161,31 @@ async def test_users_round_trip_and_usernames_are_unique_case_insensitively(stor
     assert await store.get_user("absent") is None
 
 
+async def test_an_account_link_and_sign_in_times_round_trip(store: Store) -> None:
+    link = AccountLink(
+        purpose="enrolment", secret_hash="ab" * 32, issued_at=NOW, expires_at=NOW + 9
+    )
+    await store.create_user(user().evolve(password_hash="", account_link=link))
+    stored = await store.get_user("id-dr.a")
+    assert stored is not None and stored.account_link == link and stored.password_hash == ""
+    await store.update_user(stored.evolve(account_link=None, last_sign_in_at=NOW, locked_until=NOW))
+    done = await store.get_user_by_username("dr.a")
+    assert done is not None and done.account_link is None
+    assert (done.last_sign_in_at, done.locked_until) == (NOW, NOW)
+
+
+async def test_of_parallel_claims_of_one_key_exactly_one_wins(store: Store) -> None:
+    # What keeps an enrolment or reset link single use: two connections race for it.
+    other = await another_connection(store)
+    try:
+        claims = await asyncio.gather(
+            *((store if i % 2 else other).claim_once("account-link:x", 60, NOW) for i in range(12))
+        )
+    finally:
+        await other.close()
+    assert sorted(claims) == [False] * 11 + [True]
+
+
 async def test_totp_step_only_moves_forward(store: Store) -> None:
     await store.create_user(user())
     assert await store.advance_totp_step("id-dr.a", 100)
@@ -141,13 +214,7 @@ async def test_the_setup_link_creates_the_first_user_once(store: Store) -> None:
 
 async def test_concurrent_setup_claims_create_exactly_one_user(store: Store) -> None:
     # Two instances of the backend (two connections, or two processes' worth of them) race.
-    other: Store
-    if isinstance(store, SqliteStore):
-        other = SqliteStore(store.path)
-    else:
-        assert isinstance(store, RedisStore)
-        other = RedisStore(store.url)
-    await other.open()
+    other = await another_connection(store)
     try:
         await store.set_meta("setup", "n1")
         results = await asyncio.gather(
@@ -275,6 +342,21 @@ async def test_meta(store: Store) -> None:
     assert await store.get_meta("x") == "2"
 
 
+async def test_meta_values_are_listed_by_prefix(store: Store) -> None:
+    # The prefix matches as written: none of its characters is a wildcard in any backend
+    # (SQL LIKE's % and _, Redis patterns' * ? [ ] and \).
+    names = ["p:b", "p:a", "p:", "p", "q:a", "p%_*?[x]\\:1", "p%_*?[x]\\", "pX_*?[x]\\:2"]
+    for n, name in enumerate(names):
+        await store.set_meta(name, str(n))
+    assert await store.list_meta("p:") == [("p:", "2"), ("p:a", "1"), ("p:b", "0")]
+    assert await store.list_meta("p%_*?[x]\\") == [
+        ("p%_*?[x]\\", "6"),
+        ("p%_*?[x]\\:1", "5"),
+    ]
+    assert await store.list_meta("none:") == []
+    assert len(await store.list_meta("")) == len(names)
+
+
 async def test_audit_entries_chain_and_filter(store: Store) -> None:
     for i, action in enumerate(["login.success", "consultation.created", "login.success"]):
         await store.append_audit(
@@ -369,8 +451,9 @@ async def test_audit_head_is_the_last_entry(store: Store) -> None:
 
 async def test_audit_pages_answer_what_the_filter_matches(store: Store) -> None:
     # However a backend reads a page (an index, a doctor's targets merged, the period, several
-    # conditions at once, an offset), it answers the filter's own test over the whole trail,
-    # in sequence order, also where the clock went back between two entries.
+    # conditions at once, an offset, past a sequence number), it answers the filter's own test
+    # over the whole trail, in sequence order, also where the clock went back between two
+    # entries.
     for i in range(60):
         await store.append_audit(
             AuditFields(
@@ -402,18 +485,26 @@ async def test_audit_pages_answer_what_the_filter_matches(store: Store) -> None:
         {"since": NOW + 10, "until": NOW + 40, "actor": "u0"},
         {"since": NOW - 30, "until": NOW + 1, "targets": frozenset({"t0", "t4"})},
     ]
-    for conditions in queries:
-        for newest_first in (False, True):
-            for offset, limit in ((0, 1), (0, 100), (3, 5)):
-                query = AuditFilter(
-                    **conditions,  # type: ignore[arg-type]
-                    newest_first=newest_first,
-                    offset=offset,
-                    limit=limit,
-                )
-                ordered = list(reversed(trail)) if newest_first else trail
-                expected = [e for e in ordered if query.matches(e)][offset : offset + limit]
-                assert await store.list_audit(query) == expected, query
+    for conditions, newest_first, after in itertools.product(
+        queries, (False, True), (None, 1, 20, 45, 60)
+    ):
+        matching = AuditFilter(**conditions)  # type: ignore[arg-type]
+        ordered = list(reversed(trail)) if newest_first else trail
+        past = [
+            e
+            for e in ordered
+            if matching.matches(e)
+            and (after is None or (e.seq < after if newest_first else e.seq > after))
+        ]
+        for offset, limit in ((0, 1), (0, 100), (3, 5)):
+            query = AuditFilter(
+                **conditions,  # type: ignore[arg-type]
+                newest_first=newest_first,
+                after_seq=after,
+                offset=offset,
+                limit=limit,
+            )
+            assert await store.list_audit(query) == past[offset : offset + limit], query
 
 
 async def test_set_user_role_on_an_empty_store_changes_nothing(store: Store) -> None:

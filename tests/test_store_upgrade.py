@@ -323,7 +323,9 @@ def old_hash(record: msgspec.Struct, missing: tuple[str, ...] = ()) -> dict[Any,
 async def redis_of_schema_1(store: RedisStore, data: Data) -> None:
     r, p = store.r, "tc:"
     for u in data.users:
-        await r.hset(f"{p}user:{u.id}", mapping=old_hash(u))
+        # Saved before assistants (User.assists) and passkeys existed.
+        before = ("assists", "webauthn_handle", "passkeys")
+        await r.hset(f"{p}user:{u.id}", mapping=old_hash(u, before))
         await r.set(f"{p}username:{u.username.casefold()}", u.id)
         await r.sadd(f"{p}users", u.id)
     for s in data.sessions:

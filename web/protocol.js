@@ -10,7 +10,7 @@
 // Every server message is dispatched as a CustomEvent named after its type ("welcome",
 // "lobby", "waiting", "admitted", "denied", "peer_joined", "peer_left", "offer", "answer",
 // "candidate", "end_of_candidates", "ended", "pong", "error", "recording_state",
-// "recording_answer") with the message as `detail`;
+// "recording_answer", "staff_message") with the message as `detail`;
 // "message" is dispatched for every message, "closed" once when the socket closes.
 // Unknown server message types are dispatched too and otherwise ignored (forward compatible).
 
@@ -141,7 +141,20 @@ export class SignalingClient extends EventTarget {
     this._send({ type: "end_of_candidates" });
   }
 
+  /** Say whether this participant's microphone and camera send (in a call; relayed as is);
+   * `missing`: the kinds ("audio", "video") it has no device for at all (left out when none). */
+  mediaState(audio, video, missing = []) {
+    const message = { type: "media_state", audio: Boolean(audio), video: Boolean(video) };
+    if (missing.length) message.missing = [...missing];
+    this._send(message);
+  }
+
   /** Leave the room; with end=true (doctor only) the consultation ends for everyone. */
+  /** Doctor: a chat file went through the call (its size only; the server counts it). */
+  fileExchanged(size) {
+    this._send({ type: "file_exchanged", size });
+  }
+
   hangUp(end = false) {
     this._resume = null;
     this._send(end ? { type: "hang_up", end: true } : { type: "hang_up" });
@@ -160,6 +173,11 @@ export class SignalingClient extends EventTarget {
   /** Withdraw consent at any time: a running recording stops within a second. */
   withdrawRecordingConsent() {
     this._send({ type: "recording_withdraw" });
+  }
+
+  /** Stop a running recording, consent kept (either participant); stops within a second. */
+  stopRecording() {
+    this._send({ type: "recording_stop" });
   }
 
   /**

@@ -1,7 +1,8 @@
 """Accounts, two-step sign-in (password, then TOTP), lockouts and server-side sessions.
 
-Slightly over 400 lines: sign-in, its lockouts and the sessions it opens share one set of
-rules (what counts as a failure, what ends a session); split apart they would be read apart.
+Over 500 lines: sign-in, its lockouts and the sessions it opens (with their idle lock) share one
+set of rules (what counts as a failure, what ends or locks a session); split apart they would
+be read apart. Unlocking a locked session is in session_lock.py.
 """
 
 from __future__ import annotations
@@ -16,6 +17,8 @@ from cryptography.exceptions import InvalidTag
 
 from config import SecuritySettings
 from signaling.accounts import mfa
+from signaling.accounts.common_passwords import is_common
+from signaling.accounts.passkey_policy import passkey_policy
 from signaling.accounts.passwords import hash_password, verify_password
 from signaling.audit.trail import AuditTrail
 from signaling.audit_actions import AuditAction
@@ -39,10 +42,22 @@ class IssuedSession:
 
 
 @dataclass(frozen=True)
+class StaffSession:
+    session: Session
+    locked: bool
+    # When it locks (or locked) unless a request comes first.
+    locks_at: float
+
+
+@dataclass(frozen=True)
 class Enrolment:
     secret: str
     otpauth_uri: str
     qr_svg: str
+
+
+def without_passkeys(user: User) -> User:
+    return user.evolve(passkeys=())
 
 
 def validate_username(username: str) -> str:
@@ -81,6 +96,8 @@ class Accounts:
             )
         if len(password) > 1024:
             raise AppError("invalid_body", "A password has at most 1024 characters.")
+        if is_common(password):
+            raise AppError("common_password")
 
     async def create_user(
         self, username: str, password: str, role: StaffRole, display_name: str = ""
@@ -147,13 +164,26 @@ class Accounts:
         uri = mfa.provisioning_uri(secret, user.username)
         return Enrolment(secret=secret, otpauth_uri=uri, qr_svg=mfa.qr_svg(uri))
 
-    async def reset_mfa(self, user: User) -> User:
-        secret = mfa.new_secret()
-        user = user.evolve(
+    def with_new_totp_secret(self, user: User, secret: str | None = None) -> User:
+        """``user`` with a TOTP secret to enrol (fresh unless given), sealed, bound to the
+        user id; it counts after a first correct code."""
+        secret = secret or mfa.new_secret()
+        return user.evolve(
             totp_secret_enc=self._box.seal(secret.encode(), user.id.encode()),
             totp_confirmed=False,
         )
+
+    async def set_totp_secret(self, user: User, secret: str) -> User:
+        """Enrol with a secret the caller brings (``run.py add-user --credentials-stdin``)."""
+        user = self.with_new_totp_secret(user, secret)
         await self.store.update_user(user)
+        return user
+
+    async def reset_mfa(self, user: User) -> User:
+        """A new authenticator secret to enrol, no passkey left, every session ended."""
+        user = self.with_new_totp_secret(user)
+        await self.store.update_user(user)
+        user = await self.store.change_user(user.id, without_passkeys) or user
         await self.store.delete_user_sessions(user.id)
         return user
 
@@ -171,32 +201,62 @@ class Accounts:
         if not await self.store.set_user_role(user.id, role):
             raise AppError("last_admin")
         await self.store.delete_user_sessions(user.id)
-        return user.evolve(role=role)
+        if role != "assistant" and user.assists:
+            # Least privilege: made an assistant again later, it schedules for nobody until
+            # an admin says for whom.
+            await self.store.change_user(
+                user.id, lambda u: u.evolve(assists=()) if u.assists else None
+            )
+        return user.evolve(role=role, assists=user.assists if role == "assistant" else ())
+
+    async def drop_from_assistants(self, doctor_id: str) -> list[tuple[User, User]]:
+        """Take an account that is no longer a doctor's off every assistant's list; answers
+        each assistant's (before, after) for the audit trail."""
+        changed: list[tuple[User, User]] = []
+
+        def without(u: User) -> User | None:
+            kept = tuple(d for d in u.assists if d != doctor_id)
+            return u.evolve(assists=kept) if kept != u.assists else None
+
+        for assistant in await self.store.list_users():
+            if doctor_id in assistant.assists:
+                after = await self.store.change_user(assistant.id, without)
+                if after is not None:
+                    changed.append((assistant, after))
+        return changed
 
     async def change_password(
-        self, user: User, session: Session, current: str, new: str, code: str, address: str
+        self,
+        user: User,
+        session: Session,
+        current: str,
+        new: str,
+        code: str,
+        address: str,
+        *,
+        passkey_proof: Callable[[], Awaitable[object]] | None = None,
     ) -> int:
         """A signed-in user replaces their own password, proving it with the current password
-        and a fresh TOTP code (a stolen session cookie alone is not enough). Wrong answers
-        count toward the same lockouts as sign-in. The calling session is kept; every other
-        session of the account ends. Answers how many sessions ended."""
+        and a fresh TOTP code, or with ``passkey_proof`` (a passkey with user verification,
+        checked by Passkeys.reauthenticate): a stolen session cookie alone is not enough.
+        Wrong answers count toward the same lockouts as sign-in. The calling session is kept;
+        every other session of the account ends. Answers how many sessions ended."""
         self.check_password_strength(new)
-        if new == current:
-            raise AppError("password_unchanged")
-        await self._check_locks(user.username, address)
+        if passkey_proof is None:
+            if new == current:
+                raise AppError("password_unchanged")
+            await self.reauthenticate(user, current, code, address, "user.password_changed")
+        else:
+            await passkey_proof()
+            if await verify_password(user.password_hash, new):
+                raise AppError("password_unchanged")
         refused = self._failure_audit("user.password_changed", on_own_account=True)
-        if not await verify_password(user.password_hash, current):
-            await self._count_failure(user.username, address, "password")
-            await refused(user, address, "wrong_password")
-            raise AppError("wrong_password")
-        await self._use_totp_code(user, code, address, refused)
         changed = await self.store.set_user_password(
             user.id, user.password_hash, await hash_password(new), session.id_hash
         )
         if changed is None:  # another change won the race: this current password is stale
             await refused(user, address, "wrong_password")
             raise AppError("wrong_password")
-        await self.store.delete_key(f"fail:user:{user.username.casefold()}")
         await self._audit.record(
             "user.password_changed",
             actor=user.id,
@@ -206,6 +266,22 @@ class Accounts:
             sessions_ended=changed,
         )
         return changed
+
+    async def reauthenticate(
+        self, user: User, password: str, code: str, address: str, action: AuditAction
+    ) -> None:
+        """A signed-in user proves again that it is them, with the password and a fresh TOTP
+        code (a session cookie alone is not enough). Wrong answers count toward the same
+        lockouts as sign-in and are recorded as failures of ``action``."""
+        await self.check_locks(user.username, address)
+        refused = self._failure_audit(action, on_own_account=True)
+        await self._refuse_code_if_passkey_bound(user, address, refused)
+        if not await verify_password(user.password_hash, password):
+            await self.count_failure(user.username, address, "password")
+            await refused(user, address, "wrong_password")
+            raise AppError("wrong_password")
+        await self._use_totp_code(user, code, address, refused)
+        await self.store.delete_key(f"fail:user:{user.username.casefold()}")
 
     def _failure_audit(self, action: AuditAction, *, on_own_account: bool) -> RefusalRecorder:
         """Records a refused step as a failure of ``action`` (its target is the account
@@ -228,7 +304,7 @@ class Accounts:
     def _lock_keys(self, username: str, address: str) -> tuple[str, str]:
         return f"lock:user:{username.casefold()}", f"lock:addr:{address}"
 
-    async def _check_locks(self, username: str, address: str) -> None:
+    async def check_locks(self, username: str, address: str) -> None:
         now = self.clock.now()
         user_lock, _ = self._lock_keys(username, address)
         if await self.store.get_count(user_lock, now):
@@ -251,7 +327,7 @@ class Accounts:
         self.metrics.login_failures.labels(step).inc()
         await self._count_address_failure(address)
 
-    async def _count_failure(self, username: str, address: str, step: str) -> None:
+    async def count_failure(self, username: str, address: str, step: str) -> None:
         now = self.clock.now()
         window = self.settings.lockout_minutes * 60
         user_lock, _ = self._lock_keys(username, address)
@@ -263,6 +339,7 @@ class Accounts:
             await self.store.claim_once(user_lock, window, now)
             self.metrics.lockouts.labels("account").inc()
             await self.store.delete_key(f"fail:user:{username.casefold()}")
+            await self._show_lock(username, now + window)
             # The typed username may be anything (even a password typed in the wrong
             # field): the trail keeps only a pseudonymous digest of it.
             await self._audit.record(
@@ -273,6 +350,19 @@ class Accounts:
                 address=address,
                 outcome="locked",
             )
+
+    async def _show_lock(self, username: str, until: float | None) -> None:
+        """Keep the lock's end on the account (when the name is one) for the admin page."""
+        user = await self.store.get_user_by_username(username) if len(username) <= 64 else None
+        if user is not None and user.locked_until != until:
+            await self.store.update_user(user.evolve(locked_until=until))
+
+    async def unlock(self, username: str) -> None:
+        """End an account's lockout and forget its failures (an admin vouched for it)."""
+        user_lock, _ = self._lock_keys(username, "")
+        await self.store.delete_key(user_lock)
+        await self.store.delete_key(f"fail:user:{username.casefold()}")
+        await self._show_lock(username, None)
 
     async def _count_address_failure(self, address: str) -> None:
         now = self.clock.now()
@@ -322,11 +412,11 @@ class Accounts:
         self, username: str, password: str, address: str
     ) -> tuple[IssuedSession, User]:
         """Step one. Same answer and same work for an unknown user and a wrong password."""
-        await self._check_locks(username, address)
+        await self.check_locks(username, address)
         user = await self.store.get_user_by_username(username) if len(username) <= 64 else None
         ok = await verify_password(user.password_hash if user else None, password)
         if not ok or user is None or user.disabled:
-            await self._count_failure(username, address, "password")
+            await self.count_failure(username, address, "password")
             await self._audit.record(
                 "login.password",
                 actor=user.id if user else "",
@@ -361,24 +451,51 @@ class Accounts:
     ) -> tuple[IssuedSession, User]:
         """Step two: a correct, unused code turns the pending login into a session."""
         pending, user = await self.pending_user(pending_cookie)
-        await self._check_locks(user.username, address)
-        await self._use_totp_code(
-            user, code, address, self._failure_audit("login.totp", on_own_account=False)
-        )
-        if not user.totp_confirmed:
-            user = user.evolve(totp_confirmed=True)
-            await self.store.update_user(user)
+        await self.check_locks(user.username, address)
+        refused = self._failure_audit("login.totp", on_own_account=False)
+        await self._refuse_code_if_passkey_bound(user, address, refused)
+        await self._use_totp_code(user, code, address, refused)
+        enrolled_now = not user.totp_confirmed
+        # Re-read after the step advanced, so this write does not put an older step back.
+        user = (await self.store.get_user(user.id)) or user
+        user = user.evolve(totp_confirmed=True, last_sign_in_at=self.clock.now())
+        await self.store.update_user(user)
+        if enrolled_now:
             await self._audit.record(
                 "mfa.enrolled", actor=user.id, actor_role=user.role, target=user.id, address=address
             )
-        await self.store.delete_session(pending.id_hash)
+        return await self.complete_sign_in(pending, user, address), user
+
+    async def _refuse_code_if_passkey_bound(
+        self, user: User, address: str, refused: RefusalRecorder
+    ) -> None:
+        """An account the clinic's policy binds to its passkey, which has one, is not proven
+        by the code unless the policy keeps the code as a fallback (passkey_policy.py)."""
+        if not user.passkeys:
+            return
+        policy = await passkey_policy(self.store, self.settings)
+        if policy.binds(user.role) and not policy.totp_fallback:
+            await refused(user, address, "passkey_required")
+            raise AppError("passkey_required")
+
+    async def complete_sign_in(
+        self, pending: Session | None, user: User, address: str, **details: str
+    ) -> IssuedSession:
+        """The pending sign-in of ``user`` (none for a passkey alone), whose factors were
+        just proven, becomes a session; the account's failure count starts again."""
+        if pending is not None:
+            await self.store.delete_session(pending.id_hash)
         await self.store.delete_key(f"fail:user:{user.username.casefold()}")
-        absolute = self.settings.session_absolute_hours * 3600
-        issued = await self._issue("staff", absolute, user.id, None)
+        issued = await self.issue_staff_session(user)
         await self._audit.record(
-            "login.success", actor=user.id, actor_role=user.role, address=address
+            "login.success", actor=user.id, actor_role=user.role, address=address, **details
         )
-        return issued, user
+        return issued
+
+    async def issue_staff_session(self, user: User) -> IssuedSession:
+        """A signed-in session for ``user``, who has just proven password and code."""
+        absolute = self.settings.session_absolute_hours * 3600
+        return await self._issue("staff", absolute, user.id, None)
 
     async def _use_totp_code(
         self, user: User, code: str, address: str, refused: RefusalRecorder
@@ -391,11 +508,11 @@ class Accounts:
             raise AppError("enrolment_required")
         step = mfa.matching_step(secret, code.strip().replace(" ", ""), self.clock.now())
         if step is None:
-            await self._count_failure(user.username, address, "totp")
+            await self.count_failure(user.username, address, "totp")
             await refused(user, address, "wrong_code")
             raise AppError("invalid_totp")
         if not await self.store.advance_totp_step(user.id, step):
-            await self._count_failure(user.username, address, "totp")
+            await self.count_failure(user.username, address, "totp")
             await refused(user, address, "reused_code")
             raise AppError("totp_reused")
 
@@ -416,21 +533,72 @@ class Accounts:
         self, cookie_value: str | None, kind: str, *, touch: bool = True
     ) -> Session | None:
         """The live session behind a cookie, touching its idle timer unless ``touch`` is
-        false (a page's background polling is no sign of a person); None if gone."""
+        false (a page's background polling is no sign of a person); None if gone, and None
+        for a locked staff session (staff_session tells it apart)."""
+        if kind == "staff":
+            staff = await self.staff_session(cookie_value, touch=touch)
+            return None if staff is None or staff.locked else staff.session
+        session = await self._unexpired(cookie_value, kind)
+        if session is not None and touch:
+            session = await self._touch(session)
+        return session
+
+    async def staff_session(
+        self, cookie_value: str | None, *, touch: bool = True
+    ) -> StaffSession | None:
+        """The staff session behind a cookie, and whether it is locked: past
+        ``security.session_idle_minutes`` without a (non-quiet) request it is locked, not
+        ended, so an open dashboard keeps its place and its waiting-room count until the
+        person proves it is them again (signaling/accounts/session_lock.py). A locked
+        session is not touched; the absolute limit ends it as any other."""
+        session = await self._unexpired(cookie_value, "staff")
+        if session is None:
+            return None
+        # Locked once strictly past the idle period, as sessions used to end (a request at
+        # exactly the limit still counts as within it).
+        if self.clock.now() > self.locks_at(session):
+            await self._record_lock(session)
+            return StaffSession(session, locked=True, locks_at=self.locks_at(session))
+        if touch:
+            session = await self._touch(session)
+        return StaffSession(session, locked=False, locks_at=self.locks_at(session))
+
+    def locks_at(self, session: Session) -> float:
+        return session.last_seen + self.settings.session_idle_minutes * 60
+
+    async def _unexpired(self, cookie_value: str | None, kind: str) -> Session | None:
         if not cookie_value or len(cookie_value) > 128:
             return None
         session = await self.store.get_session(sha256_hex(cookie_value))
-        now = self.clock.now()
         if session is None or session.kind != kind:
             return None
-        idle = self.settings.session_idle_minutes * 60
-        if session.expires_at <= now or (kind == "staff" and now - session.last_seen > idle):
+        if session.expires_at <= self.clock.now():
             await self.store.delete_session(session.id_hash)
             return None
-        if touch and now - session.last_seen > 30:  # spare the store a write per request
+        return session
+
+    async def _touch(self, session: Session) -> Session:
+        now = self.clock.now()
+        if now - session.last_seen > 30:  # spare the store a write per request
             session = session.evolve(last_seen=now)
             await self.store.put_session(session)
         return session
+
+    async def _record_lock(self, session: Session) -> None:
+        """One ``session.locked`` entry per lock (the key names the activity it ended)."""
+        key = f"locked:{session.id_hash}:{session.last_seen:.3f}"
+        remaining = session.expires_at - self.clock.now()
+        if not await self.store.claim_once(key, max(remaining, 1.0), self.clock.now()):
+            return
+        user = await self.store.get_user(session.user_id or "")
+        await self._audit.record(
+            "session.locked",
+            actor=session.user_id or "",
+            actor_role=user.role if user else "unknown",
+            target=session.user_id or "",
+            outcome="locked",
+            idle_minutes=self.settings.session_idle_minutes,
+        )
 
     async def logout(self, session: Session) -> None:
         await self.store.delete_session(session.id_hash)

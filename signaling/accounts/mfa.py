@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import base64
+import binascii
 import hmac
 import io
 
@@ -15,6 +17,15 @@ ISSUER = "Teleconsultation"
 
 def new_secret() -> str:
     return pyotp.random_base32()  # 160 bits, as RFC 4226 recommends
+
+
+def is_valid_secret(secret: str) -> bool:
+    """Base32 of at least 128 bits, the least RFC 4226 allows (a secret brought by automation)."""
+    try:
+        raw = base64.b32decode(secret + "=" * (-len(secret) % 8))
+    except (binascii.Error, ValueError):
+        return False
+    return len(raw) >= 16
 
 
 def provisioning_uri(secret: str, username: str, issuer: str = ISSUER) -> str:

@@ -50,11 +50,14 @@ def _verify(stored_hash: str | None, password: str) -> bool:
     hashing = _hashing
     try:
         verified = hashing.hasher.verify(stored_hash or hashing.dummy_hash, password)
-        return verified and stored_hash is not None
+        # No hash (unknown user) or an empty one (an account waiting for its enrolment or
+        # reset link): the dummy was checked for the timing only, and nothing matches.
+        return verified and bool(stored_hash)
     except (VerificationError, InvalidHashError):
         return False
 
 
 async def verify_password(stored_hash: str | None, password: str) -> bool:
-    """Constant-work check: ``None`` (unknown user) still runs a full argon2 verification."""
+    """Constant-work check: ``None`` (unknown user) or ``""`` (no password yet) still runs a
+    full argon2 verification, and answers False."""
     return await asyncio.to_thread(_verify, stored_hash, password)

@@ -14,6 +14,7 @@ from typing import Any, Literal
 import msgspec
 from aiohttp import web
 
+from signaling.accounts.passkey_policy import ENROLMENT_PATHS, passkey_policy
 from signaling.audit.access_audit import AccessRefused
 from signaling.audit_actions import AuditAction
 from signaling.errors import AppError, ErrorCode
@@ -31,6 +32,9 @@ CSRF_HEADER = "X-CSRF-Token"
 
 SESSION_KEY = web.RequestKey("session", Session)
 USER_KEY = web.RequestKey("user", User)
+# Whether the staff session of a `while_locked` endpoint's request is locked.
+LOCKED_KEY = web.RequestKey("session_locked", bool)
+STAFF_AUTHS: frozenset[Auth] = frozenset({"staff", "staff_quiet", "admin", "staff_or_patient"})
 UNSAFE_METHODS = frozenset({"POST", "PUT", "PATCH", "DELETE"})
 
 
@@ -56,6 +60,9 @@ class Endpoint:
     description: str = ""
     # Reads or writes the store, so a store outage answers `unavailable` (503).
     store: bool = True
+    # Served to a staff session locked by inactivity too (unlock, sign-out, the waiting
+    # count); every other staff endpoint answers `session_locked` (LOCKED_KEY says which).
+    while_locked: bool = False
 
 
 # Who holds a session cookie (and so a CSRF token) for an endpoint's auth.
@@ -69,6 +76,7 @@ _RULED_CODES: frozenset[ErrorCode] = frozenset(
         "origin_refused",
         "not_authenticated",
         "csrf_failed",
+        "session_locked",
         "payload_too_large",
         "bad_request",
         "internal_error",
@@ -91,6 +99,10 @@ def endpoint_errors(endpoint: Endpoint) -> tuple[ErrorCode, ...]:
         codes.append("origin_refused")
     if endpoint.auth in SESSION_AUTHS:
         codes.append("not_authenticated")
+    if endpoint.auth in STAFF_AUTHS and not endpoint.while_locked:
+        codes.append("session_locked")
+    if endpoint.auth in STAFF_AUTHS and endpoint.path not in ENROLMENT_PATHS:
+        codes.append("passkey_enrolment_required")
     if endpoint.auth == "admin":
         codes.append("forbidden")
     if needs_csrf(endpoint):
@@ -128,6 +140,7 @@ class ApiRegistry:
         produces: str | None = None,
         description: str = "",
         store: bool = True,
+        while_locked: bool = False,
     ) -> Callable[[Handler], Handler]:
         def register(handler: Handler) -> Handler:
             self.endpoints.append(
@@ -146,6 +159,7 @@ class ApiRegistry:
                     produces,
                     description,
                     store,
+                    while_locked,
                 )
             )
             return handler
@@ -186,27 +200,37 @@ def decode_query(request: web.Request, query_type: type[Any]) -> Any:
         raise AppError("invalid_body", f"Invalid query: {exc}") from None
 
 
-async def _authenticate(request: web.Request, auth: Auth, path: str) -> None:
+async def _authenticate(request: web.Request, endpoint: Endpoint) -> None:
+    auth = endpoint.auth
     services = request.app[SERVICES]
     accounts = services.accounts
     session: Session | None = None
-    if auth in ("staff", "staff_quiet", "admin", "staff_or_patient"):
-        session = await accounts.session_for(
-            request.cookies.get(SESSION_COOKIE), "staff", touch=auth != "staff_quiet"
+    if auth in STAFF_AUTHS:
+        staff = await accounts.staff_session(
+            request.cookies.get(SESSION_COOKIE), touch=auth != "staff_quiet"
         )
-        if session is not None:
+        if staff is not None:
+            if staff.locked and not endpoint.while_locked:
+                raise AppError("session_locked")
+            session = staff.session
+            request[LOCKED_KEY] = staff.locked
             user = await services.store.get_user(session.user_id or "")
             if user is None or user.disabled:
                 raise AppError("not_authenticated")
             if auth == "admin" and user.role != "admin":
                 raise AccessRefused("forbidden", user, "not_admin")
+            if not user.passkeys and endpoint.path not in ENROLMENT_PATHS:
+                policy = await passkey_policy(services.store, services.settings.security)
+                if policy.binds(user.role):
+                    # Bound to sign in with a passkey and without one yet: enrol it first.
+                    raise AppError("passkey_enrolment_required")
             request[USER_KEY] = user
     if session is None and auth in ("patient", "staff_or_patient"):
         session = await accounts.session_for(request.cookies.get(PATIENT_COOKIE), "patient")
         if session is not None:
             # Ended by a re-issued invite or a cancellation: one clear answer, everywhere.
             await services.consultations.patient_consultation(
-                session, client_address(request), path
+                session, client_address(request), endpoint.path
             )
     if session is None:
         raise AppError("not_authenticated")
@@ -220,7 +244,7 @@ async def _authenticate(request: web.Request, auth: Auth, path: str) -> None:
 def _wrap(endpoint: Endpoint) -> Callable[[web.Request], Awaitable[web.StreamResponse]]:
     async def handle(request: web.Request) -> web.StreamResponse:
         if endpoint.auth not in ("none", "pending"):
-            await _authenticate(request, endpoint.auth, endpoint.path)
+            await _authenticate(request, endpoint)
         if endpoint.body is not None:
             body = await decode_body(request, endpoint.body)
             return await endpoint.handler(request, body)

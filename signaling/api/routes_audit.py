@@ -1,4 +1,5 @@
-"""Reading and exporting the audit trail: admins see all of it, a doctor own consultations'."""
+"""Reading and exporting the audit trail: admins see all of it, a doctor own consultations',
+an assistant its own actions only."""
 
 from __future__ import annotations
 
@@ -22,6 +23,7 @@ from signaling.api.api_types import (
 from signaling.api.http_api import USER_KEY, ApiRegistry, audit_request, json_response
 from signaling.api.views import audit_entry_view, iso, parse_period
 from signaling.audit.trail import AUDITED_ACTIONS, verify_chain
+from signaling.consultations import permissions
 from signaling.errors import ErrorCode
 from signaling.keys import SERVICES
 from signaling.models import AuditEntry
@@ -37,8 +39,8 @@ async def _own_targets(request: web.Request) -> frozenset[str] | None:
     """What a doctor may see the trail of: own consultations and their recordings."""
     services = request.app[SERVICES]
     user = request[USER_KEY]
-    if user.role == "admin":
-        return None
+    if user.role == "admin" or permissions.audit_actor_scope(user) is not None:
+        return None  # all of it, or (an assistant) its own actions: _entries
     consultations = [c.id for c in await services.store.list_consultations(user.id)]
     recordings = [r.id for r in await services.store.list_recordings(doctor_id=user.id)]
     return frozenset(consultations + recordings)
@@ -47,9 +49,11 @@ async def _own_targets(request: web.Request) -> frozenset[str] | None:
 async def _entries(request: web.Request, query: AuditQuery, extra: int = 0) -> list[AuditEntry]:
     """The entries ``query`` selects that the caller may see (``extra`` more, to page)."""
     since, until = parse_period(query.since, query.until, request.app[SERVICES].clock.now())
+    # An assistant reads its own actions whatever actor it asks for.
+    only_actor = permissions.audit_actor_scope(request[USER_KEY])
     return await request.app[SERVICES].store.list_audit(
         AuditFilter(
-            actor=query.actor,
+            actor=only_actor if only_actor is not None else query.actor,
             target=query.consultation,
             action=query.action,
             outcome=query.outcome,
@@ -69,7 +73,8 @@ async def _entries(request: web.Request, query: AuditQuery, extra: int = 0) -> l
     "/api/audit",
     summary="Audit entries, filtered by actor, consultation, action, outcome and period, a page "
     "at a time (offset, limit, newest_first); admins see all, doctors the entries about their "
-    "own consultations and recordings. Also gives the chain head and the known actions",
+    "own consultations and recordings, assistants their own actions. Also gives the chain head "
+    "and the known actions",
     auth="staff",
     query=AuditQuery,
     response=AuditList,

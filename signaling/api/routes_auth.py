@@ -4,6 +4,8 @@ from __future__ import annotations
 
 from aiohttp import web
 
+from signaling.accounts.auth import IssuedSession
+from signaling.accounts.passkey_policy import passkey_policy
 from signaling.api.api_types import (
     EnrolmentResponse,
     LoginRequest,
@@ -25,7 +27,8 @@ from signaling.api.http_api import (
 )
 from signaling.api.views import clear_cookie, set_cookie, user_view
 from signaling.errors import AppError
-from signaling.keys import SERVICES
+from signaling.keys import SERVICES, Services
+from signaling.models import Session, User
 
 routes = ApiRegistry()
 SETUP_NONCE = "setup_nonce"
@@ -37,15 +40,21 @@ _LOGIN = """Step 1 of sign-in. A right password answers `next` and sets the `tc_
 
 - `"totp"`: the account has a confirmed authenticator app. Send a current code to
   `POST /api/auth/totp`.
-- `"enrol"`: the account has no confirmed authenticator yet (created with `run.py add-user`,
-  by an admin or through the setup link, or its two-factor setup was reset). Call
+- `"enrol"`: the account has no confirmed authenticator yet (created through the setup link
+  or with `run.py add-user --credentials-stdin`, or its two-factor setup was reset). Call
   `POST /api/auth/enrol` for the secret and QR code, then send a code from the app to
   `POST /api/auth/totp`, which confirms the app and signs in. The secret stays the same on
   every call until a code confirms it: for an account made with `run.py add-user` it is the key
   that command printed, so an app that scanned it can go straight to `POST /api/auth/totp`.
 
+`passkey` true: the account has a passkey, which may replace the code: ask
+`POST /api/auth/passkey/options` and send what the browser answered to `POST /api/auth/passkey`.
+`passkey_only` true: the clinic's policy (`GET /api/passkey-policy`) binds the account to its
+passkey with no code fallback: `POST /api/auth/totp` answers `passkey_required`.
+
 There is no other value and no `"done"`: sign-in is complete when `POST /api/auth/totp`
-answers 200 with the user and the session's `csrf_token` and sets the `tc_session` cookie.
+(or `POST /api/auth/passkey`) answers 200 with the user and the session's `csrf_token` and
+sets the `tc_session` cookie.
 After `expires_in` seconds the pending sign-in is gone (`login_expired`): start again here.
 An unknown username, a wrong password and a disabled account all answer `invalid_credentials`;
 each failure counts toward `account_locked` / `address_locked`."""
@@ -69,7 +78,7 @@ async def setup_status(request: web.Request) -> web.Response:
     summary="Create the first administrator with the one-time setup link printed at first start",
     body=SetupRequest,
     response=LoginResponse,
-    errors=("setup_done", "setup_link_invalid", "weak_password", "invalid_body"),
+    errors=("setup_done", "setup_link_invalid", "weak_password", "common_password", "invalid_body"),
     tag="auth",
     description=(
         'Answers 201 with `next` `"enrol"` and sets the `tc_pending` cookie: go on with '
@@ -129,9 +138,17 @@ async def login(request: web.Request, body: LoginRequest) -> web.Response:
     pending, user = await services.accounts.login_password(
         body.username, body.password, client_address(request)
     )
+    policy = await passkey_policy(services.store, services.settings.security)
     lifetime = pending.session.expires_at - pending.session.created_at
     response = json_response(
-        LoginResponse(next="totp" if user.totp_confirmed else "enrol", expires_in=int(lifetime))
+        LoginResponse(
+            next="totp" if user.totp_confirmed else "enrol",
+            expires_in=int(lifetime),
+            passkey=bool(user.passkeys),
+            passkey_only=bool(user.passkeys)
+            and policy.binds(user.role)
+            and not policy.totp_fallback,
+        )
     )
     set_cookie(
         response,
@@ -183,14 +200,18 @@ async def enrol(request: web.Request) -> web.Response:
         "address_locked",
         "enrolment_required",
         "mfa_unreadable",
+        "passkey_required",
         "invalid_body",
     ),
     tag="auth",
     description=(
-        "Step 2 of sign-in, with the `tc_pending` cookie of step 1. A right code, not used "
+        "`passkey_required`: the clinic's policy binds this account to its passkey and keeps "
+        "no code fallback (`POST /api/auth/passkey` instead). Step 2 of sign-in, with the "
+        "`tc_pending` cookie of step 1. A right code, not used "
         "before, answers the user and the session's `csrf_token`, sets the `tc_session` cookie "
-        "(ends after `security.session_idle_minutes` without a request, and after "
-        "`security.session_absolute_hours` in any case) and ends the pending sign-in. On an "
+        "(locked after `security.session_idle_minutes` without a request, see "
+        "`POST /api/auth/unlock`, and ended after `security.session_absolute_hours` in any "
+        "case) and ends the pending sign-in. On an "
         "account still enrolling, it confirms the authenticator (`enrolment_required` if the "
         "account has no secret yet: call `POST /api/auth/enrol` first). A wrong code counts "
         "toward the lockouts; the pending sign-in stays usable until it expires."
@@ -201,8 +222,25 @@ async def totp(request: web.Request, body: TotpRequest) -> web.Response:
     issued, user = await services.accounts.login_totp(
         request.cookies.get(PENDING_COOKIE), body.code, client_address(request)
     )
+    return await signed_in_response(services, issued, user)
+
+
+async def me_response(services: Services, user: User, session: Session) -> MeResponse:
+    """The user, the session's CSRF token, and whether the account must enrol a passkey
+    before anything else (the clinic's policy binds it and it has none)."""
+    policy = await passkey_policy(services.store, services.settings.security)
+    return MeResponse(
+        user=user_view(user),
+        csrf_token=session.csrf_token,
+        passkey_enrolment_required=not user.passkeys and policy.binds(user.role),
+    )
+
+
+async def signed_in_response(services: Services, issued: IssuedSession, user: User) -> web.Response:
+    """The answer that completes a sign-in: the user, the session's CSRF token, the session
+    cookie set and the pending one cleared."""
     secure = services.settings.server.secure_cookies
-    response = json_response(MeResponse(user=user_view(user), csrf_token=issued.session.csrf_token))
+    response = json_response(await me_response(services, user, issued.session))
     set_cookie(
         response,
         SESSION_COOKIE,
@@ -224,22 +262,25 @@ async def totp(request: web.Request, body: TotpRequest) -> web.Response:
     description=(
         "A GET: needs the `tc_session` cookie, no CSRF header. Its `csrf_token` is the value "
         "every POST made with this session must carry in `X-CSRF-Token` (the same as "
-        "`POST /api/auth/totp` answered, for the whole session)."
+        "`POST /api/auth/totp` answered, for the whole session). "
+        "`passkey_enrolment_required` true: the clinic's policy binds the account to a "
+        "passkey and it has none; enrol one (`POST /api/me/passkeys/options`) before anything "
+        "else."
     ),
 )
 async def me(request: web.Request) -> web.Response:
-    return json_response(
-        MeResponse(user=user_view(request[USER_KEY]), csrf_token=request[SESSION_KEY].csrf_token)
-    )
+    services = request.app[SERVICES]
+    return json_response(await me_response(services, request[USER_KEY], request[SESSION_KEY]))
 
 
 @routes.route(
     "POST",
     "/api/auth/logout",
-    summary="End the session",
+    summary="End the session (also a session locked by inactivity)",
     auth="staff",
     status=204,
     tag="auth",
+    while_locked=True,
 )
 async def logout(request: web.Request) -> web.Response:
     services = request.app[SERVICES]

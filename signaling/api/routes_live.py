@@ -1,16 +1,19 @@
 """HTTP views of the live rooms, for pages that hold no WebSocket of their own.
 
-* ``GET /api/waiting``: which of the doctor's patients are in a waiting room right now. The
+* ``GET /api/waiting``: which of the doctor's patients (an assistant: of its doctors) are in
+  a waiting room right now. The
   dashboard polls it (one socket per open consultation lives on the call page, never on the
   dashboard). It reads presence from the room registry: this process's rooms on one instance,
   every instance's waiting index when rooms are shared through Redis.
   Its authentication leaves the session's idle timer alone: a dashboard left open must not
-  keep a session alive past ``security.session_idle_minutes``.
+  keep a session alive past ``security.session_idle_minutes`` (then it is locked, and this
+  answers ``session_locked``).
 * ``GET /api/waiting/events``: the same list as Server-Sent Events, sent at connect and on
   every change. Browsers throttle the timers of hidden tabs (once a minute after five
   minutes in Chromium), so a doctor sharing a screen or working in another tab would hear
   of an arrival late by polling; an EventSource is not throttled. Same authentication as
-  ``/api/waiting``; the stream ends when the session does.
+  ``/api/waiting``; the stream ends when the session does. While the session is locked it
+  stays open and sends only how many patients wait, never who.
 * ``GET /api/ice-policy``: whether the pages must send media through the TURN relay only
   (``turn.relay_only``), so neither side's address reaches the other.
 """
@@ -25,8 +28,16 @@ from typing import Literal
 import msgspec
 from aiohttp import web
 
-from signaling.api.http_api import SESSION_COOKIE, USER_KEY, ApiRegistry, json_response
+from signaling.api.http_api import (
+    LOCKED_KEY,
+    SESSION_COOKIE,
+    SESSION_KEY,
+    USER_KEY,
+    ApiRegistry,
+    json_response,
+)
 from signaling.api.views import iso
+from signaling.consultations import permissions
 from signaling.errors import AppError
 from signaling.keys import SERVICES
 from signaling.live.room_registry import RoomRegistry
@@ -39,6 +50,8 @@ routes = ApiRegistry()
 
 class WaitingPatientView(msgspec.Struct):
     consultation_id: str
+    # Whose waiting room: an assistant watches those of several doctors.
+    doctor_id: str
     patient_name: str
     scheduled_start: str
     waiting_since: str
@@ -52,30 +65,45 @@ class WaitingList(msgspec.Struct):
     waiting: list[WaitingPatientView]
 
 
+class WaitingCount(msgspec.Struct):
+    # The stream's event while the session is locked: a count, no name.
+    waiting_count: int
+
+
 class IcePolicy(msgspec.Struct):
     ice_transport_policy: Literal["all", "relay"]
 
 
-async def waiting_for(request: web.Request, doctor: User) -> WaitingList:
-    """The doctor's patients in a waiting room now, earliest arrival first."""
+async def waiting_for(request: web.Request, user: User) -> WaitingList:
+    """The patients waiting now for the doctors ``user`` schedules for (itself for a
+    doctor), earliest arrival first."""
     signaling = request.app.get(SIGNALING)
     # Every instance's waiting patients when rooms are shared through Redis.
     rooms = {} if signaling is None else await signaling.rooms.waiting()
-    return await _resolve(request, doctor, rooms)
+    return await _resolve(request, user, rooms)
 
 
-async def _resolve(
-    request: web.Request, doctor: User, rooms: dict[str, WaitingEntry]
-) -> WaitingList:
+def _watcher(request: web.Request) -> User:
+    """The caller, if it has waiting rooms to watch (a doctor, an assistant)."""
+    user = request[USER_KEY]
+    if user.role == "admin":
+        raise permissions.refuse_feature(
+            user, "Only doctors and their assistants have waiting rooms."
+        )
+    return user
+
+
+async def _resolve(request: web.Request, user: User, rooms: dict[str, WaitingEntry]) -> WaitingList:
     store = request.app[SERVICES].store
     found: list[WaitingPatientView] = []
     for room_id, entry in rooms.items():
         consultation = await store.get_consultation(room_id)
-        if consultation is None or consultation.doctor_id != doctor.id:
+        if consultation is None or not permissions.may_manage(user, consultation):
             continue
         found.append(
             WaitingPatientView(
                 consultation_id=consultation.id,
+                doctor_id=consultation.doctor_id,
                 patient_name=consultation.patient_name,
                 scheduled_start=iso(consultation.scheduled_start),
                 waiting_since=iso(entry.since),
@@ -90,17 +118,15 @@ async def _resolve(
 @routes.route(
     "GET",
     "/api/waiting",
-    summary="The doctor's patients who wait in a waiting room now (does not extend the session)",
+    summary="The patients who wait in a waiting room now, a doctor's own or an assistant's "
+    "doctors' (does not extend the session)",
     auth="staff_quiet",
     response=WaitingList,
     errors=("not_authenticated", "forbidden"),
     tag="consultations",
 )
 async def list_waiting(request: web.Request) -> web.Response:
-    doctor = request[USER_KEY]
-    if doctor.role != "doctor":
-        raise AppError("forbidden", "Only doctors have waiting rooms.")
-    return json_response(await waiting_for(request, doctor))
+    return json_response(await waiting_for(request, _watcher(request)))
 
 
 @dataclass(frozen=True)
@@ -177,20 +203,28 @@ def sse_event(event: str, data: bytes) -> bytes:
     "GET",
     "/api/waiting/events",
     summary=(
-        "The doctor's waiting patients as Server-Sent Events: a 'waiting' event (same JSON as "
-        "GET /api/waiting) at connect and on each change, a comment every 15 s, and "
+        "The waiting patients (as GET /api/waiting sees them) as Server-Sent Events: a "
+        "'waiting' event (same JSON as GET /api/waiting) at connect and on each change, a "
+        "comment every 15 s, and "
         "'session_ended' before the stream closes when the session ends (does not extend "
-        "the session)"
+        "the session); while the session is locked, 'waiting_count' events instead"
     ),
     auth="staff_quiet",
     errors=("not_authenticated", "forbidden", "too_many_connections"),
     tag="consultations",
     produces="text/event-stream",
+    while_locked=True,
+    description=(
+        "While the session is locked by inactivity (see `POST /api/auth/unlock`) the stream "
+        "stays open: it sends `session_locked` (data `{}`), then `waiting_count` events "
+        '(`{"waiting_count": 2}`) at each change instead of `waiting`, so a locked dashboard '
+        "still announces an arrival without naming anyone. Once unlocked (seen at the next "
+        "heartbeat; a page may reconnect at once) it sends `session_unlocked` and the full "
+        "`waiting` list again. A session that ends, locked or not, gets `session_ended`."
+    ),
 )
 async def waiting_events(request: web.Request) -> web.StreamResponse:
-    doctor = request[USER_KEY]
-    if doctor.role != "doctor":
-        raise AppError("forbidden", "Only doctors have waiting rooms.")
+    doctor = _watcher(request)
     streams = request.app[WAITING_STREAMS]
     if streams.count(doctor.id) >= MAX_STREAMS_PER_USER:
         raise AppError(
@@ -228,11 +262,16 @@ async def _stream(
 ) -> None:
     signaling = request.app.get(SIGNALING)
     accounts = request.app[SERVICES].accounts
+    cookie = request.cookies.get(SESSION_COOKIE)
     loop = asyncio.get_running_loop()
+    locked = request[LOCKED_KEY]
+    locks_at = accounts.locks_at(request[SESSION_KEY])
     last_rooms: dict[str, WaitingEntry] | None = None
     last_sent = b""
     next_heartbeat = loop.time() + timing.heartbeat_seconds
     stopping = streams.stopping
+    if locked:
+        await response.write(sse_event("session_locked", b"{}"))
     while not stopping.is_set():
         # Half a poll of age at most: an arrival reaches the page within 1.5 polls.
         rooms = (
@@ -240,20 +279,35 @@ async def _stream(
             if signaling is None
             else await streams.waiting(signaling.rooms, timing.poll_seconds / 2)
         )
-        if rooms != last_rooms:  # resolve consultations only when presence moved
-            last_rooms = rooms
-            payload = msgspec.json.encode(await _resolve(request, doctor, rooms))
-            if payload != last_sent:
-                last_sent = payload
-                await response.write(sse_event("waiting", payload))
-        if loop.time() >= next_heartbeat:
-            next_heartbeat = loop.time() + timing.heartbeat_seconds
-            session = await accounts.session_for(
-                request.cookies.get(SESSION_COOKIE), "staff", touch=False
-            )
-            if session is None:
+        heartbeat_due = loop.time() >= next_heartbeat
+        # The session is read again at each heartbeat, and as soon as it is due to lock, so
+        # that no name is sent past the lock.
+        if heartbeat_due or (not locked and accounts.clock.now() > locks_at):
+            staff = await accounts.staff_session(cookie, touch=False)
+            if staff is None:
                 await response.write(sse_event("session_ended", b"{}"))
                 return
+            locks_at = staff.locks_at
+            if staff.locked != locked:
+                locked = staff.locked
+                last_rooms, last_sent = None, b""
+                await response.write(
+                    sse_event("session_locked" if locked else "session_unlocked", b"{}")
+                )
+        if rooms != last_rooms:  # resolve consultations only when presence moved
+            last_rooms = rooms
+            waiting = await _resolve(request, doctor, rooms)
+            # Locked: how many wait, never who (the screen may be seen by anyone).
+            event, payload = (
+                ("waiting_count", msgspec.json.encode(WaitingCount(len(waiting.waiting))))
+                if locked
+                else ("waiting", msgspec.json.encode(waiting))
+            )
+            if payload != last_sent:
+                last_sent = payload
+                await response.write(sse_event(event, payload))
+        if heartbeat_due:
+            next_heartbeat = loop.time() + timing.heartbeat_seconds
             await response.write(b": heartbeat\n\n")
         with contextlib.suppress(TimeoutError):
             await asyncio.wait_for(stopping.wait(), timing.poll_seconds)

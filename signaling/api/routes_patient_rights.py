@@ -39,7 +39,7 @@ async def export_consultation(request: web.Request) -> web.Response:
     await audit_request(request, "consultation.exported", target=c.id)
     export = ConsultationExport(
         exported_at=iso(services.clock.now()),
-        consultation=consultation_view_of(services, c),
+        consultation=consultation_view_of(services, c, admin),
         doctor=user_view(doctor),
         audit=[audit_entry_view(e) for e in entries],
         recordings=[
@@ -72,4 +72,4 @@ async def erase_consultation_route(request: web.Request) -> web.Response:
     await audit_request(
         request, "consultation.erased", target=c.id, reason="request", recordings_shredded=shredded
     )
-    return json_response(consultation_view_of(services, erased))
+    return json_response(consultation_view_of(services, erased, admin))

@@ -1,5 +1,6 @@
 """Room tokens: short-lived and single use, for the consultation's own doctor or its patient
-(the WebSocket's join takes one); a refused request is audited as the WebSocket's are."""
+(the WebSocket's join takes one; an assistant never gets one); a refused request is audited
+as the WebSocket's are."""
 
 from __future__ import annotations
 
@@ -14,6 +15,7 @@ from signaling.api.http_api import (
     id_shaped,
     json_response,
 )
+from signaling.consultations import permissions
 from signaling.errors import AppError
 from signaling.keys import SERVICES
 from signaling.models import SeatRole
@@ -24,7 +26,8 @@ routes = ApiRegistry()
 @routes.route(
     "POST",
     "/api/room-tokens",
-    summary="A short-lived, single-use room token for the consultation's doctor or its patient",
+    summary="A short-lived, single-use room token for the consultation's doctor or its "
+    "patient; an assistant is refused (403 forbidden): it never takes a seat in a call",
     auth="staff_or_patient",
     body=RoomTokenRequest,
     response=RoomTokenResponse,
@@ -37,6 +40,7 @@ routes = ApiRegistry()
         "invite_expired",
         "invite_superseded",
         "invalid_body",
+        "forbidden",
     ),
     tag="consultations",
 )
@@ -75,9 +79,13 @@ async def _issue_room_token(request: web.Request, body: RoomTokenRequest) -> web
     else:
         user = request[USER_KEY]
         c = await services.store.get_consultation(body.consultation_id)
-        # Only the consultation's own doctor takes the doctor's place in its room.
-        if c is None or c.doctor_id != user.id:
+        if c is None or not permissions.may_see(user, c):
             raise AppError("consultation_not_found")
+        # Only the consultation's own doctor takes the doctor's place in its room.
+        if not permissions.may_join(user, c):
+            if user.role != "assistant":
+                raise AppError("consultation_not_found")  # an admin: as for another's room
+            raise AppError("forbidden", "An assistant does not take part in calls.")
         role, subject = "doctor", f"user:{user.id}"
     services.consultations.ensure_open(c)
     token = services.room_tokens.issue(c.id, role, subject, generation)

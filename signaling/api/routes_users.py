@@ -1,15 +1,23 @@
-"""Administration of accounts: list, create, disable/enable, change role, reset MFA (admins
-only)."""
+"""Administration of accounts: list, create (an enrolment link), reset link, unlock,
+disable/enable, change role, reset MFA (admins only)."""
 
 from __future__ import annotations
 
 from aiohttp import web
 
-from signaling.api.api_types import CreateUserRequest, RoleChangeRequest, UserList, UserView
+from signaling.accounts.account_links import IssuedLink
+from signaling.api.api_types import (
+    AccountLinkResponse,
+    AccountView,
+    CreateUserRequest,
+    RoleChangeRequest,
+    UserList,
+    UserView,
+)
 from signaling.api.http_api import USER_KEY, ApiRegistry, audit_request, json_response
-from signaling.api.views import user_view
+from signaling.api.views import account_view, user_view
 from signaling.errors import AppError, ErrorCode
-from signaling.keys import SERVICES
+from signaling.keys import SERVICES, Services
 from signaling.models import User
 
 routes = ApiRegistry()
@@ -33,28 +41,89 @@ async def _target(request: web.Request) -> User:
     tag="users",
 )
 async def list_users(request: web.Request) -> web.Response:
-    users = await request.app[SERVICES].store.list_users()
-    return json_response(UserList(users=[user_view(u) for u in users]))
+    services = request.app[SERVICES]
+    users = await services.store.list_users()
+    now = services.clock.now()
+    return json_response(UserList(users=[account_view(u, now) for u in users]))
+
+
+def _link_response(services: Services, issued: IssuedLink) -> AccountLinkResponse:
+    return AccountLinkResponse(
+        user=account_view(issued.user, services.clock.now()),
+        link=issued.url(services.settings.server.origin),
+        expires_at=issued.expires_at,
+    )
 
 
 @routes.route(
     "POST",
     "/api/users",
-    summary="Create an account (the user enrols TOTP at first sign-in)",
+    summary=(
+        "Create an account without a password: answers a one-time enrolment link (valid "
+        "`security.account_link_hours`, shown once) where the person chooses their password "
+        "and enrols their authenticator; nobody can sign in to the account before"
+    ),
     auth="admin",
     body=CreateUserRequest,
-    response=UserView,
+    response=AccountLinkResponse,
     status=201,
-    errors=(*_ADMIN_ERRORS, "username_taken", "weak_password", "invalid_body"),
+    errors=(*_ADMIN_ERRORS, "username_taken", "invalid_body"),
     tag="users",
 )
 async def create_user(request: web.Request, body: CreateUserRequest) -> web.Response:
     services = request.app[SERVICES]
-    user = await services.accounts.create_user(
-        body.username, body.password, body.role, body.display_name
+    issued = await services.account_links.create_account(
+        body.username, body.role, body.display_name
     )
+    user = issued.user
     await audit_request(request, "user.created", target=user.id, role=user.role)
-    return json_response(user_view(user), status=201)
+    await audit_request(request, "user.link_issued", target=user.id, purpose="enrolment")
+    return json_response(_link_response(services, issued), status=201)
+
+
+@routes.route(
+    "POST",
+    "/api/users/{user_id}/reset-link",
+    summary=(
+        "Issue a one-time reset link (an enrolment link for an account that never enrolled): "
+        "the account's sessions end at once, its password and authenticator stop working, "
+        "any earlier link stops working; the person chooses a new password and enrols their "
+        "authenticator again through the link"
+    ),
+    auth="admin",
+    response=AccountLinkResponse,
+    errors=(*_ADMIN_ERRORS, "not_found"),
+    tag="users",
+)
+async def issue_reset_link(request: web.Request) -> web.Response:
+    services = request.app[SERVICES]
+    target = await _target(request)
+    if target.id == request[USER_KEY].id:
+        # The admin would sign themself out with nobody to hand them the link: another
+        # admin does it (or `run.py reset-link`).
+        raise AppError("forbidden", "You cannot reset your own account.")
+    issued = await services.account_links.issue_reset(target)
+    purpose = issued.user.account_link.purpose if issued.user.account_link else ""
+    await audit_request(request, "user.link_issued", target=target.id, purpose=purpose)
+    return json_response(_link_response(services, issued))
+
+
+@routes.route(
+    "POST",
+    "/api/users/{user_id}/unlock",
+    summary="End an account's lockout after failed sign-ins, and forget its failures",
+    auth="admin",
+    response=AccountView,
+    errors=(*_ADMIN_ERRORS, "not_found"),
+    tag="users",
+)
+async def unlock_user(request: web.Request) -> web.Response:
+    services = request.app[SERVICES]
+    target = await _target(request)
+    await services.accounts.unlock(target.username)
+    await audit_request(request, "user.unlocked", target=target.id)
+    user = await services.store.get_user(target.id) or target
+    return json_response(account_view(user, services.clock.now()))
 
 
 async def _set_disabled(request: web.Request, disabled: bool) -> web.Response:
@@ -116,7 +185,8 @@ async def reset_mfa(request: web.Request) -> web.Response:
     summary=(
         "Change an account's role (doctor or admin); its sessions end, so the new role "
         "applies from its next sign-in. The last enabled admin keeps the role; an admin "
-        "cannot change their own role."
+        "cannot change their own role. An account that stops being a doctor leaves every "
+        "assistant's list, and one that stops being an assistant assists nobody (audited)."
     ),
     auth="admin",
     body=RoleChangeRequest,
@@ -137,4 +207,13 @@ async def change_role(request: web.Request, body: RoleChangeRequest) -> web.Resp
     await audit_request(
         request, "user.role_changed", target=user.id, old_role=target.role, new_role=user.role
     )
+    if target.role == "doctor":
+        for before, after in await services.accounts.drop_from_assistants(user.id):
+            await audit_request(
+                request,
+                "user.assists_changed",
+                target=after.id,
+                old=list(before.assists),
+                new=list(after.assists),
+            )
     return json_response(user_view(user))

@@ -34,9 +34,11 @@ PAGES = {
     "/account": "account.html",
     "/admin": "admin.html",
     "/audit": "audit.html",
+    "/recordings": "recordings.html",
     "/call/{consultation_id}": "call.html",
     "/join/{token}": "join.html",
     "/setup/{token}": "setup.html",
+    "/enrol": "enrol.html",
 }
 SHELL = "shell.html"
 VERSIONED_PREFIX = "/v/"

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import logging
 import math
+from collections.abc import Sequence
 from datetime import UTC, datetime
 
 import msgspec
@@ -11,13 +12,16 @@ from aiohttp import web
 
 from signaling.api.api_types import (
     MAX_DAYS_AHEAD,
+    AccountStatus,
+    AccountView,
     AuditEntryView,
     ConsultationView,
+    RecordingConsentView,
     RecordingView,
     UserView,
 )
 from signaling.errors import AppError
-from signaling.models import AuditEntry, Consultation, Recording, User
+from signaling.models import AuditEntry, ConsentReceipt, Consultation, Recording, User
 
 log = logging.getLogger("teleconsult.views")
 
@@ -101,10 +105,48 @@ def user_view(user: User) -> UserView:
         mfa_enrolled=user.totp_confirmed,
         disabled=user.disabled,
         created_at=user.created_at,
+        assists=list(user.assists) if user.role == "assistant" else [],
     )
 
 
-def consultation_view(c: Consultation, invite_deadline: float) -> ConsultationView:
+def account_view(user: User, now: float) -> AccountView:
+    """An account as the admin page lists it, with its status at ``now``."""
+    link = user.account_link
+    locked = user.locked_until is not None and user.locked_until > now
+    if user.disabled:
+        status: AccountStatus = "disabled"
+    elif locked:
+        status = "locked"
+    elif link is not None and link.expires_at <= now:
+        status = "link_expired"
+    elif link is not None:
+        status = "enrolment_pending" if link.purpose == "enrolment" else "reset_pending"
+    else:
+        status = "active"
+    return AccountView(
+        **msgspec.structs.asdict(user_view(user)),
+        status=status,
+        locked_until=user.locked_until if locked else None,
+        last_sign_in_at=user.last_sign_in_at,
+        link_purpose=link.purpose if link else None,
+        link_expires_at=link.expires_at if link else None,
+    )
+
+
+def checked_email(address: str) -> str:
+    """A patient address as the body's pattern accepted it, refused if it hides a line end
+    (a regular expression's ``$`` matches before a final newline)."""
+    if address != address.strip():
+        raise AppError("invalid_body", "patient_email: must be one address, no spaces")
+    return address
+
+
+def consultation_view(
+    c: Consultation,
+    invite_deadline: float,
+    show_note: bool = True,
+    recordings: int | msgspec.UnsetType = msgspec.UNSET,
+) -> ConsultationView:
     start, end = c.scheduled_start, c.scheduled_end
     if not (representable(start) and representable(end) and representable(invite_deadline)):
         # Refused at the HTTP edge today, but a row from before the bounds (or written by
@@ -123,16 +165,29 @@ def consultation_view(c: Consultation, invite_deadline: float) -> ConsultationVi
         scheduled_start=iso(start),
         scheduled_end=iso(end),
         duration_minutes=c.duration_minutes,
-        note=c.note,
+        # Empty for a viewer who may not read the doctor's private notes (an assistant).
+        note=c.note if show_note else "",
         status=c.status,
         invite_locked=c.invite_locked,
         invite_expires=iso(invite_deadline),
         erased=c.erased_at is not None,
         invite_generation=c.invite_generation,
+        patient_email=c.patient_email,
+        patient_language=c.patient_language,
+        invite_emailed_at=iso(c.invite_emailed_at) if c.invite_emailed_at is not None else None,
+        call_started_at=iso(c.call_started_at) if c.call_started_at is not None else None,
+        call_ended_at=iso(c.call_ended_at) if c.call_ended_at is not None else None,
+        call_end=c.call_end,
+        files_exchanged=c.files_exchanged,
+        recordings=recordings,
     )
 
 
-def recording_view(r: Recording) -> RecordingView:
+def recording_view(
+    r: Recording,
+    receipts: Sequence[ConsentReceipt] = (),
+    retention_ends_at: float | None = None,
+) -> RecordingView:
     return RecordingView(
         id=r.id,
         consultation_id=r.consultation_id,
@@ -142,6 +197,17 @@ def recording_view(r: Recording) -> RecordingView:
         status=r.status,
         size_bytes=r.size_bytes,
         stop_reason=r.stop_reason,
+        media_started_at=iso(r.media_started_at) if r.media_started_at is not None else None,
+        media_ended_at=iso(r.media_ended_at) if r.media_ended_at is not None else None,
+        duration_seconds=r.duration_seconds,
+        seekable=r.seekable,
+        empty=r.empty,
+        retention_ends_at=iso(retention_ends_at) if retention_ends_at is not None else None,
+        consents=[
+            RecordingConsentView(role=c.role, decision=c.decision, at=iso(c.at))  # type: ignore[arg-type]
+            for c in receipts
+            if c.recording_id == r.id
+        ],
     )
 
 

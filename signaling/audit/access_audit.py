@@ -6,8 +6,9 @@ endpoint without being one (403), is refused by raising :class:`AccessRefused`. 
 registry (``http_api``), which knows the route and the address, hands it to
 :class:`AccessRefusals`, which writes ``access.refused``: the actor and role, the target kind
 and id as given (only when it has the shape of an id: never text a client typed), the route
-and the reason (``not_owner``, ``not_found``, ``not_admin``). An incident report on the record
-or on the actor then shows the probing.
+and the reason (``not_owner``, ``not_found``, ``not_admin``, and ``not_permitted`` for a
+feature the caller's role never has, signaling/consultations/permissions.py). An incident
+report on the record or on the actor then shows the probing.
 
 Rate limit. A script can make thousands of refused requests a minute, and each entry costs a
 store write and a place in the chain that every verification walks. So at most
@@ -43,7 +44,7 @@ WINDOW_SECONDS = 60.0
 # How often (event-loop seconds) closed windows are looked for and summarised.
 FLUSH_EVERY_SECONDS = 1.0
 
-RefusalReason = Literal["not_owner", "not_found", "not_admin"]
+RefusalReason = Literal["not_owner", "not_found", "not_admin", "not_permitted"]
 TargetKind = Literal["consultation", "recording", "user", ""]
 
 

@@ -28,6 +28,7 @@ from redis.backoff import NoBackoff
 from redis.exceptions import RedisError
 
 from signaling.live.bus import ForwardHandler, Inbox
+from signaling.store.redis_client import close_redis, open_redis
 
 log = logging.getLogger("teleconsult.bus")
 
@@ -156,7 +157,7 @@ class RedisBus:
     # -- lifecycle
 
     async def start(self) -> None:
-        self._redis = aioredis.from_url(
+        self._redis = open_redis(
             self.url,
             socket_timeout=2,
             socket_connect_timeout=2,
@@ -191,7 +192,7 @@ class RedisBus:
         if self._redis is not None:
             with contextlib.suppress(RedisError, OSError):
                 await self._redis.delete(self._instance_key(self.instance))
-            await self._redis.aclose()
+            await close_redis(self._redis)
             self._redis = None
 
     async def _beat_once(self) -> None:

@@ -12,10 +12,12 @@ from config import SecuritySettings
 from signaling.audit.access_audit import AccessRefused
 from signaling.audit.trail import AuditTrail
 from signaling.clock import Clock
+from signaling.consultations import permissions
+from signaling.consultations.short_invites import grouped, lookup_name, read_code
 from signaling.consultations.tokens import InviteTokens
 from signaling.crypto import keyed_digest
 from signaling.errors import AppError, ErrorCode
-from signaling.models import Consultation, Session, User
+from signaling.models import Consultation, PatientLanguage, Session, User
 from signaling.store.base import Store
 
 ACCESS_CODE_DIGITS = 6
@@ -57,6 +59,11 @@ class Consultations:
     def _code_hash(self, consultation_id: str, nonce: str, code: str) -> str:
         return keyed_digest(self._code_key, f"{consultation_id}:{nonce}:{code}")
 
+    def link_token(self, consultation: Consultation) -> str:
+        """The last segment of the consultation's current patient link (its short code,
+        grouped): the same for as long as the invite nonce is, so an email can carry it."""
+        return grouped(self.invites.short(consultation.id, consultation.invite_nonce))
+
     def _new_invite(self, consultation: Consultation) -> IssuedInvite:
         nonce = secrets.token_urlsafe(9)
         code = f"{secrets.randbelow(10**ACCESS_CODE_DIGITS):0{ACCESS_CODE_DIGITS}d}"
@@ -66,7 +73,12 @@ class Consultations:
             code_failures=0,
             invite_locked=False,
         )
-        return IssuedInvite(consultation, self.invites.issue(consultation.id, nonce), code)
+        return IssuedInvite(consultation, self.link_token(consultation), code)
+
+    async def _register_link(self, consultation: Consultation) -> None:
+        """Map the short code's hash to the consultation, before the link is shown."""
+        code = self.invites.short(consultation.id, consultation.invite_nonce)
+        await self.store.set_meta(lookup_name(code), consultation.id)
 
     async def create(
         self,
@@ -75,8 +87,13 @@ class Consultations:
         scheduled_start: float,
         duration_minutes: int,
         note: str,
+        *,
+        patient_email: str = "",
+        patient_language: PatientLanguage = "fr",
     ) -> IssuedInvite:
         base = Consultation(
+            patient_email=patient_email,
+            patient_language=patient_language,
             id=uuid.uuid4().hex,
             doctor_id=doctor.id,
             patient_name=patient_name,
@@ -89,6 +106,7 @@ class Consultations:
             access_code_hash="",
         )
         issued = self._new_invite(base)
+        await self._register_link(issued.consultation)
         await self.store.create_consultation(issued.consultation)
         return issued
 
@@ -99,6 +117,7 @@ class Consultations:
         issued = self._new_invite(
             consultation.evolve(invite_generation=consultation.invite_generation + 1)
         )
+        await self._register_link(issued.consultation)
         await self.store.update_consultation(issued.consultation)
         return issued
 
@@ -112,9 +131,9 @@ class Consultations:
         return consultation.scheduled_end + self.settings.invite_grace_minutes * 60
 
     async def visible_to(self, user: User, consultation_id: str) -> Consultation:
-        """The consultation if this user may see it (owner doctor or admin), else not found."""
+        """The consultation if this user may see it (permissions.may_see), else not found."""
         consultation = await self.store.get_consultation(consultation_id)
-        if consultation is None or (user.role != "admin" and consultation.doctor_id != user.id):
+        if consultation is None or not permissions.may_see(user, consultation):
             # Same answer for "absent" and "someone else's": ids are not confirmed to outsiders.
             # Only the audit trail tells them apart (signaling/audit/access_audit.py).
             raise AccessRefused(
@@ -127,7 +146,34 @@ class Consultations:
         return consultation
 
     async def list_for(self, user: User) -> list[Consultation]:
-        return await self.store.list_consultations(None if user.role == "admin" else user.id)
+        if user.role == "admin":
+            return await self.store.list_consultations(None)
+        found = [
+            c
+            for doctor_id in permissions.assisted_doctors(user)
+            for c in await self.store.list_consultations(doctor_id)
+        ]
+        # One doctor's list is in start order; an assistant's doctors are merged into it.
+        return sorted(found, key=lambda c: c.scheduled_start)
+
+    async def reschedule(
+        self, consultation: Consultation, scheduled_start: float, duration_minutes: int
+    ) -> Consultation:
+        """A new time; the links stay valid (their deadline follows the new end)."""
+        self.ensure_open(consultation)
+        moved = consultation.evolve(
+            scheduled_start=scheduled_start, duration_minutes=duration_minutes
+        )
+        await self.store.update_consultation(moved)
+        return moved
+
+    async def edit(self, consultation: Consultation, **changes: object) -> Consultation:
+        """New details (time, duration, name, note); the links stay valid, their deadline
+        follows a new end."""
+        self.ensure_open(consultation)
+        edited = consultation.evolve(**changes)
+        await self.store.update_consultation(edited)
+        return edited
 
     async def cancel(self, consultation: Consultation) -> Consultation:
         self.ensure_open(consultation)
@@ -143,8 +189,19 @@ class Consultations:
         await self.store.update_consultation(ended)
         return ended
 
-    async def open_invite(self, invite_token: str) -> Consultation:
-        """The consultation behind a link, if the link is still usable."""
+    async def _linked_consultation(self, invite_token: str) -> Consultation:
+        """The consultation a link names, if the link is its current one (else invalid)."""
+        code = read_code(invite_token) if isinstance(invite_token, str) else None
+        if code is not None:
+            consultation_id = await self.store.get_meta(lookup_name(code))
+            consultation = await self.store.get_consultation(consultation_id or "")
+            if consultation is None:
+                raise AppError("invite_invalid")
+            self.ensure_open(consultation)
+            current = self.invites.short(consultation.id, consultation.invite_nonce)
+            if not hmac.compare_digest(current, code):
+                raise AppError("invite_invalid")
+            return consultation
         claims = self.invites.read(invite_token)
         consultation = await self.store.get_consultation(claims.consultation_id)
         if consultation is None:
@@ -152,6 +209,11 @@ class Consultations:
         self.ensure_open(consultation)
         if not hmac.compare_digest(consultation.invite_nonce, claims.nonce):
             raise AppError("invite_invalid")
+        return consultation
+
+    async def open_invite(self, invite_token: str) -> Consultation:
+        """The consultation behind a link, if the link is still usable."""
+        consultation = await self._linked_consultation(invite_token)
         if self.clock.now() > self.invite_deadline(consultation):
             raise AppError("invite_expired")
         if consultation.invite_locked:

@@ -1,8 +1,8 @@
 """Retention and erasure: patient details are kept no longer than needed.
 
-Erasing a consultation removes what identifies the patient (display name, note, access code,
-live invite links) and keeps the consultation id, times and audit entries, which refer to
-people only by ids: the audit chain stays whole and still verifies.
+Erasing a consultation removes what identifies the patient (display name, email address,
+note, access code, live invite links) and keeps the consultation id, times and audit
+entries, which refer to people only by ids: the audit chain stays whole and still verifies.
 """
 
 from __future__ import annotations
@@ -14,6 +14,7 @@ import logging
 import secrets
 from collections.abc import AsyncIterator
 from dataclasses import dataclass
+from typing import Protocol
 
 from aiohttp import web
 
@@ -47,6 +48,7 @@ async def erase_consultation(
                 shredded += 1
     erased = consultation.evolve(
         patient_name="",
+        patient_email="",
         note="",
         access_code_hash="",
         invite_nonce=secrets.token_urlsafe(9),
@@ -67,6 +69,12 @@ class SweepReport:
     consent_receipts_purged: int = 0
     # Audit entries removed behind the checkpoint (their purge is an audit entry itself).
     audit_entries_purged: int = 0
+    # Not retention, but the same pass: invitation reminders emailed.
+    reminders_sent: int = 0
+    # Expired short-lived keys (used token ids, counters, lockouts) removed from a store
+    # that keeps them in a table: housekeeping, not personal data, so neither audited nor
+    # counted in ``anything`` (it would log every sweep).
+    ephemeral_keys_purged: int = 0
 
     @property
     def anything(self) -> bool:
@@ -77,22 +85,52 @@ class SweepReport:
                 self.recordings_purged,
                 self.consent_receipts_purged,
                 self.audit_entries_purged,
+                self.reminders_sent,
             )
         )
 
 
+class ReminderSender(Protocol):
+    """Sends the reminders due among the consultations a sweep reads (signaling/mail/)."""
+
+    async def send_due_reminders(self, consultations: list[Consultation]) -> int: ...
+
+
 class RetentionSweeper:
-    def __init__(self, store: Store, clock: Clock, settings: Settings, audit: AuditTrail) -> None:
+    def __init__(
+        self,
+        store: Store,
+        clock: Clock,
+        settings: Settings,
+        audit: AuditTrail,
+        reminders: ReminderSender | None = None,
+    ) -> None:
         self.store = store
         self.clock = clock
         self.settings = settings
         self.audit = audit
+        self.reminders = reminders
+
+    async def _send_reminders(self, consultations: list[Consultation]) -> int:
+        """The sweeper's second job: one pass over the consultations it already read. A
+        failure here is logged and never stops the retention work."""
+        if self.reminders is None:
+            return 0
+        try:
+            return await self.reminders.send_due_reminders(consultations)
+        except StoreUnavailable:
+            raise
+        except Exception:
+            log.exception("invitation reminders failed")
+            return 0
 
     async def sweep(self) -> SweepReport:
         now = self.clock.now()
         kept = self.settings.retention
         erased = receipts = 0
-        for c in await self.store.list_consultations(None):
+        consultations = await self.store.list_consultations(None)
+        reminded = await self._send_reminders(consultations)
+        for c in consultations:
             if c.erased_at is None and c.scheduled_end + kept.consultation_days * DAY < now:
                 await erase_consultation(self.store, c, now)
                 erased += 1
@@ -100,6 +138,7 @@ class RetentionSweeper:
                 c.id, now - kept.consent_receipt_days * DAY
             )
         sessions = await self.store.purge_sessions(now)
+        ephemeral = await self.store.purge_ephemeral(now)
         purged = await RecordingLibrary(self.store, self.clock, self.settings).purge_expired()
         for recording in purged:
             # One entry per recording, so its trail (and a breach report) shows when it went.
@@ -135,6 +174,8 @@ class RetentionSweeper:
             audit_entries_purged=int(json.loads(audit_purge.details)["removed"])
             if audit_purge
             else 0,
+            reminders_sent=reminded,
+            ephemeral_keys_purged=ephemeral,
         )
 
 
@@ -144,7 +185,7 @@ def setup_retention(app: web.Application) -> None:
     async def run(app: web.Application) -> AsyncIterator[None]:
         services = app[SERVICES]
         sweeper = RetentionSweeper(
-            services.store, services.clock, services.settings, services.audit
+            services.store, services.clock, services.settings, services.audit, services.mailer
         )
         interval = services.settings.retention.sweep_interval_minutes * 60
 

@@ -3,8 +3,9 @@
 * room tokens: short-lived (<= 120 s), bound to room + role + subject, single use (the jti is
   claimed in the store until the token would have expired anyway); a patient's token also
   names the invite generation it was issued under, so a re-issued link refuses it at the join;
-* invite tokens: the patient link; validity comes from the consultation (scheduled end +
-  grace) and its ``invite_nonce``, so cancelling or re-issuing revokes old links;
+* invite tokens: the patient link (short codes now, signed tokens before); validity comes
+  from the consultation (scheduled end + grace) and its ``invite_nonce``, so cancelling or
+  re-issuing revokes old links;
 * setup tokens: the one-time first-admin link printed on first start.
 
 Tokens travel in request bodies, the URL path of a link, or the first WebSocket message;
@@ -26,6 +27,8 @@ from itsdangerous import (
 )
 
 from signaling.clock import Clock
+from signaling.consultations.short_invites import short_code
+from signaling.crypto import derive_key
 from signaling.errors import AppError
 from signaling.models import SEAT_ROLES, SeatRole
 from signaling.store.base import Store
@@ -122,9 +125,16 @@ class InviteClaims:
 class InviteTokens:
     def __init__(self, secret: bytes) -> None:
         self._serializer = URLSafeSerializer(secret, salt=INVITE_SALT)
+        self._short_key = derive_key(secret, "short-invites")
 
     def issue(self, consultation_id: str, nonce: str) -> str:
+        """The signed link of the earlier form, still accepted until its consultation's
+        invite deadline (links handed out before short links existed)."""
         return str(self._serializer.dumps({"c": consultation_id, "n": nonce}))
+
+    def short(self, consultation_id: str, nonce: str) -> str:
+        """The short code of the link (signaling/consultations/short_invites.py)."""
+        return short_code(self._short_key, consultation_id, nonce)
 
     def read(self, token: str) -> InviteClaims:
         if not isinstance(token, str) or len(token) > 512:

@@ -10,7 +10,9 @@ from __future__ import annotations
 
 from collections.abc import Callable
 
+from signaling.consultations import permissions
 from signaling.errors import AppError
+from signaling.live.call_summary import file_counted
 from signaling.live.connection import Connection, Dispatch, MessageTable
 from signaling.live.protocol import (
     PROTOCOL_VERSION,
@@ -20,25 +22,29 @@ from signaling.live.protocol import (
     Candidate,
     Deny,
     EndOfCandidates,
+    FileExchanged,
     HangUp,
     Join,
+    MediaState,
     Offer,
     Ping,
     Pong,
     RecordingConsent,
     RecordingOffer,
     RecordingRequest,
+    RecordingStop,
     RecordingWithdraw,
     RelayedAnswer,
     RelayedCandidate,
     RelayedEndOfCandidates,
+    RelayedMediaState,
     RelayedOffer,
     Resume,
     Welcome,
     encode,
 )
 from signaling.live.recording_routing import RecordingMessage
-from signaling.live.room import JoinResult, Room, Seat
+from signaling.live.room import JoinResult, Room, RoomState, Seat
 from signaling.live.sdp import MAX_TRICKLE_CANDIDATES, validate_candidate, validate_sdp
 from signaling.live.turn import credential_expiry, ice_servers
 from signaling.models import Consultation
@@ -103,6 +109,15 @@ async def _open_consultation(connection: Connection, room_id: str) -> Consultati
     return consultation
 
 
+async def _ensure_seat_holder(connection: Connection, subject: str, c: Consultation) -> None:
+    """A doctor's token was issued to the consultation's doctor; the account is looked at
+    again here, as it may have changed in the token's lifetime (a role changed to assistant,
+    an account disabled): an assistant never takes a seat, whatever token it holds."""
+    user = await connection.services.store.get_user(subject.removeprefix("user:"))
+    if user is None or user.disabled or not permissions.may_join(user, c):
+        raise AppError("forbidden", "This account does not take part in calls.")
+
+
 @FIRST.on(Join)
 async def join(connection: Connection, message: Join) -> None:
     if message.v not in SUPPORTED_VERSIONS:
@@ -115,6 +130,8 @@ async def join(connection: Connection, message: Join) -> None:
             # Minted before the doctor re-issued the invite (a leaked link's token lives
             # up to 120 s): it must not take, nor push anyone out of, the patient seat.
             raise AppError("invite_superseded")
+        if claims.role == "doctor":
+            await _ensure_seat_holder(connection, claims.subject, consultation)
     except AppError as error:
         await _audit_refusal(connection, error.code)
         raise
@@ -253,6 +270,18 @@ async def end_of_candidates(connection: Connection, message: EndOfCandidates) ->
     room.send_raw(room.relay_target(connection.role), encode(RelayedEndOfCandidates()))
 
 
+@IN_ROOM.on(MediaState)
+async def media_state(connection: Connection, message: MediaState) -> None:
+    # Relayed as said: the server keeps nothing, each page sends its state again after every
+    # peer_joined, so a participant who comes back learns it.
+    await _seat(connection)
+    room = _joined(connection)
+    relayed = RelayedMediaState(
+        audio=message.audio, video=message.video, missing=tuple(sorted(message.missing))
+    )
+    room.send_raw(room.relay_target(connection.role), encode(relayed))
+
+
 @IN_ROOM.on(HangUp)
 async def hang_up(connection: Connection, message: HangUp) -> None:
     seat = await _seat(connection)
@@ -269,6 +298,16 @@ async def hang_up(connection: Connection, message: HangUp) -> None:
         raise AppError("forbidden", "Only the doctor ends the consultation.")
     connection.hung_up = True
     await room.hang_up(connection.id, connection.role)
+
+
+@IN_ROOM.on(FileExchanged)
+async def file_exchanged(connection: Connection, message: FileExchanged) -> None:
+    await _seat(connection)
+    room = _joined(connection)
+    if connection.role != "doctor":
+        raise AppError("forbidden", "Only the doctor's page counts the files exchanged.")
+    room.require(RoomState.IN_CALL, action="file_exchanged")
+    await connection.services.store.change_consultation(room.id, file_counted)
 
 
 @IN_ROOM.on(Ping)
@@ -294,11 +333,12 @@ async def recording(connection: Connection, message: RecordingMessage) -> None:
 IN_ROOM.add(RecordingRequest, recording)
 IN_ROOM.add(RecordingConsent, recording)
 IN_ROOM.add(RecordingWithdraw, recording)
+IN_ROOM.add(RecordingStop, recording)
 IN_ROOM.add(RecordingOffer, recording)
 
 DISPATCH = Dispatch(
     first=FIRST,
     in_room=IN_ROOM,
     # Messages relayed to the other participant: their handling time feeds the relay histogram.
-    relayed=frozenset({Offer, Answer, Candidate, EndOfCandidates}),
+    relayed=frozenset({Offer, Answer, Candidate, EndOfCandidates, MediaState}),
 )

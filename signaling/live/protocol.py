@@ -31,6 +31,10 @@ Token = Annotated[str, Meta(min_length=1, max_length=1024)]
 Sdp = Annotated[str, Meta(min_length=1, max_length=MAX_SDP_BYTES + 1)]
 ShortText = Annotated[str, Meta(max_length=200)]
 PingId = Annotated[int, Meta(ge=0, le=2**53)]
+# The chat's own limit (web/static/call-chat.js MAX_FILE_BYTES): a larger one is not a file
+# the call page sends or accepts.
+MAX_CHAT_FILE_BYTES = 10 * 1024 * 1024
+FileSize = Annotated[int, Meta(ge=0, le=MAX_CHAT_FILE_BYTES)]
 
 
 class ClientBase(msgspec.Struct, tag_field="type", forbid_unknown_fields=True):
@@ -87,8 +91,37 @@ class HangUp(ClientBase, tag="hang_up"):
     end: bool = False
 
 
+class FileExchanged(ClientBase, tag="file_exchanged"):
+    """Doctor only: a chat file went through the data channel (sent or received, said by the
+    doctor's page, which sees both ways). Its size only: the server never learns a name or a
+    content; it counts the file on the consultation's row."""
+
+    size: FileSize
+
+
 class Ping(ClientBase, tag="ping"):
     id: PingId = 0
+
+
+MediaKind = Literal["audio", "video"]
+
+
+class MediaState(ClientBase, tag="media_state"):
+    """Whether the sender's microphone and camera send anything (present and not muted or
+    turned off), so the other page can say so instead of showing a silent black tile.
+    ``missing``: the kinds the sender has no device for at all (none found, or the browser's
+    permission refused), so the other page says "joined without a camera" rather than "turned
+    it off"."""
+
+    audio: bool
+    video: bool
+    missing: frozenset[MediaKind] = frozenset()
+
+    def __post_init__(self) -> None:
+        # A device that is not there sends nothing: saying both is a confused client.
+        if any(getattr(self, kind) for kind in self.missing):
+            # decode_client() reads the JSON path from this text, as from msgspec's own.
+            raise ValueError("a missing device cannot send - at `$.missing`")
 
 
 class RecordingRequest(ClientBase, tag="recording_request"):
@@ -103,6 +136,11 @@ class RecordingConsent(ClientBase, tag="recording_consent"):
 
 class RecordingWithdraw(ClientBase, tag="recording_withdraw"):
     """Either participant withdraws consent: a running recording stops within a second."""
+
+
+class RecordingStop(ClientBase, tag="recording_stop"):
+    """Either participant stops a running recording (consent is not withdrawn: the receipt
+    and the audit trail say "stopped"); it stops within a second, like a withdrawal."""
 
 
 class RecordingOffer(ClientBase, tag="recording_offer"):
@@ -120,11 +158,14 @@ ClientMessage = (
     | Answer
     | Candidate
     | EndOfCandidates
+    | MediaState
     | HangUp
+    | FileExchanged
     | Ping
     | RecordingRequest
     | RecordingConsent
     | RecordingWithdraw
+    | RecordingStop
     | RecordingOffer
 )
 FIRST_MESSAGES = (Join, Resume)
@@ -165,10 +206,25 @@ class WaitingPatient(msgspec.Struct, frozen=True):
     invite_generation: int = 0
 
 
+# Why the patient's seat was freed, as the doctor is told in ``lobby.left``.
+PatientLeftReason = Literal["left", "disconnected", "superseded"]
+
+
+class PatientLeft(msgspec.Struct, frozen=True):
+    """The patient's seat was just freed: why, and whether the same link lets them back (a
+    left or dropped patient may come back with their link while the consultation is open; a
+    patient of a replaced link may not: only the new link and code work)."""
+
+    reason: PatientLeftReason
+    may_return: bool
+
+
 class Lobby(ServerBase, tag="lobby"):
-    """Doctor only: who waits in the waiting room (``None``: nobody)."""
+    """Doctor only: who waits in the waiting room (``None``: nobody); ``left`` only in the
+    message sent when the patient's seat is freed (the room keeps no record of it)."""
 
     waiting: WaitingPatient | None = None
+    left: PatientLeft | None = None
 
 
 class Waiting(ServerBase, tag="waiting"):
@@ -212,6 +268,15 @@ class RelayedEndOfCandidates(ServerBase, tag="end_of_candidates"):
     pass
 
 
+class RelayedMediaState(ServerBase, tag="media_state"):
+    """The other participant's microphone and camera, as it last said (``MediaState``);
+    ``missing`` in a stable order, left out when empty."""
+
+    audio: bool
+    video: bool
+    missing: tuple[MediaKind, ...] = ()
+
+
 class Ended(ServerBase, tag="ended"):
     reason: EndReason
 
@@ -246,8 +311,24 @@ class RecordingAnswer(ServerBase, tag="recording_answer"):
     sdp: str
 
 
+# Who wrote a message to the waiting room: the doctor, or the doctor's secretariat.
+StaffSender = Literal["doctor", "assistant"]
+
+
+class StaffMessage(ServerBase, tag="staff_message"):
+    """Patient only, while it waits: a short message from the doctor or the secretariat,
+    either a preset (an id the patient's page words in the patient's own language) or a
+    short free text, never both (signaling/live/staff_messages.py). Kept nowhere."""
+
+    from_role: StaffSender
+    sent_at: float  # Unix seconds, by the service clock
+    preset: str | None = None
+    text: str = ""
+
+
 ServerMessage = (
-    RecordingState
+    StaffMessage
+    | RecordingState
     | RecordingAnswer
     | Welcome
     | Lobby
@@ -260,6 +341,7 @@ ServerMessage = (
     | RelayedAnswer
     | RelayedCandidate
     | RelayedEndOfCandidates
+    | RelayedMediaState
     | Ended
     | Pong
     | ErrorMessage
@@ -275,7 +357,8 @@ def encode(message: ServerBase) -> bytes:
 
 
 _PATH = re.compile(r"- at `(\$[^`]{0,80})`")
-_UNKNOWN_FIELD = re.compile(r"unknown field `([A-Za-z_][A-Za-z0-9_]{0,31})`")
+# An unknown or a missing field: ``at`` names it (msgspec says where the object is, not which).
+_NAMED_FIELD = re.compile(r"(?:unknown|missing required) field `([A-Za-z_][A-Za-z0-9_]{0,31})`")
 
 
 class MalformedMessage(Exception):
@@ -295,9 +378,9 @@ def decode_client(frame: str | bytes) -> ClientMessage:
         text = str(exc)
         match = _PATH.search(text)
         at = match.group(1) if match else "$"
-        unknown = _UNKNOWN_FIELD.search(text)
-        if unknown is not None:
-            at = f"{at}.{unknown.group(1)}"
+        named = _NAMED_FIELD.search(text)
+        if named is not None:
+            at = f"{at}.{named.group(1)}"
         raise MalformedMessage(at) from None
     except msgspec.DecodeError:
         raise MalformedMessage(None) from None

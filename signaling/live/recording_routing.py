@@ -34,6 +34,7 @@ from signaling.live.protocol import (
     RecordingOffer,
     RecordingRequest,
     RecordingState,
+    RecordingStop,
     RecordingWithdraw,
     encode,
     message_type,
@@ -46,7 +47,9 @@ from signaling.recording.consent import ConsentState
 from signaling.recording.recording_session import RecordingChange, RecordingSession
 from signaling.store.base import StoreUnavailable
 
-RecordingMessage = RecordingRequest | RecordingConsent | RecordingWithdraw | RecordingOffer
+RecordingMessage = (
+    RecordingRequest | RecordingConsent | RecordingWithdraw | RecordingStop | RecordingOffer
+)
 _DECODER: msgspec.json.Decoder[RecordingMessage] = msgspec.json.Decoder(RecordingMessage)
 
 
@@ -170,6 +173,10 @@ class RoomRecordings:
         if isinstance(message, RecordingWithdraw):
             # Withdrawing is always possible, whatever the room's state.
             await (await self._session_for(room)).withdraw(role, subject)
+            return
+        if isinstance(message, RecordingStop):
+            # Like a withdrawal, possible whatever the room's state.
+            await (await self._session_for(room)).stop_by(role, subject)
             return
         room.require(RoomState.IN_CALL, action="record")
         session = await self._session_for(room)

@@ -41,7 +41,7 @@ from collections.abc import Awaitable, Callable
 from contextlib import AbstractAsyncContextManager
 from dataclasses import dataclass, field
 from enum import StrEnum
-from typing import Any, Protocol
+from typing import Any, Literal, Protocol
 
 from signaling.audit_actions import AuditAction
 from signaling.clock import Clock
@@ -53,8 +53,9 @@ from signaling.live.protocol import (
     Ended,
     EndReason,
     ErrorMessage,
-    LeaveReason,
     Lobby,
+    PatientLeft,
+    PatientLeftReason,
     PeerJoined,
     PeerLeft,
     ServerBase,
@@ -221,7 +222,11 @@ class Room:
             return False
         return self.host.bus.publish(seat.connection_id, payload, None)
 
-    def _lobby(self) -> Lobby:
+    def _lobby(self, left: PatientLeftReason | None = None) -> Lobby:
+        """The waiting room as the doctor sees it; ``left``: the patient's seat was just freed,
+        for that reason (said once, in this message)."""
+        if left is not None:
+            return Lobby(left=PatientLeft(reason=left, may_return=left != "superseded"))
         patient = self.seats.get("patient")
         if self.state is RoomState.WAITING and patient is not None:
             return Lobby(
@@ -371,7 +376,9 @@ class Room:
         if self.seats.get(seat.role) is seat:
             del self.seats[seat.role]
 
-    def _leave(self, change: Change, seat: Seat, reason: LeaveReason, pending: Pending) -> None:
+    def _leave(
+        self, change: Change, seat: Seat, reason: Literal["left", "disconnected"], pending: Pending
+    ) -> None:
         role = seat.role
         self._release(change, seat, close=False)
         if role == "patient":
@@ -380,7 +387,7 @@ class Room:
                 self._transition(RoomState.WAITING)
                 if reason != "disconnected":  # the doctor heard that when the socket dropped
                     self._send(change, "doctor", PeerLeft(role="patient", reason=reason))
-            self._send(change, "doctor", self._lobby())
+            self._send(change, "doctor", self._lobby(left=reason))
             self.host.discard_if_empty(self)
             if call_ended:
                 pending.append(lambda: self.host.audit_call_end(self, reason))
@@ -446,7 +453,7 @@ class Room:
             if was_in_call:
                 self._transition(RoomState.WAITING)
                 pending.append(lambda: self.host.audit_call_end(self, "superseded"))
-            self._send(change, "doctor", self._lobby())
+            self._send(change, "doctor", self._lobby(left="superseded"))
             self.host.discard_if_empty(self)
         await self.host.audit(
             self, "signaling.superseded", seat, outcome="ended", generation=seat.generation
@@ -511,6 +518,18 @@ class Room:
         # when its client goes, but the audit entries must still be written.
         if was_in_call or by is not None:
             await asyncio.shield(record())
+
+    # -- from the staff, outside the room's connections
+
+    async def tell_waiting_patient(self, payload: bytes) -> bool:
+        """Relay an encoded message to the patient who waits now (connected, not admitted);
+        False when nobody waits. Nothing of the room changes, so no change is needed: the
+        room is read as saved (shared state) and the message published to the patient's
+        connection, on whichever instance it lives."""
+        await self.refresh()
+        if self.waiting_entry() is None:
+            return False
+        return self.send_raw("patient", payload)
 
     # -- relay
 

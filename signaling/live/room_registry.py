@@ -262,6 +262,20 @@ class RoomRegistry:
             return False
         return await room.supersede_patient(generation) is not None
 
+    async def tell_waiting_patient(self, room_id: str, payload: bytes) -> bool:
+        """Relay ``payload`` to the patient waiting in ``room_id``, whichever instance holds
+        its socket (as ``end_room``); False when nobody waits there."""
+        room = self.rooms.get(room_id)
+        if room is None and self.states is not None:
+            room = self.get_or_create(room_id, "")
+        if room is None:
+            return False
+        try:
+            return await room.tell_waiting_patient(payload)
+        finally:
+            # A handle made only for this message is not kept (nobody takes part here).
+            self.forget_if_idle(room)
+
     async def waiting(self) -> dict[str, WaitingEntry]:
         """Room id → its patient who waits (connected, not admitted): this process's rooms on
         one instance, every instance's with shared state."""

@@ -98,6 +98,14 @@ class ConsentBook:
         self._reset()
         return was_recording
 
+    async def stop(self, role: SeatRole, subject: str) -> None:
+        """Either side stops a running recording, consent kept: receipt ``stopped``."""
+        if role not in SEAT_ROLES:
+            raise AppError("forbidden")
+        self._require(ConsentState.RECORDING)
+        await self._receipt(role, subject, "stopped")
+        self._reset()
+
     def may_record(self) -> bool:
         return self.state is ConsentState.RECORDING and all(r in self.granted for r in SEAT_ROLES)
 

@@ -17,7 +17,7 @@ from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 
 from config import Settings
-from media.recorder_protocol import IceServerConfig, RecordingFailed
+from media.recorder_protocol import IceServerConfig, IntakeStopped, RecordingFailed
 from media.recording_service import (
     RecorderProcess,
     RecorderServiceError,
@@ -73,6 +73,7 @@ class RecordingSession:
         self.worker: RecorderProcess | None = None
         self.recording: Recording | None = None
         self._tasks: set[asyncio.Task[None]] = set()
+        self._intake_stopped: dict[str, asyncio.Future[None]] = {}
 
     @property
     def state(self) -> ConsentState:
@@ -176,7 +177,10 @@ class RecordingSession:
 
     async def withdraw(self, role: SeatRole, subject: str) -> None:
         recording_id = self.book.recording_id
-        must_stop = await self.book.withdraw(role, subject)
+        must_stop = await self.book.withdraw(role, subject)  # the receipt first: the proof
+        # The worker is asked to stop before the audit write, not after it (the entry still
+        # lands before recording.stopped, which waits for the file).
+        stopping = asyncio.ensure_future(self.stop("consent_withdrawn")) if must_stop else None
         await self.audit.record(
             "consent.withdrawn",
             actor=subject,
@@ -184,10 +188,25 @@ class RecordingSession:
             target=self.consultation.id,
             recording=recording_id,
         )
-        if must_stop:
-            await self.stop("consent_withdrawn")
+        if stopping is not None:
+            await stopping
         else:
             await self.on_change(RecordingChange("idle", recording_id, "consent_withdrawn"))
+
+    async def stop_by(self, role: SeatRole, subject: str) -> None:
+        """A participant stops the recording without withdrawing consent."""
+        recording_id = self.book.recording_id
+        await self.book.stop(role, subject)  # invalid_state unless recording
+        # The book is idle now; stop() still finds the running recording and its worker.
+        stopping = asyncio.ensure_future(self.stop(f"stopped_by_{role}"))
+        await self.audit.record(
+            "recording.stop_requested",
+            actor=subject,
+            actor_role=role,
+            target=self.consultation.id,
+            recording=recording_id,
+        )
+        await stopping
 
     async def stop(self, reason: str) -> None:
         """Stop now (withdrawal, end of call, error): within a second, whatever the worker."""
@@ -204,8 +223,16 @@ class RecordingSession:
                 await self.on_change(RecordingChange("idle", self.book.recording_id, reason))
             return
         size, complete = 0, False
+        intake = self._intake_stopped[recording.id] = asyncio.get_running_loop().create_future()
+        stopping = asyncio.ensure_future(worker.stop(recording.id))
+        # The room hears it as soon as intake has stopped (the worker's intake_stopped event),
+        # or the stop is through, or failed (the worker was killed): not after the sealing.
+        await asyncio.wait({intake, stopping}, return_when=asyncio.FIRST_COMPLETED)
+        self._intake_stopped.pop(recording.id, None)
+        stopped_at = self.clock.now()
+        await self.on_change(RecordingChange("idle", recording.id, reason))
         try:
-            stopped = await worker.stop(recording.id)
+            stopped = await stopping
             size, complete = stopped.bytes, stopped.complete
         except RecorderServiceError as exc:
             log.warning("recording %s: stop failed (%s); the worker was killed", recording.id, exc)
@@ -213,12 +240,15 @@ class RecordingSession:
         path = self.library.path_of(recording)
         if not size and path.exists():
             size = path.stat().st_size
-        done = recording.evolve(
+        closed = recording.evolve(
             status="complete" if complete else "failed",
-            stopped_at=self.clock.now(),
+            stopped_at=stopped_at,
             size_bytes=size,
             stop_reason=reason,
         )
+        # The record says "recording" until the remux pass has replaced the file, so the
+        # file is not deleted or purged under it.
+        done = await self.library.make_seekable(closed, stopped_at)
         await self.store.update_recording(done)
         await self.audit.record(
             "recording.stopped",
@@ -228,8 +258,10 @@ class RecordingSession:
             recording=recording.id,
             reason=reason,
             outcome="success" if complete else "failure",
+            seekable=done.seekable,
+            empty=done.empty,
+            duration_seconds=done.duration_seconds,
         )
-        await self.on_change(RecordingChange("idle", recording.id, reason))
 
     async def _discard_worker(self) -> None:
         worker, self.worker = self.worker, None
@@ -240,6 +272,11 @@ class RecordingSession:
                 await worker.kill()
 
     def _on_event(self, event: ServiceEvent) -> None:
+        if isinstance(event, IntakeStopped):
+            waiter = self._intake_stopped.get(event.recording_id)
+            if waiter is not None and not waiter.done():
+                waiter.set_result(None)
+            return
         if isinstance(event, RecordingFailed | WorkerExited) and self.recording is not None:
             reason = event.code if isinstance(event, RecordingFailed) else "recorder_exited"
             log.error("recording %s stopped: %s", self.recording.id, reason)

@@ -44,6 +44,11 @@ class AuditFilter:
     # recordings); None: any target.
     targets: frozenset[str] | None = None
     newest_first: bool = False
+    # A keyset page: only the entries past the one numbered ``after_seq`` in the listing's
+    # order (higher numbers oldest first, lower newest first). Unlike ``offset`` it costs
+    # the same however deep the page, and entries purged or appended meanwhile shift
+    # nothing: a walk page by page neither skips nor repeats an entry.
+    after_seq: int | None = None
     offset: int = 0
     limit: int = 1000
 
@@ -57,7 +62,14 @@ class AuditFilter:
             and (self.since is None or e.at >= self.since)
             and (self.until is None or e.at < self.until)
             and (self.targets is None or e.target in self.targets)
+            and self.past(e.seq)
         )
+
+    def past(self, seq: int) -> bool:
+        """Whether ``seq`` lies past ``after_seq`` in the listing's order."""
+        if self.after_seq is None:
+            return True
+        return seq < self.after_seq if self.newest_first else seq > self.after_seq
 
 
 @dataclass(frozen=True)
@@ -116,6 +128,11 @@ class Store(Protocol):
         is answered when the stored hash is no longer ``old_hash`` (changed meanwhile);
         otherwise answers how many sessions were ended."""
 
+    async def change_user(self, user_id: str, change: Callable[[User], User | None]) -> User | None:
+        """Atomically rewrite a user as ``change`` makes it from the stored record (the
+        passkeys' operations); None, nothing written, when there is no such user or
+        ``change`` answers None."""
+
     async def advance_totp_step(self, user_id: str, step: int) -> bool:
         """Atomically raise totp_last_step to ``step``; False if it already is >= step."""
 
@@ -134,6 +151,12 @@ class Store(Protocol):
 
     async def record_code_failure(self, consultation_id: str, lock_at: int) -> Consultation:
         """Atomically count a wrong access code; lock the invite at ``lock_at`` failures."""
+
+    async def change_consultation(
+        self, consultation_id: str, change: Callable[[Consultation], Consultation | None]
+    ) -> Consultation | None:
+        """Atomically rewrite a consultation as ``change`` makes it from its stored value
+        (None from ``change``: leave it); the record written, None if nothing was."""
 
     # -- recordings and consent receipts
     async def create_recording(self, recording: Recording) -> None: ...
@@ -160,6 +183,9 @@ class Store(Protocol):
 
     async def get_count(self, key: str, now: float) -> int: ...
     async def delete_key(self, key: str) -> None: ...
+    async def purge_ephemeral(self, now: float) -> int:
+        """Remove the keys expired at ``now`` (the retention sweep calls it); answers how
+        many. A key expired but not yet purged already reads as absent."""
 
     async def scrub(self) -> None:
         """Make erased data unrecoverable from the backend's files (old pages, logs)."""
@@ -167,6 +193,8 @@ class Store(Protocol):
     # -- small settings and state
     async def get_meta(self, name: str) -> str | None: ...
     async def set_meta(self, name: str, value: str) -> None: ...
+    async def list_meta(self, prefix: str) -> list[tuple[str, str]]:
+        """The (name, value) of every meta value whose name starts with ``prefix``, by name."""
 
     # -- audit trail (hash-chained, append-only)
     async def append_audit(self, fields: AuditFields) -> AuditEntry: ...
@@ -177,6 +205,10 @@ class Store(Protocol):
 
     async def audit_checkpoint(self) -> AuditCheckpoint | None:
         """Where the kept trail starts after purges (None: it starts at entry 1)."""
+
+    async def set_audit_checkpoint(self, checkpoint: AuditCheckpoint) -> None:
+        """Where an imported trail starts (``run.py store import``, on an empty trail only):
+        the entries appended next chain on from it."""
 
     async def purge_audit(self, before: float, report: PurgeReport) -> AuditEntry | None:
         """Atomically remove the oldest entries dated before ``before``, store the checkpoint

@@ -23,8 +23,9 @@ from __future__ import annotations
 
 import itertools
 import logging
+import re
 from collections.abc import AsyncIterator, Awaitable, Callable, Iterable, Sequence
-from typing import Any, TypeVar, get_args
+from typing import Any, TypeVar, cast, get_args
 
 import msgspec
 import redis.asyncio as aioredis
@@ -55,6 +56,12 @@ from signaling.store.base import (
     SetupClaim,
     StoreUnavailable,
 )
+from signaling.store.changes import (
+    code_failure_counted,
+    keeps_an_enabled_admin,
+    totp_advanced,
+    updated_keeping_totp_step,
+)
 from signaling.store.records import (
     AUDIT,
     AUDIT_FILTERS,
@@ -67,6 +74,8 @@ from signaling.store.records import (
     Kind,
     fold_username,
 )
+from signaling.store.redis_client import close_redis, open_redis
+from signaling.store.short_lived_redis import RedisShortLivedKeys, ttl_ms
 
 log = logging.getLogger("teleconsult.store")
 
@@ -95,30 +104,6 @@ if removed > 0 then
 end
 return removed
 """
-_CLAIM_ONCE = """
-local expires = tonumber(redis.call('GET', KEYS[1]) or '0')
-if expires > tonumber(ARGV[1]) then return 0 end
-redis.call('SET', KEYS[1], ARGV[2], 'PX', ARGV[3])
-return 1
-"""
-
-_INCR = """
-local expires = tonumber(redis.call('HGET', KEYS[1], 'expires') or '0')
-if expires > tonumber(ARGV[1]) then
-  return redis.call('HINCRBY', KEYS[1], 'count', 1)
-end
-redis.call('HSET', KEYS[1], 'count', 1, 'expires', ARGV[2])
-redis.call('PEXPIRE', KEYS[1], ARGV[3])
-return 1
-"""
-
-_GET_COUNT = """
-local expires = tonumber(redis.call('HGET', KEYS[1], 'expires') or '0')
-if expires > tonumber(ARGV[1]) then
-  return tonumber(redis.call('HGET', KEYS[1], 'count'))
-end
-return 0
-"""
 
 
 def _multi(pipe: Pipeline) -> None:
@@ -136,11 +121,6 @@ def _text(value: object) -> str:
 
 def _texts(values: Iterable[object]) -> list[str]:
     return [_text(v) for v in values]
-
-
-def _ms(seconds: float) -> int:
-    # Redis-side TTL: the logical expiry plus a margin for clock skew between instances.
-    return max(int((seconds + 60) * 1000), 1000)
 
 
 def _from_hash(kind: Kind[R], fields: dict[str, str]) -> R:
@@ -167,6 +147,7 @@ class RedisStore:
         self.require_aof = require_aof
         self.p = prefix
         self._redis: aioredis.Redis | None = None
+        self._short_lived = RedisShortLivedKeys(lambda: self.r, prefix)
 
     @property
     def r(self) -> aioredis.Redis:
@@ -181,7 +162,7 @@ class RedisStore:
             raise StoreUnavailable(str(exc)) from exc
 
     async def open(self) -> None:
-        self._redis = aioredis.from_url(
+        self._redis = open_redis(
             self.url,
             decode_responses=True,
             socket_timeout=5,
@@ -210,7 +191,7 @@ class RedisStore:
 
     async def close(self) -> None:
         if self._redis is not None:
-            await self._redis.aclose()
+            await close_redis(self._redis)
             self._redis = None
 
     async def ping(self) -> None:
@@ -407,7 +388,7 @@ class RedisStore:
 
     async def update_user(self, user: User) -> None:
         # totp_last_step is only ever moved by advance_totp_step, so it stays monotonic.
-        await self._change(USERS, user.id, lambda u: user.evolve(totp_last_step=u.totp_last_step))
+        await self._change(USERS, user.id, updated_keeping_totp_step(user))
 
     async def set_user_role(self, user_id: str, role: StaffRole) -> bool:
         everyone = self._idx(USERS, USERS.indexes[0])
@@ -417,9 +398,7 @@ class RedisStore:
             if ids:
                 await pipe.watch(*(self._rec(USERS, i) for i in ids))
             users = await self._many(USERS, ids, pipe)
-            if role != "admin" and not any(
-                u.role == "admin" and not u.disabled and u.id != user_id for u in users
-            ):
+            if not keeps_an_enabled_admin(users, user_id, role):
                 return False
             _multi(pipe)
             for u in users:
@@ -454,17 +433,16 @@ class RedisStore:
         # A session opened meanwhile changes the index: the transaction starts again.
         return await self._transact([name, index], body)
 
+    async def change_user(self, user_id: str, change: Callable[[User], User | None]) -> User | None:
+        return await self._change(USERS, user_id, change)
+
     async def advance_totp_step(self, user_id: str, step: int) -> bool:
-        changed = await self._change(
-            USERS,
-            user_id,
-            lambda u: u.evolve(totp_last_step=step) if u.totp_last_step < step else None,
-        )
+        changed = await self._change(USERS, user_id, totp_advanced(step))
         return changed is not None
 
     # -- sessions (a session's user never changes: written without reading it first)
     async def put_session(self, session: Session) -> None:
-        await self._write(SESSIONS, session, px=_ms(session.expires_at - session.last_seen))
+        await self._write(SESSIONS, session, px=ttl_ms(session.expires_at - session.last_seen))
 
     async def get_session(self, id_hash: str) -> Session | None:
         return await self._get(SESSIONS, id_hash)
@@ -528,14 +506,13 @@ class RedisStore:
     async def update_consultation(self, consultation: Consultation) -> None:
         await self._change(CONSULTATIONS, consultation.id, lambda _: consultation)
 
-    async def record_code_failure(self, consultation_id: str, lock_at: int) -> Consultation:
-        def counted(c: Consultation) -> Consultation:
-            failures = c.code_failures + 1
-            return c.evolve(
-                code_failures=failures, invite_locked=c.invite_locked or failures >= lock_at
-            )
+    async def change_consultation(
+        self, consultation_id: str, change: Callable[[Consultation], Consultation | None]
+    ) -> Consultation | None:
+        return await self._change(CONSULTATIONS, consultation_id, change)
 
-        changed = await self._change(CONSULTATIONS, consultation_id, counted)
+    async def record_code_failure(self, consultation_id: str, lock_at: int) -> Consultation:
+        changed = await self._change(CONSULTATIONS, consultation_id, code_failure_counted(lock_at))
         if changed is None:
             raise KeyError(consultation_id)
         return changed
@@ -588,29 +565,20 @@ class RedisStore:
 
     # -- ephemeral
     async def claim_once(self, key: str, ttl: float, now: float) -> bool:
-        result = await self._call(
-            self.r.eval(
-                _CLAIM_ONCE, 1, f"{self.p}eph:{key}", repr(now), repr(now + ttl), str(_ms(ttl))
-            )
-        )
-        return int(result) == 1
+        return await self._short_lived.claim_once(key, ttl, now)
 
     async def incr(self, key: str, ttl: float, now: float) -> int:
-        result = await self._call(
-            self.r.eval(_INCR, 1, f"{self.p}cnt:{key}", repr(now), repr(now + ttl), str(_ms(ttl)))
-        )
-        return int(result)
+        return await self._short_lived.incr(key, ttl, now)
 
     async def get_count(self, key: str, now: float) -> int:
-        # claim_once keys count as 1 while live, so a lock set with claim_once reads as set.
-        claimed = await self._call(self.r.get(f"{self.p}eph:{key}"))
-        if claimed is not None and float(claimed) > now:
-            return 1
-        result = await self._call(self.r.eval(_GET_COUNT, 1, f"{self.p}cnt:{key}", repr(now)))
-        return int(result)
+        return await self._short_lived.get_count(key, now)
 
     async def delete_key(self, key: str) -> None:
-        await self._call(self.r.delete(f"{self.p}eph:{key}", f"{self.p}cnt:{key}"))
+        await self._short_lived.delete_key(key)
+
+    async def purge_ephemeral(self, now: float) -> int:
+        # Nothing to do: every short-lived key carries a Redis TTL, and Redis removes it.
+        return 0
 
     async def scrub(self) -> None:
         # Rewrite the AOF so that overwritten values do not survive in its history.
@@ -626,6 +594,21 @@ class RedisStore:
 
     async def set_meta(self, name: str, value: str) -> None:
         await self._call(self.r.hset(f"{self.p}meta", name, value))
+
+    async def list_meta(self, prefix: str) -> list[tuple[str, str]]:
+        # HSCAN a batch at a time (never one HGETALL blocking the server on a large hash),
+        # the prefix escaped so that its characters match themselves, not as a pattern.
+        pattern = re.sub(r"([*?\[\]\\])", r"\\\1", prefix) + "*"
+        found: dict[str, str] = {}
+        cursor = 0
+        while True:
+            cursor, batch = await self._call(
+                self.r.hscan(f"{self.p}meta", cursor, match=pattern, count=_BATCH)
+            )
+            pairs = cast(dict[object, object], batch)  # HSCAN answers a mapping
+            found.update({_text(name): _text(value) for name, value in pairs.items()})
+            if not cursor:
+                return sorted(found.items())
 
     # -- audit: each entry a record keyed by its sequence number, in the sorted sets of
     # records.py (scored on seq, and one on time); appended under WATCH on the whole trail's
@@ -657,6 +640,9 @@ class RedisStore:
             return entry
 
         return await self._transact([self._idx(AUDIT, _AUDIT_ALL), self._checkpoint_key], body)
+
+    async def set_audit_checkpoint(self, checkpoint: AuditCheckpoint) -> None:
+        await self._call(self.r.set(self._checkpoint_key, checkpoint.encode()))
 
     async def audit_checkpoint(self) -> AuditCheckpoint | None:
         raw = await self._call(self.r.get(self._checkpoint_key))
@@ -737,17 +723,20 @@ class RedisStore:
         if window is not None and window < cost:
             # The period is the narrowest: its members (sequence numbers only), in order.
             seqs = await self._ids(self._idx(AUDIT, _AUDIT_AT), low, high, byscore=True)
-            ordered = sorted(seqs, key=int, reverse=q.newest_first)
+            ordered = [n for n in sorted(seqs, key=int, reverse=q.newest_first) if q.past(int(n))]
             if conditions == 1:
                 return await self._many(AUDIT, ordered[q.offset : q.offset + q.limit])
             source = _batches(ordered, chunk)
         elif len(keys) == 1 and conditions == int(driven):
-            # The one set is the whole query: the page by rank.
-            start, stop = q.offset, q.offset + q.limit - 1
-            seqs = await self._ids(keys[0], start, stop, desc=q.newest_first)
+            # The one set is the whole query: the page by rank, or past a sequence number.
+            if q.after_seq is None:
+                start, stop = q.offset, q.offset + q.limit - 1
+                seqs = await self._ids(keys[0], start, stop, desc=q.newest_first)
+            else:
+                seqs = await self._past(keys[0], q)
             return await self._many(AUDIT, seqs)
         else:
-            source = self._merged(keys, q.newest_first, chunk)
+            source = self._merged(keys, q.newest_first, chunk, q.after_seq)
         page: list[AuditEntry] = []
         skip = q.offset
         async for seqs in source:
@@ -766,13 +755,24 @@ class RedisStore:
                         return page
         return page
 
+    async def _past(self, key: str, q: AuditFilter) -> list[str]:
+        """A page of the sorted set ``key`` (scored on sequence numbers) past ``q.after_seq``
+        in the listing's order: a ranged read that costs the same however deep."""
+        edge = f"({q.after_seq}"
+        start, stop = (edge, "-inf") if q.newest_first else (edge, "+inf")
+        read = self.r.zrange(
+            key, start, stop, desc=q.newest_first, byscore=True, offset=q.offset, num=q.limit
+        )
+        return _texts(await self._call(read))
+
     async def _merged(
-        self, keys: Sequence[str], newest_first: bool, chunk: int
+        self, keys: Sequence[str], newest_first: bool, chunk: int, after: int | None = None
     ) -> AsyncIterator[list[str]]:
         """The members of the sorted sets ``keys`` (scored on sequence numbers) in score
         order, merged, a batch at a time: each round reads at most ``chunk`` of each set
-        past the last score given, and gives what no set can still precede."""
-        bound: float | None = None
+        past the last score given (at first, past ``after``), and gives what no set can
+        still precede."""
+        bound: float | None = after
         live = list(keys)
         while live:
             async with self.r.pipeline(transaction=False) as pipe:

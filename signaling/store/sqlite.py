@@ -46,6 +46,13 @@ from signaling.store.base import (
     SetupClaim,
     StoreUnavailable,
 )
+from signaling.store.changes import (
+    code_failure_counted,
+    keeps_an_enabled_admin,
+    password_replaced,
+    totp_advanced,
+    updated_keeping_totp_step,
+)
 from signaling.store.records import (
     AUDIT,
     CONSENT_RECEIPTS,
@@ -409,10 +416,7 @@ class SqliteStore:
 
     async def set_user_role(self, user_id: str, role: StaffRole) -> bool:
         def op(db: sqlite3.Connection) -> bool:
-            users = _select(db, USERS)
-            if role != "admin" and not any(
-                u.role == "admin" and not u.disabled and u.id != user_id for u in users
-            ):
+            if not keeps_an_enabled_admin(_select(db, USERS), user_id, role):
                 return False
             _change(db, USERS, user_id, lambda u: u.evolve(role=role))
             return True
@@ -423,12 +427,7 @@ class SqliteStore:
         self, user_id: str, old_hash: str, new_hash: str, keep_session: str
     ) -> int | None:
         def op(db: sqlite3.Connection) -> int | None:
-            changed = _change(
-                db,
-                USERS,
-                user_id,
-                lambda u: u.evolve(password_hash=new_hash) if u.password_hash == old_hash else None,
-            )
+            changed = _change(db, USERS, user_id, password_replaced(old_hash, new_hash))
             if changed is None:
                 return None
             return int(
@@ -443,21 +442,18 @@ class SqliteStore:
         # totp_last_step is only ever moved by advance_totp_step, so it stays monotonic.
         def op(db: sqlite3.Connection) -> None:
             try:
-                _change(db, USERS, user.id, lambda u: user.evolve(totp_last_step=u.totp_last_step))
+                _change(db, USERS, user.id, updated_keeping_totp_step(user))
             except sqlite3.IntegrityError as exc:
                 raise DuplicateUsername(user.username) from exc
 
         await self._run(op, write=True)
 
+    async def change_user(self, user_id: str, change: Callable[[User], User | None]) -> User | None:
+        return await self._run(lambda db: _change(db, USERS, user_id, change), write=True)
+
     async def advance_totp_step(self, user_id: str, step: int) -> bool:
         changed = await self._run(
-            lambda db: _change(
-                db,
-                USERS,
-                user_id,
-                lambda u: u.evolve(totp_last_step=step) if u.totp_last_step < step else None,
-            ),
-            write=True,
+            lambda db: _change(db, USERS, user_id, totp_advanced(step)), write=True
         )
         return changed is not None
 
@@ -497,13 +493,15 @@ class SqliteStore:
     async def update_consultation(self, consultation: Consultation) -> None:
         await self._run(lambda db: _update(db, CONSULTATIONS, consultation))
 
-    async def record_code_failure(self, consultation_id: str, lock_at: int) -> Consultation:
-        def counted(c: Consultation) -> Consultation:
-            failures = c.code_failures + 1
-            return c.evolve(
-                code_failures=failures, invite_locked=c.invite_locked or failures >= lock_at
-            )
+    async def change_consultation(
+        self, consultation_id: str, change: Callable[[Consultation], Consultation | None]
+    ) -> Consultation | None:
+        return await self._run(
+            lambda db: _change(db, CONSULTATIONS, consultation_id, change), write=True
+        )
 
+    async def record_code_failure(self, consultation_id: str, lock_at: int) -> Consultation:
+        counted = code_failure_counted(lock_at)
         changed = await self._run(
             lambda db: _change(db, CONSULTATIONS, consultation_id, counted), write=True
         )
@@ -628,12 +626,25 @@ class SqliteStore:
             )
         )
 
+    async def list_meta(self, prefix: str) -> list[tuple[str, str]]:
+        # substr, not LIKE: a name's "%" or "_" is no wildcard.
+        rows = await self._run(
+            lambda db: db.execute(
+                "SELECT name, value FROM meta WHERE substr(name, 1, ?) = ? ORDER BY name",
+                (len(prefix), prefix),
+            ).fetchall()
+        )
+        return [(str(name), str(value)) for name, value in rows]
+
     # -- audit
     async def append_audit(self, fields: AuditFields) -> AuditEntry:
         return await self._run(lambda db: _append_audit(db, fields), write=True)
 
     async def audit_checkpoint(self) -> AuditCheckpoint | None:
         return await self._run(_audit_checkpoint)
+
+    async def set_audit_checkpoint(self, checkpoint: AuditCheckpoint) -> None:
+        await self.set_meta(_CHECKPOINT, checkpoint.encode())
 
     async def purge_audit(self, before: float, report: PurgeReport) -> AuditEntry | None:
         def op(db: sqlite3.Connection) -> AuditEntry | None:
@@ -678,6 +689,9 @@ class SqliteStore:
             # One JSON parameter, however many ids (no limit on bound variables to meet).
             clauses.append("target IN (SELECT value FROM json_each(?))")
             params.append(json.dumps(sorted(query.targets)))
+        if query.after_seq is not None:
+            clauses.append("seq<?" if query.newest_first else "seq>?")
+            params.append(query.after_seq)
         where = f"WHERE {' AND '.join(clauses)}" if clauses else ""
         order = "DESC" if query.newest_first else "ASC"
         params += [query.limit, query.offset]

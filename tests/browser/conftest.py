@@ -30,6 +30,7 @@ from tests.conftest import deadline, deadline_ms
 from tests.servers import free_port
 
 from .audit import audit
+from .firefox import Firefox, FirefoxPages
 
 CHROMIUM = "/usr/bin/chromium"
 CHROMIUM_ARGS = [
@@ -145,6 +146,22 @@ def browser() -> Iterator[Browser]:
         browser.close()
 
 
+@pytest.fixture(scope="package")
+def firefox(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Firefox]:
+    """One Firefox ESR for the cross-browser tests (fresh profile; a user context per page)."""
+    browser = Firefox(tmp_path_factory.mktemp("firefox-profile")).start()
+    yield browser
+    browser.stop()
+
+
+@pytest.fixture
+def firefox_pages(firefox: Firefox, live_server: LiveServer) -> Iterator[FirefoxPages]:
+    """Firefox pages (a user context each) on the test's server, closed after the test."""
+    pages = FirefoxPages(firefox, live_server.url)
+    yield pages
+    pages.close()
+
+
 class Contexts:
     """Opens browser contexts (one per person) and closes them after the test."""
 
@@ -153,13 +170,12 @@ class Contexts:
         self.opened: list[BrowserContext] = []
         self.base_url = base_url
 
-    def new_page(self, locale: str = "fr-FR") -> Page:
-        context = self.browser.new_context(
-            viewport=DESKTOP,
-            locale=locale,
-            base_url=self.base_url,
-            permissions=["camera", "microphone"],
-        )
+    def new_page(self, locale: str = "fr-FR", **options: Any) -> Page:
+        """A page in a context of its own; ``options`` go to new_context (a phone's
+        ``viewport``, ``user_agent``, ``is_mobile``; the ``permissions`` granted)."""
+        settings: dict[str, Any] = {"viewport": DESKTOP, "permissions": ["camera", "microphone"]}
+        settings.update(options)
+        context = self.browser.new_context(locale=locale, base_url=self.base_url, **settings)
         context.set_default_timeout(PAGE_TIMEOUT_MS)
         self.opened.append(context)
         page = context.new_page()

@@ -11,6 +11,7 @@ from playwright.sync_api import expect
 from tests.conftest import PASSWORD
 
 from .conftest import Contexts, LiveServer, assert_no_page_errors, snap
+from .foreign_text import switch_and_check
 from .test_staff_pages import signed_in
 
 pytestmark = pytest.mark.browser
@@ -59,8 +60,10 @@ def test_admin_promotes_a_doctor_and_the_list_shows_it(
     changes = [json.loads(e.details) for e in entries if e.action == "user.role_changed"]
     assert changes == [{"old_role": "doctor", "new_role": "admin"}]
 
-    # In English, the same choice is named in English.
-    page.locator('.lang-switch button[data-lang="en"]').click()
+    # In English, the same choice is named in English, and the confirmation already on
+    # screen is said again in English (nothing left in French: foreign_text.py).
+    switch_and_check(page, "en")
+    expect(page.locator("#users-status")).to_contain_text("Dr Claire Martin")
     expect(
         page.locator('tr[data-username="dr.martin"]').get_by_role(
             "combobox", name="Dr Claire Martin's role"

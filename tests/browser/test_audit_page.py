@@ -132,6 +132,9 @@ def test_admin_filters_exports_and_verifies_the_trail(
     admin.select_option("#f-action", "audit.exported")
     admin.click("#filter-form button[type=submit]")
     expect(admin.locator("#audit-body tr")).to_have_count(2)
+    # Two rows were shown before the filter too: wait for the exports' own.
+    exported = "Journal d'audit exporté"
+    expect(admin.locator("#audit-body tr")).to_contain_text([exported, exported])
     details = admin.locator("#audit-body tr .audit-details").all_inner_texts()
     assert sorted(json.loads(d)["format"] for d in details) == ["csv", "jsonl"]
     assert {r["target"] for r in shown_rows(admin)} == {alice}

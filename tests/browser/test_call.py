@@ -86,13 +86,20 @@ def doctor_with_consultation(
     doctor.goto("/")
     sign_in(doctor, "dr.martin")
     enrol_with_page_secret(doctor)
+    url, code = book_on_dashboard(doctor, live_server)
+    return doctor, url, code
+
+
+def book_on_dashboard(doctor: Page, live_server: LiveServer) -> tuple[str, str]:
+    """The doctor books a consultation for Alice Dupont on the dashboard; returns the
+    patient's link (path) and the access code."""
     doctor.fill("#patient-name", "Alice Dupont")
     doctor.click("#create-form button[type=submit]")
     expect(doctor.locator("#invite-result")).to_be_visible()
     url = doctor.locator("#invite-url").input_value().removeprefix(live_server.url)
     code = doctor.locator("#invite-code").input_value()
     doctor.click("#invite-done")
-    return doctor, url, code
+    return url, code
 
 
 def patient_to_waiting_room(contexts: Contexts, url: str, code: str, init_script: str = "") -> Page:
@@ -160,7 +167,7 @@ def test_doctor_admits_patient_and_they_talk_over_encrypted_video(
     expect(doctor.locator("#call-status")).to_have_attribute("data-state", "waiting")
     expect(doctor.locator("#lobby")).to_be_hidden()
     # A page may only play sound after an interaction: the doctor picks the language.
-    doctor.get_by_role("button", name="FR").click()
+    doctor.get_by_role("button", name="FR", exact=True).click()
     assert doctor.evaluate("() => window.__tones") == 0
 
     patient = patient_to_waiting_room(contexts, url, code)
@@ -183,7 +190,9 @@ def test_doctor_admits_patient_and_they_talk_over_encrypted_video(
     expect(doctor).to_have_title("Téléconsultation — Consultation en cours")
 
     assert_in_call(doctor, patient)
-    expect(doctor.locator("#call-encryption")).to_contain_text("Chiffré de bout en bout")
+    expect(doctor.locator("#call-encryption")).to_contain_text(
+        "Votre appel est privé : chiffré de bout en bout"
+    )
     expect(patient.locator("#patient-encryption")).to_contain_text("DTLS-SRTP")
     snap(doctor, "call-doctor")
     snap(patient, "call-patient")
@@ -253,5 +262,33 @@ def test_patient_resumes_the_call_after_a_network_drop(
     assert_remote_video_plays(patient, "#patient-remote")
     assert_remote_video_plays(doctor, "#remote-video")
     assert_encrypted(patient)
+    assert_no_page_errors(doctor)
+    assert_no_page_errors(patient)
+
+
+def test_doctor_leaves_the_call_and_comes_back_to_the_same_patient(
+    live_server: LiveServer, contexts: Contexts
+) -> None:
+    """Leaving is not ending: the consultation stays open, the patient keeps their place, and
+    the doctor's next visit to the call page brings them both back into the call."""
+    doctor, url, code = doctor_with_consultation(live_server, contexts)
+    open_the_call(doctor)
+    patient = patient_to_waiting_room(contexts, url, code)
+    doctor.locator("#lobby .waiting-item").get_by_role("button", name="Faire entrer").click()
+    assert_in_call(doctor, patient)
+
+    leave = doctor.get_by_role("button", name="Quitter l'appel — le patient peut revenir")
+    expect(leave).to_be_visible()
+    expect(doctor.locator("#hang-up")).to_have_text("Terminer la consultation")
+    snap(doctor, "call-doctor-leave-or-end")
+    leave.click()  # nothing is lost: no question asked
+    expect(doctor.locator("#greeting")).to_be_visible()
+    # The patient is not told the consultation ended: they wait for the doctor to return.
+    expect(patient.locator("#connection-state")).not_to_have_attribute("data-state", "ended")
+    expect(patient.locator("#left-step")).to_be_hidden()
+
+    # Back on the call page: the patient is still let in, so the call starts at once.
+    doctor.get_by_role("link", name="Démarrer la consultation avec Alice Dupont").click()
+    assert_in_call(doctor, patient)
     assert_no_page_errors(doctor)
     assert_no_page_errors(patient)

@@ -101,8 +101,8 @@ def test_both_sides_show_the_same_security_code_from_both_fingerprints(
     for page in (doctor, patient):
         expect(page.locator("#call-code")).to_be_visible()
         expect(page.locator("#call-code-value")).to_have_text(re.compile(r"^\d{3} \d{3}$"))
-    shown = doctor.locator("#call-code-value").inner_text()
-    assert patient.locator("#call-code-value").inner_text() == shown
+    shown = str(doctor.locator("#call-code-value").text_content())
+    assert patient.locator("#call-code-value").text_content() == shown
 
     # The test computes it itself from the certificates each side really uses.
     doctor_sdp, patient_sdp = descriptions(doctor), descriptions(patient)
@@ -111,10 +111,12 @@ def test_both_sides_show_the_same_security_code_from_both_fingerprints(
     assert fingerprint(doctor_sdp["local"]) != fingerprint(patient_sdp["local"])
     assert short_code(doctor_sdp["local"], doctor_sdp["remote"]) == shown
 
-    # The explanation is one click (or Enter) away.
+    # An optional check: what to do and what it shows are one click (or Enter) away.
+    expect(patient.locator("#call-code summary")).to_have_text("Vérifier ensemble (facultatif)")
     patient.locator("#call-code summary").focus()
     patient.keyboard.press("Enter")
-    expect(patient.locator("#call-code p")).to_have_text(re.compile("raccrochez"))
+    expect(patient.locator("#call-code-value")).to_be_visible()
+    expect(patient.locator("#call-code")).to_contain_text("lisez ce code à voix haute")
 
     # Quality: measured every 2 s, "good" on loopback, the figures in the tooltip.
     for page in (doctor, patient):
@@ -128,33 +130,34 @@ def test_both_sides_show_the_same_security_code_from_both_fingerprints(
         page.locator("#call-quality-button").focus()
         expect(figures).to_be_visible()
         expect(figures).to_contain_text(re.compile(r"Aller-retour \d+ ms · pertes \d+,\d %"))
+        expect(figures).to_contain_text(re.compile(r"gigue \d+ ms"))
         expect(figures).to_contain_text(re.compile(r"\d+ img/s"))
     snap(patient, "call-features-patient-quality")
 
-    # The grading thresholds, on the page's own module.
+    # The grading thresholds, on the page's own module (every rule: tests/test_call_screen_js.py).
     grades = doctor.evaluate(
         """async () => {
           const { grade } = await import("/static/call-quality.js");
-          const base = { rttMs: 20, lossPercent: 0, fps: 30, outgoingKbps: 2000 };
+          const base = { rttMs: 20, lossPercent: 0, jitterMs: 5, fps: 30, outgoingKbps: 2000 };
           return [
             grade(base),
+            grade({ ...base, fps: 2, outgoingKbps: 100 }),
             grade({ ...base, rttMs: 400 }),
             grade({ ...base, lossPercent: 3 }),
-            grade({ ...base, fps: 10 }),
-            grade({ ...base, outgoingKbps: 100 }),
+            grade({ ...base, jitterMs: 50 }),
             grade({ ...base, rttMs: 900 }),
             grade({ ...base, lossPercent: 12 }),
-            grade({ ...base, fps: 2 }),
-            grade({ ...base, rttMs: null, fps: null, outgoingKbps: null }),
+            grade({ ...base, jitterMs: 150 }),
+            grade({ ...base, rttMs: null, jitterMs: null, fps: null, outgoingKbps: null }),
           ];
         }"""
     )
-    assert grades == ["good"] + ["fair"] * 4 + ["poor"] * 3 + ["good"]
+    assert grades == ["good"] * 2 + ["fair"] * 3 + ["poor"] * 3 + ["good"]
 
     # In English too, once the doctor switches.
     doctor.get_by_role("button", name="EN", exact=True).click()
     expect(doctor.locator("#call-quality-label")).to_have_text("Connection: good")
-    expect(doctor.locator("#call-code summary")).to_contain_text("Security code")
+    expect(doctor.locator("#call-code summary")).to_contain_text("Check together (optional)")
     expect(doctor.get_by_role("button", name="Devices")).to_be_visible()
     assert_no_page_errors(doctor)
     assert_no_page_errors(patient)

@@ -36,7 +36,7 @@ def test_frozen_relay_shows_reconnecting_and_an_ice_restart_brings_the_call_back
     doctor, patient = start_call(live_server, contexts, init_script=RECORD_SIGNALING)
     assert_encrypted(doctor)
     peers_before = doctor.evaluate("() => window.__peers.length")
-    code_before = doctor.locator("#call-code-value").inner_text()
+    code_before = str(doctor.locator("#call-code-value").text_content())
     assert doctor.evaluate(RESTART_OFFERS) == 0
     assert coturn.process is not None
 

@@ -63,11 +63,11 @@ def test_doctor_is_told_the_camera_did_not_start_still_sees_the_patient_and_retr
     )
     expect(problem).to_contain_text("Le navigateur en bloque l'accès")
     assert any(CAMERA_WARNING in text for text in expected_console_seen(doctor))
-    doctor.get_by_role("button", name="EN").click()
+    doctor.get_by_role("button", name="EN", exact=True).click()
     expect(problem).to_contain_text("Your camera and microphone could not start")
     expect(problem).to_contain_text("The browser blocks access to it")
     snap(doctor, "call-doctor-camera-blocked")
-    doctor.get_by_role("button", name="FR").click()
+    doctor.get_by_role("button", name="FR", exact=True).click()
 
     # Without a camera of their own, the doctor still sees and hears the patient.
     patient = patient_to_waiting_room(contexts, url, code)

@@ -11,8 +11,9 @@ from playwright.sync_api import expect
 from tests.conftest import PASSWORD
 
 from .conftest import Contexts, LiveServer, assert_no_page_errors, snap
+from .test_account_links import use_link
 from .test_call import enter_with_code
-from .test_staff_pages import UPCOMING, enrol_with_page_secret, sign_in, signed_in
+from .test_staff_pages import UPCOMING, enrol_with_page_secret, signed_in
 
 pytestmark = pytest.mark.browser
 
@@ -35,26 +36,19 @@ def test_setup_admin_doctor_patient_end_to_end(live_server: LiveServer, contexts
     admin.fill("#new-display-name", "Dr Claire Martin")
     admin.fill("#new-username", "dr.martin")
     admin.select_option("#new-role", "doctor")
-    admin.fill("#new-password", "too short")
-    admin.click("#user-form button[type=submit]")
-    expect(admin.locator("#user-form .alert-error")).to_contain_text("12 caractères")
-    admin.click("#generate")
-    assert len(admin.locator("#new-password").input_value()) >= 12
-    admin.fill("#new-password", PASSWORD)
     admin.click("#user-form button[type=submit]")
     row = admin.locator("#users-body tr[data-username='dr.martin']")
     expect(row).to_contain_text("Dr Claire Martin")
     expect(row).to_contain_text("Médecin")
-    expect(row).to_contain_text("À la 1re connexion")
+    expect(row).to_contain_text("Activation en attente")
     expect(admin.locator("#users-status")).to_contain_text("Compte de Dr Claire Martin créé")
+    link = admin.locator("#issued-link").input_value()
     snap(admin, "admin")
     assert_no_page_errors(admin)
 
-    # The doctor signs in for the first time: password, then authenticator enrolment.
+    # The doctor opens their one-time link: chooses a password, enrols an authenticator.
     doctor = contexts.new_page()
-    doctor.goto("/")
-    sign_in(doctor, "dr.martin")
-    enrol_with_page_secret(doctor)
+    use_link(doctor, link.removeprefix(live_server.url), PASSWORD)
     expect(doctor.locator("#greeting")).to_have_text("Bonjour, Dr Claire Martin")
     doctor.fill("#patient-name", "Alice Dupont")
     doctor.select_option("#duration", "20")
@@ -77,14 +71,13 @@ def test_setup_admin_doctor_patient_end_to_end(live_server: LiveServer, contexts
     expect(patient.locator("#waiting-doctor")).to_contain_text("Dr Claire Martin")
     assert_no_page_errors(patient)
 
-    # Back in administration: the doctor is now enrolled; reset and disable work.
+    # Back in administration: the doctor is now enrolled; a reset link and disable work.
     admin.reload()
     expect(row).to_contain_text("Activée")
-    row.get_by_role(
-        "button", name="Réinitialiser la double authentification de Dr Claire Martin"
-    ).click()
+    reset_button = "Créer un lien de réinitialisation pour Dr Claire Martin"
+    row.get_by_role("button", name=reset_button).click()
     admin.locator("#confirm-ok").click()
-    expect(row).to_contain_text("À la 1re connexion")
+    expect(row).to_contain_text("Réinitialisation en attente")
     row.get_by_role("button", name="Désactiver le compte de Dr Claire Martin").click()
     admin.locator("#confirm-ok").click()
     expect(row).to_contain_text("Désactivé")
@@ -92,7 +85,7 @@ def test_setup_admin_doctor_patient_end_to_end(live_server: LiveServer, contexts
     doctor.reload()
     expect(doctor.locator("#signin h1")).to_be_visible()
     row.get_by_role("button", name="Réactiver le compte de Dr Claire Martin").click()
-    expect(row).to_contain_text("Actif")
+    expect(row).to_contain_text("Réinitialisation en attente")
     assert_no_page_errors(admin)
 
 

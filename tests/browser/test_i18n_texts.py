@@ -73,7 +73,7 @@ PAGE_PATHS: tuple[str, ...] = (
     "/api/users",
     "/api/consultations",
 )
-PAGE_PATHS += ("/api/invites/", "/api/room-tokens")
+PAGE_PATHS += ("/api/invites/", "/api/room-tokens", "/api/account-link")
 
 
 def test_every_error_the_pages_may_meet_has_a_message_for_people() -> None:

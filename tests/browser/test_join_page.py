@@ -89,12 +89,16 @@ def test_patient_enters_code_checks_devices_and_waits(
     page.wait_for_function("() => document.querySelector('#waiting-self').videoWidth > 0")
     snap(page, "patient-waiting")
 
-    # Leaving stops the camera; coming back goes through the code step again.
+    # Leaving (once confirmed) stops the camera; coming back needs no code (the patient
+    # session the code opened still holds: test_patient_return.py).
     page.click("#leave")
-    expect(page.locator("#connection-state")).to_have_attribute("data-state", "left")
-    assert page.evaluate("() => document.querySelector('#waiting-self').srcObject") is None
+    page.click("#confirm-ok")
+    expect(page.locator("#left-step h1")).to_have_text("Vous avez quitté la salle d'attente")
+    # The camera is released as the leave completes (asynchronously): wait for it.
+    page.wait_for_function("() => document.querySelector('#waiting-self').srcObject === null")
     page.click("#rejoin")
-    expect(page.locator("#code-step h1")).to_be_visible()
+    expect(page.locator("#connection-state")).to_have_attribute("data-state", "waiting")
+    expect(page.locator("#code-step")).to_be_hidden()
     assert_no_page_errors(page)
 
 
@@ -108,7 +112,7 @@ def test_patient_page_in_english(live_server: LiveServer, contexts: Contexts) ->
         "Wrong access code. 4 attempts left."
     )
     snap(page, "patient-code-en")
-    page.get_by_role("button", name="FR").click()
+    page.get_by_role("button", name="FR", exact=True).click()
     expect(page.locator("#code-title")).to_have_text("Bienvenue")
     assert_no_page_errors(page)
 
@@ -180,7 +184,8 @@ def test_blocked_camera_and_microphone_are_explained(
     page.goto(invite.path)
     enter_code(page, invite.code)
     expect(page.locator("#devices-error")).to_be_visible()
-    expect(page.locator("#devices-error-text")).to_contain_text("bloque l'accès")
+    expect(page.locator("#devices-error-text")).to_contain_text("n'a pas l'autorisation")
+    expect(page.locator("#devices-help-steps li").first).to_contain_text("barre d'adresse")
     expect(page.locator("#ready-warning")).to_contain_text("Sans caméra ni micro")
     expect(page.locator("#camera-status")).to_have_text("Indisponible")
     snap(page, "patient-devices-blocked")

@@ -138,6 +138,18 @@ def recordings(page: Page) -> list[dict[str, Any]]:
     return list(response.json()["recordings"])
 
 
+def settled_recordings(page: Page) -> list[dict[str, Any]]:
+    """The recordings once none is still being written: the room hears a stop as soon as
+    media intake ends, and the record turns complete after the file is sealed (and made
+    seekable), a moment later on a busy machine."""
+    limit = time.monotonic() + deadline(20)
+    while True:
+        listed = recordings(page)
+        if all(r["status"] != "recording" for r in listed) or time.monotonic() > limit:
+            return listed
+        page.wait_for_timeout(100)
+
+
 def both_record(doctor: Page, patient: Page) -> None:
     """The doctor asks, both accept in the prompt, both pages send to the recording peer."""
     record_button(doctor).click()
@@ -188,6 +200,7 @@ def test_both_consent_in_the_pages_and_the_recording_holds_both_participants(
     accept = doctor.get_by_role("button", name="J'accepte")
     expect(accept).to_be_focused()
     doctor.keyboard.press("Enter")
+    accepted_at = time.monotonic()  # no media is taken before both consents
 
     for page in (doctor, patient):
         expect(indicator(page)).to_be_visible()
@@ -223,10 +236,14 @@ def test_both_consent_in_the_pages_and_the_recording_holds_both_participants(
     for page in (doctor, patient):
         page.wait_for_function(f"() => !({RECORDING_PEER_CONNECTED})()")
         assert page.evaluate(CALL_PEER_CONNECTED)  # the call goes on
+    # At least from the moment both pages were seen connected to the recording peer; at most
+    # from the consent (on a busy machine one page may connect, and send, seconds before the
+    # test has seen the other connected).
     recorded_for = stopped_at - connected_at
+    at_most = stopped_at - accepted_at
 
     # The doctor lists and downloads it; the server decrypts it while it streams.
-    listed = recordings(doctor)
+    listed = settled_recordings(doctor)
     assert len(listed) == 1 and listed[0]["status"] == "complete", listed
     assert listed[0]["stop_reason"] == "consent_withdrawn"
     download = doctor.request.get(f"/api/recordings/{listed[0]['id']}/download")
@@ -249,10 +266,11 @@ def test_both_consent_in_the_pages_and_the_recording_holds_both_participants(
             decoded = len(list(container.decode(container.streams[index])))
         assert decoded > (20 if kind == "video" else 100), (index, kind, decoded)
         seconds = media_seconds(packets[index])
-        assert recorded_for * 0.8 - 0.5 <= seconds <= recorded_for + 1.5, (
+        assert recorded_for * 0.8 - 0.5 <= seconds <= at_most + 1.5, (
             kind,
             seconds,
             recorded_for,
+            at_most,
         )
     assert_no_page_errors(doctor)
     assert_no_page_errors(patient)
@@ -361,7 +379,7 @@ def test_under_relay_only_the_recording_connection_goes_through_turn_too(
     doctor.get_by_role("button", name="Arrêter l'enregistrement").click()
     for page in (doctor, patient):
         expect(indicator(page)).to_be_hidden(timeout=deadline_ms(5))
-    listed = recordings(doctor)
+    listed = settled_recordings(doctor)
     assert [r["status"] for r in listed] == ["complete"], listed
     assert_no_page_errors(doctor)
     assert_no_page_errors(patient)

@@ -161,7 +161,7 @@ def test_language_switch_is_remembered(live_server: LiveServer, contexts: Contex
     page = contexts.new_page(locale="fr-FR")
     page.goto("/")
     expect(page.locator("#signin h1")).to_have_text("Connexion de l'espace soignant")
-    page.get_by_role("button", name="EN").click()
+    page.get_by_role("button", name="EN", exact=True).click()
     expect(page.locator("#signin h1")).to_have_text("Clinician sign-in")
     expect(page.locator("html")).to_have_attribute("lang", "en")
     page.reload()

@@ -1,8 +1,11 @@
 // "My account": a signed-in staff member changes their own password (POST /api/me/password),
-// proving it with the current password and a fresh authenticator code.
+// proving it with the current password and a fresh authenticator code, or with one of their
+// passkeys instead, and manages their passkeys (account-passkeys.js).
 import { initI18n, t } from "./i18n.js";
 import { api } from "./api.js";
 import { signedInStaff } from "./staff-session.js";
+import { startPasskeys } from "./account-passkeys.js";
+import { passkeyProblem, signWithPasskey, passkeyFailureMessage } from "./passkey-ceremony.js";
 import { $, showOnly, showError, setBusy, wirePasswordToggles } from "./ui.js";
 
 // The server's rule (security.password_min_length) decides; this only spares a round trip.
@@ -11,19 +14,32 @@ const MIN_LENGTH = 12;
 const FIELD_OF_ERROR = {
   wrong_password: "#current-password",
   weak_password: "#new-password",
+  common_password: "#new-password",
   password_unchanged: "#new-password",
   invalid_totp: "#account-code",
   totp_reused: "#account-code",
+  passkey_required: "#password-passkey-use", // the clinic keeps no code for this account
 };
+
+// A problem of the new password itself: [message key, field], or null.
+function newPasswordProblem(fresh, repeat) {
+  if (fresh.length < MIN_LENGTH) return ["error.weak_password", "#new-password"];
+  if (fresh !== repeat) return ["account.mismatch", "#repeat-password"];
+  return null;
+}
 
 // A problem found in the form before asking the server: [message key, field], or null.
 function formProblem(current, fresh, repeat, code) {
   if (!current) return ["account.need_current", "#current-password"];
-  if (fresh.length < MIN_LENGTH) return ["error.weak_password", "#new-password"];
-  if (fresh === current) return ["error.password_unchanged", "#new-password"];
-  if (fresh !== repeat) return ["account.mismatch", "#repeat-password"];
-  if (!/^[0-9]{6}$/.test(code)) return ["account.need_code", "#account-code"];
-  return null;
+  if (fresh.length >= MIN_LENGTH && fresh === current) return ["error.password_unchanged", "#new-password"];
+  return newPasswordProblem(fresh, repeat) || (/^[0-9]{6}$/.test(code) ? null : ["account.need_code", "#account-code"]);
+}
+
+function refuse(form, problem) {
+  if (!problem) return false;
+  showError(form, t(problem[0]));
+  $(problem[1]).focus();
+  return true;
 }
 
 async function submit(event) {
@@ -33,17 +49,31 @@ async function submit(event) {
   const fresh = $("#new-password").value;
   const code = $("#account-code").value.replace(/\s/g, "");
   $("#password-done").hidden = true;
-  const problem = formProblem(current, fresh, $("#repeat-password").value, code);
-  if (problem) {
-    showError(form, t(problem[0]));
-    $(problem[1]).focus();
-    return;
-  }
+  if (refuse(form, formProblem(current, fresh, $("#repeat-password").value, code))) return;
+  await change(form, () => ({ current_password: current, new_password: fresh, code }), "#current-password");
+}
+
+// The passkey instead of the current password and the code: the browser asks for the
+// fingerprint, face or PIN (user verification), the server checks it as at the lock screen.
+async function submitWithPasskey() {
+  const form = $("#password-form");
+  const fresh = $("#new-password").value;
+  $("#password-done").hidden = true;
+  if (refuse(form, newPasswordProblem(fresh, $("#repeat-password").value))) return;
+  const credential = async () => ({
+    new_password: fresh,
+    credential: await signWithPasskey("/api/auth/reauth/options"),
+  });
+  await change(form, credential, "#password-passkey-use");
+}
+
+// Ask the server; ``body()`` gives what to send (it may ask the passkey first), ``fallback`` is
+// the field to focus on a refusal that names none.
+async function change(form, body, fallback) {
   showError(form, "");
   setBusy(form, true);
   try {
-    const body = { current_password: current, new_password: fresh, code };
-    const answer = await api("/api/me/password", { method: "POST", body });
+    const answer = await api("/api/me/password", { method: "POST", body: await body() });
     form.reset();
     const done = $("#password-done");
     const ended = answer.sessions_ended;
@@ -53,9 +83,9 @@ async function submit(event) {
     done.focus();
   } catch (error) {
     if (error.code === "not_authenticated") return location.assign("/");
-    showError(form, error.userMessage);
+    showError(form, passkeyFailureMessage(error)); // the server's words, or the browser's
     $("#account-code").value = ""; // a code is good once: the next try needs a new one
-    $(FIELD_OF_ERROR[error.code] || "#current-password").focus();
+    $(FIELD_OF_ERROR[error.code] || fallback).focus();
   } finally {
     setBusy(form, false);
   }
@@ -65,12 +95,22 @@ async function start() {
   initI18n();
   const me = await signedInStaff();
   if (!me) return;
-  $("#account-identity").textContent = t("account.identity", {
-    username: me.username,
-    role: t(`role.${me.role}`),
-  });
+  const identity = () => {
+    $("#account-identity").textContent = t("account.identity", {
+      username: me.username,
+      role: t(`role.${me.role}`),
+    });
+  };
+  identity();
+  document.addEventListener("langchange", identity);
   wirePasswordToggles();
   $("#password-form").addEventListener("submit", submit);
+  $("#password-passkey-use").addEventListener("click", submitWithPasskey);
+  // Offered once the account has a passkey this page can use (account-passkeys.js tells).
+  document.addEventListener("passkeyschange", (event) => {
+    $("#password-passkey").hidden = event.detail.count === 0 || passkeyProblem() !== null;
+  });
+  await startPasskeys();
   showOnly(["loading", "account"], "account");
 }
 

@@ -1,14 +1,21 @@
-// Administration: list accounts, create one, change a role, disable/enable, reset two-factor
-// authentication.
+// Administration: list accounts with their status, create one (a one-time enrolment link),
+// issue a reset link, unlock, change a role, disable/enable.
 import { initI18n, t } from "./i18n.js";
 import { api } from "./api.js";
 import { signedInStaff } from "./staff-session.js";
 import { $, el, showOnly, focusHeading, showError, setBusy, confirmDialog, formatDateTime } from "./ui.js";
+import { statusCell, mfaText, showLink, wireLinkBox } from "./account-care.js";
+import { showAssistants } from "./admin-assistants.js";
+import { showClinicForm } from "./admin-clinic.js";
+import { showPasskeyPolicy } from "./admin-passkeys.js";
 
 let me = null;
 let users = [];
 
+let said = null; // the last confirmation, {key, vars}: said again on a language switch
+
 function say(messageKey, vars) {
+  said = { key: messageKey, vars };
   const box = $("#users-status");
   box.textContent = t(messageKey, vars);
   box.hidden = false;
@@ -53,13 +60,27 @@ function render() {
       toggle.addEventListener("click", () => setDisabled(user, !user.disabled));
       actions.append(toggle);
     }
-    if (user.mfa_enrolled) {
+    if (user.status === "locked") {
+      const unlock = el(
+        "button",
+        { type: "button", class: "btn btn-secondary btn-small", "aria-label": t("admin.unlock_for", { name }) },
+        t("admin.unlock"),
+      );
+      unlock.addEventListener("click", () => unlockUser(user));
+      actions.append(unlock);
+    }
+    if (user.id !== me.id && !user.disabled) {
+      const pending = user.link_purpose === "enrolment";
       const reset = el(
         "button",
-        { type: "button", class: "btn btn-ghost btn-small", "aria-label": t("admin.reset_mfa_for", { name }) },
-        t("admin.reset_mfa"),
+        {
+          type: "button",
+          class: "btn btn-ghost btn-small",
+          "aria-label": t(pending ? "admin.new_link_for" : "admin.reset_link_for", { name }),
+        },
+        t(pending ? "admin.new_link" : "admin.reset_link"),
       );
-      reset.addEventListener("click", () => resetMfa(user));
+      reset.addEventListener("click", () => issueResetLink(user, pending));
       actions.append(reset);
     }
     return el(
@@ -75,17 +96,18 @@ function render() {
       cell("admin.col_role", user.id === me.id ? t(`role.${user.role}`) : roleSelector(user, name)),
       cell(
         "admin.col_mfa",
-        el("span", { class: `badge ${user.mfa_enrolled ? "badge-live" : "badge-warning"}` }, t(user.mfa_enrolled ? "admin.mfa_on" : "admin.mfa_pending")),
+        el("span", { class: `badge ${user.mfa_enrolled ? "badge-live" : "badge-warning"}` }, mfaText(user)),
       ),
       cell(
         "admin.col_state",
-        el("span", { class: `badge ${user.disabled ? "badge-danger" : ""}` }, t(user.disabled ? "admin.disabled" : "admin.active")),
+        ...statusCell(user),
         el("span", { class: "visually-hidden" }, ` ${t("admin.created", { when: formatDateTime(new Date(user.created_at * 1000), { dateStyle: "medium" }) })}`),
       ),
       cell(null, actions),
     );
   });
   $("#users-body").replaceChildren(...rows);
+  showAssistants(users, { onSaved: (name) => load().then(() => say("assist.saved", { name })), onError: fail });
 }
 
 // Own role is shown, not offered: the server refuses it, so nobody demotes themself by mistake.
@@ -93,7 +115,7 @@ function roleSelector(user, name) {
   const select = el(
     "select",
     { class: "role-select", "aria-label": t("admin.role_for", { name }) },
-    ...["doctor", "admin"].map((role) => el("option", { value: role }, t(`role.${role}`))),
+    ...["doctor", "assistant", "admin"].map((role) => el("option", { value: role }, t(`role.${role}`))),
   );
   select.value = user.role;
   select.addEventListener("change", () => changeRole(user, select));
@@ -137,25 +159,30 @@ async function setDisabled(user, disabled) {
   }
 }
 
-async function resetMfa(user) {
+async function issueResetLink(user, pending) {
   const name = user.display_name || user.username;
-  const ok = await confirmDialog(t("admin.reset_title", { name }), t("admin.reset_body"), t("admin.reset_mfa"));
+  const kind = pending ? "new_link" : "reset_link";
+  const ok = await confirmDialog(t(`admin.${kind}_title`, { name }), t(`admin.${kind}_body`), t(`admin.${kind}`));
   if (!ok) return;
   try {
-    await api(`/api/users/${encodeURIComponent(user.id)}/reset-mfa`, { method: "POST" });
-    say("admin.reset_done", { name });
+    const answer = await api(`/api/users/${encodeURIComponent(user.id)}/reset-link`, { method: "POST" });
+    say(pending ? "admin.new_link_done" : "admin.reset_link_done", { name });
+    showLink(answer);
     await load();
   } catch (error) {
     fail(error);
   }
 }
 
-// 16 characters from an alphabet without look-alikes (no 0/O, 1/l/I).
-function generatePassword() {
-  const alphabet = "abcdefghijkmnopqrstuvwxyzABCDEFGHJKLMNPQRSTUVWXYZ23456789";
-  const bytes = crypto.getRandomValues(new Uint8Array(16));
-  const chars = [...bytes].map((b) => alphabet[b % alphabet.length]);
-  return `${chars.slice(0, 4).join("")}-${chars.slice(4, 8).join("")}-${chars.slice(8, 12).join("")}-${chars.slice(12).join("")}`;
+async function unlockUser(user) {
+  const name = user.display_name || user.username;
+  try {
+    await api(`/api/users/${encodeURIComponent(user.id)}/unlock`, { method: "POST" });
+    say("admin.unlocked_done", { name });
+    await load();
+  } catch (error) {
+    fail(error);
+  }
 }
 
 function wire() {
@@ -163,24 +190,22 @@ function wire() {
   form.addEventListener("submit", async (event) => {
     event.preventDefault();
     const username = $("#new-username").value.trim();
-    const password = $("#new-password").value;
     if (username.length < 3) return showError(form, t("setup.username_hint"));
-    if (password.length < 12) return showError(form, t("error.weak_password"));
     showError(form, "");
     setBusy(form, true);
     try {
-      const user = await api("/api/users", {
+      const answer = await api("/api/users", {
         method: "POST",
         body: {
           username,
-          password,
           role: $("#new-role").value,
           display_name: $("#new-display-name").value.trim(),
         },
       });
       form.reset();
-      say("admin.created_done", { name: user.display_name || user.username });
+      say("admin.created_done", { name: answer.user.display_name || answer.user.username });
       await load();
+      showLink(answer);
     } catch (error) {
       if (error.code === "not_authenticated") return location.assign("/");
       showError(form, error.userMessage);
@@ -188,11 +213,11 @@ function wire() {
       setBusy(form, false);
     }
   });
-  $("#generate").addEventListener("click", () => {
-    $("#new-password").value = generatePassword();
-    $("#new-password").focus();
+  wireLinkBox();
+  document.addEventListener("langchange", () => {
+    if (users.length) render();
+    if (said && !$("#users-status").hidden) say(said.key, said.vars);
   });
-  document.addEventListener("langchange", () => users.length && render());
 }
 
 async function start() {
@@ -206,6 +231,8 @@ async function start() {
   }
   wire();
   showOnly(["loading", "denied", "admin"], "admin");
+  showClinicForm();
+  showPasskeyPolicy();
   await load();
 }
 

@@ -58,6 +58,8 @@ export async function api(path, { method = "GET", body } = {}) {
   }
   if (!response.ok) {
     const error = (data && data.error) || {};
+    // Locked after the idle time: the page's lock screen (staff-lock.js) takes over.
+    if (error.code === "session_locked") window.dispatchEvent(new Event("staff-session-locked"));
     throw new ApiError(error.code || "internal_error", error.message, error.details, response.status);
   }
   return data;

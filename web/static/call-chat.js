@@ -54,9 +54,10 @@ function formatClock(date) {
  * `peerLabel`: () => string, who the other participant is ("Patient", "Your doctor").
  */
 export class CallChat {
-  constructor({ elements, peerLabel }) {
+  constructor({ elements, peerLabel, onFile = () => {} }) {
     this.ui = elements;
     this.peerLabel = peerLabel;
+    this.onFile = onFile; // (size) => void, once per file sent or received whole
     this.channel = null;
     this.unread = 0;
     this.incoming = null; // {id, name, size, type, chunks, received, item}
@@ -104,6 +105,7 @@ export class CallChat {
   /** Texts built here follow the language switch. */
   relabel() {
     this._renderUnread();
+    this._renderAvailability(); // the placeholder is a text too
     for (const who of this.ui.log.querySelectorAll("[data-from]")) {
       who.textContent = who.dataset.from === "me" ? t("call.chat_you") : this.peerLabel();
     }
@@ -154,6 +156,7 @@ export class CallChat {
       }
       channel.send(JSON.stringify({ kind: "file_end", id }));
       this._fileDone(item, null);
+      this.onFile(file.size);
       return true;
     } catch {
       this._fileFailed(item);
@@ -217,6 +220,7 @@ export class CallChat {
     // rendered inside this page's origin.
     const blob = new Blob(file.chunks, { type: "application/octet-stream" });
     this._fileDone(file.item, { url: URL.createObjectURL(blob), name: file.name });
+    this.onFile(blob.size);
   }
 
   _abortIncoming() {

@@ -25,12 +25,14 @@ const KINDS = { video: "videoinput", audio: "audioinput" };
  * `isSharingScreen`: () => boolean, true while the video sender carries a screen instead
  */
 export class CallDevices {
-  constructor({ elements, getStream, selfVideo, remoteVideo, isSharingScreen }) {
+  constructor({ elements, getStream, selfVideo, remoteVideo, isSharingScreen, onVideoTrack }) {
     this.ui = elements;
     this.getStream = getStream;
     this.selfVideo = selfVideo;
     this.remoteVideo = remoteVideo;
     this.isSharingScreen = isSharingScreen || (() => false);
+    // (track) => void: a new camera track is in use (the self view mirrors only a front camera).
+    this.onVideoTrack = onVideoTrack || (() => {});
     this.pc = null;
     this.ui.speakerField.hidden = !speakerChoiceSupported();
     this._wire();
@@ -68,13 +70,21 @@ export class CallDevices {
 
   /** Use another camera ("video") or microphone ("audio") from now on. */
   async switchTo(kind, deviceId) {
-    const stream = this.getStream();
-    if (!stream) return false;
-    const old = kind === "video" ? stream.getVideoTracks()[0] : stream.getAudioTracks()[0];
     const constraints =
       kind === "video"
         ? { video: { deviceId: { exact: deviceId } } }
         : { audio: { deviceId: { exact: deviceId }, echoCancellation: true, noiseSuppression: true } };
+    return this.replaceWith(kind, constraints);
+  }
+
+  /**
+   * Open a new track of the kind with these getUserMedia constraints and send and show it
+   * instead of the current one. Returns false (and says so) when no such track could open.
+   */
+  async replaceWith(kind, constraints) {
+    const stream = this.getStream();
+    if (!stream) return false;
+    const old = kind === "video" ? stream.getVideoTracks()[0] : stream.getAudioTracks()[0];
     let fresh;
     try {
       fresh = (await navigator.mediaDevices.getUserMedia(constraints)).getTracks()[0];
@@ -98,6 +108,7 @@ export class CallDevices {
     }
     stream.addTrack(fresh);
     if (kind === "video" && this.selfVideo) this.selfVideo.srcObject = stream;
+    if (kind === "video") this.onVideoTrack(fresh);
     this.ui.status.textContent = "";
     return true;
   }

@@ -1,6 +1,7 @@
 // The call screen's features around the media, shared by the doctor's page (call.js) and the
 // patient's (join.js): encryption short code, chat and files over a data channel, connection
-// quality, device switch and, for the doctor, screen share. Both pages carry the same markup
+// quality, device switch, front/back camera, the movable self view and, for the doctor,
+// screen share. Both pages carry the same markup
 // (same ids, built by call-panels.js) for them.
 //
 // The RoomSession calls onPeer(pc) with each fresh RTCPeerConnection (before any offer or
@@ -11,6 +12,9 @@ import { CallQuality } from "./call-quality.js";
 import { CallDevices } from "./call-devices.js";
 import { ScreenShare } from "./call-screen-share.js";
 import { buildCallPanels } from "./call-panels.js";
+import { PeerMediaState } from "./call-peer-state.js";
+import { SelfView } from "./call-self-view.js";
+import { CameraFlip } from "./call-camera-flip.js";
 
 const byId = (id) => document.getElementById(id);
 
@@ -24,13 +28,18 @@ const byId = (id) => document.getElementById(id);
  * @param {HTMLElement} options.encryption the page's encryption badge
  * @param {HTMLElement} options.controls the call's toolbar
  * @param {HTMLElement} options.hangUp the hang-up button (the new buttons go before it)
- * @returns {{onPeer(pc: RTCPeerConnection|null): void, stop(): void}}
+ * @param {(size: number) => void} [options.onFile] a chat file went through, either way
+ * @param {{audio: HTMLElement, video: HTMLElement}} options.mediaButtons the mute and camera
+ *   toggles (aria-pressed="true": off), whose state the other participant is told
+ * @returns {{onPeer(pc: RTCPeerConnection|null): void, onSignaling(client): void, stop(): void}}
  */
-export function attachCallFeatures({ role, getStream, selfVideo, remoteVideo, peerLabel, encryption, controls, hangUp }) {
-  buildCallPanels({ encryption, controls, before: hangUp });
+export function attachCallFeatures({ role, getStream, selfVideo, remoteVideo, peerLabel, encryption, controls, hangUp, onFile, mediaButtons }) {
+  buildCallPanels({ encryption, controls, before: hangUp, cameraButton: mediaButtons.video });
+  const selfView = new SelfView(selfVideo);
   const code = new CallCode({ container: byId("call-code"), value: byId("call-code-value") });
   const chat = new CallChat({
     peerLabel,
+    onFile,
     elements: {
       toggle: byId("chat-toggle"),
       unread: byId("chat-unread"),
@@ -63,6 +72,8 @@ export function attachCallFeatures({ role, getStream, selfVideo, remoteVideo, pe
     selfVideo,
     remoteVideo,
     isSharingScreen: () => Boolean(screen && screen.active),
+    // Mirrored like a mirror for the front camera only: the back one shows the world as it is.
+    onVideoTrack: (track) => selfView.setMirrored(track.getSettings().facingMode !== "environment"),
     elements: {
       toggle: byId("devices-toggle"),
       panel: byId("devices-panel"),
@@ -74,10 +85,14 @@ export function attachCallFeatures({ role, getStream, selfVideo, remoteVideo, pe
       status: byId("devices-status"),
     },
   });
+  new CameraFlip({ button: byId("camera-flip"), devices, getStream });
+  const peerState = new PeerMediaState({ tile: remoteVideo.parentElement, peerLabel, getStream, buttons: mediaButtons });
   document.addEventListener("langchange", () => {
+    peerState.relabel();
     chat.relabel();
     quality.relabel();
     devices.relabel();
+    selfView.relabel();
   });
   return {
     onPeer(pc) {
@@ -86,6 +101,10 @@ export function attachCallFeatures({ role, getStream, selfVideo, remoteVideo, pe
       quality.attach(pc);
       devices.attach(pc);
       if (screen) screen.attach(pc);
+      peerState.onPeer(pc);
+    },
+    onSignaling(client) {
+      peerState.watch(client);
     },
     stop() {
       if (screen) screen.stop();

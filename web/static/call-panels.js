@@ -22,8 +22,12 @@ function securityExtras() {
   const code = el(
     "details",
     { id: "call-code", class: "call-code", hidden: true },
-    el("summary", {}, text("span", "call.code_label"), " ", el("strong", { id: "call-code-value", class: "call-code-value" })),
-    text("p", "call.code_explain"),
+    // An optional check, worded calmly: what to do, what it shows, and what a difference
+    // would mean before what to do then.
+    el("summary", {}, text("span", "callscreen.code_summary")),
+    text("p", "callscreen.code_how"),
+    el("p", { class: "call-code-line" }, text("span", "callscreen.code_label"), " ", el("strong", { id: "call-code-value", class: "call-code-value" })),
+    text("p", "callscreen.code_why"),
   );
   const bars = el("span", { class: "quality-bars", "aria-hidden": "true" }, el("span"), el("span"), el("span"));
   const quality = el(
@@ -99,15 +103,23 @@ function toggles() {
   return [chat, devices];
 }
 
+/** Front/back camera (call-camera-flip.js), hidden until there is a second camera. */
+function flipButton() {
+  return text("button", "phone.switch_camera", { id: "camera-flip", type: "button", class: "btn btn-secondary", hidden: true });
+}
+
 /**
  * Adds the shared parts to a call stage: `encryption` is the page's encryption badge (it moves
- * into a column with the code and the quality), `controls` the toolbar and `before` the button
- * the two new buttons go in front of (hang up).
+ * into a column with the code and the quality), `controls` the toolbar, `before` the button
+ * the chat and devices buttons go in front of (hang up) and `cameraButton` the camera toggle
+ * (the front/back switch goes after it).
  */
-export function buildCallPanels({ encryption, controls, before }) {
+export function buildCallPanels({ encryption, controls, before, cameraButton }) {
   const security = el("div", { class: "call-security" });
   encryption.replaceWith(security);
   security.append(encryption, ...securityExtras());
   controls.before(chatPanel(), devicesPanel());
   before.before(...toggles());
+  if (cameraButton) cameraButton.after(flipButton());
+  else before.before(flipButton());
 }

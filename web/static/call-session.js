@@ -26,12 +26,16 @@ export class RoomSession {
    *   "connecting" | "waiting" | "admitted" | "in_call" | "denied" | "ended" | "reconnecting" |
    *   "left" | "error" | "negotiation_failed" (a description step failed: the connection will
    *   not come up by itself; details.step names it)
-   * @param {(waiting: {name: string, since: number} | null) => void} [options.onLobby] doctor
+   * @param {(waiting: {name: string, since: number} | null,
+   *   left: {reason: string, may_return: boolean} | null) => void} [options.onLobby] doctor;
+   *   left: the patient's seat was just freed, why and whether their link lets them back
    * @param {(cipher: string | null) => void} [options.onEncrypted]
    * @param {(pc: RTCPeerConnection | null) => void} [options.onPeer] each fresh connection,
    *   before its offer or answer (call-features.js adds its data channel), then null once closed
+   * @param {(client: SignalingClient) => void} [options.onSignaling] the room's socket, before
+   *   it joins, for what listens to messages of its own (call-peer-state.js: media_state)
    */
-  constructor({ role, getRoomToken, localStream, remoteVideo, onState, onLobby, onEncrypted, onPeer }) {
+  constructor({ role, getRoomToken, localStream, remoteVideo, onState, onLobby, onEncrypted, onPeer, onSignaling }) {
     this.role = role;
     this.getRoomToken = getRoomToken;
     this.localStream = localStream;
@@ -42,6 +46,7 @@ export class RoomSession {
     this.onPeer = onPeer || (() => {});
     this.iceRestartTimer = null;
     this.client = new SignalingClient();
+    if (onSignaling) onSignaling(this.client);
     this.pc = null;
     this.chain = Promise.resolve();
     this.finished = false;
@@ -81,6 +86,10 @@ export class RoomSession {
   }
 
   /** Leave; end=true (doctor) ends the consultation for both. */
+  fileExchanged(size) {
+    this._safe(() => this.client.fileExchanged(size));
+  }
+
   hangUp(end = false) {
     this.finished = true;
     this._closePeer();
@@ -144,7 +153,7 @@ export class RoomSession {
       this.lastError = m.type === "error" ? m.code || null : null;
     });
     on("waiting", () => this.onState("waiting"));
-    on("lobby", (m) => this.onLobby(m.waiting || null));
+    on("lobby", (m) => this.onLobby(m.waiting || null, m.left || null));
     on("admitted", () => this.onState("admitted"));
     on("denied", () => {
       this.finished = true;
@@ -367,7 +376,13 @@ export class RoomSession {
  * neither side learns the other's address; "all" otherwise. Fails rather than guess. */
 async function iceTransportPolicy() {
   const response = await fetch("/api/ice-policy", { credentials: "same-origin", headers: { Accept: "application/json" } });
-  if (!response.ok) throw Object.assign(new Error("ICE policy unavailable"), { code: "unavailable" });
+  if (!response.ok) {
+    // Asked alongside the room token: its refusal (invite_superseded, consultation_cancelled…)
+    // must say why as the token's would, whichever of the two answers first.
+    const answer = await response.json().catch(() => null);
+    const code = (answer && answer.error && answer.error.code) || "unavailable";
+    throw Object.assign(new Error("ICE policy unavailable"), { code });
+  }
   return (await response.json()).ice_transport_policy;
 }
 
@@ -387,7 +402,7 @@ export async function encryptionOf(pc) {
  * through onLobby, and runs the call once the patient is admitted.
  * Returns the RoomSession ({admit(), deny(), hangUp(end)}).
  */
-export async function startCall({ role = "doctor", getRoomToken, localStream, remoteVideo, onState, onLobby, onEncrypted, onPeer }) {
-  const session = new RoomSession({ role, getRoomToken, localStream, remoteVideo, onState, onLobby, onEncrypted, onPeer });
+export async function startCall(options) {
+  const session = new RoomSession({ role: "doctor", ...options });
   return session.start();
 }

@@ -6,6 +6,7 @@ import { api, setCsrf } from "./api.js";
 import { $, confirmDialog } from "./ui.js";
 import { startCall } from "./call-session.js";
 import { attachCallFeatures } from "./call-features.js";
+import { renderPrivacy } from "./call-privacy.js";
 import { renderWaiting, announceArrival, clearArrival, knock } from "./waiting-list.js";
 import { attachRecording } from "./recording-room.js";
 
@@ -17,6 +18,10 @@ let patientName = "";
 let scheduledStart = null;
 let latestInviteGeneration = 0; // the consultation's current invite link, as loaded
 let waiting = null; // {name, since, invite_generation} from the lobby message
+// {reason, may_return, fromCall} once the patient's seat was freed (the lobby's "left"), until
+// someone waits again: said instead of a bare "waiting for the patient".
+let patientLeft = null;
+let hadCall = false; // the patient was in the call since they last waited
 let cipher = null;
 let features = null; // code, chat, quality, devices, screen share (call-features.js)
 let mediaProblem = null; // {missing: ["video", "audio"], reason}: what failed to start, and why
@@ -76,11 +81,18 @@ async function retryMedia(button) {
 function renderState() {
   $("#call-status").dataset.state = state;
   // Someone in the waiting room is not "waiting for the patient" any more.
-  const key = state === "waiting" && waiting ? "call.state_patient_waiting" : `call.state_${state}`;
-  $("#call-status").textContent = state === "in_call" ? "" : t(key);
-  const badge = $("#call-encryption");
-  badge.hidden = !cipher;
-  badge.textContent = cipher ? t("call.encrypted", { cipher }) : "";
+  let key = `call.state_${state}`;
+  if (state === "waiting" && waiting) key = "call.state_patient_waiting";
+  else if (state === "waiting" && patientLeft) key = leftKey(patientLeft);
+  $("#call-status").dataset.left = state === "waiting" && patientLeft ? patientLeft.reason : "";
+  $("#call-status").textContent = state === "in_call" ? "" : t(key, { name: patientName || t("call.chat_peer_patient") });
+  renderPrivacy($("#call-encryption"), cipher);
+}
+
+function leftKey(left) {
+  if (!left.may_return) return "call.state_patient_superseded";
+  if (left.reason === "disconnected") return "call.state_patient_dropped";
+  return left.fromCall ? "call.state_patient_left_call" : "call.state_patient_left";
 }
 
 function renderLobby() {
@@ -110,7 +122,12 @@ function renderLobby() {
 let admitOnArrival = location.hash === "#admit";
 if (admitOnArrival) history.replaceState(null, "", location.pathname);
 
-function onLobby(next) {
+function onLobby(next, left) {
+  if (left) patientLeft = { ...left, fromCall: hadCall };
+  if (next) {
+    patientLeft = null;
+    hadCall = false;
+  }
   const admitNow = admitOnArrival && next && session;
   admitOnArrival = false;
   if (admitNow) {
@@ -180,8 +197,18 @@ async function start() {
     if (stream) for (const track of stream.getTracks()) track.stop();
     location.assign("/");
   });
+  // Leaving keeps the consultation open (the same link lets the patient back, and the doctor
+  // can come back from the dashboard): nothing is lost, so no question is asked.
+  $("#leave-call").addEventListener("click", async (event) => {
+    event.currentTarget.disabled = true;
+    if (session) await session.hangUp(false);
+    features.stop();
+    if (stream) for (const track of stream.getTracks()) track.stop();
+    location.assign("/");
+  });
   features = attachCallFeatures({
     role: "doctor",
+    onFile: (size) => session && state === "in_call" && session.fileExchanged(size),
     getStream: () => stream,
     selfVideo: $("#self-video"),
     remoteVideo: $("#remote-video"),
@@ -189,6 +216,7 @@ async function start() {
     encryption: $("#call-encryption"),
     controls: $("#main .call-controls"),
     hangUp: $("#hang-up"),
+    mediaButtons: { audio: $("#toggle-mic"), video: $("#toggle-camera") },
   });
   session = await startCall({
     consultationId,
@@ -199,11 +227,13 @@ async function start() {
     remoteVideo: $("#remote-video"),
     onState: (next) => {
       state = next;
+      if (next === "in_call") hadCall = true;
       renderState();
       if (next === "ended") renderLobby();
     },
     onLobby,
     onPeer: (pc) => features.onPeer(pc),
+    onSignaling: (client) => features.onSignaling(client),
     onEncrypted: (next) => {
       cipher = next;
       renderState();

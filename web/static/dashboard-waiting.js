@@ -1,6 +1,7 @@
 // The dashboard's live waiting room: every patient of the doctor who waits now, with "let in"
-// (opens that consultation's call page, which admits them as soon as it has joined the room)
-// and "decline" (a short signaling connection that turns the patient away).
+// (opens that consultation's call page, which admits them as soon as it has joined the room),
+// "message" (a short text to the waiting room, over HTTP) and "decline" (a short signaling
+// connection that turns the patient away).
 //
 // Why a server-sent event stream and no WebSocket: the WebSockets live on the call pages, one
 // per open consultation, and a doctor seat taken here would push a call page out of its room.
@@ -23,6 +24,7 @@ import {
   notifyArrival,
 } from "./waiting-list.js";
 import { SignalingClient } from "../protocol.js";
+import { writeToWaitingPatient } from "./waiting-message-dialog.js";
 
 const POLL_MS = 3000;
 const DENY_TIMEOUT_MS = 5000;
@@ -38,7 +40,9 @@ let timer = null;
 let source = null;
 let streamFailures = 0;
 let first = true;
-let listeners = { onChange: () => {}, onSignedOut: () => {} };
+let listeners = { onChange: () => {}, onSignedOut: () => {}, doctorOf: () => "" };
+// Whether this user takes a doctor's seat (let in, decline): never an assistant.
+let seats = true;
 
 /** Consultation ids whose patient waits now. */
 export function waitingIds() {
@@ -46,9 +50,11 @@ export function waitingIds() {
 }
 
 /** Start (or restart) watching; onChange(waitingIds) after each change, onSignedOut() once
- * the session is gone. */
-export function watchWaitingRoom({ onChange, onSignedOut }) {
-  listeners = { onChange, onSignedOut };
+ * the session is gone; ``seats`` false: the list without "let in" and "decline";
+ * doctorOf(doctorId): a line naming whose waiting room it is (an assistant's several). */
+export function watchWaitingRoom({ onChange, onSignedOut, seats: takesSeats = true, doctorOf = () => "" }) {
+  listeners = { onChange, onSignedOut, doctorOf };
+  seats = takesSeats;
   wireNotifications();
   stopWatching();
   first = true;
@@ -77,6 +83,10 @@ function openStream() {
     streamFailures = 0;
     $("#waiting-error").hidden = true;
     update(JSON.parse(event.data).waiting);
+  });
+  source.addEventListener("session_locked", () => {
+    stopWatching(); // the lock screen (staff-lock.js) counts arrivals until it is unlocked
+    window.dispatchEvent(new Event("staff-session-locked"));
   });
   source.addEventListener("session_ended", () => {
     stopWatching();
@@ -108,7 +118,9 @@ async function onStreamError() {
 
 /** Re-render after a language change (texts, title badge). */
 export function renderWaitingRoom() {
-  renderWaiting(patients, { onAdmit: admit, onDeny: deny });
+  // Named at each render: the name's wording follows the page's language.
+  const shown = patients.map((p) => ({ ...p, forDoctor: listeners.doctorOf(p.doctorId) }));
+  renderWaiting(shown, seats ? { onAdmit: admit, onDeny: deny, onMessage: write } : { onMessage: write });
   showWaitingCount(patients.length);
   renderNotificationState();
 }
@@ -126,6 +138,10 @@ async function pollOnce() {
     $("#waiting-error").hidden = true;
     update(answer.waiting);
   } catch (error) {
+    if (error.code === "session_locked") {
+      stopWatching(); // api.js told the lock screen (staff-lock.js)
+      return false;
+    }
     if (error.code === "not_authenticated") {
       stopWatching();
       listeners.onSignedOut();
@@ -141,6 +157,7 @@ function update(waiting) {
   const next = waiting.map((w) => ({
     consultationId: w.consultation_id,
     patientName: w.patient_name,
+    doctorId: w.doctor_id,
     scheduledStart: w.scheduled_start,
     waitingSince: w.waiting_since,
     inviteGeneration: w.invite_generation,
@@ -160,6 +177,11 @@ function update(waiting) {
     renderWaitingRoom();
     listeners.onChange(waitingIds());
   }
+}
+
+function write(patient) {
+  // The doctor and the secretariat alike: a message takes no seat in the room.
+  return writeToWaitingPatient(patient, $("#waiting-message-status"));
 }
 
 function admit(patient) {

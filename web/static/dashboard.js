@@ -1,5 +1,7 @@
-// The doctor's dashboard: today's and upcoming consultations, create, new link, cancel, and
-// the live waiting room (dashboard-waiting.js).
+// The doctor's dashboard: today's and upcoming consultations, create, new link, move, cancel,
+// send the link by email (dashboard-mail.js), and the live waiting room (dashboard-waiting.js).
+// The secretariat's differences (a doctor picker, no notes, no call) are in
+// dashboard-assistant.js.
 import { t } from "./i18n.js";
 import { api, setCsrf } from "./api.js";
 import {
@@ -17,6 +19,11 @@ import {
 } from "./ui.js";
 import { watchWaitingRoom, stopWatching, renderWaitingRoom, waitingIds } from "./dashboard-waiting.js";
 import { showStaffTopbar } from "./staff-session.js";
+import { watchSessionLock, showSessionEnded, pageLocked } from "./staff-lock.js";
+import { showInviteMail, wireInviteMail, mailControls } from "./dashboard-mail.js";
+import { isAssistant, prepareCreateForm, bookingFor, doctorLine, forDoctorText } from "./dashboard-assistant.js";
+import { editButton } from "./dashboard-edit.js";
+import { callSummary } from "./dashboard-call-summary.js";
 
 let user = null;
 let consultations = [];
@@ -30,9 +37,22 @@ export function startDashboard(me) {
     wired = true;
   }
   resetCreateForm();
-  loadList();
+  const prepared = prepareCreateForm(user);
+  prepared.then(loadList, listError);
   if (isAdmin()) stopWatching();
-  else watchWaitingRoom({ onChange: () => renderList(), onSignedOut: signedOut });
+  else prepared.then(watchWaiting, watchWaiting); // after the doctors are known, to name them
+  // Locked after the idle time: the dashboard waits off the page, then comes back as it was.
+  watchSessionLock({
+    content: $("#dashboard"),
+    onUnlocked: () => (loadList(), isAdmin() || watchWaiting()),
+    waitingCount: () => (isAdmin() ? null : waitingIds().size),
+  });
+}
+
+function watchWaiting() {
+  const seats = !isAssistant(user);
+  const doctorOf = (id) => forDoctorText(user, id);
+  watchWaitingRoom({ onChange: () => renderList(), onSignedOut: showSessionEnded, seats, doctorOf });
 }
 
 function isAdmin() {
@@ -73,7 +93,8 @@ async function loadList() {
     box.hidden = true;
     renderList();
   } catch (error) {
-    if (error.code === "not_authenticated") return signedOut();
+    if (error.code === "not_authenticated") return showSessionEnded();
+    if (error.code === "session_locked") return; // the lock screen is up (staff-lock.js)
     box.textContent = error.userMessage;
     box.hidden = false;
   }
@@ -124,21 +145,34 @@ function renderItem(c, now) {
       el("span", { class: "consult-time" }, when),
       el("span", { class: "consult-patient" }, c.patient_name),
       el("span", { class: "consult-meta muted small" }, t("dash.duration", { count: c.duration_minutes, minutes: c.duration_minutes })),
+      doctorLine(user, c),
       statusBadge(c, now),
       waiting ? el("span", { class: "badge badge-waiting" }, t("dash.badge_waiting")) : null,
     ),
   );
   if (c.note) item.append(el("p", { class: "consult-note muted small" }, c.note));
-  if (!isOver(c, now)) {
+  const summary = callSummary(c);
+  if (summary) item.append(summary);
+  const recordings = recordingsLink(c);
+  if (isOver(c, now)) {
+    if (recordings) item.append(el("div", { class: "actions" }, recordings));
+  } else {
     const actions = el("div", { class: "actions" });
-    if (!isAdmin() && c.doctor_id === user.id) {
+    if (user.role === "doctor" && c.doctor_id === user.id) {
       actions.append(
         el("a", { class: "btn btn-primary btn-small", href: `/call/${encodeURIComponent(c.id)}`, "aria-label": t("dash.start_for", { name: c.patient_name }) }, t("dash.start")),
       );
+    }
+    if (!isAdmin()) {
+      actions.append(editButton(c, { mayEditNote: user.role === "doctor", onDone: listNotice, onError: listError }));
       const relink = el("button", { type: "button", class: "btn btn-secondary btn-small", "aria-label": t("dash.new_link_for", { name: c.patient_name }) }, t("dash.new_link"));
       relink.addEventListener("click", () => reissue(c));
       actions.append(relink);
+      const mail = mailControls(c, { onSent: loadList, onError: listError });
+      if (mail.button) actions.append(mail.button);
+      if (mail.line) item.append(mail.line);
     }
+    if (recordings) actions.append(recordings);
     const cancel = el("button", { type: "button", class: "btn btn-ghost btn-small btn-danger-text", "aria-label": t("dash.cancel_for", { name: c.patient_name }) }, t("dash.cancel"));
     cancel.addEventListener("click", () => cancelConsultation(c));
     actions.append(cancel);
@@ -148,10 +182,37 @@ function renderItem(c, now) {
   return item;
 }
 
+/** The way to this consultation's recordings, when it has some. The server counts them only
+ * for those who may see them (its doctor, admins): the secretariat's views carry no count. */
+function recordingsLink(c) {
+  if (!c.recordings) return null;
+  return el(
+    "a",
+    {
+      class: "btn btn-secondary btn-small consult-recordings",
+      href: `/recordings?consultation=${encodeURIComponent(c.id)}`,
+      "aria-label": t("recordings.of_consultation_for", { count: c.recordings, name: c.patient_name }),
+    },
+    t("recordings.of_consultation", { count: c.recordings }),
+  );
+}
+
+let invite = null; // the invite panel's answer, for its texts in the other language
+
 function showInvite(answer) {
   const panel = $("#invite-result");
+  invite = answer;
   $("#invite-url").value = answer.invite_url;
   $("#invite-code").value = answer.access_code;
+  renderInvite(answer);
+  showInviteMail(answer.consultation);
+  panel.hidden = false;
+  panel.scrollIntoView({ block: "start" });
+  panel.focus();
+}
+
+/** Who and until when the invite panel's link is for, in the current language. */
+function renderInvite(answer) {
   $("#invite-for").textContent = t("invite.for", {
     name: answer.consultation.patient_name,
     when: formatDateTime(answer.consultation.scheduled_start),
@@ -159,9 +220,6 @@ function showInvite(answer) {
   $("#invite-valid").textContent = t("invite.valid_until", {
     when: formatDateTime(answer.consultation.invite_expires, { dateStyle: "medium", timeStyle: "short" }),
   });
-  panel.hidden = false;
-  panel.scrollIntoView({ block: "start" });
-  panel.focus();
 }
 
 async function reissue(c) {
@@ -186,8 +244,17 @@ async function cancelConsultation(c) {
   }
 }
 
+function listNotice(message) {
+  $("#list-error").hidden = true;
+  const box = $("#list-notice");
+  box.textContent = message;
+  box.hidden = false;
+  loadList();
+}
+
 function listError(error) {
-  if (error.code === "not_authenticated") return signedOut();
+  if (error.code === "not_authenticated") return showSessionEnded();
+  if (error.code === "session_locked") return;
   const box = $("#list-error");
   box.textContent = error.userMessage;
   box.hidden = false;
@@ -214,9 +281,20 @@ function wire() {
       showError(form, t("create.need_when"));
       return;
     }
+    if (isAssistant(user) && !$("#doctor").value) {
+      showError(form, t("assist.need_doctor"));
+      return;
+    }
     const [y, m, d] = date.split("-").map(Number);
     const [hh, mm] = time.split(":").map(Number);
     const start = new Date(y, m - 1, d, hh, mm);
+    const email = $("#patient-email");
+    email.value = email.value.trim();
+    if (!email.checkValidity()) {
+      showError(form, t("create.bad_email"));
+      email.focus();
+      return;
+    }
     const duration = Number($("#duration").value);
     if (start.getTime() + duration * 60000 < Date.now()) {
       showError(form, t("create.in_past"));
@@ -232,6 +310,9 @@ function wire() {
           scheduled_start: isoWithOffset(start),
           duration_minutes: duration,
           note: $("#note").value.trim(),
+          patient_email: email.value,
+          patient_language: $("#patient-language").value,
+          ...bookingFor(user),
         },
       });
       resetCreateForm();
@@ -257,8 +338,11 @@ function wire() {
     $("#invite-url").value = "";
     $("#invite-code").value = "";
     $("#invite-result").hidden = true;
+    invite = null;
+    showInviteMail(null);
     $("#patient-name").focus();
   });
+  wireInviteMail({ onSent: loadList, onSignedOut: signedOut });
   $("#refresh").addEventListener("click", loadList);
   $("#signout").addEventListener("click", async () => {
     try {
@@ -269,15 +353,17 @@ function wire() {
     signedOut();
   });
   document.addEventListener("langchange", () => {
-    if (!user) return;
+    if (!user || pageLocked()) return;
+    $("#list-notice").hidden = true; // said in the language it was said in
+    if (invite) renderInvite(invite);
     renderHeader();
-    renderList();
+    prepareCreateForm(user).then(renderList, listError);
     if (!isAdmin()) renderWaitingRoom();
   });
   // Keep the badges ("now", "past") honest while the page stays open, without asking the
   // server: a timer's requests would keep the session alive past its idle timeout.
-  setInterval(() => user && renderList(), 60000);
+  setInterval(() => user && !pageLocked() && renderList(), 60000);
   document.addEventListener("visibilitychange", () => {
-    if (!document.hidden && user) loadList();
+    if (!document.hidden && user && !pageLocked()) loadList();
   });
 }

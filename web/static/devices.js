@@ -2,6 +2,28 @@
 // for the speaker, and device pickers. No audio file: the tone is synthesised.
 
 const LEVEL_BARS = 12;
+// A level above this is a voice (or a clap), not the room's hum.
+const SPEECH_LEVEL = 0.3;
+// "We hear you" stays this long after the last sound, so words and their short pauses keep it
+// on; then it goes, so a microphone that stopped picking anything up does not keep saying so.
+export const HEARD_HOLD_MS = 1500;
+
+/** Whether the microphone is heard now: a level above SPEECH_LEVEL within HEARD_HOLD_MS. */
+export class VoiceActivity {
+  constructor() {
+    this.lastHeardAt = null;
+    this.heard = false;
+  }
+
+  /** A new level (0..1) at `now` (ms); true when `heard` changed. */
+  update(level, now) {
+    if (level > SPEECH_LEVEL) this.lastHeardAt = now;
+    const heard = this.lastHeardAt !== null && now - this.lastHeardAt < HEARD_HOLD_MS;
+    const changed = heard !== this.heard;
+    this.heard = heard;
+    return changed;
+  }
+}
 
 export class DeviceCheck {
   constructor({ video, onChange }) {
@@ -12,7 +34,8 @@ export class DeviceCheck {
     this.analyser = null;
     this.source = null;
     this.meterTimer = null;
-    this.heardSound = false; // a level above the speech threshold was seen
+    this.heardSound = false; // the microphone picks up a voice now (VoiceActivity)
+    this.voice = new VoiceActivity();
     this.cameraOk = false;
     this.micOk = false;
     this.error = null;
@@ -83,6 +106,12 @@ export class DeviceCheck {
 
   startMeter() {
     this.stopMeter();
+    // Another microphone (or the same again): heard only once it is.
+    this.voice = new VoiceActivity();
+    if (this.heardSound) {
+      this.heardSound = false;
+      this.onChange();
+    }
     const track = this.stream.getAudioTracks()[0];
     if (!track) return;
     this.unlockAudio();
@@ -99,8 +128,8 @@ export class DeviceCheck {
       const rms = Math.sqrt(sum / samples.length);
       // Speech sits around 0.02-0.2 RMS: map it onto 0..1 on a rough log scale.
       const level = Math.max(0, Math.min(1, (20 * Math.log10(rms + 1e-8) + 60) / 50));
-      if (level > 0.3 && !this.heardSound) {
-        this.heardSound = true;
+      if (this.voice.update(level, performance.now())) {
+        this.heardSound = this.voice.heard;
         this.onChange();
       }
       this.onLevel && this.onLevel(level);

@@ -7,6 +7,19 @@ import { CALL } from "./i18n-dict-call.js";
 import { RECORDING } from "./i18n-dict-recording.js";
 import { AUDIT } from "./i18n-dict-audit.js";
 import { ACCOUNT } from "./i18n-dict-account.js";
+import { LINK } from "./i18n-dict-link.js";
+import { MAIL } from "./i18n-dict-mail.js";
+import { ASSISTANT } from "./i18n-dict-assistant.js";
+import { RECORDINGS } from "./i18n-dict-recordings.js";
+import { WAITING_MESSAGE } from "./i18n-dict-waiting-message.js";
+import { LOCK } from "./i18n-dict-lock.js";
+import { RETURN } from "./i18n-dict-return.js";
+import { AFTERCALL } from "./i18n-dict-aftercall.js";
+import { CLINIC } from "./i18n-dict-clinic.js";
+import { CALLSCREEN } from "./i18n-dict-callscreen.js";
+import { PASSKEYS } from "./i18n-dict-passkeys.js";
+import { PHONE } from "./i18n-dict-phone.js";
+import { DEVICEHELP } from "./i18n-dict-devicehelp.js";
 const BASE = {
   fr: {
     "app.name": "Téléconsultation",
@@ -96,7 +109,7 @@ const BASE = {
     "dash.waiting_error": "La salle d'attente n'a pas pu être actualisée. Nouvel essai dans quelques secondes.",
     "dash.badge_waiting": "En salle d'attente",
     "dash.deny_title": "Refuser ce patient ?",
-    "dash.deny_body": "{name} sera informé que vous ne pouvez pas le recevoir par ce lien.",
+    "dash.deny_body": "Un message dira à {name} que vous ne pouvez pas l'accueillir par ce lien.",
     "dash.deny_confirm": "Refuser le patient",
     "dash.deny_failed": "Le refus n'a pas pu être transmis. Ouvrez la consultation pour refuser.",
     "dash.notify_enable": "Me prévenir par une notification",
@@ -119,7 +132,7 @@ const BASE = {
     "create.time": "Heure",
     "create.duration": "Durée",
     "create.note": "Note interne",
-    "create.note_hint": "Visible par vous seul, jamais par le patient.",
+    "create.note_hint": "Visible par vous uniquement, jamais par le patient.",
     "create.submit": "Créer et obtenir le lien",
     "create.need_name": "Indiquez le nom du patient.",
     "create.need_when": "Indiquez la date et l'heure.",
@@ -201,13 +214,13 @@ const BASE = {
     "error.insecure_sdp": "Connexion refusée : seule une vidéo chiffrée (DTLS-SRTP) est acceptée.",
     "error.invalid_sdp": "Échec de la négociation vidéo. Rechargez la page.",
     "error.too_many_candidates": "Échec de la négociation réseau. Rechargez la page.",
-    "error.peer_absent": "L'autre participant n'est pas connecté.",
+    "error.peer_absent": "L'autre personne n'est pas en ligne.",
     "error.recording_not_found": "Enregistrement introuvable.",
     "error.recording_unreadable": "Cet enregistrement ne peut pas être déchiffré : il est endommagé ou sa clé a disparu.",
     "error.consent_required": "L'enregistrement demande l'accord des deux participants.",
 
     "call.heading": "Consultation vidéo",
-    "call.remote_label": "Vidéo de votre interlocuteur",
+    "call.remote_label": "Vidéo de l'autre personne",
     "call.self_label": "Votre caméra",
     "call.controls": "Commandes de l'appel",
     "call.mute": "Couper le micro",
@@ -227,7 +240,6 @@ const BASE = {
     "call.state_admitted": "Connexion de la vidéo…",
     "call.state_denied": "Le médecin n'a pas pu vous recevoir.",
     "call.state_left": "Vous avez quitté la consultation.",
-    "call.encrypted": "Chiffré de bout en bout (DTLS-SRTP, {cipher})",
     "call.hang_up_end": "Terminer la consultation",
     "call.end_confirm_title": "Terminer la consultation ?",
     "call.end_confirm_body": "L'appel s'arrête pour vous deux et le lien du patient ne fonctionnera plus.",
@@ -259,11 +271,6 @@ const BASE = {
     "admin.disable_body": "La personne est déconnectée tout de suite et ne peut plus se connecter. Ses consultations restent enregistrées. Vous pourrez réactiver le compte.",
     "admin.disabled_done": "Le compte de {name} est désactivé.",
     "admin.enabled_done": "Le compte de {name} est réactivé.",
-    "admin.reset_mfa": "Réinitialiser la 2FA",
-    "admin.reset_mfa_for": "Réinitialiser la double authentification de {name}",
-    "admin.reset_title": "Réinitialiser la double authentification de {name} ?",
-    "admin.reset_body": "À utiliser si la personne a perdu son téléphone. Elle configurera une nouvelle application à sa prochaine connexion, avec son mot de passe.",
-    "admin.reset_done": "{name} configurera sa double authentification à la prochaine connexion.",
     "admin.role_for": "Rôle de {name}",
     "admin.role_title": "Changer le rôle de {name} en « {role} » ?",
     "admin.role_body": "La personne est déconnectée tout de suite ; son nouveau rôle s'applique dès sa prochaine connexion. Le changement est inscrit au journal d'audit.",
@@ -273,11 +280,8 @@ const BASE = {
     "admin.display_name": "Nom affiché",
     "admin.display_name_hint": "Vu par les patients, par exemple « Dr Claire Martin ».",
     "admin.role": "Rôle",
-    "admin.initial_password": "Mot de passe initial",
-    "admin.generate": "Générer",
-    "admin.password_hint": "Au moins 12 caractères. Transmettez-le de vive voix ; la personne activera sa double authentification à la première connexion.",
     "admin.create": "Créer le compte",
-    "admin.created_done": "Compte de {name} créé. Transmettez-lui son identifiant et son mot de passe initial.",
+    "admin.created_done": "Compte de {name} créé. Transmettez-lui son lien d'activation à usage unique.",
 
     "join.progress": "Étapes",
     "join.step_code": "Code d'accès",
@@ -312,6 +316,9 @@ const BASE = {
     "problem.invite_superseded.title": "Ce lien a été remplacé",
     "problem.invite_superseded.body": "Votre médecin vous a envoyé un nouveau lien, avec un nouveau code d'accès : celui-ci ne fonctionne plus.",
     "problem.invite_superseded.action": "Ouvrez le dernier lien reçu et saisissez son code. Si vous ne l'avez pas, contactez le cabinet de votre médecin.",
+    "problem.browser_unsupported.title": "Ce navigateur ne permet pas la consultation vidéo",
+    "problem.browser_unsupported.body": "Il lui manque ce qu'il faut pour un appel vidéo sécurisé (WebRTC, l'accès à la caméra et au micro, ou une page sécurisée en https).",
+    "problem.browser_unsupported.action": "Ouvrez ce même lien avec une version récente de Firefox, Chrome, Edge ou Safari, sur ordinateur, iPhone, iPad ou Android. Si vous n'en avez pas, contactez le cabinet de votre médecin.",
     "problem.unreachable.title": "Impossible de joindre le service",
     "problem.unreachable.body": "Le serveur de téléconsultation ne répond pas pour le moment.",
     "problem.unreachable.action": "Vérifiez votre connexion Internet, puis réessayez. Si le problème continue, contactez le cabinet de votre médecin.",
@@ -339,7 +346,6 @@ const BASE = {
     "devices.mic_heard": "✓ Nous vous entendons",
     "devices.not_available": "Indisponible",
     "devices.no_camera_preview": "Pas d'image de la caméra",
-    "devices.error_denied": "Votre navigateur bloque l'accès à la caméra et au micro. Cliquez sur l'icône de caméra ou de cadenas dans la barre d'adresse, choisissez « Autoriser », puis « Réessayer ».",
     "devices.error_missing": "Aucune caméra ni aucun micro n'a été trouvé. Branchez-les ou utilisez un autre appareil (téléphone, tablette), puis réessayez.",
     "devices.error_busy": "La caméra ou le micro est déjà utilisé par une autre application (visio, appareil photo). Fermez-la, puis réessayez.",
     "devices.error_partial": "Un de vos appareils n'a pas pu démarrer. Vous pouvez réessayer, ou continuer avec ce qui fonctionne.",
@@ -347,7 +353,7 @@ const BASE = {
     "devices.warn_no_camera": "Sans caméra, votre médecin ne vous verra pas, mais vous pourrez lui parler.",
     "devices.warn_no_devices": "Sans caméra ni micro, votre médecin ne pourra ni vous voir ni vous entendre. Réglez le problème ci-dessus si possible avant d'entrer.",
     "devices.warn_no_mic": "Sans micro, votre médecin ne pourra pas vous entendre. Réglez le problème si possible avant d'entrer.",
-    "devices.ready": "Je suis prêt(e) : entrer en salle d'attente",
+    "devices.ready": "Entrer en salle d'attente",
 
     "privacy.title": "Comment vos données sont protégées",
     "privacy.summary": "Appel chiffré de bout en bout ; rien n'est enregistré sans votre accord.",
@@ -600,7 +606,6 @@ const BASE = {
     "call.state_admitted": "Connecting the video…",
     "call.state_denied": "The doctor could not see you.",
     "call.state_left": "You left the consultation.",
-    "call.encrypted": "End-to-end encrypted (DTLS-SRTP, {cipher})",
     "call.hang_up_end": "End the consultation",
     "call.end_confirm_title": "End the consultation?",
     "call.end_confirm_body": "The call stops for both of you and the patient's link will no longer work.",
@@ -632,11 +637,6 @@ const BASE = {
     "admin.disable_body": "They are signed out at once and can no longer sign in. Their consultations are kept. You can enable the account again.",
     "admin.disabled_done": "{name}'s account is disabled.",
     "admin.enabled_done": "{name}'s account is enabled again.",
-    "admin.reset_mfa": "Reset 2FA",
-    "admin.reset_mfa_for": "Reset {name}'s two-factor authentication",
-    "admin.reset_title": "Reset {name}'s two-factor authentication?",
-    "admin.reset_body": "Use this when they lost their phone. They will set up a new app at their next sign-in, with their password.",
-    "admin.reset_done": "{name} will set up two-factor authentication at the next sign-in.",
     "admin.role_for": "{name}'s role",
     "admin.role_title": "Change {name}'s role to {role}?",
     "admin.role_body": "They are signed out at once; the new role applies from their next sign-in. The change is written to the audit trail.",
@@ -646,11 +646,8 @@ const BASE = {
     "admin.display_name": "Display name",
     "admin.display_name_hint": "Patients see it, for example “Dr Claire Martin”.",
     "admin.role": "Role",
-    "admin.initial_password": "Initial password",
-    "admin.generate": "Generate",
-    "admin.password_hint": "At least 12 characters. Give it in person or by phone; they will turn on two-factor authentication at first sign-in.",
     "admin.create": "Create the account",
-    "admin.created_done": "{name}'s account is created. Give them their username and initial password.",
+    "admin.created_done": "{name}'s account is created. Give them their one-time activation link.",
 
     "join.progress": "Steps",
     "join.step_code": "Access code",
@@ -685,6 +682,9 @@ const BASE = {
     "problem.invite_superseded.title": "This link was replaced",
     "problem.invite_superseded.body": "Your doctor sent you a new link, with a new access code: this one no longer works.",
     "problem.invite_superseded.action": "Open the latest link you received and enter its code. If you do not have it, contact your doctor's practice.",
+    "problem.browser_unsupported.title": "This browser cannot do a video consultation",
+    "problem.browser_unsupported.body": "It lacks what a secure video call needs (WebRTC, access to the camera and microphone, or a secure https page).",
+    "problem.browser_unsupported.action": "Open this same link in a recent Firefox, Chrome, Edge or Safari, on a computer, iPhone, iPad or Android. If you have none, contact your doctor's practice.",
     "problem.unreachable.title": "The service cannot be reached",
     "problem.unreachable.body": "The teleconsultation server is not answering right now.",
     "problem.unreachable.action": "Check your internet connection, then try again. If the problem continues, contact your doctor's practice.",
@@ -712,7 +712,6 @@ const BASE = {
     "devices.mic_heard": "✓ We can hear you",
     "devices.not_available": "Not available",
     "devices.no_camera_preview": "No picture from the camera",
-    "devices.error_denied": "Your browser blocks the camera and microphone. Click the camera or padlock icon in the address bar, choose “Allow”, then “Try again”.",
     "devices.error_missing": "No camera or microphone was found. Plug them in or use another device (phone, tablet), then try again.",
     "devices.error_busy": "The camera or microphone is already used by another app (video call, camera). Close it, then try again.",
     "devices.error_partial": "One of your devices could not start. You can try again, or continue with what works.",
@@ -720,7 +719,7 @@ const BASE = {
     "devices.warn_no_camera": "Without a camera your doctor will not see you, but you can still talk.",
     "devices.warn_no_devices": "Without camera or microphone your doctor can neither see nor hear you. Fix the problem above if you can before going in.",
     "devices.warn_no_mic": "Without a microphone your doctor cannot hear you. Fix this if you can before going in.",
-    "devices.ready": "I'm ready: go to the waiting room",
+    "devices.ready": "Go to the waiting room",
 
     "privacy.title": "How your data is protected",
     "privacy.summary": "End-to-end encrypted call; nothing is recorded without your consent.",
@@ -758,6 +757,25 @@ const BASE = {
 export const DICTIONARY = Object.fromEntries(
   Object.entries(BASE).map(([lang, texts]) => [
     lang,
-    { ...texts, ...CALL[lang], ...RECORDING[lang], ...AUDIT[lang], ...ACCOUNT[lang] },
+    {
+      ...texts,
+      ...CALL[lang],
+      ...RECORDING[lang],
+      ...AUDIT[lang],
+      ...ACCOUNT[lang],
+      ...LINK[lang],
+      ...MAIL[lang],
+      ...ASSISTANT[lang],
+      ...RECORDINGS[lang],
+      ...WAITING_MESSAGE[lang],
+      ...LOCK[lang],
+      ...RETURN[lang],
+      ...AFTERCALL[lang],
+      ...CLINIC[lang],
+      ...CALLSCREEN[lang],
+      ...PASSKEYS[lang],
+      ...PHONE[lang],
+      ...DEVICEHELP[lang],
+    },
   ]),
 );

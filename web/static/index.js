@@ -1,8 +1,10 @@
-// Staff home page: sign-in (password, then TOTP or enrolment), then the dashboard.
+// Staff home page: sign-in (password, then TOTP, a passkey, or enrolment), then the dashboard.
 import { initI18n, t } from "./i18n.js";
 import { api, setCsrf, ApiError } from "./api.js";
 import { $, showOnly, focusHeading, showError, setBusy, wirePasswordToggles, copyText } from "./ui.js";
 import { startDashboard } from "./dashboard.js";
+import { groupKey, svgDataUrl } from "./totp-key.js";
+import { passkeyProblem, signWithPasskey, passkeyFailureMessage } from "./passkey-ceremony.js";
 
 const STEPS = ["loading", "signin", "enrol", "totp", "dashboard"];
 
@@ -22,20 +24,8 @@ function showSignIn(noticeKey) {
   }
   $("#password").value = "";
   show("signin");
+  offerPasswordless();
   $("#username").focus();
-}
-
-// Group a base32 secret by 4 characters for reading aloud or typing.
-function groupKey(secret) {
-  return secret.replace(/(.{4})/g, "$1 ").trim();
-}
-
-function svgDataUrl(svg) {
-  // btoa takes bytes as a Latin-1 string: encode as UTF-8 first.
-  const bytes = new TextEncoder().encode(svg);
-  let binary = "";
-  for (const b of bytes) binary += String.fromCharCode(b);
-  return `data:image/svg+xml;base64,${btoa(binary)}`;
 }
 
 async function startEnrolment() {
@@ -73,7 +63,7 @@ async function submitCode(form, input) {
     const me = await api("/api/auth/totp", { method: "POST", body: { code } });
     setCsrf(me.csrf_token);
     history.replaceState(null, "", "/");
-    enterDashboard(me.user);
+    enterDashboard(me);
   } catch (error) {
     input.value = "";
     handleStepError(error, form);
@@ -83,9 +73,78 @@ async function submitCode(form, input) {
   }
 }
 
-function enterDashboard(user) {
+const showPasskeyError = (message) => showBoxMessage("#passkey-error", message);
+
+// Step 2: the code, and first of all the passkey when the account has one. A page opened at
+// an IP address cannot use it (passkeyProblem): it says so and leaves the code.
+// With passkeyOnly (the clinic keeps no code fallback for this account) the code is not
+// offered: the server would refuse it.
+function showSecondStep(hasPasskey, passkeyOnly = false) {
+  const problem = hasPasskey ? passkeyProblem() : null;
+  const offered = hasPasskey && !problem;
+  $("#passkey-choice").hidden = !hasPasskey;
+  $("#totp-form").hidden = passkeyOnly;
+  $("#passkey-choice .passkey-or").hidden = passkeyOnly;
+  $("#passkey-use").hidden = !offered;
+  showPasskeyError(problem ? t(problem) : "");
+  for (const [id, passkeyKey, codeKey] of [
+    ["#totp-title", "passkeys.step_title", "totp.title"],
+    ["#totp-lead", "passkeys.step_lead", "totp.lead"],
+  ]) {
+    const node = $(id);
+    node.dataset.i18n = offered ? passkeyKey : codeKey;
+    node.textContent = t(node.dataset.i18n);
+  }
+  $("#totp-submit").className = `btn ${offered ? "btn-secondary" : "btn-primary"} btn-block`;
+  show("totp");
+  (offered ? $("#passkey-use") : $("#totp-code")).focus();
+}
+
+// The whole sign-in with a passkey, when the clinic allows it: no username, no password (the
+// browser offers the keys it holds for this site; the fingerprint or PIN stands for them).
+async function offerPasswordless() {
+  let methods;
+  try {
+    methods = await api("/api/auth/methods");
+  } catch {
+    return; // the password form is there whatever this says
+  }
+  $("#passwordless").hidden = !methods.passwordless || passkeyProblem() !== null;
+}
+
+function showBoxMessage(selector, message) {
+  const box = $(selector);
+  box.textContent = message;
+  box.hidden = !message;
+}
+
+// Sign in with a passkey: the options at `${path}/options`, the browser's signature, then
+// `path`; a failure shows in ``errorBox`` (login_expired: back to the password step).
+async function passkeySignIn(button, errorBox, path) {
+  showBoxMessage(errorBox, "");
+  button.disabled = true;
+  try {
+    const credential = await signWithPasskey(`${path}/options`);
+    const me = await api(path, { method: "POST", body: { credential } });
+    setCsrf(me.csrf_token);
+    history.replaceState(null, "", "/");
+    enterDashboard(me);
+  } catch (error) {
+    if (error instanceof ApiError && error.code === "login_expired") showSignIn("signin.expired");
+    else showBoxMessage(errorBox, passkeyFailureMessage(error));
+  } finally {
+    button.disabled = false;
+  }
+}
+
+// A session the clinic's policy binds to enrol a passkey first reaches My account only.
+function enterDashboard(me) {
+  if (me.passkey_enrolment_required) {
+    location.assign("/account#passkeys");
+    return;
+  }
   show("dashboard");
-  startDashboard(user);
+  startDashboard(me.user);
 }
 
 function wireForms() {
@@ -108,10 +167,7 @@ function wireForms() {
       });
       $("#password").value = "";
       if (answer.next === "enrol") await startEnrolment();
-      else {
-        show("totp");
-        $("#totp-code").focus();
-      }
+      else showSecondStep(answer.passkey === true, answer.passkey_only === true);
     } catch (error) {
       showError(signinForm, error.userMessage);
     } finally {
@@ -130,6 +186,8 @@ function wireForms() {
     submitCode(enrolForm, $("#enrol-code"));
   });
   $("#totp-back").addEventListener("click", () => showSignIn());
+  $("#passkey-use").addEventListener("click", (event) => passkeySignIn(event.currentTarget, "#passkey-error", "/api/auth/passkey"));
+  $("#passwordless-use").addEventListener("click", (event) => passkeySignIn(event.currentTarget, "#passwordless-error", "/api/auth/passwordless"));
   $("#copy-secret").addEventListener("click", (event) => {
     copyText($("#secret").dataset.secret, event.target.nextElementSibling);
   });
@@ -142,7 +200,7 @@ async function start() {
   try {
     const me = await api("/api/me");
     setCsrf(me.csrf_token);
-    enterDashboard(me.user);
+    enterDashboard(me);
     return;
   } catch (error) {
     if (!(error instanceof ApiError) || error.code !== "not_authenticated") {

@@ -1,13 +1,25 @@
 // Patient page /join/<token>: check the link, enter the access code, check devices,
 // then wait in the waiting room (whose connection lives in patient-room.js).
+//
+// Never lose your place: once the code is proved, the server keeps a patient session for this
+// consultation (an HttpOnly cookie, ended by a re-issued link or a cancellation). A reload, or
+// a patient who left, goes back with one tap and the devices last chosen; nothing secret is
+// stored by the page (only device ids, in localStorage).
 import { initI18n, t } from "./i18n.js";
 import { api, setCsrf, ApiError } from "./api.js";
-import { $, $$, el, showOnly, focusHeading, showError, setBusy, formatDateTime, formatTime } from "./ui.js";
+import { $, $$, el, showOnly, focusHeading, showError, setBusy, formatDateTime, formatTime, confirmDialog } from "./ui.js";
 import { DeviceCheck, renderLevel, speakerSelectionSupported } from "./devices.js";
+import { devicePlatform, deviceHelp, renderDeviceHelp } from "./device-help.js";
 import { enterWaitingRoom } from "./patient-room.js";
 import { attachCallFeatures } from "./call-features.js";
+import { renderPrivacy } from "./call-privacy.js";
+import { missingForCall } from "./browser-support.js";
+import { receiveStaffMessage, renderStaffMessages, hideStaffMessages } from "./waiting-messages.js";
+import { showClinic, renderClinic } from "./patient-clinic.js";
 
-const SECTIONS = ["checking", "problem", "code-step", "devices-step", "waiting-step", "call-step"];
+const SECTIONS = ["checking", "problem", "code-step", "return-step", "left-step", "devices-step", "waiting-step", "call-step"];
+// The camera, microphone and speaker last used in this browser (device ids: no secret).
+const DEVICES_KEY = "teleconsult.patient.devices";
 const PROBLEMS = new Set([
   "invite_expired",
   "invite_locked",
@@ -16,6 +28,8 @@ const PROBLEMS = new Set([
   "consultation_ended",
   // The doctor issued a new link (and code): this one's session and seat are over.
   "invite_superseded",
+  // Found by the page itself: this browser lacks what a video consultation needs.
+  "browser_unsupported",
 ]);
 const invite = decodeURIComponent(location.pathname.split("/").filter(Boolean).pop() || "");
 
@@ -28,6 +42,9 @@ let session = null; // what enterWaitingRoom() returned
 let callState = "admitted";
 let cipher = null;
 let features = null; // code, chat, quality, devices in the call (call-features.js)
+let leftState = "left"; // why the patient is out of the room: "left", "left_call" or "error"
+let waitingTimer = null;
+let speakerId = ""; // the speaker chosen in the check, or remembered
 
 function show(section) {
   current = section;
@@ -63,7 +80,9 @@ function renderAppointment() {
   if (!consultation) return;
   const doctor = consultation.doctor_name || t("join.your_doctor");
   $("#doctor-name").textContent = doctor;
+  $("#return-doctor").textContent = doctor;
   $("#appointment-time").textContent = formatDateTime(consultation.scheduled_start);
+  $("#return-time").textContent = formatDateTime(consultation.scheduled_start);
   $("#waiting-doctor").textContent = t("waiting.doctor", {
     doctor,
     time: formatTime(consultation.scheduled_start),
@@ -79,6 +98,12 @@ function renderWaitingSince() {
 }
 
 async function inspect() {
+  // Before the code is asked for: a browser that cannot take part is told at once, with
+  // the browsers that can.
+  if (missingForCall().length) {
+    showProblem("browser_unsupported", false);
+    return;
+  }
   show("checking");
   try {
     consultation = await api("/api/invites/inspect", { method: "POST", body: { invite } });
@@ -87,8 +112,78 @@ async function inspect() {
     return;
   }
   renderAppointment();
+  if (await rememberedSession()) {
+    show("return-step");
+    $("#return-go").focus();
+    return;
+  }
   show("code-step");
   $("#access-code").focus();
+}
+
+/** Whether this browser's patient session (proved with the code earlier) still holds for the
+ * consultation this link leads to; a re-issued link or a cancellation shows its problem. */
+async function rememberedSession() {
+  let answer;
+  try {
+    answer = await api("/api/patient/session");
+  } catch {
+    // None, or one a new link or a cancellation ended: the code is asked (the link's own
+    // check, just before, already said whether this link still works).
+    return false;
+  }
+  if (answer.consultation.consultation_id !== consultation.consultation_id) return false;
+  setCsrf(answer.csrf_token);
+  consultation = answer.consultation;
+  return true;
+}
+
+function rememberedDevices() {
+  try {
+    return JSON.parse(localStorage.getItem(DEVICES_KEY) || "{}") || {};
+  } catch {
+    return {};
+  }
+}
+
+function rememberDevices(ids) {
+  try {
+    localStorage.setItem(DEVICES_KEY, JSON.stringify(ids));
+  } catch {
+    // storage refused (private mode): the next return asks the browser's default devices
+  }
+}
+
+/** One tap back into the waiting room: the devices last used, no code, no device check
+ * unless a device does not start (then the check shows what is wrong). */
+async function returnToRoom(button) {
+  check.unlockAudio(); // this click is the gesture audio needs
+  button.disabled = true;
+  $("#return-busy").textContent = t("return.starting");
+  const ids = rememberedDevices();
+  try {
+    await check.start({ cameraId: ids.cameraId, micId: ids.micId });
+    if (!check.stream && (ids.cameraId || ids.micId)) await check.start(); // a device gone since
+  } finally {
+    button.disabled = false;
+    $("#return-busy").textContent = "";
+  }
+  if (check.error || !check.cameraOk || !check.micOk) {
+    show("devices-step");
+    await fillPickers();
+    renderDeviceStatus();
+    return;
+  }
+  speakerId = ids.speakerId || "";
+  enterWaiting();
+}
+
+/** The device check, on the patient's own request, before going back. */
+function checkDevicesFirst() {
+  check.unlockAudio();
+  const ids = rememberedDevices();
+  show("devices-step");
+  startDevices({ cameraId: ids.cameraId, micId: ids.micId });
 }
 
 async function redeem(event) {
@@ -159,6 +254,8 @@ function fill(select, devices, selectedId, labelKey) {
 }
 
 function setStatus(node, ok, key) {
+  if (key) node.dataset.i18n = key;
+  else delete node.dataset.i18n;
   node.textContent = key ? t(key) : "";
   node.className = ok ? "status-ok" : key ? "status-bad" : "";
 }
@@ -176,12 +273,12 @@ function renderDeviceStatus() {
   }
   const box = $("#devices-error");
   if (check.error) {
-    const kind = check.error.replace(/^Partial:/, "");
-    const key = check.error.startsWith("Partial:")
-      ? "devices.error_partial"
-      : { NotAllowedError: "devices.error_denied", NotFoundError: "devices.error_missing", NotReadableError: "devices.error_busy" }[kind] || "devices.error_other";
-    $("#devices-error-text").dataset.i18n = key;
-    $("#devices-error-text").textContent = t(key);
+    // The steps for this device: a phone's settings, not a computer's address bar.
+    box.dataset.platform = devicePlatform();
+    renderDeviceHelp(
+      { lead: $("#devices-error-text"), list: $("#devices-help-steps"), note: $("#devices-help-note") },
+      deviceHelp(check.error, box.dataset.platform),
+    );
     box.hidden = false;
   } else {
     box.hidden = true;
@@ -232,20 +329,46 @@ function wireDevices() {
     $("#speaker-question").hidden = true;
     $("#speaker-help").hidden = false;
   });
-  $("#ready").addEventListener("click", enterWaiting);
-  $("#leave").addEventListener("click", () => leaveRoom("left", true));
-  $("#patient-hang-up").addEventListener("click", () => leaveRoom("left", true));
+  $("#ready").addEventListener("click", () => {
+    speakerId = $("#speaker-select").hidden ? "" : $("#speaker-select").value;
+    enterWaiting();
+  });
+  $("#leave").addEventListener("click", () => confirmLeave("leave.confirm_title", "leave.confirm_body", "left"));
+  $("#patient-hang-up").addEventListener("click", () =>
+    confirmLeave("leave.confirm_title_call", "leave.confirm_body_call", "left_call"),
+  );
   $("#patient-mic").addEventListener("click", (e) => toggleTrack(e.currentTarget, "audio", "call.mute", "call.unmute"));
   $("#patient-camera").addEventListener("click", (e) =>
     toggleTrack(e.currentTarget, "video", "call.camera_off", "call.camera_on"),
   );
-  // Back through the code step: the access code is asked again.
-  $("#rejoin").addEventListener("click", () => location.reload());
+  $("#rejoin").addEventListener("click", (e) => returnToRoom(e.currentTarget));
+  $("#return-go").addEventListener("click", (e) => returnToRoom(e.currentTarget));
+  $("#return-check").addEventListener("click", checkDevicesFirst);
+}
+
+/** Leave only once the patient confirms: a slip of the thumb must not end their place. */
+async function confirmLeave(titleKey, bodyKey, state) {
+  if (!(await confirmDialog(t(titleKey), t(bodyKey), t("leave.confirm_ok"), "leave.stay"))) return;
+  // The room may have moved on while the dialog was open (ended, or the call started).
+  if (current !== "waiting-step" && current !== "call-step") return;
+  leaveRoom(state === "left" && current === "call-step" ? "left_call" : state, true);
+}
+
+function renderLeft() {
+  const suffix = { left: "", left_call: "_call", error: "_error" }[leftState];
+  for (const [node, key] of [
+    [$("#left-title"), `left.title${suffix}`],
+    [$("#left-body"), `left.body${suffix}`],
+  ]) {
+    node.dataset.i18n = key;
+    node.textContent = t(key);
+  }
 }
 
 // -- waiting room
 
-/** Leave the room (or report that it is over): camera off, back to the waiting screen. */
+/** Leave the room (or report that it is over): camera off; with canRejoin, the after-leave
+ * screen and its one action, else the waiting screen says it is over. */
 function leaveRoom(state, canRejoin) {
   if (session) session.leave();
   session = null;
@@ -254,11 +377,17 @@ function leaveRoom(state, canRejoin) {
   $("#patient-self").srcObject = null;
   $("#patient-remote").srcObject = null;
   $(".self-view").hidden = true;
+  if (canRejoin) {
+    leftState = state;
+    renderLeft();
+    show("left-step");
+    $("#rejoin").focus();
+    return;
+  }
   connectionState = state;
   if (current === "call-step") show("waiting-step");
   renderConnectionState();
   $("#leave").hidden = true;
-  $("#rejoin").hidden = !canRejoin;
   if (state === "ended" || state === "denied" || state === "cancelled") {
     // Over: the page no longer looks like a waiting room.
     const title = $("#waiting-title");
@@ -267,9 +396,9 @@ function leaveRoom(state, canRejoin) {
     for (const node of $$("#waiting-step .calm-pulse, #waiting-step .tips, #waiting-doctor, #waiting-since")) {
       node.hidden = true;
     }
+    hideStaffMessages();
     focusHeading($("#waiting-step"));
   }
-  if (canRejoin) $("#rejoin").focus();
 }
 
 function toggleTrack(button, kind, onKey, offKey) {
@@ -282,13 +411,27 @@ function toggleTrack(button, kind, onKey, offKey) {
   button.textContent = t(button.dataset.i18n);
 }
 
+/** A device the patient joined without has no button to press: it says so instead. */
+function renderMissingDevices() {
+  const stream = check.stream;
+  for (const [button, kind, onKey, noneKey] of [
+    [$("#patient-mic"), "audio", "call.mute", "devicehelp.mic_none"],
+    [$("#patient-camera"), "video", "call.camera_off", "devicehelp.camera_none"],
+  ]) {
+    const has = Boolean(stream && stream.getTracks().some((track) => track.kind === kind));
+    if (has === !button.disabled) continue;
+    button.disabled = !has;
+    button.setAttribute("aria-pressed", "false");
+    button.dataset.i18n = has ? onKey : noneKey;
+    button.textContent = t(button.dataset.i18n);
+  }
+}
+
 function renderCallState() {
   const node = $("#patient-call-status");
   node.dataset.state = callState;
   node.textContent = callState === "in_call" ? "" : t(`call.state_${callState}`);
-  const badge = $("#patient-encryption");
-  badge.hidden = !cipher;
-  badge.textContent = cipher ? t("call.encrypted", { cipher }) : "";
+  renderPrivacy($("#patient-encryption"), cipher);
 }
 
 function onRoomState(state, details = {}) {
@@ -315,6 +458,7 @@ function onRoomState(state, details = {}) {
     callState = state;
     if (current !== "call-step") {
       $("#patient-self").srcObject = check.stream;
+      renderMissingDevices();
       show("call-step");
     }
     renderCallState();
@@ -346,11 +490,18 @@ function renderConnectionState() {
 
 async function enterWaiting() {
   check.stopMeter();
+  rememberDevices({
+    cameraId: check.currentDeviceId("video"),
+    micId: check.currentDeviceId("audio"),
+    speakerId,
+  });
   waitingSince = Date.now();
   $("#waiting-self").srcObject = check.stream;
+  $(".self-view").hidden = false;
+  $("#leave").hidden = false;
   renderAppointment();
   show("waiting-step");
-  setInterval(renderWaitingSince, 30000);
+  waitingTimer ??= setInterval(renderWaitingSince, 30000);
   connectionState = "connecting";
   renderConnectionState();
   features ??= attachCallFeatures({
@@ -362,6 +513,7 @@ async function enterWaiting() {
     encryption: $("#patient-encryption"),
     controls: $("#call-step .call-controls"),
     hangUp: $("#patient-hang-up"),
+    mediaButtons: { audio: $("#patient-mic"), video: $("#patient-camera") },
   });
   try {
     session = await enterWaitingRoom({
@@ -371,11 +523,13 @@ async function enterWaiting() {
         stream: check.stream,
         cameraId: check.currentDeviceId("video"),
         micId: check.currentDeviceId("audio"),
-        speakerId: $("#speaker-select").hidden ? "" : $("#speaker-select").value,
+        speakerId,
       },
       remoteVideo: $("#patient-remote"),
       onState: onRoomState,
       onPeer: (pc) => features.onPeer(pc),
+      onSignaling: (client) => features.onSignaling(client),
+      onStaffMessage: receiveStaffMessage,
       onEncrypted: (next) => {
         cipher = next;
         if (current === "call-step") renderCallState();
@@ -395,10 +549,15 @@ function start() {
   $("#problem-retry").addEventListener("click", inspect);
   document.addEventListener("langchange", () => {
     renderAppointment();
-    if (current === "devices-step") renderDeviceStatus();
+    renderClinic();
+    // The pickers' "Camera 1" or "No device found" are texts too.
+    if (current === "devices-step") fillPickers().then(renderDeviceStatus);
     if (current === "waiting-step") renderConnectionState();
+    if (current === "left-step") renderLeft();
+    renderStaffMessages();
     if (current === "call-step") renderCallState();
   });
+  showClinic(); // not awaited: the link's check does not wait for it
   inspect();
 }
 

@@ -15,11 +15,14 @@
 //                   "reconnecting" | "error" (details.code: an error code)
 //   onEncrypted   (cipher | null) => void: the SRTP cipher once DTLS is connected
 //   onPeer        (RTCPeerConnection | null) => void: each fresh connection (call-features.js)
+//   onSignaling   (SignalingClient) => void: the room's socket before it joins (call-features.js)
+//   onStaffMessage (message) => void: a staff_message (docs/protocol.md) while the patient
+//                 waits: what the doctor or the secretariat wrote (waiting-messages.js)
 // Returns {leave(): void}.
 import { RoomSession } from "./call-session.js";
 import { attachRecording } from "./recording-room.js";
 
-export async function enterWaitingRoom({ consultation, getRoomToken, media, remoteVideo, onState, onEncrypted, onPeer }) {
+export async function enterWaitingRoom({ consultation, getRoomToken, media, remoteVideo, onState, onEncrypted, onPeer, onSignaling, onStaffMessage }) {
   void consultation;
   const session = new RoomSession({
     role: "patient",
@@ -29,11 +32,13 @@ export async function enterWaitingRoom({ consultation, getRoomToken, media, remo
     onState,
     onEncrypted,
     onPeer,
+    onSignaling,
   });
   if (remoteVideo && media.speakerId && typeof remoteVideo.setSinkId === "function") {
     remoteVideo.setSinkId(media.speakerId).catch(() => {});
   }
   if (remoteVideo) attachRecording(session, remoteVideo.closest(".call-stage"));
+  if (onStaffMessage) session.client.addEventListener("staff_message", (e) => onStaffMessage(e.detail));
   await session.start();
   return {
     leave() {

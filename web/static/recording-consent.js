@@ -7,6 +7,7 @@
 // the pages' HTML stays untouched. Texts: i18n-dict-recording.js ("recording.*").
 import { t } from "./i18n.js";
 import { el } from "./ui.js";
+import { canBeRecorded } from "./browser-support.js";
 
 let dialogCount = 0;
 // How long news ("recording started", "refused") stays on screen.
@@ -94,6 +95,11 @@ export class RecordingView {
     const intro = this.dialog.querySelector(".recording-consent-intro");
     intro.dataset.i18n = this.role === "doctor" ? "recording.prompt_intro_doctor" : "recording.prompt_intro_patient";
     intro.textContent = t(intro.dataset.i18n);
+    // A browser that cannot send VP8 and Opus cannot be recorded: say so, and only a refusal
+    // is offered (instead of a recording that would fail after both said yes).
+    const recordable = canBeRecorded();
+    this.dialog.querySelector(".recording-consent-unsupported").hidden = recordable;
+    this.dialog.querySelector("button[value=accept]").hidden = !recordable;
     this.dialog.returnValue = "";
     if (!this.dialog.open) this.dialog.showModal();
     return new Promise((resolve) => {
@@ -174,6 +180,7 @@ export class RecordingView {
           item("recording.prompt_stop"),
         ),
         el("p", { class: "muted small", dataset: { i18n: "recording.prompt_both" } }, t("recording.prompt_both")),
+        el("p", { class: "alert alert-error recording-consent-unsupported", hidden: true, dataset: { i18n: "recording.prompt_unsupported" } }, t("recording.prompt_unsupported")),
         el(
           "div",
           { class: "dialog-actions" },

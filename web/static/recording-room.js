@@ -11,6 +11,8 @@ import { RecordingPeer } from "./recording-peer.js";
 // Why a recording went back to idle (recording_state reason) -> what both are told.
 const STOPPED = {
   consent_withdrawn: "recording.stopped",
+  stopped_by_doctor: "recording.stopped",
+  stopped_by_patient: "recording.stopped",
   participant_left: "recording.stopped_participant_left",
   cancelled: "recording.stopped",
   call_ended: "recording.stopped",
@@ -41,7 +43,9 @@ export class RoomRecording {
     this.view = new RecordingView(stage, {
       role: this.role,
       onRecord: () => this._request(),
-      onStop: () => this._withdraw(),
+      // The doctor stops; for the patient the same button withdraws consent, which is what
+      // the consent prompt promised them.
+      onStop: () => (this.role === "patient" ? this._withdraw() : this._stop()),
     });
     this._wire();
     this._render();
@@ -143,7 +147,7 @@ export class RoomRecording {
       // Nothing to send (no camera or microphone): a recording without this side is not
       // what was agreed to, so stop it rather than record half the consultation.
       this.view.fail("recording.failed_no_media");
-      this._withdraw();
+      this._stop();
       return;
     }
     this._closePeer();
@@ -154,7 +158,7 @@ export class RoomRecording {
       onConnectionState: (state) => {
         if (state === "failed" && this.peer === peer) {
           this.view.fail("recording.failed_connection");
-          this._withdraw();
+          this._stop();
         }
       },
     });
@@ -167,7 +171,7 @@ export class RoomRecording {
       console.info("recording offer failed", error);
       if (this.peer === peer) {
         this.view.fail("recording.failed_connection");
-        this._withdraw();
+        this._stop();
       }
     }
   }
@@ -179,7 +183,7 @@ export class RoomRecording {
     } catch (error) {
       console.info("recording answer refused", error);
       this.view.fail("recording.failed_connection");
-      this._withdraw();
+      this._stop();
     }
   }
 
@@ -194,7 +198,7 @@ export class RoomRecording {
     this.view.fail(known[message.code] || "recording.error_generic");
     if (message.ref === "recording_offer") {
       this._closePeer();
-      if (this.state === "recording") this._withdraw();
+      if (this.state === "recording") this._stop();
     } else if (message.ref === "recording_request" && this.state === "idle") {
       this._render();
     }
@@ -209,6 +213,12 @@ export class RoomRecording {
   _withdraw() {
     this.view.stopPending();
     this._send(() => this.client.withdrawRecordingConsent());
+  }
+
+  /** A stop that is not a consent decision (the doctor's button, a failure on this page). */
+  _stop() {
+    this.view.stopPending();
+    this._send(() => this.client.stopRecording());
   }
 
   _send(fn) {

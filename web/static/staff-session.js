@@ -9,11 +9,13 @@ export function showStaffTopbar(user) {
   $("#who").textContent = user.display_name || user.username;
   $("#who").hidden = false;
   $("#signout").hidden = false;
-  for (const id of ["dashboard-link", "admin-link", "audit-link", "account-link"]) {
+  for (const id of ["dashboard-link", "admin-link", "recordings-link", "audit-link", "account-link"]) {
     const link = document.getElementById(id);
     if (!link) continue;
     const here = link.getAttribute("href") === location.pathname;
-    link.hidden = here || (id === "admin-link" && user.role !== "admin");
+    // Recordings: the doctor's and the admins' only (an allow-list, as on the server).
+    const recordings = id === "recordings-link" && !["doctor", "admin"].includes(user.role);
+    link.hidden = here || (id === "admin-link" && user.role !== "admin") || recordings;
   }
 }
 

@@ -108,11 +108,15 @@ export function wirePasswordToggles(root = document) {
 }
 
 // Resolve to true when the person confirms in the page's <dialog id="confirm-dialog">.
-export function confirmDialog(title, body, okLabel) {
+// cancelKey: the i18n key of the way out when "Back" would be unclear (e.g. "Stay").
+export function confirmDialog(title, body, okLabel, cancelKey = "common.back") {
   const dialog = document.getElementById("confirm-dialog");
   $("#confirm-title", dialog).textContent = title;
   $("#confirm-body", dialog).textContent = body;
   $("#confirm-ok", dialog).textContent = okLabel;
+  const cancel = $("button[value=cancel]", dialog);
+  cancel.dataset.i18n = cancelKey;
+  cancel.textContent = t(cancelKey);
   dialog.returnValue = "";
   return new Promise((resolve) => {
     dialog.addEventListener("close", () => resolve(dialog.returnValue === "ok"), { once: true });

@@ -3,10 +3,12 @@
 //
 // Used by the doctor's call page (call.js: one room, fed by its WebSocket's lobby messages) and
 // by the dashboard (dashboard-waiting.js: every room of the doctor, from GET /api/waiting).
-//   renderWaiting(patients, { onAdmit, onDeny }) on every change;
+//   renderWaiting(patients, { onAdmit, onDeny, onMessage }) on every change (onMessage: write
+//     to the patient in the waiting room, waiting-message-dialog.js);
 //     patients = [{ consultationId, patientName, scheduledStart (ISO), waitingSince (ISO),
-//                   inviteGeneration, latestInviteGeneration }] (the link the patient came
-//                   through, and the consultation's latest when known: an older link shows);
+//                   inviteGeneration, latestInviteGeneration, forDoctor }] (the link the
+//                   patient came through, and the consultation's latest when known: an older
+//                   link shows; whose waiting room, on an assistant's dashboard);
 //   announceArrival(patient) / clearArrival(): the call page's title badge;
 //   showWaitingCount(n): the dashboard's "(n) …" title badge;
 //   notifyArrival(): a system notification, once the doctor allowed them (never asked on load).
@@ -15,7 +17,7 @@ import { el, formatTime } from "./ui.js";
 
 let baseTitle = "";
 
-export function renderWaiting(patients, { onAdmit, onDeny } = {}) {
+export function renderWaiting(patients, { onAdmit, onDeny, onMessage } = {}) {
   const box = document.getElementById("waiting-list");
   if (!box) return;
   box.replaceChildren();
@@ -26,10 +28,23 @@ export function renderWaiting(patients, { onAdmit, onDeny } = {}) {
   const list = el("ul", { class: "waiting-list" });
   for (const patient of patients) {
     const name = patient.patientName;
-    const admit = el("button", { class: "btn btn-primary btn-small", type: "button", "aria-label": t("dash.admit_for", { name }) }, t("dash.admit"));
-    const deny = el("button", { class: "btn btn-ghost btn-small", type: "button", "aria-label": t("dash.deny_for", { name }) }, t("dash.deny"));
-    if (onAdmit) admit.addEventListener("click", () => onAdmit(patient));
-    if (onDeny) deny.addEventListener("click", () => onDeny(patient));
+    // Without admit and deny (the secretariat's dashboard) there is nobody to let in from here.
+    const actions = [];
+    if (onAdmit) {
+      const admit = el("button", { class: "btn btn-primary btn-small", type: "button", "aria-label": t("dash.admit_for", { name }) }, t("dash.admit"));
+      admit.addEventListener("click", () => onAdmit(patient));
+      actions.push(admit);
+    }
+    if (onMessage) {
+      const write = el("button", { class: "btn btn-secondary btn-small", type: "button", "aria-label": t("staffmsg.action_for", { name }), dataset: { action: "message" } }, t("staffmsg.action"));
+      write.addEventListener("click", () => onMessage(patient));
+      actions.push(write);
+    }
+    if (onDeny) {
+      const deny = el("button", { class: "btn btn-ghost btn-small", type: "button", "aria-label": t("dash.deny_for", { name }) }, t("dash.deny"));
+      deny.addEventListener("click", () => onDeny(patient));
+      actions.push(deny);
+    }
     list.append(
       el(
         "li",
@@ -41,9 +56,10 @@ export function renderWaiting(patients, { onAdmit, onDeny } = {}) {
           el("strong", {}, patient.patientName),
           el("span", { class: "muted small" }, t("dash.waiting_since", { time: formatTime(patient.waitingSince) })),
           patient.scheduledStart ? el("span", { class: "muted small" }, t("dash.waiting_appointment", { time: formatTime(patient.scheduledStart) })) : null,
+          patient.forDoctor ? el("span", { class: "muted small" }, patient.forDoctor) : null,
           linkLabel(patient),
         ),
-        el("span", { class: "actions" }, admit, deny),
+        actions.length ? el("span", { class: "actions" }, ...actions) : null,
       ),
     );
   }

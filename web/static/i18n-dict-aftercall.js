@@ -1,0 +1,43 @@
+// Texts of what the dashboard says after a call (dashboard-call-summary.js), of editing a
+// consultation (dashboard-edit.js) and of the doctor's two ways out of a call (call.js), in
+// French and English (merged by i18n-dict.js).
+export const AFTERCALL = {
+  fr: {
+    "summary.call": "Appel {start}–{end} ({minutes} min)",
+    "summary.call_open": "Appel commencé à {start}",
+    "summary.recorded": "enregistré",
+    "summary.files": "{count} fichier échangé|{count} fichiers échangés",
+    "summary.end_doctor": "terminé par le médecin",
+    "summary.end_patient": "le patient a quitté l'appel",
+    "summary.end_connection_lost": "connexion du patient perdue",
+    "summary.end_cancelled": "consultation annulée",
+    "summary.end_new_link": "nouveau lien envoyé",
+    "summary.no_call": "Pas d'appel",
+    "edit.button": "Modifier",
+    "edit.button_for": "Modifier le rendez-vous de {name}",
+    "edit.title": "Modifier le rendez-vous de {name}",
+    "edit.help": "Le lien et le code du patient restent valables ; sa page montre la nouvelle heure.",
+    "edit.save": "Enregistrer",
+    "edit.done": "Rendez-vous de {name} enregistré : {when}. Le lien et le code du patient restent valables.",
+    "call.leave_open": "Quitter l'appel — le patient peut revenir",
+  },
+  en: {
+    "summary.call": "Call {start}–{end} ({minutes} min)",
+    "summary.call_open": "Call started at {start}",
+    "summary.recorded": "recorded",
+    "summary.files": "{count} file exchanged|{count} files exchanged",
+    "summary.end_doctor": "ended by the doctor",
+    "summary.end_patient": "the patient left the call",
+    "summary.end_connection_lost": "the patient's connection was lost",
+    "summary.end_cancelled": "consultation cancelled",
+    "summary.end_new_link": "a new link was sent",
+    "summary.no_call": "No call",
+    "edit.button": "Edit",
+    "edit.button_for": "Edit {name}'s appointment",
+    "edit.title": "Edit {name}'s appointment",
+    "edit.help": "The patient's link and code still work; their page shows the new time.",
+    "edit.save": "Save",
+    "edit.done": "{name}'s appointment saved: {when}. The patient's link and code still work.",
+    "call.leave_open": "Leave the call — the patient can come back",
+  },
+};

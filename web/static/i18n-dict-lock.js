@@ -1,0 +1,41 @@
+// Texts of the dashboard's idle lock (staff-lock.js), in French and English (merged by
+// i18n-dict.js): the warning a minute before, the lock screen, the ended session.
+export const LOCK = {
+  fr: {
+    "lock.warning": "Sans activité, votre session se verrouille dans {count} minute pour protéger les données des patients.|Sans activité, votre session se verrouille dans {count} minutes pour protéger les données des patients.",
+    "lock.stay": "Garder la session ouverte",
+    "lock.title": "Session verrouillée",
+    "lock.lead": "Après une période sans activité, les noms et les notes des patients sont masqués. Les arrivées en salle d'attente vous sont toujours annoncées. Saisissez votre mot de passe et un code pour reprendre là où vous en étiez.",
+    "lock.lead_passkey": "Après une période sans activité, les noms et les notes des patients sont masqués. Les arrivées en salle d'attente vous sont toujours annoncées. Utilisez votre clé d'accès, ou votre mot de passe et un code, pour reprendre là où vous en étiez.",
+    "lock.nobody": "Personne n'attend en salle d'attente.",
+    "lock.waiting": "{count} patient attend en salle d'attente.|{count} patients attendent en salle d'attente.",
+    "lock.unlock": "Déverrouiller",
+    "lock.fill_both": "Saisissez votre mot de passe et le code à 6 chiffres de votre application.",
+    "lock.sign_out": "Se déconnecter",
+    "lock.ended_title": "Votre session est terminée",
+    "lock.ended_lead": "Les patients qui arrivent en salle d'attente ne vous sont plus annoncés sur cette page. Reconnectez-vous pour les voir.",
+    "lock.ended_sign_in": "Se reconnecter",
+    "error.session_locked": "Votre session est verrouillée après une période sans activité : saisissez votre mot de passe et un code.",
+    "audit.action.session.locked": "Session verrouillée (inactivité)",
+    "audit.action.session.unlocked": "Session déverrouillée",
+  },
+
+  en: {
+    "lock.warning": "Without activity, your session locks in {count} minute to protect patients' data.|Without activity, your session locks in {count} minutes to protect patients' data.",
+    "lock.stay": "Stay signed in",
+    "lock.title": "Session locked",
+    "lock.lead": "After a period without activity, patients' names and notes are hidden. Arrivals in the waiting room are still announced. Enter your password and a code to carry on where you left off.",
+    "lock.lead_passkey": "After a period without activity, patients' names and notes are hidden. Arrivals in the waiting room are still announced. Use your passkey, or your password and a code, to carry on where you left off.",
+    "lock.nobody": "Nobody is in the waiting room.",
+    "lock.waiting": "{count} patient is in the waiting room.|{count} patients are in the waiting room.",
+    "lock.unlock": "Unlock",
+    "lock.fill_both": "Enter your password and the 6-digit code from your app.",
+    "lock.sign_out": "Sign out",
+    "lock.ended_title": "Your session has ended",
+    "lock.ended_lead": "Patients arriving in the waiting room are no longer announced on this page. Sign in again to see them.",
+    "lock.ended_sign_in": "Sign in again",
+    "error.session_locked": "Your session is locked after a period without activity: enter your password and a code.",
+    "audit.action.session.locked": "Session locked (inactivity)",
+    "audit.action.session.unlocked": "Session unlocked",
+  },
+};
