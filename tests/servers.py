@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 import shutil
 import socket
 import subprocess
@@ -94,3 +95,33 @@ class RedisServer:
         if self.proc is not None:
             stop_process(self.proc)
         self.proc = None
+
+
+def own_sockets_to(port: int) -> set[int]:
+    """Inodes of this process's TCP sockets still open towards ``port`` on loopback (Linux).
+
+    A socket counts until the kernel forgets it, whatever its TCP state, so "none left" means the
+    client side has really let go, not only that Python dropped its object."""
+    ours = {
+        int(link[len("socket:[") : -1])
+        for fd in os.listdir("/proc/self/fd")
+        if (link := _readlink(f"/proc/self/fd/{fd}")).startswith("socket:[")
+    }
+    found: set[int] = set()
+    for table in ("/proc/self/net/tcp", "/proc/self/net/tcp6"):
+        with open(table) as rows:
+            next(rows)
+            for row in rows:
+                fields = row.split()
+                remote_port = int(fields[2].rsplit(":", 1)[1], 16)
+                inode = int(fields[9])
+                if remote_port == port and inode in ours:
+                    found.add(inode)
+    return found
+
+
+def _readlink(path: str) -> str:
+    try:
+        return os.readlink(path)
+    except OSError:  # the descriptor closed while we listed them
+        return ""

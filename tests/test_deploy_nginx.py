@@ -33,9 +33,9 @@ import pytest
 from config import load_settings
 from signaling.accounts.selfsigned import ensure_self_signed
 from tests.cli import command_env, run_cli
-from tests.conftest import PASSWORD, Staff, deadline
+from tests.conftest import PASSWORD, Staff, deadline, wait_until
 from tests.rtc import Booking, SignalClient, connect_media, let_in, peers, rtc_config, sees_knock
-from tests.servers import free_port, stop_process, wait_for_port
+from tests.servers import free_port, own_sockets_to, stop_process, wait_for_port
 
 ROOT = Path(__file__).resolve().parent.parent
 SHIPPED_SITE = ROOT / "deploy" / "nginx" / "teleconsult.conf"
@@ -490,9 +490,9 @@ async def test_a_doctor_and_a_patient_call_through_nginx_over_wss(deployment: De
         await doctor.client.close()
         await booking.patient.close()
         # The stream's TLS connection was cut mid-body: its socket closes only after the TLS
-        # shutdown exchange, a few turns of the loop later (aiohttp's documented graceful
-        # pause); without it the socket outlives the test. A teardown pause, not a measure.
-        await asyncio.sleep(2)
+        # shutdown exchange, a few turns of the loop later; without waiting for it the socket
+        # outlives the test (and is reported unclosed in a later one).
+        await wait_until(lambda: not own_sockets_to(deployment.https_port), within=10)
     # Neither the invite token nor its link reached a log on the way.
     output = await wait_for_log(deployment, r"/join/<redacted>")
     assert invite not in output
