@@ -15,7 +15,7 @@ from signaling.clock import ManualClock
 from signaling.keys import SERVICES
 from signaling.live.protocol import Ended, ErrorMessage, Lobby, PeerLeft, Pong
 from tests.conftest import Accounts, Staff, wait_until
-from tests.rtc import Booking, book, enter_call
+from tests.rtc import Booking, book, enter_call, join, knocking, let_in
 
 pytestmark = pytest.mark.both_stores
 
@@ -144,6 +144,30 @@ async def test_editing_changes_time_name_and_note_keeps_the_link_and_audits_no_v
     ]
     for e in entries:
         assert "Camille" not in e.details and "Secret" not in e.details
+
+
+async def test_a_renamed_patient_who_waits_is_shown_under_the_new_name(
+    client: TestClient[Any, Any], accounts: Accounts, doctor: Staff, clock: ManualClock
+) -> None:
+    booking = await book(accounts, doctor, clock)
+    doctor_ws, _, patient_ws, _ = await knocking(client, booking)
+    path = f"/api/consultations/{booking.consultation_id}/edit"
+    resp = await doctor.post(path, json={"patient_name": "Camille Durand-Roy"})
+    assert resp.status == 200, await resp.text()
+    # The doctor's waiting room says the new name at once, for the same waiting patient.
+    lobby = await doctor_ws.expect(Lobby)
+    assert lobby.waiting is not None and lobby.waiting.name == "Camille Durand-Roy"
+    # A note alone changes nothing in the room: no message.
+    resp = await doctor.post(path, json={"note": "x"})
+    assert resp.status == 200, await resp.text()
+    await doctor_ws.send({"type": "ping"})
+    await doctor_ws.expect(Pong)
+    # The doctor's page opened again sees the new name too; the call goes on with it.
+    await doctor_ws.close()
+    again, _ = await join(client, await booking.doctor_token())
+    lobby = await again.expect(Lobby)
+    assert lobby.waiting is not None and lobby.waiting.name == "Camille Durand-Roy"
+    await let_in(again, patient_ws)
 
 
 @pytest.mark.parametrize(

@@ -43,6 +43,13 @@ async def end_open_room(app: web.Application, consultation_id: str) -> None:
     await signaling.rooms.end_room(consultation_id, "cancelled")
 
 
+async def rename_in_open_room(app: web.Application, consultation_id: str, name: str) -> None:
+    """An edited patient name reaches the open room (the doctor's waiting room shows it)."""
+    signaling = app.get(SIGNALING)
+    if signaling is not None:
+        await signaling.rooms.rename_patient(consultation_id, name)
+
+
 async def end_superseded_patient(
     app: web.Application, consultation_id: str, generation: int
 ) -> None:
@@ -313,6 +320,8 @@ async def edit_consultation(request: web.Request, body: EditConsultationRequest)
         raise AppError("invalid_body", "Give at least one field to change.")
     services.consultations.ensure_open(c)
     edited = await services.consultations.edit(c, **changes)
+    if "patient_name" in changes:
+        await rename_in_open_room(request.app, c.id, edited.patient_name)
     await audit_request(
         request,
         "consultation.edited",

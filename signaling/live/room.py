@@ -521,6 +521,16 @@ class Room:
 
     # -- from the staff, outside the room's connections
 
+    async def rename_patient(self, name: str) -> None:
+        """The consultation's patient name was edited: the room says the new one from now on,
+        and a doctor who sees this patient waiting sees it at once."""
+        async with self.host.change(self) as change:
+            if self.state is RoomState.ENDED or self.patient_name == name:
+                return
+            self.patient_name = name
+            if self.waiting_entry() is not None:
+                self._send(change, "doctor", self._lobby())
+
     async def tell_waiting_patient(self, payload: bytes) -> bool:
         """Relay an encoded message to the patient who waits now (connected, not admitted);
         False when nobody waits. Nothing of the room changes, so no change is needed: the

@@ -262,6 +262,18 @@ class RoomRegistry:
             return False
         return await room.supersede_patient(generation) is not None
 
+    async def rename_patient(self, room_id: str, name: str) -> None:
+        """The patient's name was edited: the open room, whoever holds it, says the new one."""
+        room = self.rooms.get(room_id)
+        if room is None and self.states is not None:
+            room = self.get_or_create(room_id, name)
+        if room is None:
+            return
+        try:
+            await room.rename_patient(name)
+        finally:
+            self.forget_if_idle(room)
+
     async def tell_waiting_patient(self, room_id: str, payload: bytes) -> bool:
         """Relay ``payload`` to the patient waiting in ``room_id``, whichever instance holds
         its socket (as ``end_room``); False when nobody waits there."""
