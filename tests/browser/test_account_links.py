@@ -92,6 +92,12 @@ def test_enrol_lock_unlock_and_reset_without_anyone_knowing_another_password(
     expect(row.locator(".badge[data-status=locked]")).to_have_text("Locked")
     expect(row).to_contain_text("until")
     snap(admin, "accounts-admin-locked-en")
+    # On a phone the table becomes labelled lines: no space before the colon in English.
+    admin.set_viewport_size({"width": 390, "height": 844})
+    label = row.locator("td[data-label]").first
+    before = "(cell) => getComputedStyle(cell, '::before').content"
+    assert label.evaluate(before).endswith(': "') and not label.evaluate(before).endswith(' : "')
+    admin.set_viewport_size({"width": 1280, "height": 900})
     admin.locator('.lang-switch button[data-lang="fr"]').click()
     row.get_by_role("button", name="Débloquer le compte de Dr Claire Martin").click()
     expect(row).to_contain_text("Actif")
