@@ -97,6 +97,11 @@ def test_doctor_changes_password_and_other_browser_is_signed_out(
     expect(error).to_have_text("Le mot de passe actuel est incorrect.")
     expect(page.locator("#current-password")).to_be_focused()
     snap(page, "account-error")
+    # A refusal already on screen changes language with the page, and back.
+    page.click("[data-lang=en]")
+    expect(error).to_have_text("The current password is wrong.")
+    page.click("[data-lang=fr]")
+    expect(error).to_have_text("Le mot de passe actuel est incorrect.")
 
     fill_change(page, PASSWORD, NEW_PASSWORD, NEW_PASSWORD, codes.next())
     done = page.locator("#password-done")
@@ -106,6 +111,9 @@ def test_doctor_changes_password_and_other_browser_is_signed_out(
     expect(error).to_be_hidden()
     expect(page.locator("#current-password")).to_have_value("")
     snap(page, "account-changed")
+    page.click("[data-lang=en]")
+    expect(done).to_contain_text("Your password is changed.")
+    page.click("[data-lang=fr]")
 
     # This browser stays signed in; the other one is back at the sign-in form.
     page.reload()

@@ -3,7 +3,7 @@
 // navigator.credentials.create()). The server refuses removing the last second factor.
 import { t } from "./i18n.js";
 import { api } from "./api.js";
-import { $, el, showError, setBusy, confirmDialog, formatDateTime } from "./ui.js";
+import { $, el, showError, setBusy, say, confirmDialog, formatDateTime } from "./ui.js";
 import { passkeyProblem, createPasskey, browserFailure } from "./passkey-ceremony.js";
 
 const WHEN = { dateStyle: "medium", timeStyle: "short" };
@@ -58,7 +58,7 @@ function show(list, message = null) {
 function fail(error) {
   if (error.code === "not_authenticated") return location.assign("/");
   const box = $("#passkeys-error");
-  box.textContent = error.userMessage;
+  say(box, () => error.userMessage);
   box.hidden = false;
 }
 
@@ -97,7 +97,7 @@ async function addPasskey(event) {
     try {
       credential = await createPasskey(options.public_key);
     } catch (error) {
-      showError(form, browserFailure(error));
+      showError(form, () => browserFailure(error));
       return;
     }
     const list = await api("/api/me/passkeys", { method: "POST", body: { name, credential } });
@@ -105,7 +105,7 @@ async function addPasskey(event) {
     show(list, { key: "passkeys.added", vars: { name } });
   } catch (error) {
     if (error.code === "not_authenticated") return location.assign("/");
-    showError(form, error.userMessage);
+    showError(form, () => error.userMessage);
   } finally {
     setBusy(form, false);
   }

@@ -6,7 +6,7 @@ import { api } from "./api.js";
 import { signedInStaff } from "./staff-session.js";
 import { startPasskeys } from "./account-passkeys.js";
 import { passkeyProblem, signWithPasskey, passkeyFailureMessage } from "./passkey-ceremony.js";
-import { $, showOnly, showError, setBusy, wirePasswordToggles } from "./ui.js";
+import { $, showOnly, showError, setBusy, say, wirePasswordToggles } from "./ui.js";
 
 // The server's rule (security.password_min_length) decides; this only spares a round trip.
 const MIN_LENGTH = 12;
@@ -37,7 +37,7 @@ function formProblem(current, fresh, repeat, code) {
 
 function refuse(form, problem) {
   if (!problem) return false;
-  showError(form, t(problem[0]));
+  showError(form, () => t(problem[0]));
   $(problem[1]).focus();
   return true;
 }
@@ -77,13 +77,13 @@ async function change(form, body, fallback) {
     form.reset();
     const done = $("#password-done");
     const ended = answer.sessions_ended;
-    done.textContent = t(ended ? "account.changed" : "account.changed_alone", { count: ended });
+    say(done, () => t(ended ? "account.changed" : "account.changed_alone", { count: ended }));
     done.hidden = false;
     done.tabIndex = -1;
     done.focus();
   } catch (error) {
     if (error.code === "not_authenticated") return location.assign("/");
-    showError(form, passkeyFailureMessage(error)); // the server's words, or the browser's
+    showError(form, () => passkeyFailureMessage(error)); // the server's words, or the browser's
     $("#account-code").value = ""; // a code is good once: the next try needs a new one
     $(FIELD_OF_ERROR[error.code] || fallback).focus();
   } finally {

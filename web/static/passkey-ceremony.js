@@ -102,12 +102,12 @@ export async function signWithPasskey(optionsPath) {
   try {
     return await usePasskey(options.public_key);
   } catch (error) {
-    throw new PasskeyBrowserFailure(browserFailure(error));
+    throw new PasskeyBrowserFailure(browserFailure(error), { cause: error });
   }
 }
 
 /** The message to show for an error of signWithPasskey() or of the request after it. */
 export function passkeyFailureMessage(error) {
-  if (error instanceof PasskeyBrowserFailure) return error.message;
+  if (error instanceof PasskeyBrowserFailure) return browserFailure(error.cause); // in today's language
   return error.userMessage || t("error.internal_error");
 }

@@ -39,8 +39,32 @@ export function focusHeading(section) {
 export function showError(form, message) {
   const box = form.querySelector(".alert-error");
   if (!box) return;
-  box.textContent = message || "";
-  box.hidden = !message;
+  say(box, message);
+  box.hidden = !box.textContent;
+}
+
+// Texts put on screen by a page's code, kept as the function that writes them, so that a
+// language switch rewrites them too (a refusal already shown switches with the rest).
+const liveTexts = new Map();
+
+/** Write ``message`` (a string, or a function giving one) into ``node``; a function is called
+ * again at each language switch, until something else is written there. */
+export function say(node, message) {
+  if (typeof message === "function") {
+    if (liveTexts.size === 0) document.addEventListener("langchange", rewriteLiveTexts);
+    liveTexts.set(node, message);
+    node.textContent = message() || "";
+  } else {
+    liveTexts.delete(node);
+    node.textContent = message || "";
+  }
+}
+
+function rewriteLiveTexts() {
+  for (const [node, message] of liveTexts) {
+    if (node.isConnected) node.textContent = message() || "";
+    else liveTexts.delete(node);
+  }
 }
 
 export function setBusy(form, busy) {
