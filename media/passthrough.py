@@ -9,6 +9,15 @@ can mux VP8 and Opus as received, at a fraction of the cost of decoding and re-e
 The patch is process-wide (every receiver of the process stops yielding decoded frames): only
 the recording worker installs it (:func:`install`).
 
+The direct path: aiortc's decoder thread hands each frame to the event loop
+(``run_coroutine_threadsafe(queue.put(frame))``: a coroutine, a task and a loop wake-up per
+frame) only for the recorder to pass it on to its muxer thread. :func:`install` also replaces
+aiortc's ``decoder_worker`` with :func:`direct_decoder_worker`, which gives the frames of a
+track routed with :func:`route_track` straight to a sink (the muxer's ``submit``) from the
+decoder thread: the event loop only does network, SRTP and reassembly. It is installed only
+when aiortc's ``decoder_worker`` has the signature it was written against; otherwise the stock
+worker stays and every frame goes through ``track.recv()`` as before.
+
 Pitfalls handled here (see docs "Facts measured"): ``decode()`` runs in aiortc's decoder
 thread and any exception other than ``av.FFmpegError`` kills that thread (``recv()`` then hangs
 forever), so everything is caught; raising ``av.error.InvalidDataError`` makes aiortc send a
@@ -17,14 +26,18 @@ PLI (keyframe request), which is how a broken or missing keyframe is asked for a
 
 from __future__ import annotations
 
+import asyncio
 import errno
+import inspect
 import logging
 import math
+import queue
 import threading
 import time
+import weakref
 from collections.abc import Callable
 from dataclasses import dataclass
-from typing import Any, Literal, Protocol
+from typing import Any, Final, Literal, Protocol
 
 import aiortc.rtcrtpreceiver
 import av.error
@@ -228,28 +241,117 @@ def passthrough_decoder(codec: Any) -> _GuardedDecoder:
     return _GuardedDecoder(inner)
 
 
+FrameSink = Callable[[EncodedFrame], None]
+# aiortc's decoder_worker, as direct_decoder_worker replaces it (aiortc 1.x).
+DECODER_WORKER_PARAMETERS: Final = ("loop", "input_q", "output_q", "decode_error")
+
+# A routed track's queue -> its sink; looked up by the decoder thread on each frame.
+_sinks: weakref.WeakKeyDictionary[asyncio.Queue[Any], FrameSink] = weakref.WeakKeyDictionary()
+
+
+def route_track(track: object, sink: FrameSink) -> bool:
+    """Have ``track``'s decoder thread call ``sink(frame)`` for each frame (from that thread)
+    instead of queueing it for ``track.recv()``; the end of the track still reaches
+    ``recv()``. False (nothing changed) when the direct path is not installed: read
+    ``track.recv()`` then. Route from the ``track`` event: it fires before the receiver starts
+    its decoder thread, so no frame goes the other way first."""
+    track_queue = getattr(track, "_queue", None)
+    if not direct_installed() or not isinstance(track_queue, asyncio.Queue):
+        return False
+    _sinks[track_queue] = sink
+    return True
+
+
+def direct_decoder_worker(
+    loop: asyncio.AbstractEventLoop,
+    input_q: queue.Queue[Any],
+    output_q: asyncio.Queue[Any],
+    decode_error: threading.Event,
+) -> None:
+    """aiortc's ``decoder_worker`` with the direct path: frames of a routed track go to its
+    sink, the others (and the end of every track) to the track's queue as aiortc does."""
+    codec_name = None
+    decoder: Any = None
+    while True:
+        task = input_q.get()
+        if task is None:
+            asyncio.run_coroutine_threadsafe(output_q.put(None), loop)
+            return
+        codec, encoded_frame = task
+        if codec.name != codec_name:
+            decoder = _receiver_module.get_decoder(codec)
+            codec_name = codec.name
+        try:
+            frames = decoder.decode(encoded_frame)
+        except av.error.FFmpegError as exc:
+            log.warning("passthrough: %s frame not passed on: %s", codec.name, exc)
+            decode_error.set()  # the receiver sends a PLI
+            continue
+        sink = _sinks.get(output_q)
+        for frame in frames:
+            if sink is None:
+                asyncio.run_coroutine_threadsafe(output_q.put(frame), loop)
+                continue
+            try:
+                sink(frame)
+            except Exception:  # a dead decoder thread hangs the track forever
+                log.exception("passthrough: the frame sink failed")
+
+
+def _matches_aiortc(worker: object) -> bool:
+    if not callable(worker):
+        return False
+    try:
+        parameters = tuple(inspect.signature(worker).parameters)
+    except (TypeError, ValueError):
+        return False
+    return parameters == DECODER_WORKER_PARAMETERS
+
+
 _install_lock = threading.Lock()
 _original_get_decoder: Any = None
-_receiver_module: Any = aiortc.rtcrtpreceiver  # where decoder_worker looks get_decoder up
+_original_decoder_worker: Any = None
+# Where RTCRtpReceiver looks decoder_worker up and decoder_worker looks get_decoder up.
+_receiver_module: Any = aiortc.rtcrtpreceiver
 
 
-def install() -> None:
-    """Make every aiortc receiver of this process yield EncodedFrame objects (idempotent)."""
-    global _original_get_decoder
+def install(*, direct: bool = True) -> None:
+    """Make every aiortc receiver of this process yield EncodedFrame objects (idempotent);
+    ``direct``: with the direct path too, when this aiortc's decoder_worker matches."""
+    global _original_get_decoder, _original_decoder_worker
     with _install_lock:
         if _original_get_decoder is None:
             _original_get_decoder = _receiver_module.get_decoder
             _receiver_module.get_decoder = passthrough_decoder
             log.info("passthrough decoders installed (process-wide)")
+        if direct and _original_decoder_worker is None:
+            stock = getattr(_receiver_module, "decoder_worker", None)
+            if _matches_aiortc(stock):
+                _original_decoder_worker = stock
+                _receiver_module.decoder_worker = direct_decoder_worker
+                log.info("passthrough direct path installed")
+            else:
+                log.warning(
+                    "passthrough: aiortc's decoder_worker is not the one expected (%s), "
+                    "frames go through the event loop",
+                    DECODER_WORKER_PARAMETERS,
+                )
 
 
 def uninstall() -> None:
-    global _original_get_decoder
+    global _original_get_decoder, _original_decoder_worker
     with _install_lock:
         if _original_get_decoder is not None:
             _receiver_module.get_decoder = _original_get_decoder
             _original_get_decoder = None
+        if _original_decoder_worker is not None:
+            _receiver_module.decoder_worker = _original_decoder_worker
+            _original_decoder_worker = None
 
 
 def installed() -> bool:
     return _original_get_decoder is not None
+
+
+def direct_installed() -> bool:
+    return _original_decoder_worker is not None

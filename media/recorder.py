@@ -5,7 +5,9 @@ call between the participants stays peer to peer and untouched); :meth:`Recorder
 answers it with VP8 and Opus only. The received tracks yield encoded frames (the passthrough
 decoders of :mod:`media.passthrough` must be installed in this process) which go, untouched,
 to a :class:`media.muxer.MuxerThread` that writes into the recording's output (an encrypted
-``RecordingWriter``: no plaintext byte reaches the disk).
+``RecordingWriter``: no plaintext byte reaches the disk). With the passthrough's direct path,
+aiortc's decoder threads hand the frames to the muxer thread themselves (no event-loop hop per
+frame); without it, a task per track reads ``track.recv()``.
 
 Runs in the recording worker process (:mod:`media.recorder_worker`), never in the signaling
 server: the passthrough patch is process-wide.
@@ -16,6 +18,7 @@ from __future__ import annotations
 import asyncio
 import concurrent.futures
 import contextlib
+import functools
 import itertools
 import logging
 import re
@@ -207,6 +210,10 @@ class Recorder:
                 track.kind,
                 source_id,
             )
+            submit = functools.partial(self._muxer.submit, participant.role, source_id)
+            passthrough.route_track(track, submit)
+            # Reads what the direct path does not take: the end of the track, or every frame
+            # when the direct path is not installed.
             task = asyncio.ensure_future(self._consume(participant.role, source_id, track))
             participant.tasks.add(task)
             task.add_done_callback(participant.tasks.discard)
