@@ -71,6 +71,39 @@ RECORD_ADMIT_CLICK = """() => {
   }, { capture: true, once: true });
 }"""
 
+# The call's own timeline (web/static/call-timeline.js): every "call:<step>" mark since the
+# click, as absolute times on the page's clock; the first of each step counts.
+READ_TIMELINE = """(since) => {
+  const steps = {};
+  for (const mark of performance.getEntriesByType("mark")) {
+    const at = performance.timeOrigin + mark.startTime;
+    if (!mark.name.startsWith("call:") || at < since) continue;
+    const step = mark.name.slice("call:".length);
+    if (!(step in steps)) steps[step] = at;
+  }
+  return steps;
+}"""
+# In the order a call goes through them; each side shows those it has.
+TIMELINE_STEPS = (
+    "admit-sent",
+    "admitted",
+    "peer-joined",
+    "pc-created",
+    "offer-created",
+    "offer-sent",
+    "offer-received",
+    "answer-created",
+    "answer-sent",
+    "answer-received",
+    "answer-applied",
+    "candidate-sent",
+    "candidate-received",
+    "ice-connected",
+    "connected",
+    "track",
+    "first-frame",
+)
+
 # Both baselines' pages: camera on, a remote <video>, one RTCPeerConnection without ICE servers.
 MEDIA_AND_PEER = """
   document.body.replaceChildren();
@@ -172,9 +205,16 @@ VIEWPORT: ViewportSize = {"width": DESKTOP["width"], "height": DESKTOP["height"]
 
 
 class Sample:
-    def __init__(self, doctor_ms: float, patient_ms: float) -> None:
+    def __init__(
+        self,
+        doctor_ms: float,
+        patient_ms: float,
+        timeline: dict[str, dict[str, float]] | None = None,
+    ) -> None:
         self.doctor_ms = doctor_ms  # the doctor sees the patient
         self.patient_ms = patient_ms  # the patient sees the doctor
+        # side ("doctor", "patient") -> step -> ms after the click (service calls only)
+        self.timeline = timeline or {}
 
     @property
     def both_ms(self) -> float:
@@ -240,7 +280,15 @@ def service_call(
         doctor_frame = first_frame_at(doctor)
         patient_frame = first_frame_at(patient)
         clicked = float(doctor.evaluate("() => window.__admitAt"))
-        return Sample(doctor_frame - clicked, patient_frame - clicked)
+        timeline: dict[str, dict[str, float]] = {}
+        for side, page, frame in (
+            ("doctor", doctor, doctor_frame),
+            ("patient", patient, patient_frame),
+        ):
+            steps = page.evaluate(READ_TIMELINE, clicked)
+            steps["first-frame"] = frame
+            timeline[side] = {step: float(at) - clicked for step, at in steps.items()}
+        return Sample(doctor_frame - clicked, patient_frame - clicked, timeline)
     finally:
         # End the consultation so the next call starts from a quiet service.
         doctor.click("#hang-up")
@@ -315,6 +363,17 @@ def summary(name: str, samples: list[Sample]) -> dict[str, float]:
     return medians
 
 
+def print_timeline(samples: list[Sample]) -> None:
+    """Median ms after the click at which each side reached each step (the call's marks)."""
+    print("service timeline: median ms after the click (doctor | patient)")
+    for step in TIMELINE_STEPS:
+        cells = []
+        for side in ("doctor", "patient"):
+            values = [s.timeline[side][step] for s in samples if step in s.timeline.get(side, {})]
+            cells.append(f"{statistics.median(values):7.0f}" if values else "      -")
+        print(f"  {step:20s} {cells[0]} | {cells[1]}")
+
+
 def run(calls: int, with_firefox: bool) -> int:
     with tempfile.TemporaryDirectory() as tmp, sync_playwright() as playwright:
         server = start_server(Path(tmp))
@@ -350,6 +409,7 @@ def run(calls: int, with_firefox: bool) -> int:
     else:
         print(f"Chromium {CHROMIUM}, loopback, {calls} calls each, fake camera")
     ours = summary("service: doctor clicks 'let in' -> first remote frame", service)
+    print_timeline(service)
     bare = "bare Chromium<->Firefox pair, complete offer/answer" if firefox else "bare pair"
     base = summary(f"baseline: {bare}, createOffer -> first frame", base_samples)
     print("ratio service/baseline (medians)")

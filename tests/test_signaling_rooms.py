@@ -456,3 +456,37 @@ async def test_a_connection_whose_handler_is_cancelled_still_leaves_its_seat_and
 
 async def actions_include(actions: Callable[[], Awaitable[list[str]]], *wanted: str) -> bool:
     return set(wanted) <= set(await actions())
+
+
+async def test_an_offer_sent_right_behind_admit_reaches_the_patient_after_its_admission(
+    client: TestClient[Any, Any], accounts: Accounts, doctor: Staff, clock: ManualClock
+) -> None:
+    # The doctor's page sends the offer it made while the patient waited right behind "admit"
+    # (docs/protocol.md, "Offer behind the admit"): one connection's messages are handled in
+    # order, so the patient is admitted first and hears the offer after it.
+    doctor_ws, _, patient_ws, _ = await knocking(client, await book(accounts, doctor, clock))
+    sdp = make_sdp()
+    await doctor_ws.send({"type": "admit"})
+    await doctor_ws.send({"type": "offer", "sdp": sdp})
+    await patient_ws.expect(Admitted)
+    assert (await patient_ws.expect(PeerJoined)).role == "doctor"
+    assert (await patient_ws.expect(RelayedOffer)).sdp == sdp
+    await doctor_ws.expect(Lobby)
+    assert (await doctor_ws.expect(PeerJoined)).role == "patient"
+
+
+async def test_an_offer_behind_a_refused_admit_is_refused_too(
+    client: TestClient[Any, Any], accounts: Accounts, doctor: Staff, clock: ManualClock
+) -> None:
+    booking = await book(accounts, doctor, clock)
+    doctor_ws, _, patient_ws, _ = await knocking(client, booking)
+    await patient_ws.send({"type": "hang_up"})  # the patient leaves just before the click
+    assert (await doctor_ws.expect(Lobby)).waiting is None
+    await doctor_ws.send({"type": "admit"})
+    await doctor_ws.send({"type": "offer", "sdp": make_sdp()})
+    await doctor_ws.expect_error("peer_absent")
+    await doctor_ws.expect_error("invalid_state")
+    # Back: the patient waits again, was told nothing, and the offer reached nobody.
+    patient_ws, _ = await join(client, await booking.patient_token())
+    await patient_ws.expect(Waiting)
+    assert await silent(patient_ws)

@@ -102,7 +102,10 @@ def test_patient_arrival_is_announced_on_the_dashboard_and_the_doctor_lets_them_
 
     # The patient still sees the waiting room, never the doctor's video.
     expect(patient.locator("#call-step")).to_be_hidden()
-    assert patient.evaluate("() => window.__peers.length") == 0
+    # Its connection may be made ahead (call-session.js), but nothing is negotiated before
+    # admission: no description either way, so no media path can exist.
+    negotiated = "() => window.__peers.filter((p) => p.localDescription || p.remoteDescription)"
+    assert patient.evaluate(f"{negotiated}.length") == 0
 
     consultation_id = row.get_attribute("data-id")
     item.get_by_role("button", name="Faire entrer Alice Dupont").click()

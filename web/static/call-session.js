@@ -6,14 +6,28 @@
 // A fresh RTCPeerConnection is made for each peer_joined (a rejoin or a resume), so no ICE
 // state is carried over. Candidates trickle both ways; every signaling step runs in order
 // on one promise chain so a candidate is never added before its description.
+//
+// Ready before the click (nothing of it leaves the page before admission): while a patient
+// waits, the doctor's page makes its next connection and sets its offer, so ICE gathers
+// meanwhile, and sends that offer right behind `admit` (the server handles a connection's
+// messages in order, so it is relayed only once the patient is admitted; docs/protocol.md,
+// "Offerer"). The waiting patient makes its connection (tracks, data channel) ahead too and
+// answers with it. Left from "let in" to the first frame is one relay each way and the
+// browsers' own work, as between two bare RTCPeerConnections.
 import { SignalingClient, CloseCode } from "../protocol.js";
 import { fingerprintOf } from "./call-code.js";
+import { markStep } from "./call-timeline.js";
 
 const OVER_CODES = new Set([CloseCode.CONSULTATION_OVER]);
 // ICE "disconnected" often heals by itself within a few seconds (a Wi-Fi hiccup): the doctor
 // waits this long before restarting ICE, then this long again before starting afresh.
 const ICE_RESTART_DELAY_MS = 2000;
 const ICE_RESTART_GIVE_UP_MS = 8000;
+// A connection made ahead is made afresh after this long: its TURN allocation and host
+// candidates were gathered with the welcome's credentials, and a long wait may outlive them.
+const PREPARED_MAX_AGE_MS = 4 * 60 * 1000;
+// Errors that say the doctor's admit (and so the offer sent behind it) was refused.
+const ADMIT_REFUSALS = new Set(["peer_absent", "invalid_state"]);
 
 export class RoomSession {
   /**
@@ -48,6 +62,11 @@ export class RoomSession {
     this.client = new SignalingClient();
     if (onSignaling) onSignaling(this.client);
     this.pc = null;
+    // The next connection, made ahead while the patient waits: {pc, ready, timer}, or null.
+    this.prepared = null;
+    // Doctor: the connection whose offer went out behind `admit`, until its peer_joined.
+    this.offeredEarly = null;
+    this.patientWaits = false;
     this.chain = Promise.resolve();
     this.finished = false;
     this.statsTimer = null;
@@ -71,7 +90,15 @@ export class RoomSession {
   }
 
   admit() {
-    this._safe(() => this.client.admit());
+    const prepared = this._takePrepared();
+    try {
+      this.client.admit();
+    } catch {
+      if (prepared) this._discard(prepared);
+      return; // the socket is gone: the closed handler reports it
+    }
+    markStep("admit-sent");
+    if (prepared) this._offerEarly(prepared.pc);
   }
 
   deny() {
@@ -82,6 +109,10 @@ export class RoomSession {
    * fresh connection that carries them (the patient answers whatever offer comes). */
   setLocalStream(stream) {
     this.localStream = stream;
+    if (this.prepared) {
+      this._discard(this.prepared);
+      this._prepare();
+    }
     if (this.role === "doctor" && this.pc && !this.finished) this._queue(() => this._peerJoined(), "offer");
   }
 
@@ -133,7 +164,10 @@ export class RoomSession {
   _welcomed(welcome) {
     this.retries = 0;
     if (welcome.state === "in_call" && this.role === "patient") this.onState("admitted");
-    else if (welcome.state === "waiting") this.onState("waiting");
+    else if (welcome.state === "waiting") {
+      this._prepare();
+      this.onState("waiting");
+    }
   }
 
   _failed(error) {
@@ -152,9 +186,24 @@ export class RoomSession {
     on("message", (m) => {
       this.lastError = m.type === "error" ? m.code || null : null;
     });
-    on("waiting", () => this.onState("waiting"));
-    on("lobby", (m) => this.onLobby(m.waiting || null, m.left || null));
-    on("admitted", () => this.onState("admitted"));
+    on("waiting", () => {
+      this._prepare();
+      this.onState("waiting");
+    });
+    on("lobby", (m) => {
+      this.patientWaits = Boolean(m.waiting);
+      if (m.waiting && this.offeredEarly) this._admitRefused();
+      if (m.waiting) this._prepare();
+      else if (this.prepared) this._discard(this.prepared);
+      this.onLobby(m.waiting || null, m.left || null);
+    });
+    on("error", (m) => {
+      if (this.offeredEarly && ADMIT_REFUSALS.has(m.code)) this._admitRefused();
+    });
+    on("admitted", () => {
+      markStep("admitted");
+      this.onState("admitted");
+    });
     on("denied", () => {
       this.finished = true;
       this._closePeer();
@@ -165,19 +214,29 @@ export class RoomSession {
       this._closePeer();
       this.onState("ended", { reason: m.reason });
     });
-    on("peer_joined", () => this._queue(() => this._peerJoined(), "offer"));
+    on("peer_joined", () => {
+      markStep("peer-joined");
+      this._queue(() => this._peerJoined(), "offer");
+    });
     on("peer_left", () => {
       this._queue(async () => this._closePeer(), "close");
       if (!this.finished) this.onState(this.role === "doctor" ? "waiting" : "admitted");
     });
-    on("offer", (m) => this._queue(() => this._offer(m), "answer"));
-    on("answer", (m) => this._queue(() => this._answer(m), "answer"));
-    on("candidate", (m) =>
+    on("offer", (m) => {
+      markStep("offer-received");
+      this._queue(() => this._offer(m), "answer");
+    });
+    on("answer", (m) => {
+      markStep("answer-received");
+      this._queue(() => this._answer(m), "answer");
+    });
+    on("candidate", (m) => {
+      markStep("candidate-received");
       this._queue(async () => {
         if (!this.pc || !this.pc.remoteDescription) return;
         await this.pc.addIceCandidate({ candidate: m.candidate, sdpMid: m.sdp_mid, sdpMLineIndex: m.sdp_mline_index });
-      }, "candidate"),
-    );
+      }, "candidate");
+    });
     on("end_of_candidates", () =>
       this._queue(async () => {
         if (this.pc && this.pc.remoteDescription) await this.pc.addIceCandidate();
@@ -235,10 +294,24 @@ export class RoomSession {
     }
   }
 
+  /** This call's connection: the one made ahead if there is one, else a fresh one. */
   _newPeer() {
-    this._closePeer();
-    const pc = new RTCPeerConnection({ iceServers: this.client.iceServers, iceTransportPolicy: this.iceTransportPolicy || "all" });
+    this._closePeer(true);
+    const prepared = this._takePrepared();
+    if (prepared) {
+      this.pc = prepared.pc;
+      return prepared.pc;
+    }
+    const pc = this._makePeer();
     this.pc = pc;
+    return pc;
+  }
+
+  /** A connection with the local tracks, wired to this session: it acts (sends candidates,
+   * reports its state) only once it is this.pc. */
+  _makePeer() {
+    const pc = new RTCPeerConnection({ iceServers: this.client.iceServers, iceTransportPolicy: this.iceTransportPolicy || "all" });
+    markStep("pc-created");
     if (this.localStream) {
       for (const track of this.localStream.getTracks()) pc.addTrack(track, this.localStream);
     }
@@ -252,9 +325,12 @@ export class RoomSession {
     }
     this.onPeer(pc);
     pc.addEventListener("icecandidate", (e) => {
-      if (this.pc === pc) this._safe(() => this.client.candidate(e.candidate));
+      if (this.pc !== pc) return;
+      this._safe(() => this.client.candidate(e.candidate));
+      if (e.candidate && e.candidate.candidate) markStep("candidate-sent");
     });
     pc.addEventListener("track", (e) => {
+      markStep("track");
       if (!this.remoteVideo) return;
       const stream = e.streams[0] || new MediaStream([e.track]);
       if (this.remoteVideo.srcObject !== stream) this.remoteVideo.srcObject = stream;
@@ -262,13 +338,17 @@ export class RoomSession {
     pc.addEventListener("connectionstatechange", () => {
       if (this.pc !== pc) return;
       if (pc.connectionState === "connected") {
+        markStep("connected");
         this.onState("in_call");
         this._watchEncryption(pc);
       } else {
         this._watchPath(pc);
       }
     });
-    pc.addEventListener("iceconnectionstatechange", () => this._watchPath(pc));
+    pc.addEventListener("iceconnectionstatechange", () => {
+      if (this.pc === pc && ["connected", "completed"].includes(pc.iceConnectionState)) markStep("ice-connected");
+      this._watchPath(pc);
+    });
     return pc;
   }
 
@@ -309,7 +389,79 @@ export class RoomSession {
     }, delay);
   }
 
-  _closePeer() {
+  /**
+   * While the patient waits and no call runs, make the next connection ahead: the doctor sets
+   * its offer too (ICE gathers now rather than after the click). Nothing of it is sent before
+   * admission. A failure here only costs the head start: the call makes its connection then.
+   */
+  _prepare() {
+    if (this.finished || this.pc || this.prepared || this.offeredEarly) return;
+    if (this.role === "doctor" && !this.patientWaits) return;
+    const pc = this._makePeer();
+    const prepared = { pc, ready: this.role !== "doctor", timer: null };
+    this.prepared = prepared;
+    if (this.role !== "doctor") return; // the answerer gathers nothing before the offer
+    // Made afresh now and then: a long wait may outlive what it gathered.
+    prepared.timer = setTimeout(() => {
+      if (this.prepared !== prepared) return;
+      this._discard(prepared);
+      this._prepare();
+    }, PREPARED_MAX_AGE_MS);
+    this.chain = this.chain.then(async () => {
+      if (this.prepared !== prepared) return;
+      try {
+        await pc.setLocalDescription(await pc.createOffer());
+        markStep("offer-created");
+        prepared.ready = true;
+      } catch (error) {
+        console.warn("signaling: the offer made ahead failed; the call makes its own", error);
+        if (this.prepared === prepared) this._discard(prepared);
+      }
+    });
+  }
+
+  /** The connection made ahead, now this call's, if it is ready; else null (and it is gone). */
+  _takePrepared() {
+    const prepared = this.prepared;
+    if (!prepared) return null;
+    if (!prepared.ready) {
+      this._discard(prepared);
+      return null;
+    }
+    clearTimeout(prepared.timer);
+    this.prepared = null;
+    return prepared;
+  }
+
+  _discard(prepared) {
+    clearTimeout(prepared.timer);
+    if (this.prepared === prepared) this.prepared = null;
+    prepared.pc.close();
+    if (!this.pc) this.onPeer(null);
+  }
+
+  /** Doctor, right behind `admit`: the offer made ahead, with the candidates it holds. */
+  _offerEarly(pc) {
+    this._closePeer(true);
+    this.pc = pc; // its features were attached when it was made
+    this.offeredEarly = pc;
+    this._safe(() => {
+      this.client.offer(pc.localDescription);
+      if (pc.iceGatheringState === "complete") this.client.endOfCandidates();
+    });
+    markStep("offer-sent");
+  }
+
+  /** The admit went unheard (nobody to let in any more): so did the offer behind it. */
+  _admitRefused() {
+    this.offeredEarly = null;
+    this._closePeer();
+    this._prepare();
+  }
+
+  /** Close the call's connection, and the one made ahead unless keepPrepared. */
+  _closePeer(keepPrepared = false) {
+    if (this.prepared && !keepPrepared) this._discard(this.prepared);
     clearInterval(this.statsTimer);
     this.statsTimer = null;
     clearTimeout(this.iceRestartTimer);
@@ -324,11 +476,18 @@ export class RoomSession {
   }
 
   async _peerJoined() {
+    if (this.offeredEarly && this.offeredEarly === this.pc) {
+      this.offeredEarly = null; // its offer went out behind the admit
+      return;
+    }
+    this.offeredEarly = null;
     const pc = this._newPeer();
     if (this.role !== "doctor") return; // the doctor offers; the patient waits for it
     const offer = await pc.createOffer();
+    markStep("offer-created");
     await pc.setLocalDescription(offer);
     this.client.offer(pc.localDescription);
+    markStep("offer-sent");
   }
 
   async _answer(message) {
@@ -338,6 +497,7 @@ export class RoomSession {
     let fresh = false;
     try {
       await pc.setRemoteDescription({ type: "answer", sdp: message.sdp });
+      markStep("answer-applied");
       fresh = before !== null && fingerprintOf(message.sdp) !== before;
     } catch (error) {
       if (before === null) throw error;
@@ -356,8 +516,11 @@ export class RoomSession {
     const reusable = current && (message.ice_restart || !current.remoteDescription);
     const pc = reusable ? current : this._newPeer();
     await pc.setRemoteDescription({ type: "offer", sdp: message.sdp });
-    await pc.setLocalDescription(await pc.createAnswer());
+    const answer = await pc.createAnswer();
+    markStep("answer-created");
+    await pc.setLocalDescription(answer);
     this.client.answer(pc.localDescription);
+    markStep("answer-sent");
   }
 
   _watchEncryption(pc) {
