@@ -24,6 +24,8 @@ command -v nginx >/dev/null || [ -x /usr/sbin/nginx ] || missing+=(nginx-light)
 # tests/netns.py: a network namespace and a veth pair stand for another device of the LAN.
 command -v ip >/dev/null || [ -x /usr/sbin/ip ] || [ -x /sbin/ip ] || missing+=(iproute2)
 command -v ffprobe >/dev/null || missing+=(ffmpeg)  # recordings are checked with ffprobe
+# axe-core (tests/browser/axe/) is installed with npm and checks every screenshotted page.
+command -v npm >/dev/null || missing+=(npm)
 python3 -c "import ensurepip, venv" 2>/dev/null || missing+=(python3-venv)
 if [ ${#missing[@]} -gt 0 ]; then
     echo "installing system packages: ${missing[*]}"
@@ -45,5 +47,11 @@ fi
     -r requirements-test.lock
 .venv/bin/python -m pip install -q --disable-pip-version-check --no-deps --no-build-isolation \
     --editable .
+
+# axe-core at the version its package-lock.json pins (integrity-checked by npm ci); no
+# install scripts run, and nothing else comes with it.
+if [ ! -f tests/browser/axe/node_modules/axe-core/axe.min.js ]; then
+    (cd tests/browser/axe && npm ci --ignore-scripts --no-audit --no-fund --loglevel=error)
+fi
 
 exec .venv/bin/python -m pytest "$@"

@@ -106,7 +106,7 @@ def test_enrol_lock_unlock_and_reset_without_anyone_knowing_another_password(
     expect(person.locator("#totp h1")).to_be_visible()  # the password step passes again
 
     # A reset link: the person is signed out at once and chooses new credentials.
-    reset_button = "Créer un lien de réinitialisation pour Dr Claire Martin"
+    reset_button = "Réinitialiser l'accès de Dr Claire Martin : créer un lien"
     row.get_by_role("button", name=reset_button).click()
     admin.locator("#confirm-ok").click()
     expect(row).to_contain_text("Réinitialisation en attente")

@@ -117,7 +117,7 @@ def test_an_assistant_schedules_for_its_doctor_and_watches_the_waiting_room(
     expect(waiting).to_contain_text("Pour Dr Claire Martin")
     # Nothing to let them in or turn them away with: a message is all the secretariat sends.
     expect(waiting.get_by_role("button")).to_have_count(1)
-    waiting.get_by_role("button", name="Écrire à Alice Dupont en salle d'attente").click()
+    waiting.get_by_role("button", name="Message à Alice Dupont en salle d'attente").click()
     dialog = page.get_by_role("dialog", name="Message à Alice Dupont")
     dialog.get_by_role("radio", name="J'ai un peu de retard, merci de votre patience.").check()
     dialog.get_by_role("button", name="Envoyer").click()

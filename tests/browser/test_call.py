@@ -128,6 +128,13 @@ def open_the_call(doctor: Page) -> None:
     expect(doctor.locator("#call-status")).to_have_attribute("data-state", "waiting")
 
 
+def doctor_on_the_call_page(live_server: LiveServer, contexts: Contexts) -> tuple[Page, str, str]:
+    """doctor_with_consultation(), then the doctor opens the call page and waits there."""
+    doctor, url, code = doctor_with_consultation(live_server, contexts)
+    open_the_call(doctor)
+    return doctor, url, code
+
+
 def assert_in_call(doctor: Page, patient: Page) -> None:
     """Both see the other's camera, frames advancing, over DTLS-SRTP, and both pages say so."""
     expect(patient.locator("#call-step")).to_be_visible()

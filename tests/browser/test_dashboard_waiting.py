@@ -189,7 +189,7 @@ def test_waiting_room_panel_in_english_on_a_phone(
     patient_to_waiting_room(contexts, url, code)
     item = doctor.locator("#waiting-list .waiting-item")
     expect(item).to_contain_text("waiting since")
-    expect(item.get_by_role("button", name="Let Alice Dupont in")).to_be_visible()
+    expect(item.get_by_role("button", name="Let in Alice Dupont")).to_be_visible()
     expect(doctor).to_have_title("(1) Teleconsultation — Clinician area")
     assert_no_page_errors(doctor)
 

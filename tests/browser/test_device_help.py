@@ -18,7 +18,7 @@ import pytest
 from playwright.sync_api import Browser, Page, ViewportSize, expect
 
 from . import conftest as shared
-from .audit import audit
+from .axe import assert_accessible
 from .conftest import Contexts, LiveServer, assert_no_page_errors
 from .test_call import doctor_with_consultation, open_the_call
 
@@ -64,9 +64,8 @@ def asking(asking_browser: Browser, live_server: LiveServer) -> Iterator[Context
 
 
 def shot(page: Page, name: str) -> None:
-    """Audit the page as it is and keep a screenshot at its own (phone) size."""
-    problems = audit(page)
-    assert not problems, problems
+    """Check the page as it is with axe-core and keep a screenshot at its own (phone) size."""
+    assert_accessible(page)
     shared.SCREENSHOTS.mkdir(parents=True, exist_ok=True)
     shared.settled(page)
     page.screenshot(path=str(shared.SCREENSHOTS / f"{name}.png"), full_page=True)

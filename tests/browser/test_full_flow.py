@@ -74,7 +74,7 @@ def test_setup_admin_doctor_patient_end_to_end(live_server: LiveServer, contexts
     # Back in administration: the doctor is now enrolled; a reset link and disable work.
     admin.reload()
     expect(row).to_contain_text("Activée")
-    reset_button = "Créer un lien de réinitialisation pour Dr Claire Martin"
+    reset_button = "Réinitialiser l'accès de Dr Claire Martin : créer un lien"
     row.get_by_role("button", name=reset_button).click()
     admin.locator("#confirm-ok").click()
     expect(row).to_contain_text("Réinitialisation en attente")

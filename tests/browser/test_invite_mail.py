@@ -101,7 +101,7 @@ def test_the_doctor_sends_the_link_by_email_and_reads_a_refusal_clearly(
     page.click(".lang-switch [data-lang=en]")
     row = page.locator(UPCOMING).first
     expect(row.locator(".consult-mailed")).to_contain_text("Email sent on")
-    button = row.get_by_role("button", name="Send the link to Camille Durand by email")
+    button = row.get_by_role("button", name="Send the email again with Camille Durand's link")
     expect(button).to_have_text("Send the email again")
     button.click()
     expect(page.locator("#list-error")).to_contain_text("The mail server refused the email")

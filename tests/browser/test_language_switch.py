@@ -74,7 +74,7 @@ def test_dashboard_call_and_patient_pages_switch_every_text(
     doctor.get_by_role("link", name="Démarrer la consultation avec Alice Dupont").click()
     expect(doctor.locator("#lobby")).to_contain_text("Alice Dupont")
     switch_and_check(doctor, "en")
-    doctor.locator("#lobby").get_by_role("button", name="Let Alice Dupont in").click()
+    doctor.locator("#lobby").get_by_role("button", name="Let in Alice Dupont").click()
     expect(patient.locator("#call-step")).to_be_visible()
     for page in (doctor, patient):
         page.locator("#chat-toggle").click()

@@ -29,7 +29,7 @@ def send_from_dashboard(doctor: Page, text: str | None = None, preset: str = "")
     """On the dashboard's waiting list, "Message" on Alice Dupont: a preset (the first one
     offered when none is named) or, with ``text``, a line of free text; then "Send"."""
     item = doctor.locator("#waiting-list .waiting-item", has_text="Alice Dupont")
-    item.get_by_role("button", name="Écrire à Alice Dupont en salle d'attente").click()
+    item.get_by_role("button", name="Message à Alice Dupont en salle d'attente").click()
     dialog = doctor.get_by_role("dialog", name="Message à Alice Dupont")
     expect(dialog).to_be_visible()
     if text is not None:
@@ -55,7 +55,7 @@ def test_the_doctor_writes_a_preset_and_a_free_text_the_patient_reads_both_in_fr
     expect(item).to_be_visible()
 
     # The dialog offers the ready-made messages in the doctor's language, the first chosen.
-    item.get_by_role("button", name="Écrire à Alice Dupont en salle d'attente").click()
+    item.get_by_role("button", name="Message à Alice Dupont en salle d'attente").click()
     dialog = doctor.get_by_role("dialog", name="Message à Alice Dupont")
     expect(
         dialog.get_by_role("radio", name="Je suis à vous dans 10 minutes environ.")

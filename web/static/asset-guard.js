@@ -69,6 +69,16 @@
     }
     var card = document.createElement("section");
     card.className = "card card-narrow";
+    // The page's own heading never came: this card is what the page is now.
+    var heading = document.createElement("h1");
+    var parts = [["fr", "Page à recharger"], ["en", "Reload the page"]];
+    for (var j = 0; j < parts.length; j++) {
+      var part = document.createElement("span");
+      part.lang = parts[j][0];
+      part.textContent = (j ? " / " : "") + parts[j][1];
+      heading.appendChild(part);
+    }
+    card.appendChild(heading);
     var box = document.createElement("div");
     box.id = "asset-guard-message";
     box.className = "alert alert-error";

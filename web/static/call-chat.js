@@ -50,7 +50,8 @@ function formatClock(date) {
 
 /**
  * The chat panel: message list, input, file button, unread badge on the toggle button.
- * `elements`: {toggle, unread, panel, close, log, form, input, send, fileButton, fileInput, status}
+ * `elements`: {toggle, unread, panel, close, log, form, input, send, fileButton, fileInput, status,
+ * news (the status region that tells of unread messages)}
  * `peerLabel`: () => string, who the other participant is ("Patient", "Your doctor").
  */
 export class CallChat {
@@ -274,11 +275,13 @@ export class CallChat {
   }
 
   _renderUnread() {
-    const { unread, toggle } = this.ui;
+    const { unread, toggle, news } = this.ui;
     unread.hidden = this.unread === 0;
     unread.textContent = String(this.unread);
     if (this.unread) toggle.setAttribute("aria-label", t("call.chat_toggle_unread", { count: this.unread }));
     else toggle.removeAttribute("aria-label");
+    // Said by screen readers (a status region): who wrote and how many are unread.
+    news.textContent = this.unread ? t("call.chat_news", { count: this.unread, name: this.peerLabel() }) : "";
   }
 
   _renderAvailability() {

@@ -52,6 +52,7 @@ export function attachCallFeatures({ role, getStream, selfVideo, remoteVideo, pe
       fileButton: byId("chat-file-button"),
       fileInput: byId("chat-file"),
       status: byId("chat-status"),
+      news: byId("chat-news"),
     },
   });
   const quality = new CallQuality({

@@ -46,12 +46,15 @@ function securityExtras() {
 }
 
 function chatPanel() {
+  // A section (a region named by its title), not an aside: a complementary landmark may not
+  // sit inside the page's main one.
   return el(
-    "aside",
+    "section",
     { id: "chat-panel", class: "chat-panel", hidden: true, "aria-labelledby": "chat-title" },
     panelHead("chat-title", "call.chat_title", "chat-close"),
     text("p", "call.chat_note", { class: "chat-note" }),
-    el("ol", { id: "chat-log", class: "chat-log", "aria-live": "polite", "aria-label": t("call.chat_log_label"), "data-i18n-attr": "aria-label=call.chat_log_label" }),
+    // tabindex: a log taller than its box scrolls with the arrow keys too.
+    el("ol", { id: "chat-log", class: "chat-log", tabindex: "0", "aria-live": "polite", "aria-label": t("call.chat_log_label"), "data-i18n-attr": "aria-label=call.chat_log_label" }),
     el("p", { id: "chat-status", class: "chat-status", role: "status" }),
     el(
       "form",
@@ -118,7 +121,10 @@ export function buildCallPanels({ encryption, controls, before, cameraButton }) 
   const security = el("div", { class: "call-security" });
   encryption.replaceWith(security);
   security.append(encryption, ...securityExtras());
-  controls.before(chatPanel(), devicesPanel());
+  // The chat log's own live region is silent while its panel is closed: news of a message
+  // that came then is told here.
+  const news = el("p", { id: "chat-news", class: "visually-hidden", role: "status", "aria-live": "polite" });
+  controls.before(chatPanel(), devicesPanel(), news);
   before.before(...toggles());
   if (cameraButton) cameraButton.after(flipButton());
   else before.before(flipButton());

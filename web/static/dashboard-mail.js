@@ -59,20 +59,24 @@ export function wireInviteMail({ onSent, onSignedOut }) {
 // A consultation row's button and the line saying when the link was emailed.
 export function mailControls(c, { onSent, onError }) {
   if (!c.patient_email) return { button: null, line: null };
-  const button = el(
-    "button",
-    { type: "button", class: "btn btn-secondary btn-small", "aria-label": t("mail.send_for", { name: c.patient_name }) },
-    t(c.invite_emailed_at ? "mail.resend" : "mail.send"),
-  );
+  const button = el("button", { type: "button", class: "btn btn-secondary btn-small" });
+  // The name says whose link, and holds the visible text (speech input says what it sees).
+  const label = (sending) => {
+    const key = sending ? "mail.sending" : c.invite_emailed_at ? "mail.resend" : "mail.send";
+    button.textContent = t(key);
+    if (sending) button.removeAttribute("aria-label");
+    else button.setAttribute("aria-label", t(`${key}_for`, { name: c.patient_name }));
+  };
+  label(false);
   button.addEventListener("click", async () => {
     button.disabled = true;
-    button.textContent = t("mail.sending");
+    label(true);
     try {
       await send(c);
       await onSent();
     } catch (failure) {
       button.disabled = false;
-      button.textContent = t(c.invite_emailed_at ? "mail.resend" : "mail.send");
+      label(false);
       onError(failure);
     }
   });

@@ -467,7 +467,7 @@ const BASE = {
     "dash.cancel_body": "{name}'s link will stop working. Remember to let them know.",
     "dash.cancel_confirm": "Cancel consultation",
     "dash.locked_help": "Too many wrong codes: the link is locked. Create a new link for the patient.",
-    "dash.admit_for": "Let {name} in",
+    "dash.admit_for": "Let in {name}",
     "dash.deny_for": "Decline {name}",
     "dash.waiting_appointment": "appointment at {time}",
     "dash.waiting_link": "link #{n}",

@@ -377,6 +377,7 @@ function leaveRoom(state, canRejoin) {
   $("#patient-self").srcObject = null;
   $("#patient-remote").srcObject = null;
   $(".self-view").hidden = true;
+  announce(null);
   if (canRejoin) {
     leftState = state;
     renderLeft();
@@ -427,6 +428,15 @@ function renderMissingDevices() {
   }
 }
 
+/** Tell a screen reader's user (#patient-announce, a status region); null clears it. The key
+ * stays on the node, so the language switch says it in the other language. */
+function announce(key) {
+  const node = $("#patient-announce");
+  if (key) node.dataset.i18n = key;
+  else delete node.dataset.i18n;
+  node.textContent = key ? t(key) : "";
+}
+
 function renderCallState() {
   const node = $("#patient-call-status");
   node.dataset.state = callState;
@@ -460,6 +470,7 @@ function onRoomState(state, details = {}) {
       $("#patient-self").srcObject = check.stream;
       renderMissingDevices();
       show("call-step");
+      announce("call.admitted_announce");
     }
     renderCallState();
     return;
@@ -469,7 +480,10 @@ function onRoomState(state, details = {}) {
     renderCallState();
     return;
   }
-  if (current === "call-step" && state === "waiting") show("waiting-step");
+  if (current === "call-step" && state === "waiting") {
+    show("waiting-step");
+    announce(null);
+  }
   connectionState = state;
   renderConnectionState();
 }
