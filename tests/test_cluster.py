@@ -130,9 +130,11 @@ async def call_across(
     return doctor_ws, doctor_welcome, patient_ws, patient_welcome
 
 
-async def frames_keep_coming(peer: Peer, seconds: float) -> None:
+async def frames_keep_coming(peer: Peer, seconds: float = 5.0) -> None:
     """More than five new audio and video frames each arrive, within ``seconds`` (scaled by
-    the test time factor): media that stopped fails, a slow machine only waits longer."""
+    the test time factor): media that stopped fails, a slow machine only waits longer. The
+    window is wide on purpose: a passing call returns at its sixth frame, and a loaded machine
+    can run the peers' fake video at a few frames per second."""
     before = dict(peer.frames)
     try:
         await wait_until(
@@ -446,8 +448,8 @@ async def test_sigkill_of_the_patients_instance_keeps_media_and_the_patient_resu
         assert all(isinstance(m, PeerLeft) and m.reason == "disconnected" for m in seen[:-1])
         assert isinstance(seen[-1], PeerJoined) and seen[-1].resumed
         # Media never went through the instances: it kept flowing all along.
-        await frames_keep_coming(patient_peer, 1.0)
-        await frames_keep_coming(doctor_peer, 1.0)
+        await frames_keep_coming(patient_peer)
+        await frames_keep_coming(doctor_peer)
         await relayed(doctor_ws, resumed_ws)
         await relayed(resumed_ws, doctor_ws)
     await doctor_ws.close()
@@ -502,7 +504,7 @@ async def test_redis_stopped_for_15_s_keeps_the_call_and_nothing_stored_is_lost(
         # The call's media never needed Redis.
         for kind in ("audio", "video"):
             assert patient_peer.frames[kind] > during[kind] + 100, (kind, during)
-        await frames_keep_coming(doctor_peer, 0.5)
+        await frames_keep_coming(doctor_peer)
         cluster.redis.port = port
         cluster.redis.start()
         back_at = time.monotonic()
@@ -517,7 +519,7 @@ async def test_redis_stopped_for_15_s_keeps_the_call_and_nothing_stored_is_lost(
         assert (await late_doctor_ws.expect(Lobby)).waiting is not None
         await _relayed_when_back(doctor_ws, patient_ws, back_at)
         assert time.monotonic() - back_at < 10.0
-        await frames_keep_coming(patient_peer, 0.5)
+        await frames_keep_coming(patient_peer)
     # Nothing stored before the outage is missing or changed in kind: the keys without a
     # time to live (the Redis store's records; few or none beside PostgreSQL), and every
     # consultation with its patient as the service lists them.
