@@ -20,6 +20,7 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import ctypes
 import gc
 import multiprocessing
 import os
@@ -27,6 +28,7 @@ import statistics
 import sys
 import tempfile
 import time
+from collections import Counter
 from dataclasses import replace
 from datetime import UTC, datetime
 from pathlib import Path
@@ -89,9 +91,55 @@ def serve(port: int, data_dir: str, trace: bool) -> None:
             lines.extend("    " + line for line in stat.traceback.format()[-8:])
         return web.Response(text="\n".join(lines))
 
+    async def memory(request: web.Request) -> web.Response:
+        """Bench only: who holds the memory (SQLite's allocator, Python's, glibc's arenas)."""
+        gc.collect()
+        found: dict[str, Any] = dict(memory_accounts())
+        # Objects the collector tracks, by type: what a growth is made of.
+        found["types"] = Counter(type(o).__qualname__ for o in gc.get_objects())
+        # Timers the loop holds, by what they will call: a timer keeps its callback's object.
+        scheduled = getattr(asyncio.get_running_loop(), "_scheduled", [])
+        found["timers"] = Counter(
+            getattr(h._callback, "__qualname__", type(h._callback).__qualname__)
+            for h in scheduled
+            if not h.cancelled()
+        )
+        return web.json_response(found)
+
     app.on_startup.append(make_doctor)
     app.router.add_get("/bench/snapshot", snapshot)
+    app.router.add_get("/bench/memory", memory)
     web.run_app(app, host=HOST, port=port, print=None, access_log=None)
+
+
+class _Mallinfo2(ctypes.Structure):
+    _fields_ = [
+        (name, ctypes.c_size_t)
+        for name in (
+            "arena", "ordblks", "smblks", "hblks", "hblkhd", "usmblks",
+            "fsmblks", "uordblks", "fordblks", "keepcost",
+        )
+    ]  # fmt: skip
+
+
+def memory_accounts() -> dict[str, int]:
+    """Bytes held, by holder: SQLite's own count (sqlite3_memory_used, the library the
+    ``sqlite3`` module uses), Python's small-object blocks, and glibc's view of every arena
+    (``mallinfo2``: in use, free but kept, and mmapped blocks)."""
+    libc = ctypes.CDLL(None)
+    libc.mallinfo2.restype = _Mallinfo2
+    info = libc.mallinfo2()
+    found = {"python_blocks": sys.getallocatedblocks()}
+    try:
+        lib = ctypes.CDLL("libsqlite3.so.0")
+        lib.sqlite3_memory_used.restype = ctypes.c_int64
+        found["sqlite_used"] = lib.sqlite3_memory_used()
+    except OSError:  # a Python built with SQLite linked in: no shared library to ask
+        pass
+    found.update(
+        malloc_in_use=info.uordblks, malloc_free_kept=info.fordblks, malloc_mmapped=info.hblkhd
+    )
+    return found
 
 
 class Clinic:
@@ -261,6 +309,7 @@ async def main(args: argparse.Namespace) -> None:
             await clinic.doctor.get("/bench/snapshot", params={"name": "warm"})
         base = rss_kib(proc.pid)
         base_regions = rss_by_region(proc.pid)
+        base_memory = await (await clinic.doctor.get("/bench/memory")).json()
         readings = [(0, base)]
         for index in range(1, args.consultations + 1):
             began = time.perf_counter()
@@ -289,6 +338,29 @@ async def main(args: argparse.Namespace) -> None:
         print(
             "growth by region: "
             + ", ".join(f"{k} {regions[k] - base_regions[k]:+d} KiB" for k in regions)
+        )
+        memory = await (await clinic.doctor.get("/bench/memory")).json()
+        types, base_types = memory.pop("types"), base_memory.pop("types")
+        timers, base_timers = memory.pop("timers"), base_memory.pop("timers")
+        print(
+            "growth by holder: "
+            + ", ".join(
+                f"{k} {(memory[k] - base_memory[k]) / (1 if k == 'python_blocks' else 1024):+.0f}"
+                + ("" if k == "python_blocks" else " KiB")
+                for k in memory
+            )
+        )
+        timers_grown = Counter(timers)
+        timers_grown.subtract(base_timers)
+        print(
+            "timers pending, most grown: "
+            + ", ".join(f"{name} {n:+d}" for name, n in timers_grown.most_common(6) if n > 0)
+        )
+        grown = Counter(types)
+        grown.subtract(base_types)
+        print(
+            "objects the collector tracks, most grown: "
+            + ", ".join(f"{name} {n:+d}" for name, n in grown.most_common(12) if n > 0)
         )
         if args.trace:
             await clinic.doctor.get("/bench/snapshot", params={"name": "end"})
