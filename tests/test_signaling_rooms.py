@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import gc
 import threading
 from collections.abc import Awaitable, Callable
 from typing import Any
@@ -490,3 +491,26 @@ async def test_an_offer_behind_a_refused_admit_is_refused_too(
     patient_ws, _ = await join(client, await booking.patient_token())
     await patient_ws.expect(Waiting)
     assert await silent(patient_ws)
+
+
+@with_limits(heartbeat_seconds=600)
+async def test_the_sockets_of_an_ended_consultation_are_let_go_at_once(
+    client: TestClient[Any, Any], accounts: Accounts, doctor: Staff, clock: ManualClock
+) -> None:
+    """Nothing keeps a closed socket: aiohttp re-arms a socket's heartbeat when the client's
+    closing frame arrives, and that timer would hold it (and its request) a heartbeat long."""
+    booking = await book(accounts, doctor, clock)
+    doctor_ws, _, patient_ws, _ = await enter_call(client, booking)
+    assert client.app is not None
+    sockets = client.app[SIGNALING].sockets
+    assert len(sockets) == 2
+    await doctor_ws.send({"type": "hang_up", "end": True})
+    for ws in (doctor_ws, patient_ws):
+        await ws.expect(Ended)
+        await ws.closed_with()
+
+    def released() -> bool:
+        gc.collect()
+        return len(sockets) == 0
+
+    await wait_until(released, within=10)

@@ -88,8 +88,22 @@ class Dispatch:
     relayed: frozenset[type[ClientBase]]
 
 
+class _Socket(web.WebSocketResponse):
+    """aiohttp's WebSocket, with its heartbeat kept off once closed.
+
+    aiohttp (3.13, 3.14) re-arms the heartbeat when bytes arrive, closed or not: the client's
+    answering close frame schedules a ping ``heartbeat`` seconds later, then a pong deadline,
+    and those timers hold the closed socket, its request and its buffers that long (measured
+    by bench/bench_soak.py: every socket of the last ~20 s kept, hundreds of KiB at a busy
+    pace). Nothing is sent on a closed socket anyway."""
+
+    def _reset_heartbeat(self) -> None:
+        if not self.closed:
+            super()._reset_heartbeat()
+
+
 def new_socket(settings: SignalingSettings) -> web.WebSocketResponse:
-    return web.WebSocketResponse(
+    return _Socket(
         # How long a close waits for the client's answering close frame.
         timeout=CLOSE_TIMEOUT,
         heartbeat=settings.heartbeat_seconds,
