@@ -206,6 +206,18 @@ def children_of(pid: int) -> list[int]:
     return found
 
 
+def deprioritise(pid: int, nice: int, batch: bool) -> None:
+    """Renice and/or put under SCHED_BATCH every thread of ``pid``: on Linux both are per
+    thread, and a worker's decoder and muxer threads are threads of their own."""
+    for task in Path(f"/proc/{pid}/task").iterdir():
+        tid = int(task.name)
+        with contextlib.suppress(OSError):  # a thread that ended meanwhile
+            if nice:
+                os.setpriority(os.PRIO_PROCESS, tid, nice)
+            if batch:
+                os.sched_setscheduler(tid, os.SCHED_BATCH, os.sched_param(0))
+
+
 def cpu_or_zero(pid: int) -> float:
     try:
         return cpu_seconds(pid)
@@ -323,10 +335,10 @@ async def run(args: argparse.Namespace) -> None:
                     commands.put("start")
                     await reply(replies, 120)  # ready
                     await asyncio.sleep(1.0)  # the workers settle (first keyframes, muxers open)
-                    if args.nice_workers:
+                    if args.nice_workers or args.batch_workers:
                         # What-if only: the service runs its workers at the normal priority.
                         for pid in children_of(server.pid):
-                            os.setpriority(os.PRIO_PROCESS, pid, args.nice_workers)
+                            deprioritise(pid, args.nice_workers, args.batch_workers)
                     meter = CpuMeter(server.pid, sender_pid)
                     samples = await relay_latencies(pairs, args.seconds)
                     print(describe(f"{round_number}. {args.recordings} recording", samples, meter))
@@ -373,6 +385,12 @@ def main() -> None:
         type=int,
         default=0,
         help="what-if: renice the recording workers by this much during the loaded phases",
+    )
+    parser.add_argument(
+        "--batch-workers",
+        action="store_true",
+        help="what-if: every thread of the recording workers under SCHED_BATCH (no wake-up "
+        "preemption, the same CPU share) during the loaded phases",
     )
     asyncio.run(run(parser.parse_args()))
 

@@ -118,7 +118,12 @@ def serve_signaling(port: int, data_dir: str, worker_loopback: str = "include") 
             pairs.append(
                 [
                     services.room_tokens.issue(room, "doctor", f"user:{doctor.id}"),
-                    services.room_tokens.issue(room, "patient", f"patient:{room}"),
+                    services.room_tokens.issue(
+                        room,
+                        "patient",
+                        f"patient:{room}",
+                        generation=issued.consultation.invite_generation,
+                    ),
                 ]
             )
         return web.json_response(pairs)
