@@ -40,6 +40,7 @@ let waitingSince = null;
 let connectionState = "connecting";
 let session = null; // what enterWaitingRoom() returned
 let callState = "admitted";
+let callViewFrame = 0; // the switch to the call view, waiting for the next frame
 let cipher = null;
 let features = null; // code, chat, quality, devices in the call (call-features.js)
 let leftState = "left"; // why the patient is out of the room: "left", "left_call" or "error"
@@ -370,6 +371,8 @@ function renderLeft() {
 /** Leave the room (or report that it is over): camera off; with canRejoin, the after-leave
  * screen and its one action, else the waiting screen says it is over. */
 function leaveRoom(state, canRejoin) {
+  cancelAnimationFrame(callViewFrame);
+  callViewFrame = 0;
   if (session) session.leave();
   session = null;
   check.stopTracks();
@@ -445,6 +448,10 @@ function renderCallState() {
 }
 
 function onRoomState(state, details = {}) {
+  if (!["admitted", "in_call", "negotiation_failed"].includes(state)) {
+    cancelAnimationFrame(callViewFrame); // admitted, then something else before the frame
+    callViewFrame = 0;
+  }
   if (PROBLEMS.has(details.code)) {
     leaveRoom("ended", false);
     return showProblem(details.code, false);
@@ -466,11 +473,16 @@ function onRoomState(state, details = {}) {
   // negotiation_failed: the doctor's offer could not be answered (offers come once admitted).
   if (state === "admitted" || state === "in_call" || state === "negotiation_failed") {
     callState = state;
-    if (current !== "call-step") {
-      $("#patient-self").srcObject = check.stream;
-      renderMissingDevices();
-      show("call-step");
-      announce("call.admitted_announce");
+    if (current !== "call-step" && !callViewFrame) {
+      // The view switches at the next frame: the doctor's offer, right behind `admitted`
+      // on the socket, is taken up first, not after a layout of the whole call view.
+      callViewFrame = requestAnimationFrame(() => {
+        callViewFrame = 0;
+        $("#patient-self").srcObject = check.stream;
+        renderMissingDevices();
+        show("call-step");
+        announce("call.admitted_announce");
+      });
     }
     renderCallState();
     return;
