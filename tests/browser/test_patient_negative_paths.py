@@ -30,6 +30,15 @@ VIDEOS_SHOWING = """() => [...document.querySelectorAll("video")]
   .map((v) => v.id)"""
 
 
+# Connections may be made ahead while the patient waits (web/static/call-session.js), but
+# none is negotiated before admission: no remote description, no ICE connection.
+NEGOTIATED = """() => window.__peers.filter(
+  (p) => p.remoteDescription || !["new", "closed"].includes(p.connectionState)).length"""
+# The waiting patient's connection holds no description at all (it only answers an offer).
+DESCRIBED = "() => window.__peers.filter((p) => p.localDescription || p.remoteDescription).length"
+STILL_OPEN = "() => window.__peers.filter((p) => p.connectionState !== 'closed').length"
+
+
 def watched_patient(contexts: Contexts, locale: str = "fr-FR") -> Page:
     page = contexts.new_page(locale=locale)
     page.add_init_script(TRACK_PEERS + COUNT_MEDIA_REQUESTS)
@@ -111,11 +120,12 @@ def test_waiting_patient_never_gets_the_doctors_video_before_admission(
     patient.wait_for_timeout(3000)
     expect(patient.locator("#waiting-step h1")).to_have_text("Vous êtes en salle d'attente")
     expect(patient.locator("#call-step")).to_be_hidden()
-    assert patient.evaluate("() => window.__peers.length") == 0
+    assert patient.evaluate(DESCRIBED) == 0
     assert patient.evaluate("() => document.querySelector('#patient-remote').srcObject") is None
     assert patient.evaluate("() => document.querySelector('#patient-remote').videoWidth") == 0
-    # The doctor's page has no connection to the patient either.
-    assert doctor.evaluate("() => window.__peers.length") == 0
+    # The doctor's page has no connection to the patient either (its offer, made ahead, was
+    # never sent: nothing answered it).
+    assert doctor.evaluate(NEGOTIATED) == 0
     assert_no_page_errors(doctor)
     assert_no_page_errors(patient)
 
@@ -168,7 +178,7 @@ def test_consultation_cancelled_while_the_patient_waits(
     expect(patient.locator("#rejoin")).to_be_hidden()
     expect(patient.locator("#call-step")).to_be_hidden()
     assert patient.evaluate(VIDEOS_SHOWING) == []
-    assert patient.evaluate("() => window.__peers.length") == 0
+    assert patient.evaluate(DESCRIBED) == 0 and patient.evaluate(STILL_OPEN) == 0
     # The link no longer opens anything (the language chosen stays).
     patient.goto(url)
     expect(patient.locator("#problem-title")).to_have_text("This appointment was cancelled")
