@@ -233,6 +233,7 @@ class CpuMeter:
         self.server, self.senders = server, senders
         self.workers = children_of(server)
         self.start = self._read()
+        self.workers_start = {pid: cpu_or_zero(pid) for pid in self.workers}
 
     def _read(self) -> tuple[float, ...]:
         busy, total = machine_busy()
@@ -248,7 +249,13 @@ class CpuMeter:
     def summary(self) -> str:
         end = self._read()
         wall = max(end[0] - self.start[0], 1e-6)
-        server, workers, senders = ((end[i] - self.start[i]) / wall for i in (1, 2, 3))
+        server, senders = ((end[i] - self.start[i]) / wall for i in (1, 3))
+        # Per worker, and only what it spent here: a worker that exited during the phase
+        # (the last recordings closing) counts for nothing rather than a negative share.
+        workers = (
+            sum(max(0.0, cpu_or_zero(pid) - used) for pid, used in self.workers_start.items())
+            / wall
+        )
         machine = (end[4] - self.start[4]) / max(1, end[5] - self.start[5])
         text = f"signaling {server:.2f}"
         if self.workers:
